@@ -1,0 +1,32 @@
+//! lodger's apps, chosen at boot with `app=NAME`.
+
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+mod args;
+mod fault;
+mod panic;
+mod selftest;
+
+use kernel::app::App;
+
+/// Every app, in the order `unknown app` errors list them.
+pub static ALL: &[App] = &[
+    App {
+        name: "selftest",
+        about: "in-guest tests of the kernel on all CPUs",
+        main: selftest::main,
+    },
+    App {
+        name: "fault",
+        about: "reads an unmapped address on CPU cpu=N (default 0): must end in a fault report",
+        main: fault::main,
+    },
+    App {
+        name: "panic",
+        about: "panics on CPU cpu=N (default 0): must end the run with a failing status",
+        main: panic::main,
+    },
+];

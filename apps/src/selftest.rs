@@ -1,0 +1,226 @@
+//! In-guest tests of the kernel, run on every online CPU.
+//!
+//! Each test returns `Ok(detail)` or `Err(reason)`; the runner prints one line
+//! per test and ends with `N passed, M failed` (exit status 0 only if M = 0).
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use alloc::{format, vec};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::time::Duration;
+
+use kernel::exit::status;
+use kernel::percpu::PerCpu;
+use kernel::sync::SpinNoIrq;
+use kernel::{per_cpu, smp, time};
+
+type TestResult = Result<String, String>;
+
+const TESTS: &[(&str, fn() -> TestResult)] = &[
+    ("all-cpus-online", all_cpus_online),
+    ("run-on-every-cpu", run_on_every_cpu),
+    ("ipi-round-trip", ipi_round_trip),
+    ("timer-ticks", timer_ticks),
+    ("heap-smp", heap_smp),
+    ("percpu-isolation", percpu_isolation),
+    ("atomic-counter", atomic_counter),
+    ("lock-counter", lock_counter),
+    ("page-map-unmap", page_map_unmap),
+];
+
+pub fn main(args: &[&str]) -> u8 {
+    let filter = args.first().copied();
+    let mut passed = 0;
+    let mut failed = 0;
+    for (name, test) in TESTS.iter().filter(|(n, _)| filter.is_none_or(|f| n.contains(f))) {
+        match test() {
+            Ok(detail) => {
+                passed += 1;
+                log::info!("test {name} ... ok ({detail})");
+            }
+            Err(why) => {
+                failed += 1;
+                log::error!("test {name} ... FAILED: {why}");
+            }
+        }
+    }
+    kernel::println!("{passed} passed, {failed} failed");
+    if failed == 0 && passed > 0 {
+        status::SUCCESS
+    } else {
+        status::FAILURE
+    }
+}
+
+fn all_cpus_online() -> TestResult {
+    let expected = kernel::bootinfo::boot_info().cpu_hw_ids.len();
+    let online = smp::online_count();
+    if online == expected {
+        Ok(format!("{online} of {expected}"))
+    } else {
+        Err(format!("{online} CPUs online, FDT lists {expected}"))
+    }
+}
+
+/// Every online CPU runs a posted job, and reports its own id.
+fn run_on_every_cpu() -> TestResult {
+    static SEEN: PerCpu<AtomicUsize> = per_cpu!(AtomicUsize::new(usize::MAX));
+    smp::run_on_all(&|cpu| SEEN.of(cpu).store(kernel::cpu_id(), Ordering::Relaxed));
+    for cpu in smp::online_cpus() {
+        let seen = SEEN.of(cpu).load(Ordering::Relaxed);
+        if seen != cpu {
+            return Err(format!("job for CPU {cpu} ran on CPU {seen}"));
+        }
+    }
+    Ok(format!("{} CPUs", smp::online_count()))
+}
+
+/// CPU 0 sends an IPI to each other CPU, whose handler sends one back.
+fn ipi_round_trip() -> TestResult {
+    let mut worst = Duration::ZERO;
+    let mut rounds = 0;
+    for cpu in smp::online_cpus().filter(|&c| c != kernel::cpu_id()) {
+        for _ in 0..10 {
+            let rtt = smp::ping(cpu, Duration::from_secs(1)).ok_or(format!("CPU {cpu} did not answer within 1 s"))?;
+            worst = worst.max(rtt);
+            rounds += 1;
+        }
+    }
+    Ok(format!("{rounds} round trips, worst {} us", worst.as_micros()))
+}
+
+/// Every CPU's tick advances while CPU 0 waits.
+fn timer_ticks() -> TestResult {
+    let wait = Duration::from_millis(100);
+    let before: Vec<u64> = smp::online_cpus().map(time::ticks_on).collect();
+    time::spin_for(wait);
+    let expected_min = 2;
+    let mut least = u64::MAX;
+    for (cpu, before) in smp::online_cpus().zip(before) {
+        let got = time::ticks_on(cpu) - before;
+        if got < expected_min {
+            return Err(format!("CPU {cpu} took {got} ticks in {} ms (< {expected_min})", wait.as_millis()));
+        }
+        least = least.min(got);
+    }
+    Ok(format!("at least {least} ticks per CPU in {} ms at {} Hz", wait.as_millis(), time::TICK_HZ))
+}
+
+/// All CPUs allocate, fill, check and free blocks of many sizes at once.
+fn heap_smp() -> TestResult {
+    static ERRORS: AtomicUsize = AtomicUsize::new(0);
+    ERRORS.store(0, Ordering::Relaxed);
+    smp::run_on_all(&|cpu| {
+        let mut live: Vec<Vec<u64>> = Vec::new();
+        for i in 0..2000usize {
+            let len = (cpu * 131 + i * 17) % 700 + 1;
+            let pattern = (cpu as u64) << 48 | i as u64;
+            live.push(vec![pattern; len]);
+            if live.len() > 16 {
+                let old = live.remove(i % live.len());
+                if old.iter().any(|&w| w >> 48 != cpu as u64) {
+                    ERRORS.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        for block in &live {
+            if block.windows(2).any(|w| w[0] != w[1]) {
+                ERRORS.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    match ERRORS.load(Ordering::Relaxed) {
+        0 => Ok(format!("{} CPUs x 2000 allocations", smp::online_count())),
+        n => Err(format!("{n} corrupted blocks")),
+    }
+}
+
+/// Each CPU writes only its own per-CPU slot and always reads back its value.
+fn percpu_isolation() -> TestResult {
+    static SLOT: PerCpu<AtomicU64> = per_cpu!(AtomicU64::new(0));
+    static ERRORS: AtomicUsize = AtomicUsize::new(0);
+    const ROUNDS: u64 = 20_000;
+    ERRORS.store(0, Ordering::Relaxed);
+    smp::run_on_all(&|cpu| {
+        for i in 0..ROUNDS {
+            let value = (cpu as u64) << 32 | i;
+            SLOT.current().store(value, Ordering::Relaxed);
+            if SLOT.current().load(Ordering::Relaxed) != value {
+                ERRORS.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    for cpu in smp::online_cpus() {
+        let last = SLOT.of(cpu).load(Ordering::Relaxed);
+        if last != (cpu as u64) << 32 | (ROUNDS - 1) {
+            return Err(format!("CPU {cpu}'s slot holds {last:#x}"));
+        }
+    }
+    match ERRORS.load(Ordering::Relaxed) {
+        0 => Ok(format!("{ROUNDS} writes per CPU")),
+        n => Err(format!("{n} reads saw another CPU's value")),
+    }
+}
+
+/// All CPUs increment one shared atomic counter.
+fn atomic_counter() -> TestResult {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    const PER_CPU: u64 = 200_000;
+    COUNTER.store(0, Ordering::Relaxed);
+    smp::run_on_all(&|_| {
+        for _ in 0..PER_CPU {
+            COUNTER.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    let expected = PER_CPU * smp::online_count() as u64;
+    match COUNTER.load(Ordering::Relaxed) {
+        n if n == expected => Ok(format!("{n} increments")),
+        n => Err(format!("{n} increments counted, {expected} made")),
+    }
+}
+
+/// All CPUs increment a plain counter under the IRQ-safe spinlock.
+fn lock_counter() -> TestResult {
+    static COUNTER: SpinNoIrq<u64> = SpinNoIrq::new(0);
+    const PER_CPU: u64 = 50_000;
+    *COUNTER.lock() = 0;
+    smp::run_on_all(&|_| {
+        for _ in 0..PER_CPU {
+            *COUNTER.lock() += 1;
+        }
+    });
+    let expected = PER_CPU * smp::online_count() as u64;
+    match *COUNTER.lock() {
+        n if n == expected => Ok(format!("{n} increments")),
+        n => Err(format!("{n} increments counted, {expected} made: lost updates")),
+    }
+}
+
+/// Maps a heap page at a second address, checks both views agree, unmaps it.
+fn page_map_unmap() -> TestResult {
+    const ALIAS: usize = 0x10_0000_0000; // 64 GiB: unused by RAM or devices.
+    let page = kernel::mm::page_size();
+    let mut buf: Vec<u64> = vec![0; 2 * page / 8];
+    let start = buf.as_ptr() as usize;
+    let aligned = start.next_multiple_of(page);
+    let index = (aligned - start) / 8;
+    buf[index] = 0x1234_5678_9abc_def0;
+    kernel::mm::map(ALIAS, aligned, page, arch::MemAttr::Normal).map_err(|e| format!("map: {e:?}"))?;
+    let seen = kernel::mm::probe_read(ALIAS);
+    // Every CPU must see the new translation too.
+    let agree = AtomicUsize::new(0);
+    smp::run_on_all(&|_| {
+        if kernel::mm::probe_read(ALIAS) == 0x1234_5678_9abc_def0 {
+            agree.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    kernel::mm::unmap(ALIAS, page).map_err(|e| format!("unmap: {e:?}"))?;
+    if seen != buf[index] {
+        return Err(format!("alias read {seen:#x}, original holds {:#x}", buf[index]));
+    }
+    let agree = agree.load(Ordering::Relaxed);
+    if agree != smp::online_count() {
+        return Err(format!("only {agree} CPUs saw the new mapping"));
+    }
+    Ok(format!("alias at {ALIAS:#x} seen by {agree} CPUs, then unmapped"))
+}

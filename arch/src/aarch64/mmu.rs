@@ -1,0 +1,264 @@
+//! EL1 stage-1 translation: 4 KiB granule, 39-bit VA, walks start at level 1,
+//! identity map (VA = PA).
+//!
+//! | level | one entry maps | descriptor kinds      |
+//! |-------|----------------|-----------------------|
+//! | 1     | 1 GiB          | block, table          |
+//! | 2     | 2 MiB          | block, table          |
+//! | 3     | 4 KiB          | page                  |
+//!
+//! The boot map ([`BOOT_L1`]) is static: level-1 entry 0 is the device window
+//! `[0, 1 GiB)` as one Device-nGnRE block, entry 1 points to [`BOOT_L2`],
+//! which maps `[1 GiB, 2 GiB)` as 2 MiB Normal write-back blocks (QEMU `virt`
+//! RAM starts at 1 GiB and the image is linked there). The kernel then trims
+//! it to the RAM the FDT reports with [`map`] / [`unmap`], which split blocks
+//! and allocate tables from a static pool.
+//!
+//! Changes are serialised by one lock, published with `dsb ishst`, and made
+//! visible on every CPU with a broadcast `tlbi vmalle1is`. A valid block that
+//! must be split goes through break-before-make (invalid, TLBI, table), so a
+//! caller must not split the block it is executing from or using as its stack.
+
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use crate::{MapError, MemAttr};
+
+/// MAIR_EL1: attr0 = Device-nGnRE (0x04), attr1 = Normal, inner/outer
+/// write-back read/write-allocate (0xff).
+pub(super) const MAIR_EL1_VALUE: u64 = 0xff04;
+
+pub(super) const PAGE_SIZE: usize = 4096;
+const ENTRIES: usize = 512;
+const VA_BITS: u32 = 39;
+const PA_LIMIT: usize = 1 << 48;
+
+const DESC_VALID: u64 = 1 << 0;
+/// Bit 1 set: table (levels 1-2) or page (level 3); clear: block.
+const DESC_TABLE_OR_PAGE: u64 = 1 << 1;
+const ATTR_INDEX_DEVICE: u64 = 0 << 2;
+const ATTR_INDEX_NORMAL: u64 = 1 << 2;
+const SH_INNER: u64 = 3 << 8;
+const AF: u64 = 1 << 10;
+const PXN: u64 = 1 << 53;
+const UXN: u64 = 1 << 54;
+const OUTPUT_ADDR_MASK: u64 = 0x0000_ffff_ffff_f000;
+/// Attribute bits a block carries into the pages it is split into.
+const LEAF_ATTR_MASK: u64 = !OUTPUT_ADDR_MASK & !(DESC_VALID | DESC_TABLE_OR_PAGE);
+
+const GIB: usize = 1 << 30;
+const MIB2: usize = 2 << 20;
+
+/// One translation table.
+#[repr(C, align(4096))]
+pub struct Table([AtomicU64; ENTRIES]);
+
+impl Table {
+    const fn empty() -> Self {
+        Self([const { AtomicU64::new(0) }; ENTRIES])
+    }
+}
+
+const fn leaf_attrs(attr: MemAttr) -> u64 {
+    match attr {
+        MemAttr::Device => ATTR_INDEX_DEVICE | AF | PXN | UXN,
+        MemAttr::Normal => ATTR_INDEX_NORMAL | SH_INNER | AF | UXN,
+    }
+}
+
+const fn boot_l2() -> Table {
+    let mut t = Table::empty();
+    let mut i = 0;
+    while i < ENTRIES {
+        let pa = (GIB + i * MIB2) as u64;
+        t.0[i] = AtomicU64::new(pa | leaf_attrs(MemAttr::Normal) | DESC_VALID);
+        i += 1;
+    }
+    t
+}
+
+const fn boot_l1() -> Table {
+    let mut t = Table::empty();
+    t.0[0] = AtomicU64::new(leaf_attrs(MemAttr::Device) | DESC_VALID);
+    // Entry 1 (-> BOOT_L2) is stored by `link_boot_tables`: a static's
+    // address is not a constant.
+    t
+}
+
+/// The range [`BOOT_L2`] maps as Normal memory.
+pub(super) const BOOT_RAM_WINDOW: (usize, usize) = (GIB, 2 * GIB);
+
+/// Root table, loaded into TTBR0_EL1 by every CPU's `mmu_on`.
+pub static BOOT_L1: Table = boot_l1();
+/// `[1 GiB, 2 GiB)` in 2 MiB blocks.
+static BOOT_L2: Table = boot_l2();
+
+/// Tables for [`map`] to split blocks into.
+const POOL_TABLES: usize = 64;
+static POOL: [Table; POOL_TABLES] = [const { Table::empty() }; POOL_TABLES];
+static POOL_USED: AtomicUsize = AtomicUsize::new(0);
+
+static MAP_LOCK: spin::Mutex<()> = spin::Mutex::new(());
+
+core::arch::global_asm!(
+    r#"
+// Called by `_start` with the MMU off: BOOT_L1[1] = table(BOOT_L2).
+// The line is invalidated so no stale cached copy shadows it once the
+// (cacheable) table walks start. Clobbers x9, x10.
+.section .text.boot, "ax"
+.global link_boot_tables
+link_boot_tables:
+    adrp    x9, {l2}
+    orr     x9, x9, #3              // valid table descriptor
+    adrp    x10, {l1}
+    str     x9, [x10, #8]
+    dmb     sy
+    add     x10, x10, #8
+    dc      ivac, x10
+    dsb     sy
+    ret
+"#,
+    l1 = sym BOOT_L1,
+    l2 = sym BOOT_L2,
+);
+
+fn level_size(level: usize) -> usize {
+    match level {
+        1 => GIB,
+        2 => MIB2,
+        _ => PAGE_SIZE,
+    }
+}
+
+fn index(va: usize, level: usize) -> usize {
+    (va >> (12 + 9 * (3 - level))) & (ENTRIES - 1)
+}
+
+fn table_at(desc: u64) -> &'static Table {
+    let pa = (desc & OUTPUT_ADDR_MASK) as usize;
+    // SAFETY: table descriptors are only ever written by this module and point
+    // at BOOT_L2 or a POOL table, which are 'static and identity-mapped.
+    unsafe { &*(pa as *const Table) }
+}
+
+fn is_table(desc: u64, level: usize) -> bool {
+    level < 3 && desc & (DESC_VALID | DESC_TABLE_OR_PAGE) == DESC_VALID | DESC_TABLE_OR_PAGE
+}
+
+fn leaf(pa: usize, attrs: u64, level: usize) -> u64 {
+    let kind = if level == 3 { DESC_TABLE_OR_PAGE } else { 0 };
+    pa as u64 | attrs | kind | DESC_VALID
+}
+
+fn alloc_table() -> Result<&'static Table, MapError> {
+    let i = POOL_USED.fetch_add(1, Ordering::Relaxed);
+    let table = POOL.get(i).ok_or(MapError::NoTables)?;
+    Ok(table)
+}
+
+fn flush_tlb_all() {
+    // SAFETY: barriers and a broadcast TLB invalidation have no memory-safety
+    // preconditions; they order the descriptor stores before the flush.
+    unsafe {
+        core::arch::asm!(
+            "dsb ishst",
+            "tlbi vmalle1is",
+            "dsb ish",
+            "isb",
+            options(nostack, preserves_flags)
+        );
+    }
+}
+
+/// Returns the table that `slot` (at `level`) points to, creating it (empty)
+/// or splitting a block into it as needed.
+fn next_table(slot: &AtomicU64, level: usize) -> Result<&'static Table, MapError> {
+    let desc = slot.load(Ordering::Relaxed);
+    if is_table(desc, level) {
+        return Ok(table_at(desc));
+    }
+    let table = alloc_table()?;
+    if desc & DESC_VALID != 0 {
+        // Split a block: the same output range and attributes, one level down.
+        let base = (desc & OUTPUT_ADDR_MASK) as usize;
+        let attrs = desc & LEAF_ATTR_MASK;
+        let step = level_size(level + 1);
+        for (i, e) in table.0.iter().enumerate() {
+            e.store(leaf(base + i * step, attrs, level + 1), Ordering::Relaxed);
+        }
+        // Break-before-make.
+        slot.store(0, Ordering::Relaxed);
+        flush_tlb_all();
+    }
+    slot.store(table as *const Table as u64 | DESC_VALID | DESC_TABLE_OR_PAGE, Ordering::Release);
+    Ok(table)
+}
+
+fn check_range(va: usize, size: usize) -> Result<(), MapError> {
+    let end = va.checked_add(size).ok_or(MapError::BadRange)?;
+    if va % PAGE_SIZE != 0 || size % PAGE_SIZE != 0 || end > 1 << VA_BITS {
+        return Err(MapError::BadRange);
+    }
+    Ok(())
+}
+
+/// Maps `[va, va + size)` to `[pa, pa + size)` with `attr`, using the largest
+/// blocks alignment allows.
+pub fn map(va: usize, pa: usize, size: usize, attr: MemAttr) -> Result<(), MapError> {
+    check_range(va, size)?;
+    if pa % PAGE_SIZE != 0 || pa.checked_add(size).is_none_or(|end| end > PA_LIMIT) {
+        return Err(MapError::BadRange);
+    }
+    let _guard = MAP_LOCK.lock();
+    let attrs = leaf_attrs(attr);
+    let mut done = 0;
+    while done < size {
+        let (v, p, left) = (va + done, pa + done, size - done);
+        let mut table = &BOOT_L1;
+        let mut level = 1;
+        loop {
+            let step = level_size(level);
+            let slot = &table.0[index(v, level)];
+            let fits = v % step == 0 && p % step == 0 && left >= step;
+            if level == 3 || (fits && !is_table(slot.load(Ordering::Relaxed), level)) {
+                slot.store(leaf(p, attrs, level), Ordering::Relaxed);
+                done += step;
+                break;
+            }
+            table = next_table(slot, level)?;
+            level += 1;
+        }
+    }
+    flush_tlb_all();
+    Ok(())
+}
+
+/// Removes the translation of `[va, va + size)`; unmapped parts are skipped.
+/// Tables emptied this way are not reclaimed.
+pub fn unmap(va: usize, size: usize) -> Result<(), MapError> {
+    check_range(va, size)?;
+    let _guard = MAP_LOCK.lock();
+    let end = va + size;
+    let mut v = va;
+    while v < end {
+        let mut table = &BOOT_L1;
+        let mut level = 1;
+        loop {
+            let step = level_size(level);
+            let slot = &table.0[index(v, level)];
+            let desc = slot.load(Ordering::Relaxed);
+            let covers = v % step == 0 && end - v >= step;
+            if desc & DESC_VALID == 0 || covers || level == 3 {
+                if desc & DESC_VALID != 0 {
+                    slot.store(0, Ordering::Relaxed);
+                }
+                // Skip to the end of this entry's span.
+                v = (v & !(step - 1)) + step;
+                break;
+            }
+            table = next_table(slot, level)?;
+            level += 1;
+        }
+    }
+    flush_tlb_all();
+    Ok(())
+}

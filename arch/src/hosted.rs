@@ -1,0 +1,88 @@
+//! A stand-in [`Arch`] on `std` so the kernel's logic runs under `cargo test`.
+//!
+//! Each test thread plays one CPU ([`set_cpu_id`]); time is the host's
+//! monotonic clock in nanoseconds; the console is stdout. Operations a host
+//! process cannot perform (starting CPUs, page tables, IPIs) report failure
+//! instead of pretending.
+
+use std::cell::Cell;
+use std::io::Write as _;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use crate::{Arch, IrqState, MapError, MemAttr, TrapHooks};
+
+/// The hosted implementation of [`Arch`].
+#[derive(Debug)]
+pub struct Hosted;
+
+thread_local! {
+    static CPU_ID: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Makes the calling thread act as logical CPU `cpu`.
+pub fn set_cpu_id(cpu: usize) {
+    assert!(cpu < crate::MAX_CPUS);
+    CPU_ID.with(|c| c.set(cpu));
+}
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+impl Arch for Hosted {
+    const NAME: &'static str = "hosted";
+    const PAGE_SIZE: usize = 4096;
+    const BOOT_RAM_WINDOW: (usize, usize) = (0, 0);
+
+    fn cpu_id() -> usize {
+        CPU_ID.with(Cell::get)
+    }
+    fn hw_id() -> u64 {
+        Self::cpu_id() as u64
+    }
+    fn irq_save() -> IrqState {
+        IrqState(0)
+    }
+    fn irq_restore(_: IrqState) {}
+    fn irq_enable() {}
+    fn wait_for_interrupt() {
+        std::thread::yield_now();
+    }
+    fn spin_hint() {
+        std::hint::spin_loop();
+    }
+    fn ticks() -> u64 {
+        epoch().elapsed().as_nanos() as u64
+    }
+    fn ticks_per_sec() -> u64 {
+        1_000_000_000
+    }
+    fn timer_arm(_: u64) {}
+    fn console_write(bytes: &[u8]) {
+        let _ = std::io::stdout().write_all(bytes);
+    }
+    fn init_platform(_: &fdt::Fdt, _: &[u64], _: TrapHooks) -> Result<(), &'static str> {
+        Ok(())
+    }
+    fn init_cpu(cpu: usize) {
+        set_cpu_id(cpu);
+    }
+    fn start_cpu(_: usize, _: usize) -> Result<(), &'static str> {
+        Err("a hosted test cannot start CPUs")
+    }
+    fn send_ipi(_: usize) {}
+    fn map(_: usize, _: usize, _: usize, _: MemAttr) -> Result<(), MapError> {
+        Err(MapError::BadRange)
+    }
+    fn unmap(_: usize, _: usize) -> Result<(), MapError> {
+        Err(MapError::BadRange)
+    }
+    fn power_off() -> ! {
+        panic!("power_off called in a hosted test")
+    }
+    fn platform_summary(out: &mut dyn core::fmt::Write) -> core::fmt::Result {
+        out.write_str("hosted test platform")
+    }
+}

@@ -1,0 +1,152 @@
+//! lodger's CPU and platform layer.
+//!
+//! One module per architecture implements the [`Arch`] trait; [`Current`] names
+//! the one being built. The kernel calls only what the trait offers, so an
+//! architecture that drifts from the interface fails to compile instead of
+//! failing at boot. On the host (unit tests) [`Current`] is a `hosted` stand-in
+//! built on `std`, so the kernel's logic can be tested with `cargo test`.
+//!
+//! Boot contract, the same on every architecture:
+//! 1. The arch entry code sets up a stack, drops to the kernel's privilege
+//!    level, turns the MMU on with an identity map of the boot RAM and the
+//!    device window, and calls `lodger_primary_entry(&BootHandoff)`.
+//! 2. The kernel parses the FDT, then calls [`Arch::init_platform`] once and
+//!    [`Arch::init_cpu`] on every CPU before that CPU enables interrupts.
+//! 3. Secondary CPUs enter `lodger_secondary_entry(cpu)` with the MMU on,
+//!    on the stack the kernel gave [`Arch::start_cpu`], interrupts masked.
+
+#![cfg_attr(target_os = "none", no_std)]
+
+#[cfg(target_arch = "aarch64")]
+pub mod aarch64;
+#[cfg(target_arch = "aarch64")]
+pub use aarch64::Aarch64 as Current;
+
+// Unit tests of the kernel's logic run on the development machine.
+#[cfg(not(target_os = "none"))]
+pub mod hosted;
+#[cfg(not(target_os = "none"))]
+pub use hosted::Hosted as Current;
+
+/// The most CPUs lodger brings up; the FDT may list more, the rest stay off.
+pub const MAX_CPUS: usize = 16;
+
+/// What the architecture entry code hands to the kernel.
+#[derive(Debug, Clone, Copy)]
+pub struct BootHandoff {
+    /// Physical (= virtual, identity-mapped) address of the flattened device tree.
+    pub fdt: usize,
+    /// Privilege level the image was entered at, as the architecture names
+    /// it ("EL1", "EL2", "PLV0").
+    pub entered_at: &'static str,
+    /// Counter value read first thing at entry, for the boot-time report.
+    pub entry_ticks: u64,
+    /// `[start, end)` of the loaded image including `.bss`.
+    pub image: (usize, usize),
+}
+
+/// Interrupts as the kernel sees them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Irq {
+    /// The cross-CPU "look at your mailbox" interrupt.
+    Ipi,
+    /// This CPU's tick timer fired (already acknowledged; re-arm to continue).
+    Timer,
+    /// Anything else, by its controller number.
+    Other(u32),
+}
+
+/// Functions the kernel registers so the arch trap code can call back into it.
+#[derive(Debug, Clone, Copy)]
+pub struct TrapHooks {
+    /// Called with interrupts masked for every interrupt taken.
+    pub irq: fn(Irq),
+    /// Called with a fault report (several lines) for an exception the kernel
+    /// cannot continue from; prints it and ends the run. Never returns.
+    pub fatal: fn(report: core::fmt::Arguments<'_>) -> !,
+}
+
+/// Page attributes for [`Arch::map`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemAttr {
+    /// Cacheable RAM (write-back, inner shareable).
+    Normal,
+    /// Device registers (no gathering/reordering; early write ack allowed).
+    Device,
+}
+
+/// Why [`Arch::map`] / [`Arch::unmap`] failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapError {
+    /// Address or size not page-aligned, or outside the translatable range.
+    BadRange,
+    /// No memory left for page tables.
+    NoTables,
+}
+
+/// Saved interrupt-enable state, returned by [`Arch::irq_save`].
+#[derive(Debug, Clone, Copy)]
+pub struct IrqState(pub usize);
+
+/// Everything the kernel needs from a CPU architecture and its platform.
+///
+/// All functions are static: there is one CPU architecture per image.
+pub trait Arch {
+    /// Architecture name as printed in the banner.
+    const NAME: &'static str;
+    /// Translation granule (bytes) for [`Arch::map`].
+    const PAGE_SIZE: usize;
+    /// The physical range the boot map treats as RAM before the FDT is read;
+    /// the kernel unmaps whatever part of it is not RAM.
+    const BOOT_RAM_WINDOW: (usize, usize);
+
+    /// Logical index of the calling CPU (0 = boot CPU), as given to
+    /// [`Arch::init_cpu`].
+    fn cpu_id() -> usize;
+    /// Hardware id of the calling CPU, as the FDT's `/cpus` nodes give it
+    /// (aarch64: MPIDR affinity fields; LoongArch: physical CPU id).
+    fn hw_id() -> u64;
+    /// Masks interrupts on this CPU and returns the previous state.
+    fn irq_save() -> IrqState;
+    /// Restores the state returned by [`Arch::irq_save`].
+    fn irq_restore(state: IrqState);
+    /// Unmasks interrupts on this CPU.
+    fn irq_enable();
+    /// Sleeps until an interrupt is pending (returns even when masked).
+    fn wait_for_interrupt();
+    /// Hint for a spin-wait loop iteration.
+    fn spin_hint();
+
+    /// Free-running counter shared by all CPUs (guest time).
+    fn ticks() -> u64;
+    /// Frequency of [`Arch::ticks`].
+    fn ticks_per_sec() -> u64;
+    /// Arms this CPU's timer to interrupt after `ticks` counter ticks.
+    fn timer_arm(ticks: u64);
+
+    /// Writes raw bytes to the console; the caller serialises.
+    fn console_write(bytes: &[u8]);
+
+    /// Reads the platform devices (interrupt controller, timer, console,
+    /// power/CPU control) from the FDT and initialises the shared parts.
+    /// `cpu_hw_ids[i]` is the hardware id of logical CPU `i`.
+    fn init_platform(fdt: &fdt::Fdt, cpu_hw_ids: &[u64], hooks: TrapHooks) -> Result<(), &'static str>;
+    /// Per-CPU setup (exception vectors, interrupt controller CPU interface,
+    /// timer interrupt, per-CPU id register). Called on each CPU once.
+    fn init_cpu(cpu: usize);
+    /// Starts logical CPU `cpu` at `lodger_secondary_entry(cpu)` on `stack_top`.
+    fn start_cpu(cpu: usize, stack_top: usize) -> Result<(), &'static str>;
+    /// Sends the IPI to logical CPU `cpu`.
+    fn send_ipi(cpu: usize);
+
+    /// Maps `[va, va+size)` to `[pa, pa+size)` on every CPU.
+    fn map(va: usize, pa: usize, size: usize, attr: MemAttr) -> Result<(), MapError>;
+    /// Removes the translation for `[va, va+size)` on every CPU.
+    fn unmap(va: usize, size: usize) -> Result<(), MapError>;
+
+    /// Powers the machine off; the kernel printed the exit marker already.
+    fn power_off() -> !;
+    /// Writes one line of the hardware facts worth a banner entry
+    /// (e.g. "GICv3 ..., PSCI 1.1 via hvc").
+    fn platform_summary(out: &mut dyn core::fmt::Write) -> core::fmt::Result;
+}

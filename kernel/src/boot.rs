@@ -1,0 +1,137 @@
+//! The boot sequence, as contracts between phases.
+//!
+//! | phase | runs on | requires | provides |
+//! |---|---|---|---|
+//! | early | boot CPU | MMU on (boot map), stack, `.bss` zeroed, IRQs masked | [`BootInfo`](crate::bootinfo::BootInfo), console, trap hooks, RAM mapped, heap, log |
+//! | late | boot CPU | early | own CPU's interrupts and tick, secondaries online, banner, boot args checked |
+//! | secondary | each other CPU | early done; MMU on, own stack | its interrupts and tick; then idle, running posted jobs |
+//! | app | boot CPU | late | runs `app=NAME`; its status ends the run |
+
+use core::fmt::Write as _;
+
+use arch::{Arch, BootHandoff, Irq, TrapHooks};
+
+use crate::app::{self, App};
+use crate::bootargs;
+use crate::bootinfo::{self, BootInfo};
+use crate::exit::{exit, status};
+use crate::heap::Heap;
+use crate::{console, mm, smp, time, A};
+
+/// Version printed in the banner.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+fn on_irq(irq: Irq) {
+    match irq {
+        Irq::Ipi => smp::on_ipi(),
+        Irq::Timer => time::on_tick(),
+        Irq::Other(n) => log::warn!("unexpected interrupt {n}"),
+    }
+}
+
+const TRAP_HOOKS: TrapHooks = TrapHooks {
+    irq: on_irq,
+    fatal: crate::exit::fatal,
+};
+
+/// Ends the run without a console to say why: nothing else can be done.
+fn die_silently() -> ! {
+    A::power_off()
+}
+
+/// The boot CPU's path from the arch entry to the app.
+pub fn primary(handoff: &BootHandoff, heap: &'static Heap, apps: &'static [App]) -> ! {
+    // --- early ---
+    // SAFETY: the arch entry checked the FDT magic or uses the board's fixed
+    // DTB address; the blob stays mapped and unmodified for ever.
+    let Ok(fdt) = (unsafe { fdt::Fdt::from_ptr(handoff.fdt as *const u8) }) else {
+        die_silently();
+    };
+    let parsed = bootinfo::parse(&fdt, *handoff, A::hw_id());
+    let cpu_ids: &[u64] = match &parsed {
+        Ok(info) => &info.cpu_hw_ids,
+        Err(_) => &[],
+    };
+    if let Err(e) = A::init_platform(&fdt, cpu_ids, TRAP_HOOKS) {
+        console::print_line(format_args!("lodger: platform setup failed: {e}"));
+        exit(status::BAD_PLATFORM);
+    }
+    let info = match parsed {
+        Ok(info) => bootinfo::set(info),
+        Err(e) => {
+            console::print_line(format_args!("lodger: bad FDT: {e}"));
+            exit(status::BAD_PLATFORM);
+        }
+    };
+    if let Err(e) = mm::map_ram(info) {
+        console::print_line(format_args!("lodger: cannot map RAM: {e:?}"));
+        exit(status::BAD_PLATFORM);
+    }
+    let Some((heap_start, heap_end)) = mm::heap_range(info) else {
+        console::print_line(format_args!("lodger: no RAM left for the heap after the image"));
+        exit(status::BAD_PLATFORM);
+    };
+    // SAFETY: the range is RAM after the image and the FDT, used by nothing else.
+    unsafe { heap.init(heap_start, heap_end - heap_start) };
+    let args = bootargs::parse(info.bootargs);
+    console::init_log(args.as_ref().map_or(log::LevelFilter::Info, |a| a.log_level));
+
+    // --- late ---
+    A::init_cpu(0);
+    time::start_tick();
+    smp::mark_online(0);
+    A::irq_enable();
+    let failed = smp::start_secondaries(info.cpu_hw_ids.len());
+    for (cpu, why) in &failed {
+        log::error!("CPU {cpu} (hw id {:#x}) not started: {why}", info.cpu_hw_ids[*cpu]);
+    }
+    banner(info, heap);
+
+    let args = match args {
+        Ok(args) => args,
+        Err(e) => {
+            log::error!("{e}");
+            exit(status::USAGE);
+        }
+    };
+    let Some(app) = app::find(apps, args.app) else {
+        log::error!("unknown app `{}`; valid apps: {}", args.app, app::Names(apps));
+        exit(status::USAGE);
+    };
+
+    // --- app ---
+    let boot_time = time::ticks_between(info.handoff.entry_ticks, A::ticks());
+    log::info!(
+        "boot time {}.{:03} ms (entry to app start, guest time)",
+        boot_time.as_micros() / 1000,
+        boot_time.as_micros() % 1000
+    );
+    log::info!("app: {} {}", app.name, args.app_args.join(" "));
+    let code = (app.main)(&args.app_args);
+    exit(code)
+}
+
+/// A secondary CPU's path from the arch entry.
+pub fn secondary(cpu: usize) -> ! {
+    smp::secondary_main(cpu)
+}
+
+fn banner(info: &BootInfo, heap: &Heap) {
+    log::info!("lodger {VERSION} ({}), entered at {}", A::NAME, info.handoff.entered_at);
+    let mut platform = heapless::String::<192>::new();
+    let _ = A::platform_summary(&mut platform);
+    log::info!("platform: {platform}");
+    let ram: usize = info.memory.iter().map(|r| r.size).sum();
+    log::info!(
+        "memory: {} MiB in {} region(s) from {:#x}; heap {} MiB",
+        ram >> 20,
+        info.memory.len(),
+        info.memory[0].start,
+        heap.stats().size >> 20
+    );
+    let mut cpus = heapless::String::<64>::new();
+    if info.cpus_in_fdt > info.cpu_hw_ids.len() {
+        let _ = write!(cpus, " ({} in FDT; lodger brings up at most {})", info.cpus_in_fdt, crate::MAX_CPUS);
+    }
+    log::info!("CPUs online: {} of {}{cpus}", smp::online_count(), info.cpu_hw_ids.len());
+}

@@ -1,0 +1,161 @@
+//! Boot arguments from `/chosen/bootargs`:
+//!
+//! ```text
+//! app=NAME [log=LEVEL] [-- APP-ARGUMENT ...]
+//! ```
+//!
+//! Kernel arguments are `key=value` pairs from [`KEYS`]; everything after a
+//! lone `--` belongs to the app. Anything else is an error that names the
+//! offending token and lists what is valid: the kernel never guesses.
+
+use core::fmt;
+
+use heapless::Vec;
+
+/// The most arguments an app can be given.
+pub const MAX_APP_ARGS: usize = 16;
+
+/// The app run when the boot arguments name none.
+pub const DEFAULT_APP: &str = "selftest";
+
+/// Every kernel argument: key and a description of its values.
+pub const KEYS: &[(&str, &str)] = &[
+    ("app", "NAME of the app to run"),
+    ("log", "error|warn|info|debug|trace"),
+];
+
+const LOG_LEVELS: &[(&str, log::LevelFilter)] = &[
+    ("error", log::LevelFilter::Error),
+    ("warn", log::LevelFilter::Warn),
+    ("info", log::LevelFilter::Info),
+    ("debug", log::LevelFilter::Debug),
+    ("trace", log::LevelFilter::Trace),
+];
+
+/// Parsed boot arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootArgs<'a> {
+    pub app: &'a str,
+    pub app_args: Vec<&'a str, MAX_APP_ARGS>,
+    pub log_level: log::LevelFilter,
+}
+
+/// What was wrong with the boot arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BootArgError<'a> {
+    /// A token that is not `key=value` (before `--`).
+    NotKeyValue(&'a str),
+    /// A key lodger does not know.
+    UnknownKey(&'a str),
+    /// A key given twice.
+    Repeated(&'a str),
+    /// A known key with a value it does not take.
+    BadValue { key: &'a str, value: &'a str },
+    /// More than [`MAX_APP_ARGS`] app arguments.
+    TooManyAppArgs,
+}
+
+impl fmt::Display for BootArgError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotKeyValue(t) => write!(f, "malformed boot argument `{t}`: expected key=value (app arguments go after `--`)")?,
+            Self::UnknownKey(k) => write!(f, "unknown boot argument `{k}`")?,
+            Self::Repeated(k) => write!(f, "boot argument `{k}` given twice")?,
+            Self::BadValue { key, value } => write!(f, "bad value `{value}` for boot argument `{key}`")?,
+            Self::TooManyAppArgs => return write!(f, "more than {MAX_APP_ARGS} app arguments"),
+        }
+        write!(f, "; valid arguments:")?;
+        for (key, values) in KEYS {
+            write!(f, " {key}=<{values}>")?;
+        }
+        write!(f, ", then `-- APP-ARGUMENTS`")
+    }
+}
+
+/// Parses a boot argument string.
+pub fn parse(line: &str) -> Result<BootArgs<'_>, BootArgError<'_>> {
+    let mut args = BootArgs {
+        app: DEFAULT_APP,
+        app_args: Vec::new(),
+        log_level: log::LevelFilter::Info,
+    };
+    let mut seen: Vec<&str, 8> = Vec::new();
+    let mut tokens = line.split_ascii_whitespace();
+    for token in tokens.by_ref() {
+        if token == "--" {
+            break;
+        }
+        let (key, value) = token.split_once('=').ok_or(BootArgError::NotKeyValue(token))?;
+        if !KEYS.iter().any(|(k, _)| *k == key) {
+            return Err(BootArgError::UnknownKey(token));
+        }
+        if seen.contains(&key) {
+            return Err(BootArgError::Repeated(key));
+        }
+        let _ = seen.push(key); // Fewer keys exist than `seen` holds.
+        let bad = || BootArgError::BadValue { key, value };
+        match key {
+            "app" if !value.is_empty() => args.app = value,
+            "log" => {
+                args.log_level = LOG_LEVELS
+                    .iter()
+                    .find(|(name, _)| *name == value)
+                    .map(|(_, level)| *level)
+                    .ok_or_else(bad)?;
+            }
+            _ => return Err(bad()),
+        }
+    }
+    for token in tokens {
+        args.app_args.push(token).map_err(|_| BootArgError::TooManyAppArgs)?;
+    }
+    Ok(args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_line_selects_defaults() {
+        let args = parse("").unwrap();
+        assert_eq!(args.app, DEFAULT_APP);
+        assert!(args.app_args.is_empty());
+        assert_eq!(args.log_level, log::LevelFilter::Info);
+    }
+
+    #[test]
+    fn app_log_and_app_arguments() {
+        let args = parse("  app=panic log=debug -- cpu=1  x ").unwrap();
+        assert_eq!(args.app, "panic");
+        assert_eq!(args.log_level, log::LevelFilter::Debug);
+        assert_eq!(args.app_args.as_slice(), ["cpu=1", "x"]);
+    }
+
+    #[test]
+    fn app_arguments_may_look_like_kernel_arguments() {
+        let args = parse("-- app=other --").unwrap();
+        assert_eq!(args.app, DEFAULT_APP);
+        assert_eq!(args.app_args.as_slice(), ["app=other", "--"]);
+    }
+
+    #[test]
+    fn errors_name_the_token_and_list_valid_keys() {
+        assert_eq!(parse("bogus=1"), Err(BootArgError::UnknownKey("bogus=1")));
+        assert_eq!(parse("selftest"), Err(BootArgError::NotKeyValue("selftest")));
+        assert_eq!(parse("app=a app=b"), Err(BootArgError::Repeated("app")));
+        assert_eq!(parse("log=loud"), Err(BootArgError::BadValue { key: "log", value: "loud" }));
+        assert_eq!(parse("app="), Err(BootArgError::BadValue { key: "app", value: "" }));
+        let msg = parse("bogus=1").unwrap_err().to_string();
+        assert!(msg.contains("unknown boot argument `bogus=1`"), "{msg}");
+        assert!(msg.contains("app=<") && msg.contains("log=<"), "{msg}");
+    }
+
+    #[test]
+    fn too_many_app_arguments() {
+        let line = std::format!("-- {}", "a ".repeat(MAX_APP_ARGS + 1));
+        assert_eq!(parse(&line), Err(BootArgError::TooManyAppArgs));
+        let line = std::format!("-- {}", "a ".repeat(MAX_APP_ARGS));
+        assert_eq!(parse(&line).unwrap().app_args.len(), MAX_APP_ARGS);
+    }
+}

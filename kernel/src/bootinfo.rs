@@ -1,0 +1,113 @@
+//! Boot facts, read once from the FDT and kept for everyone else
+//! ([`boot_info`]). The platform devices the arch layer needs are read by
+//! [`arch::Arch::init_platform`] from the same FDT.
+
+use fdt::Fdt;
+use heapless::Vec;
+
+use crate::MAX_CPUS;
+
+/// The most RAM regions lodger tracks.
+pub const MAX_MEMORY_REGIONS: usize = 8;
+
+/// A range of physical RAM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemRegion {
+    pub start: usize,
+    pub size: usize,
+}
+
+impl MemRegion {
+    pub fn end(&self) -> usize {
+        self.start + self.size
+    }
+}
+
+/// What the kernel learned at boot.
+#[derive(Debug)]
+pub struct BootInfo {
+    pub handoff: arch::BootHandoff,
+    /// RAM from `/memory` nodes.
+    pub memory: Vec<MemRegion, MAX_MEMORY_REGIONS>,
+    /// Hardware id (aarch64: MPIDR; LoongArch: physical id) of each logical
+    /// CPU, boot CPU first.
+    pub cpu_hw_ids: Vec<u64, MAX_CPUS>,
+    /// CPUs the FDT lists (may exceed `cpu_hw_ids.len()`).
+    pub cpus_in_fdt: usize,
+    /// `/chosen/bootargs`, empty if absent.
+    pub bootargs: &'static str,
+    /// The FDT blob's extent, so nothing allocates over it.
+    pub fdt_range: (usize, usize),
+}
+
+static BOOT_INFO: spin::Once<BootInfo> = spin::Once::new();
+
+/// The boot facts; available from early boot on.
+pub fn boot_info() -> &'static BootInfo {
+    BOOT_INFO.get().expect("boot_info() before the FDT was parsed")
+}
+
+pub(crate) fn set(info: BootInfo) -> &'static BootInfo {
+    BOOT_INFO.call_once(|| info)
+}
+
+/// Reads memory, CPUs and boot arguments from `fdt`.
+///
+/// `boot_cpu_hw_id` is the hardware id of the CPU running this code; it
+/// becomes logical CPU 0 wherever the FDT lists it.
+pub fn parse(fdt: &Fdt<'static>, handoff: arch::BootHandoff, boot_cpu_hw_id: u64) -> Result<BootInfo, &'static str> {
+    // `Fdt::memory()` and `Fdt::cpus()` panic without these nodes: check first.
+    if fdt.find_node("/memory").is_none() {
+        return Err("FDT has no /memory node");
+    }
+    if fdt.find_node("/cpus").is_none() {
+        return Err("FDT has no /cpus node");
+    }
+    let mut memory = Vec::new();
+    for region in fdt.memory().regions() {
+        let Some(size) = region.size.filter(|&s| s > 0) else { continue };
+        memory
+            .push(MemRegion {
+                start: region.starting_address as usize,
+                size,
+            })
+            .map_err(|_| "FDT lists more RAM regions than lodger tracks")?;
+    }
+    if memory.is_empty() {
+        return Err("FDT /memory lists no RAM");
+    }
+
+    let mut all_ids: Vec<u64, 64> = Vec::new();
+    let mut cpus_in_fdt = 0;
+    for cpu in fdt.cpus() {
+        let enabled = cpu
+            .property("status")
+            .and_then(|p| p.as_str())
+            .is_none_or(|s| s == "okay" || s == "ok");
+        if !enabled {
+            continue;
+        }
+        cpus_in_fdt += 1;
+        let _ = all_ids.push(cpu.ids().first() as u64);
+    }
+    if !all_ids.contains(&boot_cpu_hw_id) {
+        return Err("the boot CPU is not among the FDT's CPUs");
+    }
+    let mut cpu_hw_ids = Vec::new();
+    let _ = cpu_hw_ids.push(boot_cpu_hw_id);
+    for &id in all_ids.iter().filter(|&&id| id != boot_cpu_hw_id) {
+        if cpu_hw_ids.push(id).is_err() {
+            break; // Past MAX_CPUS: reported in the banner, left off.
+        }
+    }
+
+    let fdt_start = handoff.fdt;
+    Ok(BootInfo {
+        handoff,
+        memory,
+        cpu_hw_ids,
+        cpus_in_fdt,
+        bootargs: fdt.chosen().bootargs().unwrap_or(""),
+        fdt_range: (fdt_start, fdt_start + fdt.total_size()),
+    })
+}

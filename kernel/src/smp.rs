@@ -1,0 +1,203 @@
+//! Bringing up secondary CPUs, and running work on other CPUs.
+//!
+//! Each CPU has a mailbox holding at most one [`Job`]. [`run_on_all`] /
+//! [`run_on`] post a job, send the IPI and wait for it to finish, so a job may
+//! borrow from the caller's stack (like a scoped thread). Idle secondaries
+//! run jobs in thread context, interrupts enabled; the IPI only wakes them.
+//!
+//! ```text
+//!   caller CPU                         target CPU (idle loop)
+//!   [S] MAILBOX[t] = job  (Release)    [L] job = MAILBOX[t].swap(null) (Acquire)
+//!       send_ipi(t) ------------------>    run job; remaining -= 1 (Release)
+//!   [L] wait remaining == 0 (Acquire)
+//! ```
+
+use alloc::boxed::Box;
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use core::time::Duration;
+
+use arch::Arch;
+
+use crate::percpu::PerCpu;
+use crate::{per_cpu, time, A, MAX_CPUS};
+
+/// Stack size of each secondary CPU.
+const SECONDARY_STACK_SIZE: usize = 64 * 1024;
+/// How long a CPU may take to come online after PSCI CPU_ON / mailbox start.
+const ONLINE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A job posted to other CPUs; lives on the poster's stack until all ran it.
+struct Job<'a> {
+    f: &'a (dyn Fn(usize) + Sync),
+    remaining: AtomicUsize,
+}
+
+static MAILBOX: PerCpu<AtomicPtr<Job<'static>>> = per_cpu!(AtomicPtr::new(core::ptr::null_mut()));
+/// Serialises posters so a mailbox holds at most one job.
+static POST_LOCK: spin::Mutex<()> = spin::Mutex::new(());
+
+static ONLINE: PerCpu<AtomicBool> = per_cpu!(AtomicBool::new(false));
+static ONLINE_COUNT: AtomicUsize = AtomicUsize::new(0);
+
+/// IPIs received per CPU.
+static IPIS: PerCpu<AtomicU64> = per_cpu!(AtomicU64::new(0));
+/// CPU to send an IPI back to on the next IPI (usize::MAX: none).
+static PONG_TO: PerCpu<AtomicUsize> = per_cpu!(AtomicUsize::new(usize::MAX));
+/// Set when the run is ending: every CPU that takes an IPI parks.
+static STOPPING: AtomicBool = AtomicBool::new(false);
+static PARKED: AtomicUsize = AtomicUsize::new(0);
+
+/// Number of CPUs online.
+pub fn online_count() -> usize {
+    ONLINE_COUNT.load(Ordering::Acquire)
+}
+
+/// Whether logical CPU `cpu` is online.
+pub fn is_online(cpu: usize) -> bool {
+    cpu < MAX_CPUS && ONLINE.of(cpu).load(Ordering::Acquire)
+}
+
+/// Online CPUs, in order.
+pub fn online_cpus() -> impl Iterator<Item = usize> + Clone {
+    (0..MAX_CPUS).filter(|&c| is_online(c))
+}
+
+pub(crate) fn mark_online(cpu: usize) {
+    ONLINE.of(cpu).store(true, Ordering::Release);
+    ONLINE_COUNT.fetch_add(1, Ordering::AcqRel);
+}
+
+/// Starts logical CPUs `1..count` and waits for them; returns the ones that
+/// failed, with the reason.
+pub(crate) fn start_secondaries(count: usize) -> heapless::Vec<(usize, &'static str), MAX_CPUS> {
+    let mut failed = heapless::Vec::new();
+    let mut started = 0;
+    for cpu in 1..count {
+        let stack = Box::leak(alloc::vec![0u8; SECONDARY_STACK_SIZE].into_boxed_slice());
+        let top = (stack.as_ptr() as usize + stack.len()) & !15;
+        match A::start_cpu(cpu, top) {
+            Ok(()) => started += 1,
+            Err(e) => {
+                let _ = failed.push((cpu, e));
+            }
+        }
+    }
+    let expected = 1 + started;
+    if !time::spin_until(ONLINE_TIMEOUT, || online_count() >= expected) {
+        for cpu in 1..count {
+            if !is_online(cpu) && !failed.iter().any(|(c, _)| *c == cpu) {
+                let _ = failed.push((cpu, "started but did not come online"));
+            }
+        }
+    }
+    failed
+}
+
+/// A secondary CPU's life after its arch entry: set up, then idle.
+pub(crate) fn secondary_main(cpu: usize) -> ! {
+    A::init_cpu(cpu);
+    time::start_tick();
+    mark_online(cpu);
+    A::irq_enable();
+    loop {
+        run_pending_job();
+        let irq = A::irq_save();
+        // Check again with interrupts masked: an IPI arriving after this
+        // check stays pending and ends the wait below.
+        if MAILBOX.current().load(Ordering::Acquire).is_null() {
+            A::wait_for_interrupt();
+        }
+        A::irq_restore(irq);
+    }
+}
+
+fn run_pending_job() {
+    let job = MAILBOX.current().swap(core::ptr::null_mut(), Ordering::Acquire);
+    if job.is_null() {
+        return;
+    }
+    // SAFETY: the poster keeps the job alive until `remaining` reaches 0,
+    // which happens only after this CPU's decrement below.
+    let job = unsafe { &*job };
+    (job.f)(A::cpu_id());
+    job.remaining.fetch_sub(1, Ordering::Release);
+}
+
+/// Runs `f(cpu)` on every CPU in `cpus` (the caller's own share inline) and
+/// returns when all have finished.
+pub fn run_on_cpus(cpus: impl Iterator<Item = usize> + Clone, f: &(dyn Fn(usize) + Sync)) {
+    let me = A::cpu_id();
+    let _posting = POST_LOCK.lock();
+    let job = Job {
+        f,
+        remaining: AtomicUsize::new(0),
+    };
+    let others = cpus.clone().filter(|&c| c != me && is_online(c));
+    job.remaining.store(others.clone().count(), Ordering::Relaxed);
+    // The mailbox type is 'static; the job outlives every use (see `Job`).
+    let ptr = &job as *const Job<'_> as *mut Job<'static>;
+    for cpu in others {
+        MAILBOX.of(cpu).store(ptr, Ordering::Release);
+        A::send_ipi(cpu);
+    }
+    if cpus.clone().any(|c| c == me) {
+        f(me);
+    }
+    while job.remaining.load(Ordering::Acquire) != 0 {
+        A::spin_hint();
+    }
+}
+
+/// Runs `f(cpu)` on every online CPU and waits for all.
+pub fn run_on_all(f: &(dyn Fn(usize) + Sync)) {
+    run_on_cpus(online_cpus(), f);
+}
+
+/// Runs `f(cpu)` on CPU `cpu` and waits for it.
+pub fn run_on(cpu: usize, f: &(dyn Fn(usize) + Sync)) {
+    run_on_cpus(core::iter::once(cpu), f);
+}
+
+/// IPIs CPU `cpu` has taken.
+pub fn ipis_on(cpu: usize) -> u64 {
+    IPIS.of(cpu).load(Ordering::Relaxed)
+}
+
+/// Sends an IPI to `target` whose handler sends one straight back; returns
+/// the round-trip time, or `None` if no answer came within `timeout`.
+/// The caller must have interrupts enabled.
+pub fn ping(target: usize, timeout: Duration) -> Option<Duration> {
+    let me = A::cpu_id();
+    let before = ipis_on(me);
+    PONG_TO.of(target).store(me, Ordering::Release);
+    let start = A::ticks();
+    A::send_ipi(target);
+    let answered = time::spin_until(timeout, || ipis_on(me) > before);
+    answered.then(|| time::ticks_between(start, A::ticks()))
+}
+
+/// The IPI handler (interrupts masked).
+pub(crate) fn on_ipi() {
+    IPIS.current().fetch_add(1, Ordering::Relaxed);
+    if STOPPING.load(Ordering::Acquire) {
+        PARKED.fetch_add(1, Ordering::AcqRel);
+        loop {
+            A::wait_for_interrupt();
+        }
+    }
+    let back = PONG_TO.current().swap(usize::MAX, Ordering::AcqRel);
+    if back != usize::MAX {
+        A::send_ipi(back);
+    }
+}
+
+/// Parks every other online CPU (best effort: a CPU spinning with interrupts
+/// masked cannot take the IPI) so the run can end with only the caller.
+pub(crate) fn stop_others() {
+    if STOPPING.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let me = A::cpu_id();
+    let others: usize = online_cpus().filter(|&c| c != me).map(|c| A::send_ipi(c)).count();
+    time::spin_until(Duration::from_millis(20), || PARKED.load(Ordering::Acquire) >= others);
+}

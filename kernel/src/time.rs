@@ -1,0 +1,103 @@
+//! Guest time and the per-CPU tick.
+//!
+//! Time is the architecture's free-running counter ([`Arch::ticks`]), shared by
+//! all CPUs and, under KVM, guest time: it keeps running while a vCPU is
+//! preempted. Each CPU's timer interrupts it [`TICK_HZ`] times a second.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+use core::time::Duration;
+
+use arch::Arch;
+
+use crate::percpu::PerCpu;
+use crate::{per_cpu, A};
+
+/// Tick rate of every CPU's timer.
+pub const TICK_HZ: u64 = 100;
+
+/// Ticks taken so far on each CPU.
+static TICKS: PerCpu<AtomicU64> = per_cpu!(AtomicU64::new(0));
+
+/// Counter ticks to nanoseconds at `hz`, without overflow for any u64 input.
+pub const fn ticks_to_ns(ticks: u64, hz: u64) -> u64 {
+    (ticks as u128 * 1_000_000_000 / hz as u128) as u64
+}
+
+/// Nanoseconds to counter ticks at `hz`, rounded up.
+pub const fn ns_to_ticks(ns: u64, hz: u64) -> u64 {
+    (ns as u128 * hz as u128).div_ceil(1_000_000_000) as u64
+}
+
+/// Guest time since the counter started, in nanoseconds.
+pub fn now_ns() -> u64 {
+    ticks_to_ns(A::ticks(), A::ticks_per_sec())
+}
+
+/// Guest time between two counter readings.
+pub fn ticks_between(earlier: u64, later: u64) -> Duration {
+    Duration::from_nanos(ticks_to_ns(later.saturating_sub(earlier), A::ticks_per_sec()))
+}
+
+/// Busy-waits for `d` of guest time.
+pub fn spin_for(d: Duration) {
+    let end = A::ticks() + ns_to_ticks(d.as_nanos() as u64, A::ticks_per_sec());
+    while A::ticks() < end {
+        A::spin_hint();
+    }
+}
+
+/// Spins until `done()` or `timeout` of guest time passes; true if done.
+pub fn spin_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let end = A::ticks() + ns_to_ticks(timeout.as_nanos() as u64, A::ticks_per_sec());
+    loop {
+        if done() {
+            return true;
+        }
+        if A::ticks() >= end {
+            return done();
+        }
+        A::spin_hint();
+    }
+}
+
+/// Starts this CPU's periodic tick.
+pub fn start_tick() {
+    A::timer_arm(A::ticks_per_sec() / TICK_HZ);
+}
+
+/// Timer interrupt: count the tick and re-arm.
+pub(crate) fn on_tick() {
+    TICKS.current().fetch_add(1, Ordering::Relaxed);
+    A::timer_arm(A::ticks_per_sec() / TICK_HZ);
+}
+
+/// Ticks CPU `cpu` has taken.
+pub fn ticks_on(cpu: usize) -> u64 {
+    TICKS.of(cpu).load(Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conversions_round_trip_at_common_rates() {
+        for hz in [62_500_000, 100_000_000, 1_000_000_000, 24_000_000] {
+            assert_eq!(ticks_to_ns(hz, hz), 1_000_000_000);
+            assert_eq!(ns_to_ticks(1_000_000_000, hz), hz);
+            assert!(ticks_to_ns(ns_to_ticks(12_345, hz), hz) >= 12_345);
+        }
+    }
+
+    #[test]
+    fn conversions_do_not_overflow() {
+        assert_eq!(ticks_to_ns(u64::MAX, 1_000_000_000), u64::MAX);
+        assert_eq!(ticks_to_ns(u64::MAX / 2, 62_500_000), (u64::MAX as u128 / 2 * 16) as u64);
+    }
+
+    #[test]
+    fn spin_until_reports_timeout() {
+        assert!(!spin_until(Duration::from_millis(1), || false));
+        assert!(spin_until(Duration::from_millis(1), || true));
+    }
+}
