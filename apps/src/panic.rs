@@ -7,7 +7,9 @@ pub fn main(args: &[&str]) -> u8 {
         Ok(cpu) => cpu,
         Err(code) => return code,
     };
-    kernel::smp::run_on(cpu, &|cpu| panic!("deliberate panic requested by app=panic on CPU {cpu}"));
+    kernel::smp::run_on(cpu, &|cpu| {
+        panic!("deliberate panic requested by app=panic on CPU {cpu}")
+    });
     log::error!("the panic on CPU {cpu} did not end the run");
     kernel::exit::status::FAILURE
 }

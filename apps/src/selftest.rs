@@ -15,8 +15,9 @@ use kernel::sync::SpinNoIrq;
 use kernel::{per_cpu, smp, time};
 
 type TestResult = Result<String, String>;
+type Test = fn() -> TestResult;
 
-const TESTS: &[(&str, fn() -> TestResult)] = &[
+const TESTS: &[(&str, Test)] = &[
     ("all-cpus-online", all_cpus_online),
     ("run-on-every-cpu", run_on_every_cpu),
     ("ipi-round-trip", ipi_round_trip),
@@ -32,7 +33,10 @@ pub fn main(args: &[&str]) -> u8 {
     let filter = args.first().copied();
     let mut passed = 0;
     let mut failed = 0;
-    for (name, test) in TESTS.iter().filter(|(n, _)| filter.is_none_or(|f| n.contains(f))) {
+    for (name, test) in TESTS
+        .iter()
+        .filter(|(n, _)| filter.is_none_or(|f| n.contains(f)))
+    {
         match test() {
             Ok(detail) => {
                 passed += 1;
@@ -81,12 +85,16 @@ fn ipi_round_trip() -> TestResult {
     let mut rounds = 0;
     for cpu in smp::online_cpus().filter(|&c| c != kernel::cpu_id()) {
         for _ in 0..10 {
-            let rtt = smp::ping(cpu, Duration::from_secs(1)).ok_or(format!("CPU {cpu} did not answer within 1 s"))?;
+            let rtt = smp::ping(cpu, Duration::from_secs(1))
+                .ok_or(format!("CPU {cpu} did not answer within 1 s"))?;
             worst = worst.max(rtt);
             rounds += 1;
         }
     }
-    Ok(format!("{rounds} round trips, worst {} us", worst.as_micros()))
+    Ok(format!(
+        "{rounds} round trips, worst {} us",
+        worst.as_micros()
+    ))
 }
 
 /// Every CPU's tick advances while CPU 0 waits.
@@ -99,11 +107,18 @@ fn timer_ticks() -> TestResult {
     for (cpu, before) in smp::online_cpus().zip(before) {
         let got = time::ticks_on(cpu) - before;
         if got < expected_min {
-            return Err(format!("CPU {cpu} took {got} ticks in {} ms (< {expected_min})", wait.as_millis()));
+            return Err(format!(
+                "CPU {cpu} took {got} ticks in {} ms (< {expected_min})",
+                wait.as_millis()
+            ));
         }
         least = least.min(got);
     }
-    Ok(format!("at least {least} ticks per CPU in {} ms at {} Hz", wait.as_millis(), time::TICK_HZ))
+    Ok(format!(
+        "at least {least} ticks per CPU in {} ms at {} Hz",
+        wait.as_millis(),
+        time::TICK_HZ
+    ))
 }
 
 /// All CPUs allocate, fill, check and free blocks of many sizes at once.
@@ -192,7 +207,9 @@ fn lock_counter() -> TestResult {
     let expected = PER_CPU * smp::online_count() as u64;
     match *COUNTER.lock() {
         n if n == expected => Ok(format!("{n} increments")),
-        n => Err(format!("{n} increments counted, {expected} made: lost updates")),
+        n => Err(format!(
+            "{n} increments counted, {expected} made: lost updates"
+        )),
     }
 }
 
@@ -205,7 +222,8 @@ fn page_map_unmap() -> TestResult {
     let aligned = start.next_multiple_of(page);
     let index = (aligned - start) / 8;
     buf[index] = 0x1234_5678_9abc_def0;
-    kernel::mm::map(ALIAS, aligned, page, arch::MemAttr::Normal).map_err(|e| format!("map: {e:?}"))?;
+    kernel::mm::map(ALIAS, aligned, page, arch::MemAttr::Normal)
+        .map_err(|e| format!("map: {e:?}"))?;
     let seen = kernel::mm::probe_read(ALIAS);
     // Every CPU must see the new translation too.
     let agree = AtomicUsize::new(0);
@@ -216,11 +234,16 @@ fn page_map_unmap() -> TestResult {
     });
     kernel::mm::unmap(ALIAS, page).map_err(|e| format!("unmap: {e:?}"))?;
     if seen != buf[index] {
-        return Err(format!("alias read {seen:#x}, original holds {:#x}", buf[index]));
+        return Err(format!(
+            "alias read {seen:#x}, original holds {:#x}",
+            buf[index]
+        ));
     }
     let agree = agree.load(Ordering::Relaxed);
     if agree != smp::online_count() {
         return Err(format!("only {agree} CPUs saw the new mapping"));
     }
-    Ok(format!("alias at {ALIAS:#x} seen by {agree} CPUs, then unmapped"))
+    Ok(format!(
+        "alias at {ALIAS:#x} seen by {agree} CPUs, then unmapped"
+    ))
 }

@@ -130,7 +130,11 @@ pub trait Arch {
     /// Reads the platform devices (interrupt controller, timer, console,
     /// power/CPU control) from the FDT and initialises the shared parts.
     /// `cpu_hw_ids[i]` is the hardware id of logical CPU `i`.
-    fn init_platform(fdt: &fdt::Fdt, cpu_hw_ids: &[u64], hooks: TrapHooks) -> Result<(), &'static str>;
+    fn init_platform(
+        fdt: &fdt::Fdt,
+        cpu_hw_ids: &[u64],
+        hooks: TrapHooks,
+    ) -> Result<(), &'static str>;
     /// Per-CPU setup (exception vectors, interrupt controller CPU interface,
     /// timer interrupt, per-CPU id register). Called on each CPU once.
     fn init_cpu(cpu: usize);

@@ -68,13 +68,18 @@ pub fn primary(handoff: &BootHandoff, heap: &'static Heap, apps: &'static [App])
         exit(status::BAD_PLATFORM);
     }
     let Some((heap_start, heap_end)) = mm::heap_range(info) else {
-        console::print_line(format_args!("lodger: no RAM left for the heap after the image"));
+        console::print_line(format_args!(
+            "lodger: no RAM left for the heap after the image"
+        ));
         exit(status::BAD_PLATFORM);
     };
     // SAFETY: the range is RAM after the image and the FDT, used by nothing else.
     unsafe { heap.init(heap_start, heap_end - heap_start) };
     let args = bootargs::parse(info.bootargs);
-    console::init_log(args.as_ref().map_or(log::LevelFilter::Info, |a| a.log_level));
+    console::init_log(
+        args.as_ref()
+            .map_or(log::LevelFilter::Info, |a| a.log_level),
+    );
 
     // --- late ---
     A::init_cpu(0);
@@ -83,7 +88,10 @@ pub fn primary(handoff: &BootHandoff, heap: &'static Heap, apps: &'static [App])
     A::irq_enable();
     let failed = smp::start_secondaries(info.cpu_hw_ids.len());
     for (cpu, why) in &failed {
-        log::error!("CPU {cpu} (hw id {:#x}) not started: {why}", info.cpu_hw_ids[*cpu]);
+        log::error!(
+            "CPU {cpu} (hw id {:#x}) not started: {why}",
+            info.cpu_hw_ids[*cpu]
+        );
     }
     banner(info, heap);
 
@@ -95,7 +103,11 @@ pub fn primary(handoff: &BootHandoff, heap: &'static Heap, apps: &'static [App])
         }
     };
     let Some(app) = app::find(apps, args.app) else {
-        log::error!("unknown app `{}`; valid apps: {}", args.app, app::Names(apps));
+        log::error!(
+            "unknown app `{}`; valid apps: {}",
+            args.app,
+            app::Names(apps)
+        );
         exit(status::USAGE);
     };
 
@@ -117,7 +129,11 @@ pub fn secondary(cpu: usize) -> ! {
 }
 
 fn banner(info: &BootInfo, heap: &Heap) {
-    log::info!("lodger {VERSION} ({}), entered at {}", A::NAME, info.handoff.entered_at);
+    log::info!(
+        "lodger {VERSION} ({}), entered at {}",
+        A::NAME,
+        info.handoff.entered_at
+    );
     let mut platform = heapless::String::<192>::new();
     let _ = A::platform_summary(&mut platform);
     log::info!("platform: {platform}");
@@ -131,7 +147,16 @@ fn banner(info: &BootInfo, heap: &Heap) {
     );
     let mut cpus = heapless::String::<64>::new();
     if info.cpus_in_fdt > info.cpu_hw_ids.len() {
-        let _ = write!(cpus, " ({} in FDT; lodger brings up at most {})", info.cpus_in_fdt, crate::MAX_CPUS);
+        let _ = write!(
+            cpus,
+            " ({} in FDT; lodger brings up at most {})",
+            info.cpus_in_fdt,
+            crate::MAX_CPUS
+        );
     }
-    log::info!("CPUs online: {} of {}{cpus}", smp::online_count(), info.cpu_hw_ids.len());
+    log::info!(
+        "CPUs online: {} of {}{cpus}",
+        smp::online_count(),
+        info.cpu_hw_ids.len()
+    );
 }

@@ -58,10 +58,15 @@ pub enum BootArgError<'a> {
 impl fmt::Display for BootArgError<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::NotKeyValue(t) => write!(f, "malformed boot argument `{t}`: expected key=value (app arguments go after `--`)")?,
+            Self::NotKeyValue(t) => write!(
+                f,
+                "malformed boot argument `{t}`: expected key=value (app arguments go after `--`)"
+            )?,
             Self::UnknownKey(k) => write!(f, "unknown boot argument `{k}`")?,
             Self::Repeated(k) => write!(f, "boot argument `{k}` given twice")?,
-            Self::BadValue { key, value } => write!(f, "bad value `{value}` for boot argument `{key}`")?,
+            Self::BadValue { key, value } => {
+                write!(f, "bad value `{value}` for boot argument `{key}`")?
+            }
             Self::TooManyAppArgs => return write!(f, "more than {MAX_APP_ARGS} app arguments"),
         }
         write!(f, "; valid arguments:")?;
@@ -85,7 +90,9 @@ pub fn parse(line: &str) -> Result<BootArgs<'_>, BootArgError<'_>> {
         if token == "--" {
             break;
         }
-        let (key, value) = token.split_once('=').ok_or(BootArgError::NotKeyValue(token))?;
+        let (key, value) = token
+            .split_once('=')
+            .ok_or(BootArgError::NotKeyValue(token))?;
         if !KEYS.iter().any(|(k, _)| *k == key) {
             return Err(BootArgError::UnknownKey(token));
         }
@@ -107,7 +114,9 @@ pub fn parse(line: &str) -> Result<BootArgs<'_>, BootArgError<'_>> {
         }
     }
     for token in tokens {
-        args.app_args.push(token).map_err(|_| BootArgError::TooManyAppArgs)?;
+        args.app_args
+            .push(token)
+            .map_err(|_| BootArgError::TooManyAppArgs)?;
     }
     Ok(args)
 }
@@ -142,10 +151,25 @@ mod tests {
     #[test]
     fn errors_name_the_token_and_list_valid_keys() {
         assert_eq!(parse("bogus=1"), Err(BootArgError::UnknownKey("bogus=1")));
-        assert_eq!(parse("selftest"), Err(BootArgError::NotKeyValue("selftest")));
+        assert_eq!(
+            parse("selftest"),
+            Err(BootArgError::NotKeyValue("selftest"))
+        );
         assert_eq!(parse("app=a app=b"), Err(BootArgError::Repeated("app")));
-        assert_eq!(parse("log=loud"), Err(BootArgError::BadValue { key: "log", value: "loud" }));
-        assert_eq!(parse("app="), Err(BootArgError::BadValue { key: "app", value: "" }));
+        assert_eq!(
+            parse("log=loud"),
+            Err(BootArgError::BadValue {
+                key: "log",
+                value: "loud"
+            })
+        );
+        assert_eq!(
+            parse("app="),
+            Err(BootArgError::BadValue {
+                key: "app",
+                value: ""
+            })
+        );
         let msg = parse("bogus=1").unwrap_err().to_string();
         assert!(msg.contains("unknown boot argument `bogus=1`"), "{msg}");
         assert!(msg.contains("app=<") && msg.contains("log=<"), "{msg}");

@@ -44,7 +44,9 @@ static BOOT_INFO: spin::Once<BootInfo> = spin::Once::new();
 
 /// The boot facts; available from early boot on.
 pub fn boot_info() -> &'static BootInfo {
-    BOOT_INFO.get().expect("boot_info() before the FDT was parsed")
+    BOOT_INFO
+        .get()
+        .expect("boot_info() before the FDT was parsed")
 }
 
 pub(crate) fn set(info: BootInfo) -> &'static BootInfo {
@@ -55,7 +57,11 @@ pub(crate) fn set(info: BootInfo) -> &'static BootInfo {
 ///
 /// `boot_cpu_hw_id` is the hardware id of the CPU running this code; it
 /// becomes logical CPU 0 wherever the FDT lists it.
-pub fn parse(fdt: &Fdt<'static>, handoff: arch::BootHandoff, boot_cpu_hw_id: u64) -> Result<BootInfo, &'static str> {
+pub fn parse(
+    fdt: &Fdt<'static>,
+    handoff: arch::BootHandoff,
+    boot_cpu_hw_id: u64,
+) -> Result<BootInfo, &'static str> {
     // `Fdt::memory()` and `Fdt::cpus()` panic without these nodes: check first.
     if fdt.find_node("/memory").is_none() {
         return Err("FDT has no /memory node");
@@ -65,7 +71,9 @@ pub fn parse(fdt: &Fdt<'static>, handoff: arch::BootHandoff, boot_cpu_hw_id: u64
     }
     let mut memory = Vec::new();
     for region in fdt.memory().regions() {
-        let Some(size) = region.size.filter(|&s| s > 0) else { continue };
+        let Some(size) = region.size.filter(|&s| s > 0) else {
+            continue;
+        };
         memory
             .push(MemRegion {
                 start: region.starting_address as usize,

@@ -67,9 +67,17 @@ pub fn panic(info: &PanicInfo<'_>) -> ! {
     match info.location() {
         Some(loc) => die(
             status::PANIC,
-            format_args!("panicked on CPU {cpu} at {}:{}: {}", loc.file(), loc.line(), info.message()),
+            format_args!(
+                "panicked on CPU {cpu} at {}:{}: {}",
+                loc.file(),
+                loc.line(),
+                info.message()
+            ),
         ),
-        None => die(status::PANIC, format_args!("panicked on CPU {cpu}: {}", info.message())),
+        None => die(
+            status::PANIC,
+            format_args!("panicked on CPU {cpu}: {}", info.message()),
+        ),
     }
 }
 

@@ -77,7 +77,7 @@ mod tests {
         let layout = Layout::from_size_align(1000, 64).unwrap();
         // SAFETY: layout has non-zero size.
         let p = unsafe { heap.alloc(layout) };
-        assert!(!p.is_null() && p as usize % 64 == 0);
+        assert!(!p.is_null() && (p as usize).is_multiple_of(64));
         assert!(heap.stats().used >= 1000);
         // SAFETY: p came from this heap with this layout.
         unsafe { heap.dealloc(p, layout) };

@@ -17,7 +17,11 @@ const fn align_down(x: usize, a: usize) -> usize {
 
 /// The parts of `window` (start, end) not covered by any of `ram`,
 /// page-aligned outwards to `page` so no RAM page is lost.
-pub fn gaps(window: (usize, usize), ram: &[MemRegion], page: usize) -> Vec<(usize, usize), { MAX_MEMORY_REGIONS + 1 }> {
+pub fn gaps(
+    window: (usize, usize),
+    ram: &[MemRegion],
+    page: usize,
+) -> Vec<(usize, usize), { MAX_MEMORY_REGIONS + 1 }> {
     let mut sorted: Vec<MemRegion, MAX_MEMORY_REGIONS> = ram.iter().copied().collect();
     sorted.sort_unstable_by_key(|r| r.start);
     let mut out = Vec::new();
@@ -44,7 +48,12 @@ pub fn map_ram(info: &BootInfo) -> Result<(), MapError> {
     let page = A::PAGE_SIZE;
     for r in &info.memory {
         let start = align_down(r.start, page);
-        A::map(start, start, align_up(r.end(), page) - start, MemAttr::Normal)?;
+        A::map(
+            start,
+            start,
+            align_up(r.end(), page) - start,
+            MemAttr::Normal,
+        )?;
     }
     for (start, end) in gaps(A::BOOT_RAM_WINDOW, &info.memory, page) {
         A::unmap(start, end - start)?;
@@ -105,7 +114,11 @@ mod tests {
 
     #[test]
     fn gaps_around_ram() {
-        let g = gaps((0x1000, 0x10000), &[r(0x3000, 0x1000), r(0x1000, 0x1000)], 0x1000);
+        let g = gaps(
+            (0x1000, 0x10000),
+            &[r(0x3000, 0x1000), r(0x1000, 0x1000)],
+            0x1000,
+        );
         assert_eq!(g.as_slice(), [(0x2000, 0x3000), (0x4000, 0x10000)]);
     }
 

@@ -19,7 +19,9 @@ pub struct PerCpu<T> {
 #[macro_export]
 macro_rules! per_cpu {
     ($init:expr) => {
-        $crate::percpu::PerCpu::from_slots([const { $crate::percpu::CacheLine($init) }; $crate::MAX_CPUS])
+        $crate::percpu::PerCpu::from_slots(
+            [const { $crate::percpu::CacheLine($init) }; $crate::MAX_CPUS],
+        )
     };
 }
 

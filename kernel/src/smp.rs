@@ -112,7 +112,9 @@ pub(crate) fn secondary_main(cpu: usize) -> ! {
 }
 
 fn run_pending_job() {
-    let job = MAILBOX.current().swap(core::ptr::null_mut(), Ordering::Acquire);
+    let job = MAILBOX
+        .current()
+        .swap(core::ptr::null_mut(), Ordering::Acquire);
     if job.is_null() {
         return;
     }
@@ -133,7 +135,8 @@ pub fn run_on_cpus(cpus: impl Iterator<Item = usize> + Clone, f: &(dyn Fn(usize)
         remaining: AtomicUsize::new(0),
     };
     let others = cpus.clone().filter(|&c| c != me && is_online(c));
-    job.remaining.store(others.clone().count(), Ordering::Relaxed);
+    job.remaining
+        .store(others.clone().count(), Ordering::Relaxed);
     // The mailbox type is 'static; the job outlives every use (see `Job`).
     let ptr = &job as *const Job<'_> as *mut Job<'static>;
     for cpu in others {
@@ -198,6 +201,8 @@ pub(crate) fn stop_others() {
         return;
     }
     let me = A::cpu_id();
-    let others: usize = online_cpus().filter(|&c| c != me).map(|c| A::send_ipi(c)).count();
-    time::spin_until(Duration::from_millis(20), || PARKED.load(Ordering::Acquire) >= others);
+    let others: usize = online_cpus().filter(|&c| c != me).map(A::send_ipi).count();
+    time::spin_until(Duration::from_millis(20), || {
+        PARKED.load(Ordering::Acquire) >= others
+    });
 }

@@ -35,7 +35,10 @@ pub fn now_ns() -> u64 {
 
 /// Guest time between two counter readings.
 pub fn ticks_between(earlier: u64, later: u64) -> Duration {
-    Duration::from_nanos(ticks_to_ns(later.saturating_sub(earlier), A::ticks_per_sec()))
+    Duration::from_nanos(ticks_to_ns(
+        later.saturating_sub(earlier),
+        A::ticks_per_sec(),
+    ))
 }
 
 /// Busy-waits for `d` of guest time.
@@ -92,7 +95,10 @@ mod tests {
     #[test]
     fn conversions_do_not_overflow() {
         assert_eq!(ticks_to_ns(u64::MAX, 1_000_000_000), u64::MAX);
-        assert_eq!(ticks_to_ns(u64::MAX / 2, 62_500_000), (u64::MAX as u128 / 2 * 16) as u64);
+        assert_eq!(
+            ticks_to_ns(u64::MAX / 2, 62_500_000),
+            (u64::MAX as u128 / 2 * 16) as u64
+        );
     }
 
     #[test]

@@ -189,13 +189,16 @@ fn next_table(slot: &AtomicU64, level: usize) -> Result<&'static Table, MapError
         slot.store(0, Ordering::Relaxed);
         flush_tlb_all();
     }
-    slot.store(table as *const Table as u64 | DESC_VALID | DESC_TABLE_OR_PAGE, Ordering::Release);
+    slot.store(
+        table as *const Table as u64 | DESC_VALID | DESC_TABLE_OR_PAGE,
+        Ordering::Release,
+    );
     Ok(table)
 }
 
 fn check_range(va: usize, size: usize) -> Result<(), MapError> {
     let end = va.checked_add(size).ok_or(MapError::BadRange)?;
-    if va % PAGE_SIZE != 0 || size % PAGE_SIZE != 0 || end > 1 << VA_BITS {
+    if !va.is_multiple_of(PAGE_SIZE) || !size.is_multiple_of(PAGE_SIZE) || end > 1 << VA_BITS {
         return Err(MapError::BadRange);
     }
     Ok(())
@@ -205,7 +208,7 @@ fn check_range(va: usize, size: usize) -> Result<(), MapError> {
 /// blocks alignment allows.
 pub fn map(va: usize, pa: usize, size: usize, attr: MemAttr) -> Result<(), MapError> {
     check_range(va, size)?;
-    if pa % PAGE_SIZE != 0 || pa.checked_add(size).is_none_or(|end| end > PA_LIMIT) {
+    if !pa.is_multiple_of(PAGE_SIZE) || pa.checked_add(size).is_none_or(|end| end > PA_LIMIT) {
         return Err(MapError::BadRange);
     }
     let _guard = MAP_LOCK.lock();
@@ -218,7 +221,7 @@ pub fn map(va: usize, pa: usize, size: usize, attr: MemAttr) -> Result<(), MapEr
         loop {
             let step = level_size(level);
             let slot = &table.0[index(v, level)];
-            let fits = v % step == 0 && p % step == 0 && left >= step;
+            let fits = v.is_multiple_of(step) && p.is_multiple_of(step) && left >= step;
             if level == 3 || (fits && !is_table(slot.load(Ordering::Relaxed), level)) {
                 slot.store(leaf(p, attrs, level), Ordering::Relaxed);
                 done += step;
@@ -246,7 +249,7 @@ pub fn unmap(va: usize, size: usize) -> Result<(), MapError> {
             let step = level_size(level);
             let slot = &table.0[index(v, level)];
             let desc = slot.load(Ordering::Relaxed);
-            let covers = v % step == 0 && end - v >= step;
+            let covers = v.is_multiple_of(step) && end - v >= step;
             if desc & DESC_VALID == 0 || covers || level == 3 {
                 if desc & DESC_VALID != 0 {
                     slot.store(0, Ordering::Relaxed);

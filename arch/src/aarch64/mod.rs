@@ -46,7 +46,10 @@ fn cpu_id() -> usize {
 }
 
 /// Reads `reg`'s first (address, size) as an address, or fails with `what`.
-fn reg_base(node: Option<fdt::node::FdtNode<'_, '_>>, what: &'static str) -> Result<usize, &'static str> {
+fn reg_base(
+    node: Option<fdt::node::FdtNode<'_, '_>>,
+    what: &'static str,
+) -> Result<usize, &'static str> {
     node.and_then(|n| n.reg())
         .and_then(|mut r| r.next())
         .map(|r| r.starting_address as usize)
@@ -123,9 +126,15 @@ impl Arch for Aarch64 {
         console::write(bytes);
     }
 
-    fn init_platform(fdt: &fdt::Fdt, cpu_hw_ids: &[u64], hooks: TrapHooks) -> Result<(), &'static str> {
+    fn init_platform(
+        fdt: &fdt::Fdt,
+        cpu_hw_ids: &[u64],
+        hooks: TrapHooks,
+    ) -> Result<(), &'static str> {
         let uart = reg_base(
-            fdt.chosen().stdout().or_else(|| fdt.find_compatible(&["arm,pl011"])),
+            fdt.chosen()
+                .stdout()
+                .or_else(|| fdt.find_compatible(&["arm,pl011"])),
             "FDT: no PL011 console (chosen/stdout-path or arm,pl011)",
         )?;
         // SAFETY: the FDT names this PL011; the boot map covers the device window.
@@ -136,13 +145,22 @@ impl Arch for Aarch64 {
             .and_then(|n| n.property("method"))
             .and_then(|p| p.as_str())
             .ok_or("FDT: no /psci node with a method")?;
-        let conduit = psci::Conduit::from_method(method).ok_or("FDT: /psci method is neither hvc nor smc")?;
+        let conduit =
+            psci::Conduit::from_method(method).ok_or("FDT: /psci method is neither hvc nor smc")?;
         let psci_version = conduit.psci_version().ok_or("PSCI_VERSION failed")?;
 
-        let gic = fdt.find_compatible(&["arm,gic-v3"]).ok_or("FDT: no arm,gic-v3 interrupt controller")?;
+        let gic = fdt
+            .find_compatible(&["arm,gic-v3"])
+            .ok_or("FDT: no arm,gic-v3 interrupt controller")?;
         let mut regs = gic.reg().ok_or("FDT: GICv3 node has no reg")?;
-        let gicd = regs.next().ok_or("FDT: GICv3 without distributor")?.starting_address as usize;
-        let gicr = regs.next().ok_or("FDT: GICv3 without redistributors")?.starting_address as usize;
+        let gicd = regs
+            .next()
+            .ok_or("FDT: GICv3 without distributor")?
+            .starting_address as usize;
+        let gicr = regs
+            .next()
+            .ok_or("FDT: GICv3 without redistributors")?
+            .starting_address as usize;
         let timer_ppi = virtual_timer_ppi(fdt)?;
 
         let mut mpidr = [0; MAX_CPUS];

@@ -167,7 +167,7 @@ const FDT_MAGIC: u32 = 0xd00d_feed;
 fn looks_like_fdt(addr: usize) -> bool {
     // The boot map covers [0x4000_0000, 0x8000_0000) only; never touch the
     // device window or unmapped space on a guess.
-    if !(0x4000_0000..0x8000_0000).contains(&addr) || addr % 8 != 0 {
+    if !(0x4000_0000..0x8000_0000).contains(&addr) || !addr.is_multiple_of(8) {
         return false;
     }
     // SAFETY: `addr` is inside the boot RAM mapping and 8-byte aligned.
@@ -177,7 +177,11 @@ fn looks_like_fdt(addr: usize) -> bool {
 
 extern "C" fn primary_rust(x0: usize, entered_el: u64, entry_ticks: u64) -> ! {
     super::trap::install_vectors();
-    let fdt = if looks_like_fdt(x0) { x0 } else { QEMU_VIRT_ELF_DTB };
+    let fdt = if looks_like_fdt(x0) {
+        x0
+    } else {
+        QEMU_VIRT_ELF_DTB
+    };
     // Linker-script symbols: only their addresses are used.
     let image = (
         &raw const __image_start as usize,
@@ -218,4 +222,3 @@ pub(super) fn set_stack_top(cpu: usize, top: usize) {
     // the PSCI call that starts it is ordered after this store by the SMC/HVC.
     STACK_TOPS[cpu].store(top, Ordering::Release);
 }
-

@@ -1,7 +1,9 @@
 //! The EL1 virtual generic timer: CNTVCT_EL0 is guest time on every host
 //! (under KVM the host keeps CNTVOFF; at EL2 entry lodger sets it to 0).
 
-use aarch64_cpu::registers::{Readable, Writeable, CNTFRQ_EL0, CNTVCT_EL0, CNTV_CTL_EL0, CNTV_TVAL_EL0};
+use aarch64_cpu::registers::{
+    Readable, Writeable, CNTFRQ_EL0, CNTVCT_EL0, CNTV_CTL_EL0, CNTV_TVAL_EL0,
+};
 
 pub(super) fn ticks() -> u64 {
     // The ISB keeps the read from being hoisted above earlier instructions.

@@ -23,7 +23,7 @@ pub struct TrapFrame {
 }
 
 const FRAME_SIZE: usize = core::mem::size_of::<TrapFrame>();
-const _: () = assert!(FRAME_SIZE == 800 && FRAME_SIZE % 16 == 0);
+const _: () = assert!(FRAME_SIZE == 800 && FRAME_SIZE.is_multiple_of(16));
 const _: () = assert!(core::mem::offset_of!(TrapFrame, elr) == 248);
 const _: () = assert!(core::mem::offset_of!(TrapFrame, q) == 272);
 const _: () = assert!(core::mem::offset_of!(TrapFrame, fpcr) == 784);
@@ -247,7 +247,11 @@ impl fmt::Display for FaultReport<'_> {
             2 => "FIQ",
             _ => "SError",
         };
-        writeln!(f, "unhandled {class} exception on CPU {} ({vector})", self.cpu)?;
+        writeln!(
+            f,
+            "unhandled {class} exception on CPU {} ({vector})",
+            self.cpu
+        )?;
         writeln!(
             f,
             "  ESR_EL1 {:#010x}: EC {ec:#04x} {}, ISS {iss:#x}",
@@ -258,14 +262,26 @@ impl fmt::Display for FaultReport<'_> {
             let fsc = iss & 0x3f;
             let level = fsc & 0x3;
             let access = if ec >= 0x24 {
-                if iss & (1 << 6) != 0 { ", on a write" } else { ", on a read" }
+                if iss & (1 << 6) != 0 {
+                    ", on a write"
+                } else {
+                    ", on a read"
+                }
             } else {
                 ", on an instruction fetch"
             };
-            writeln!(f, "  FSC {fsc:#04x}: {} (level {level}){access}", fault_status_name(fsc))?;
+            writeln!(
+                f,
+                "  FSC {fsc:#04x}: {} (level {level}){access}",
+                fault_status_name(fsc)
+            )?;
         }
         writeln!(f, "  FAR  {:#018x}", self.far)?;
-        write!(f, "  ELR  {:#018x}  SPSR {:#010x}", self.frame.elr, self.frame.spsr)?;
+        write!(
+            f,
+            "  ELR  {:#018x}  SPSR {:#010x}",
+            self.frame.elr, self.frame.spsr
+        )?;
         // Two registers a line; the caller ends the last line.
         for (i, x) in self.frame.x.iter().enumerate() {
             let sep = if i % 2 == 0 { "\n  " } else { "  " };
