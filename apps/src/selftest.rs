@@ -222,8 +222,13 @@ fn page_map_unmap() -> TestResult {
     let aligned = start.next_multiple_of(page);
     let index = (aligned - start) / 8;
     buf[index] = 0x1234_5678_9abc_def0;
-    kernel::mm::map(ALIAS, aligned, page, arch::MemAttr::Normal)
-        .map_err(|e| format!("map: {e:?}"))?;
+    kernel::mm::map(
+        ALIAS,
+        kernel::mm::virt_to_phys(aligned),
+        page,
+        arch::MemAttr::Normal,
+    )
+    .map_err(|e| format!("map: {e:?}"))?;
     let seen = kernel::mm::probe_read(ALIAS);
     // Every CPU must see the new translation too.
     let agree = AtomicUsize::new(0);

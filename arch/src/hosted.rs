@@ -73,6 +73,15 @@ impl Arch for Hosted {
         Err("a hosted test cannot start CPUs")
     }
     fn send_ipi(_: usize) {}
+    fn phys_to_virt(pa: usize) -> usize {
+        pa
+    }
+    fn virt_to_phys(va: usize) -> usize {
+        va
+    }
+    fn map_ram(_: usize, _: usize) -> Result<(), MapError> {
+        Err(MapError::BadRange)
+    }
     fn map(_: usize, _: usize, _: usize, _: MemAttr) -> Result<(), MapError> {
         Err(MapError::BadRange)
     }

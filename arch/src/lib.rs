@@ -34,14 +34,14 @@ pub const MAX_CPUS: usize = 16;
 /// What the architecture entry code hands to the kernel.
 #[derive(Debug, Clone, Copy)]
 pub struct BootHandoff {
-    /// Physical (= virtual, identity-mapped) address of the flattened device tree.
+    /// Kernel virtual address of the flattened device tree.
     pub fdt: usize,
     /// Privilege level the image was entered at, as the architecture names
     /// it ("EL1", "EL2", "PLV0").
     pub entered_at: &'static str,
     /// Counter value read first thing at entry, for the boot-time report.
     pub entry_ticks: u64,
-    /// `[start, end)` of the loaded image including `.bss`.
+    /// `[start, end)` of the loaded image including `.bss` (virtual).
     pub image: (usize, usize),
 }
 
@@ -97,7 +97,7 @@ pub trait Arch {
     /// Translation granule (bytes) for [`Arch::map`].
     const PAGE_SIZE: usize;
     /// The physical range the boot map treats as RAM before the FDT is read;
-    /// the kernel unmaps whatever part of it is not RAM.
+    /// the kernel unmaps whatever part of it is not RAM ((0, 0) if none).
     const BOOT_RAM_WINDOW: (usize, usize);
 
     /// Logical index of the calling CPU (0 = boot CPU), as given to
@@ -142,6 +142,16 @@ pub trait Arch {
     fn start_cpu(cpu: usize, stack_top: usize) -> Result<(), &'static str>;
     /// Sends the IPI to logical CPU `cpu`.
     fn send_ipi(cpu: usize);
+
+    /// Kernel virtual address of physical address `pa` in the kernel's
+    /// linear map of RAM and devices (aarch64: identity; LoongArch: a DMW).
+    fn phys_to_virt(pa: usize) -> usize;
+    /// Physical address of a kernel linear-map address (inverse of
+    /// [`Arch::phys_to_virt`]).
+    fn virt_to_phys(va: usize) -> usize;
+    /// Makes RAM `[pa, pa+size)` usable at `phys_to_virt(pa)` (a no-op where
+    /// the linear map is not built from page tables).
+    fn map_ram(pa: usize, size: usize) -> Result<(), MapError>;
 
     /// Maps `[va, va+size)` to `[pa, pa+size)` on every CPU.
     fn map(va: usize, pa: usize, size: usize, attr: MemAttr) -> Result<(), MapError>;

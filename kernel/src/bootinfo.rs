@@ -36,7 +36,7 @@ pub struct BootInfo {
     pub cpus_in_fdt: usize,
     /// `/chosen/bootargs`, empty if absent.
     pub bootargs: &'static str,
-    /// The FDT blob's extent, so nothing allocates over it.
+    /// The FDT blob's extent (virtual), so nothing allocates over it.
     pub fdt_range: (usize, usize),
 }
 

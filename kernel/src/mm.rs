@@ -42,23 +42,23 @@ pub fn gaps(
     out
 }
 
-/// Maps all RAM the FDT reports (Normal) and unmaps whatever the boot map
-/// assumed to be RAM but is not.
+/// Maps all RAM the FDT reports and unmaps whatever the boot map assumed to
+/// be RAM but is not.
 pub fn map_ram(info: &BootInfo) -> Result<(), MapError> {
     let page = A::PAGE_SIZE;
     for r in &info.memory {
         let start = align_down(r.start, page);
-        A::map(
-            start,
-            start,
-            align_up(r.end(), page) - start,
-            MemAttr::Normal,
-        )?;
+        A::map_ram(start, align_up(r.end(), page) - start)?;
     }
     for (start, end) in gaps(A::BOOT_RAM_WINDOW, &info.memory, page) {
         A::unmap(start, end - start)?;
     }
     Ok(())
+}
+
+/// Physical address of a kernel (linear-map) address.
+pub fn virt_to_phys(va: usize) -> usize {
+    A::virt_to_phys(va)
 }
 
 /// Maps `[va, va + size)` to `[pa, pa + size)` on every CPU.
@@ -87,20 +87,34 @@ pub fn probe_read(addr: usize) -> u64 {
     unsafe { ptr.read_volatile() }
 }
 
-/// The heap: from the end of the image (and the FDT, if it lies above the
-/// image) to the end of the RAM region holding the image.
+/// The heap, as a virtual range: from the end of the image (and of the FDT,
+/// if it lies above the image) to the end of the RAM region holding the image.
 pub fn heap_range(info: &BootInfo) -> Option<(usize, usize)> {
-    let (_, image_end) = info.handoff.image;
-    let region = info
-        .memory
+    let image_end = A::virt_to_phys(info.handoff.image.1);
+    let (fdt_start, fdt_end) = info.fdt_range;
+    heap_range_phys(
+        &info.memory,
+        image_end,
+        (A::virt_to_phys(fdt_start), A::virt_to_phys(fdt_end)),
+        A::PAGE_SIZE,
+    )
+    .map(|(start, end)| (A::phys_to_virt(start), A::phys_to_virt(end)))
+}
+
+fn heap_range_phys(
+    memory: &[MemRegion],
+    image_end: usize,
+    fdt: (usize, usize),
+    page: usize,
+) -> Option<(usize, usize)> {
+    let region = memory
         .iter()
         .find(|r| r.start <= image_end && image_end < r.end())?;
     let mut start = image_end;
-    let (fdt_start, fdt_end) = info.fdt_range;
-    if fdt_start >= image_end && fdt_start < region.end() {
-        start = start.max(fdt_end);
+    if fdt.0 >= image_end && fdt.0 < region.end() {
+        start = start.max(fdt.1);
     }
-    let start = align_up(start, A::PAGE_SIZE);
+    let start = align_up(start, page);
     (start < region.end()).then_some((start, region.end()))
 }
 
@@ -131,6 +145,22 @@ mod tests {
     fn unaligned_ram_is_rounded_outwards() {
         let g = gaps((0, 0x10000), &[r(0x1800, 0x1000)], 0x1000);
         assert_eq!(g.as_slice(), [(0, 0x1000), (0x3000, 0x10000)]);
+    }
+
+    #[test]
+    fn heap_starts_after_image_and_any_fdt_above_it() {
+        let ram = [r(0x4000_0000, 0x1000_0000)];
+        let fdt_below = (0x4000_0000, 0x4010_0000);
+        assert_eq!(
+            heap_range_phys(&ram, 0x4030_0800, fdt_below, 0x1000),
+            Some((0x4030_1000, 0x5000_0000))
+        );
+        let fdt_above = (0x4040_0000, 0x4041_0000);
+        assert_eq!(
+            heap_range_phys(&ram, 0x4030_0000, fdt_above, 0x1000),
+            Some((0x4041_0000, 0x5000_0000))
+        );
+        assert_eq!(heap_range_phys(&ram, 0x6000_0000, fdt_below, 0x1000), None);
     }
 
     #[test]

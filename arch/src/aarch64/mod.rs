@@ -196,6 +196,18 @@ impl Arch for Aarch64 {
         irq::send_ipi(platform().mpidr[cpu]);
     }
 
+    fn phys_to_virt(pa: usize) -> usize {
+        pa
+    }
+
+    fn virt_to_phys(va: usize) -> usize {
+        va
+    }
+
+    fn map_ram(pa: usize, size: usize) -> Result<(), MapError> {
+        mmu::map(pa, pa, size, MemAttr::Normal)
+    }
+
     fn map(va: usize, pa: usize, size: usize, attr: MemAttr) -> Result<(), MapError> {
         mmu::map(va, pa, size, attr)
     }
