@@ -22,6 +22,11 @@ pub mod aarch64;
 #[cfg(target_arch = "aarch64")]
 pub use aarch64::Aarch64 as Current;
 
+#[cfg(target_arch = "loongarch64")]
+pub mod loongarch64;
+#[cfg(target_arch = "loongarch64")]
+pub use loongarch64::Loongarch64 as Current;
+
 // Unit tests of the kernel's logic run on the development machine.
 #[cfg(not(target_os = "none"))]
 pub mod hosted;
