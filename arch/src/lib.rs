@@ -48,6 +48,10 @@ pub struct BootHandoff {
     pub entry_ticks: u64,
     /// `[start, end)` of the loaded image including `.bss` (virtual).
     pub image: (usize, usize),
+    /// Boot arguments the loader passed outside the FDT, for when the FDT has
+    /// no `/chosen/bootargs` (QEMU `virt` on LoongArch passes `-append` only
+    /// as a string at a1). `None` where the FDT is the only source.
+    pub cmdline: Option<&'static str>,
 }
 
 /// Interrupts as the kernel sees them.

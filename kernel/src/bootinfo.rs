@@ -34,7 +34,8 @@ pub struct BootInfo {
     pub cpu_hw_ids: Vec<u64, MAX_CPUS>,
     /// CPUs the FDT lists (may exceed `cpu_hw_ids.len()`).
     pub cpus_in_fdt: usize,
-    /// `/chosen/bootargs`, empty if absent.
+    /// `/chosen/bootargs`, else the loader's command line from the handoff,
+    /// else empty.
     pub bootargs: &'static str,
     /// The FDT blob's extent (virtual), so nothing allocates over it.
     pub fdt_range: (usize, usize),
@@ -115,7 +116,7 @@ pub fn parse(
         memory,
         cpu_hw_ids,
         cpus_in_fdt,
-        bootargs: fdt.chosen().bootargs().unwrap_or(""),
+        bootargs: fdt.chosen().bootargs().or(handoff.cmdline).unwrap_or(""),
         fdt_range: (fdt_start, fdt_start + fdt.total_size()),
     })
 }

@@ -197,6 +197,8 @@ extern "C" fn primary_rust(x0: usize, entered_el: u64, entry_ticks: u64) -> ! {
         },
         entry_ticks,
         image,
+        // QEMU and Linux-style loaders put the command line in the FDT.
+        cmdline: None,
     };
     // SAFETY: defined by the `boot` crate with exactly this signature.
     unsafe { lodger_primary_entry(&handoff) }

@@ -10,6 +10,7 @@
 //! |---|---|---|
 //! | 0 | the kernel's IPI ("look at your mailbox") | the kernel's `irq` hook ([`Irq::Ipi`]) |
 //! | 1 | invalidate your TLB | [`super::mmu::on_flush_ipi`], never seen by the kernel |
+//! | 2 | start (firmware wake-up) | the firmware; disabled once lodger runs |
 //!
 //! Device interrupts (EIOINTC / PCH-PIC) are not used: lodger's console is
 //! polled, so only the timer and IPI lines are enabled in ECFG.LIE.
@@ -29,6 +30,9 @@ use super::csr;
 /// IPI vector bits (IOCSR IPI status / enable / clear words).
 pub(super) const IPI_KERNEL: u32 = 1 << 0;
 pub(super) const IPI_TLB_FLUSH: u32 = 1 << 1;
+/// Wakes a secondary parked in the firmware ([`super::smp`]); never enabled
+/// once lodger runs on a CPU, so a late repeat is never taken.
+pub(super) const IPI_START: u32 = 1 << 2;
 
 /// Enables this CPU's IPI vectors and the timer and IPI lines.
 pub(super) fn init_cpu() {

@@ -189,8 +189,7 @@ impl Arch for Loongarch64 {
         if cpu == 0 || cpu >= p.cpus {
             return Err("no such secondary CPU");
         }
-        smp::start(p.hw_id[cpu], cpu, stack_top);
-        Ok(())
+        smp::start(p.hw_id[cpu], cpu, stack_top)
     }
 
     fn send_ipi(cpu: usize) {

@@ -13,6 +13,12 @@
 //!    table set-up in Rust lies in a DMW window, so no TLB refill can happen
 //!    before its handler is installed.
 //!
+//! The boot CPU's registers at entry: a0 = 1, a1 = physical address of the
+//! command line (QEMU: 0, where it copies the string), a2 = physical address
+//! of an EFI-style system table.
+//! The FDT is at a fixed physical address (1 MiB); lodger reads the command
+//! line from a1, as QEMU does not copy `-append` into the FDT.
+//!
 //! Then the boot CPU takes the stack the linker script reserves and zeroes
 //! `.bss`; a secondary reads its stack top and logical id from its IOCSR
 //! mailboxes (written by [`super::smp::start`] before the start IPI), so it
@@ -47,6 +53,7 @@ core::arch::global_asm!(
 _start:
     rdtime.d    $s0, $zero          // entry time, first thing
     csrrd       $s1, {crmd}         // entered privilege level in bits 1:0
+    move        $s2, $a1            // physical address of the command line
     CPU_MODE_ON
     la.pcrel    $sp, __boot_stack_top
     la.pcrel    $t0, __bss_start
@@ -58,6 +65,7 @@ _start:
 1:  csrwr       $zero, {ks0}        // logical CPU 0
     move        $a0, $s0
     andi        $a1, $s1, {plv_mask}
+    move        $a2, $s2
     bl          {primary_rust}
 2:  idle        0
     b           2b
@@ -109,6 +117,31 @@ unsafe extern "Rust" {
 const QEMU_VIRT_DTB_PA: usize = 0x10_0000;
 const FDT_MAGIC: u32 = 0xd00d_feed;
 
+/// The most bytes of command line read from a1 (QEMU copies at most 512;
+/// Linux on LoongArch accepts 4096).
+const CMDLINE_MAX: usize = 4096;
+
+/// The NUL-terminated command line at physical address `pa` (QEMU's a1), if
+/// there is a non-empty, UTF-8 one. QEMU copies it to the start of its
+/// boot-information area, physical address 0 (so a1 = 0 is a real address;
+/// without `-append` the string is empty). Only a string below the image is
+/// read: that area is not RAM anything else uses.
+fn cmdline_at(pa: usize) -> Option<&'static str> {
+    let image_pa = mmu::physical(&raw const __image_start as usize);
+    if pa >= image_pa {
+        return None;
+    }
+    let max = CMDLINE_MAX.min(image_pa - pa);
+    // SAFETY: `[pa, pa + max)` is RAM below the image (QEMU `virt` RAM starts
+    // at 0), mapped by DMW1, and never written again: the heap starts after
+    // the image.
+    let bytes = unsafe { core::slice::from_raw_parts(mmu::cached(pa) as *const u8, max) };
+    let len = bytes.iter().position(|&b| b == 0)?;
+    core::str::from_utf8(&bytes[..len])
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
 fn looks_like_fdt(va: usize) -> bool {
     // SAFETY: DMW1 maps all physical memory; QEMU `virt` has RAM at 0, and
     // the address is 8-byte aligned.
@@ -116,7 +149,7 @@ fn looks_like_fdt(va: usize) -> bool {
     u32::from_be(magic) == FDT_MAGIC
 }
 
-extern "C" fn primary_rust(entry_ticks: u64, plv: usize) -> ! {
+extern "C" fn primary_rust(entry_ticks: u64, plv: usize, cmdline_pa: usize) -> ! {
     super::trap::install();
     mmu::init_tables();
     mmu::init_cpu();
@@ -139,12 +172,14 @@ extern "C" fn primary_rust(entry_ticks: u64, plv: usize) -> ! {
         },
         entry_ticks,
         image,
+        cmdline: cmdline_at(cmdline_pa),
     };
     // SAFETY: defined by the `boot` crate with exactly this signature.
     unsafe { lodger_primary_entry(&handoff) }
 }
 
 extern "C" fn secondary_rust(cpu: usize) -> ! {
+    smp::arrived(cpu);
     super::trap::install();
     mmu::init_cpu();
     // SAFETY: defined by the `boot` crate with exactly this signature.
