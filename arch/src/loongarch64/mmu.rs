@@ -173,8 +173,10 @@ static TLB_USERS: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MA
 /// Set by a CPU that changed the tables, cleared by the target once its TLB
 /// is invalidated.
 static FLUSH_PENDING: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
-/// How long [`map`]/[`unmap`] wait for the other CPUs' acknowledgements.
-const SHOOTDOWN_TIMEOUT_SEC: u64 = 1;
+/// How long [`map`]/[`unmap`] wait for the other CPUs' acknowledgements:
+/// as long as the kernel waits for a CPU to come online (a vCPU the host
+/// starves for longer is indistinguishable from a stuck one).
+const SHOOTDOWN_TIMEOUT_SEC: u64 = 2;
 
 core::arch::global_asm!(
     r#"
