@@ -1,0 +1,322 @@
+#!/usr/bin/env bash
+# One entry point for people and CI. It installs what is missing, then hands
+# over to `cargo xtask`, which does the real work (see README.md).
+#
+#   ./run.sh              boot the demo (selftest on 4 CPUs under QEMU TCG)
+#   ./run.sh test         host tests, lints and the QEMU boot tests
+#   ./run.sh run ARGS...  cargo xtask run ARGS...
+#   ./run.sh install [ARCH...]  only install what is missing
+#   ./run.sh help         this text
+set -euo pipefail
+
+# QEMU must be at least this major version (the `virt` board facts in the
+# project notes were checked on 10.0; Debian bookworm itself ships 7.2).
+readonly QEMU_MIN_MAJOR=10
+# The apt configuration directory (overridable only to test the parsing below).
+readonly APT_DIR=${LODGER_APT_DIR:-/etc/apt}
+readonly BACKPORTS_FILE=$APT_DIR/sources.list.d/lodger-backports.sources
+
+say() { printf 'run.sh: %s\n' "$*" >&2; }
+die() { say "$*"; exit 1; }
+
+# Print a command, then run it (the same convention as xtask).
+run() {
+    printf '$ %s\n' "$*" >&2
+    "$@"
+}
+
+usage() {
+    cat <<'EOF'
+usage: ./run.sh [COMMAND]
+
+  (none)        install what is missing, then boot the demo:
+                cargo xtask run --arch aarch64 --smp 4 --host tcg --app selftest
+  test          install, then run every test: cargo xtask test
+  run ARGS...   install, then cargo xtask run ARGS...  (see: cargo xtask run --help)
+  install [ARCH...]
+                only install what is missing: QEMU >= 10 and the Rust
+                pieces for each ARCH (aarch64, loongarch64; default: the
+                architectures the tests boot)
+  help          this text
+
+The guest's exit status becomes this script's exit status; 124 means the
+guest timed out, 125 that it stopped without reporting a status.
+EOF
+}
+
+# ---------------------------------------------------------------------------
+# Privileges
+# ---------------------------------------------------------------------------
+
+# Runs a command as root: directly when we are root, through sudo otherwise.
+as_root() {
+    if [[ $(id -u) -eq 0 ]]; then
+        run "$@"
+    elif command -v sudo >/dev/null; then
+        run sudo "$@"
+    else
+        die "need root to run '$*' (not root, and sudo is missing)"
+    fi
+}
+
+can_be_root() {
+    [[ $(id -u) -eq 0 ]] || command -v sudo >/dev/null
+}
+
+# ---------------------------------------------------------------------------
+# QEMU
+# ---------------------------------------------------------------------------
+
+# Prints the major version of QEMU binary $1, or nothing if it is missing.
+qemu_major() {
+    command -v "$1" >/dev/null || return 0
+    "$1" --version 2>/dev/null |
+        sed -n '1s/^QEMU emulator version \([0-9][0-9]*\)\..*/\1/p'
+}
+
+is_debian_bookworm() {
+    [[ -r /etc/os-release ]] || return 1
+    # shellcheck disable=SC1091 # a system file, read for ID and VERSION_CODENAME
+    (. /etc/os-release && [[ ${ID:-} == debian && ${VERSION_CODENAME:-} == bookworm ]])
+}
+
+# Prints "URI<TAB>SIGNED-BY" for the first enabled apt source that serves the
+# `bookworm` suite itself (not -updates/-security), so backports come from the
+# same mirror the machine already uses. SIGNED-BY may be empty.
+bookworm_mirror() {
+    local f
+    # deb822 files: paragraphs separated by blank lines.
+    for f in "$APT_DIR"/sources.list.d/*.sources; do
+        [[ -r $f && $f != "$BACKPORTS_FILE" ]] || continue
+        awk '
+            function flush() {
+                if (types ~ /(^| )deb( |$)/ && suites ~ /(^| )bookworm( |$)/ &&
+                    tolower(enabled) != "no" && uri != "") {
+                    printf "%s\t%s\n", uri, signed
+                    found = 1
+                    exit
+                }
+                types = suites = uri = signed = enabled = ""
+            }
+            /^[ \t]*#/ { next }
+            /^[ \t]*$/ { flush(); next }
+            /^[ \t]/ { next }  # continuation line (e.g. an inline Signed-By key)
+            {
+                key = tolower($1); sub(/:$/, "", key)
+                val = $0; sub(/^[^:]*:[ \t]*/, "", val); sub(/[ \t]+$/, "", val)
+                if (key == "types") types = val
+                else if (key == "suites") suites = val
+                else if (key == "uris") { split(val, u, /[ \t]+/); uri = u[1] }
+                else if (key == "signed-by") signed = val
+                else if (key == "enabled") enabled = val
+            }
+            END { if (!found) flush() }
+        ' "$f" | head -n 1 | grep . && return 0
+    done
+    # One-line format: deb [options] URI SUITE COMPONENT...
+    for f in "$APT_DIR"/sources.list "$APT_DIR"/sources.list.d/*.list; do
+        [[ -r $f ]] || continue
+        awk '
+            $1 != "deb" { next }
+            {
+                i = 2; signed = ""
+                if ($i ~ /^\[/) {
+                    while (i <= NF) {
+                        if ($i ~ /^\[?signed-by=/) { signed = $i; sub(/^\[?signed-by=/, "", signed); sub(/\]$/, "", signed) }
+                        if ($i ~ /\]$/) { i++; break }
+                        i++
+                    }
+                }
+                if ($(i + 1) == "bookworm") { printf "%s\t%s\n", $i, signed; exit }
+            }
+        ' "$f" | head -n 1 | grep . && return 0
+    done
+    return 1
+}
+
+backports_enabled() {
+    grep -rsqE '^[^#]*bookworm-backports' "$APT_DIR"/sources.list "$APT_DIR"/sources.list.d/
+}
+
+enable_backports() {
+    backports_enabled && return 0
+    local line uri signed
+    line=$(bookworm_mirror) ||
+        die "found no apt source for 'bookworm' to reuse for bookworm-backports; add bookworm-backports to your apt sources and re-run"
+    uri=${line%%$'\t'*}
+    signed=${line#*$'\t'}
+    say "enabling bookworm-backports from the mirror already configured ($uri)"
+    local content
+    content="# Written by lodger's run.sh: QEMU >= $QEMU_MIN_MAJOR comes from bookworm-backports.
+Types: deb
+URIs: $uri
+Suites: bookworm-backports
+Components: main"
+    [[ -n $signed ]] && content+=$'\n'"Signed-By: $signed"
+    printf '%s\n' "$content" | as_root tee "$BACKPORTS_FILE" >/dev/null
+    as_root apt-get -q update
+}
+
+# ensure_qemu BINARY PACKAGE: BINARY at version >= QEMU_MIN_MAJOR, installed
+# from bookworm-backports' PACKAGE when missing or too old.
+ensure_qemu() {
+    local bin=$1 pkg=$2 major
+    major=$(qemu_major "$bin")
+    if [[ -n $major && $major -ge $QEMU_MIN_MAJOR ]]; then
+        return 0
+    fi
+    local need="QEMU >= $QEMU_MIN_MAJOR with $bin (Debian package $pkg)"
+    if [[ -n $major ]]; then
+        say "$bin is version $major; need $need"
+    else
+        say "$bin not found; need $need"
+    fi
+    is_debian_bookworm ||
+        die "not Debian bookworm: please install $need yourself, then re-run"
+    can_be_root ||
+        die "not root and no sudo: please install $pkg from bookworm-backports (apt-get install -t bookworm-backports $pkg), then re-run"
+    enable_backports
+    as_root env DEBIAN_FRONTEND=noninteractive \
+        apt-get -y -q install --no-install-recommends -t bookworm-backports "$pkg"
+    major=$(qemu_major "$bin")
+    [[ -n $major && $major -ge $QEMU_MIN_MAJOR ]] ||
+        die "installed $pkg but $bin is still not >= $QEMU_MIN_MAJOR (found '${major:-none}')"
+    say "$("$bin" --version | head -n 1)"
+}
+
+# ---------------------------------------------------------------------------
+# Rust
+# ---------------------------------------------------------------------------
+
+ensure_cargo() {
+    command -v cargo >/dev/null ||
+        die "cargo not found: install Rust with rustup (stable toolchain), then re-run"
+}
+
+# ensure_target TRIPLE: the prebuilt standard library for a bare-metal target.
+ensure_target() {
+    if ! command -v rustup >/dev/null; then
+        say "rustup not found: assuming this Rust already has the $1 target"
+        return 0
+    fi
+    if ! rustup target list --installed | grep -qx "$1"; then
+        run rustup target add "$1"
+    fi
+}
+
+# Targets without a prebuilt standard library build core/alloc from source
+# with this nightly (-Zbuild-std). Pinned so a new nightly cannot break the
+# build; keep in step with NIGHTLY in xtask/src/arch.rs (a unit test checks).
+readonly NIGHTLY=nightly-2026-05-20
+ensure_nightly_rust_src() {
+    command -v rustup >/dev/null ||
+        die "need rustup to install the $NIGHTLY toolchain with rust-src"
+    local installed
+    installed=$(rustup component list --installed --toolchain "$NIGHTLY" 2>/dev/null || true)
+    if ! grep -q '^rust-src' <<<"$installed" || ! grep -q '^clippy' <<<"$installed"; then
+        run rustup toolchain install "$NIGHTLY" --profile minimal --component rust-src,clippy
+    fi
+}
+
+# `cargo xtask test` checks formatting and lints.
+ensure_rust_tools() {
+    command -v rustup >/dev/null || return 0
+    local installed missing=()
+    installed=$(rustup component list --installed)
+    grep -q '^rustfmt' <<<"$installed" || missing+=(rustfmt)
+    grep -q '^clippy' <<<"$installed" || missing+=(clippy)
+    if [[ ${#missing[@]} -gt 0 ]]; then
+        run rustup component add "${missing[@]}"
+    fi
+}
+
+# ---------------------------------------------------------------------------
+# Per guest architecture
+# ---------------------------------------------------------------------------
+
+# The architectures `cargo xtask test` boots: keep in step with the `arch`
+# fields of xtask/src/boot_tests.rs.
+readonly TEST_ARCHES=(aarch64 loongarch64)
+
+# ensure_arch ARCH: the Rust target and the QEMU that one architecture needs.
+ensure_arch() {
+    case $1 in
+    aarch64)
+        ensure_target aarch64-unknown-none
+        ensure_qemu qemu-system-aarch64 qemu-system-arm
+        ;;
+    loongarch64)
+        # No prebuilt core for loongarch64-unknown-none on stable.
+        ensure_nightly_rust_src
+        ensure_qemu qemu-system-loongarch64 qemu-system-misc
+        ;;
+    *) ;; # not an architecture: `cargo xtask` will say so
+    esac
+}
+
+# Prints the --arch of an xtask command line (aarch64 when there is none).
+arch_of() {
+    local arch=aarch64
+    while [[ $# -gt 0 ]]; do
+        case $1 in
+        --arch)
+            arch=${2:-}
+            if [[ $# -gt 1 ]]; then shift; fi
+            ;;
+        --arch=*) arch=${1#--arch=} ;;
+        --) break ;;
+        esac
+        shift
+    done
+    printf '%s\n' "$arch"
+}
+
+# install ARCH...: everything needed to build and boot these architectures.
+install() {
+    ensure_cargo
+    local arch
+    for arch in "$@"; do
+        ensure_arch "$arch"
+    done
+}
+
+main() {
+    cd "$(dirname "${BASH_SOURCE[0]}")"
+    local cmd=${1:-demo}
+    [[ $# -gt 0 ]] && shift
+    case $cmd in
+    demo)
+        install aarch64
+        exec cargo xtask run --arch aarch64 --smp 4 --host tcg --app selftest
+        ;;
+    test)
+        install "${TEST_ARCHES[@]}"
+        ensure_rust_tools
+        exec cargo xtask test "$@"
+        ;;
+    run)
+        install "$(arch_of "$@")"
+        exec cargo xtask run "$@"
+        ;;
+    install)
+        if [[ $# -eq 0 ]]; then
+            set -- "${TEST_ARCHES[@]}"
+        fi
+        install "$@"
+        ensure_rust_tools
+        say "everything is installed"
+        ;;
+    help | -h | --help)
+        usage
+        ;;
+    *)
+        usage >&2
+        exit 2
+        ;;
+    esac
+}
+
+# Sourcing the script (to test its functions) defines them and stops here.
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+    main "$@"
+fi

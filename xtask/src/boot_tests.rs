@@ -1,0 +1,316 @@
+//! The QEMU boot tests, as data. `cargo xtask test` boots each entry once and
+//! passes it when the guest's exit status and console output are as stated.
+//!
+//! To add a test, add an entry to [`TESTS`]; start from [`BASE`] and set what
+//! differs. A new kind of output check is a variant of [`Check`].
+
+use crate::arch::Arch;
+
+use Check::{Below, Contains, Lacks};
+
+/// Exit statuses of the guest (`kernel::exit::status`).
+const SUCCESS: u8 = 0;
+const USAGE: u8 = 2;
+const PANIC: u8 = 101;
+const FAULT: u8 = 102;
+
+pub struct BootTest {
+    /// Unique; `cargo xtask test --filter SUBSTR` selects by it.
+    pub name: &'static str,
+    pub arch: Arch,
+    /// Number of CPUs (1..=8).
+    pub smp: u8,
+    /// Enter the guest at EL2 (aarch64 only).
+    pub el2: bool,
+    pub app: &'static str,
+    /// The app's arguments (after ` -- ` on the kernel command line).
+    pub app_args: &'static [&'static str],
+    /// Extra raw kernel arguments, before ` -- `.
+    pub bootargs: &'static str,
+    /// The guest's exit status (from its end marker; a timeout or a
+    /// missing marker never matches).
+    pub expect: u8,
+    /// Every check must hold on the console output.
+    pub checks: &'static [Check],
+}
+
+/// A condition on the console output.
+#[derive(Clone, Copy, Debug)]
+pub enum Check {
+    /// The output contains this text.
+    Contains(&'static str),
+    /// The output does not contain this text.
+    Lacks(&'static str),
+    /// The number right after the first occurrence of the text is below the
+    /// bound (e.g. `Below("boot time ", 50.0)` on "boot time 18.6 ms").
+    Below(&'static str, f64),
+}
+
+impl Check {
+    /// Why the check fails on `output`, or `None` if it holds.
+    pub fn failure(self, output: &str) -> Option<String> {
+        match self {
+            Contains(text) if !output.contains(text) => Some(format!("output lacks {text:?}")),
+            Lacks(text) if output.contains(text) => Some(format!("output contains {text:?}")),
+            Below(text, bound) => match number_after(output, text) {
+                None => Some(format!("output has no number after {text:?}")),
+                Some(n) if n >= bound => Some(format!("{text:?} {n} is not below {bound}")),
+                Some(_) => None,
+            },
+            Contains(_) | Lacks(_) => None,
+        }
+    }
+}
+
+/// The decimal number that follows the first `text` in `output`.
+fn number_after(output: &str, text: &str) -> Option<f64> {
+    let rest = &output[output.find(text)? + text.len()..];
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+/// The defaults every entry starts from: selftest on 4 CPUs at EL1.
+const BASE: BootTest = BootTest {
+    name: "",
+    arch: Arch::Aarch64,
+    smp: 4,
+    el2: false,
+    app: "selftest",
+    app_args: &[],
+    bootargs: "",
+    expect: SUCCESS,
+    checks: &[],
+};
+
+pub const TESTS: &[BootTest] = &[
+    BootTest {
+        name: "selftest-smp1",
+        smp: 1,
+        checks: &[
+            Contains("passed, 0 failed"),
+            Contains("CPUs online: 1"),
+            Lacks("panicked"),
+        ],
+        ..BASE
+    },
+    BootTest {
+        name: "selftest-smp2",
+        smp: 2,
+        checks: &[
+            Contains("passed, 0 failed"),
+            Contains("CPUs online: 2"),
+            Lacks("panicked"),
+        ],
+        ..BASE
+    },
+    BootTest {
+        name: "selftest-smp4",
+        smp: 4,
+        checks: &[
+            Contains("passed, 0 failed"),
+            Contains("CPUs online: 4"),
+            Lacks("panicked"),
+        ],
+        ..BASE
+    },
+    BootTest {
+        name: "selftest-smp8",
+        smp: 8,
+        checks: &[
+            Contains("passed, 0 failed"),
+            Contains("CPUs online: 8"),
+            Lacks("panicked"),
+        ],
+        ..BASE
+    },
+    BootTest {
+        name: "selftest-el2-smp4",
+        smp: 4,
+        el2: true,
+        checks: &[Contains("entered at EL2"), Contains("passed, 0 failed")],
+        ..BASE
+    },
+    BootTest {
+        name: "selftest-el1-smp2",
+        smp: 2,
+        checks: &[Contains("entered at EL1")],
+        ..BASE
+    },
+    BootTest {
+        name: "fault",
+        app: "fault",
+        app_args: &["cpu=1"],
+        smp: 2,
+        expect: FAULT,
+        checks: &[
+            Contains("Data Abort"),
+            Contains("translation fault (level 1), on a read"),
+            Contains("FAR  0x0000004000000000"),
+            Contains("on CPU 1"),
+        ],
+        ..BASE
+    },
+    BootTest {
+        name: "panic-secondary",
+        app: "panic",
+        app_args: &["cpu=1"],
+        smp: 2,
+        expect: PANIC,
+        checks: &[Contains("panicked on CPU 1 at apps/src/panic.rs")],
+        ..BASE
+    },
+    BootTest {
+        name: "unknown-app",
+        app: "nosuchapp",
+        expect: USAGE,
+        // The error lists the valid choices.
+        checks: &[Contains("unknown app"), Contains("selftest")],
+        ..BASE
+    },
+    BootTest {
+        name: "bad-bootarg",
+        bootargs: "bogus=1",
+        expect: USAGE,
+        checks: &[
+            Contains("unknown boot argument `bogus=1`"),
+            Contains("valid arguments"),
+        ],
+        ..BASE
+    },
+    BootTest {
+        name: "malformed-bootarg",
+        bootargs: "selftest",
+        expect: USAGE,
+        checks: &[Contains("malformed boot argument `selftest`")],
+        ..BASE
+    },
+    BootTest {
+        // The bound: entry to app start under TCG at smp 4.
+        name: "boot-time-smp4",
+        smp: 4,
+        checks: &[Below("boot time ", 50.0)],
+        ..BASE
+    },
+    // loongarch64: the same contract.
+    BootTest {
+        name: "la-selftest-smp1",
+        smp: 1,
+        checks: &[
+            Contains("passed, 0 failed"),
+            Contains("CPUs online: 1"),
+            Contains("entered at PLV0"),
+        ],
+        ..LA
+    },
+    BootTest {
+        name: "la-selftest-smp2",
+        smp: 2,
+        checks: &[Contains("passed, 0 failed"), Contains("CPUs online: 2")],
+        ..LA
+    },
+    BootTest {
+        name: "la-selftest-smp4",
+        smp: 4,
+        checks: &[
+            Contains("passed, 0 failed"),
+            Contains("CPUs online: 4"),
+            Below("boot time ", 50.0),
+        ],
+        ..LA
+    },
+    BootTest {
+        name: "la-selftest-smp8",
+        smp: 8,
+        checks: &[Contains("passed, 0 failed"), Contains("CPUs online: 8")],
+        ..LA
+    },
+    BootTest {
+        name: "la-fault",
+        app: "fault",
+        app_args: &["cpu=1"],
+        smp: 2,
+        expect: FAULT,
+        checks: &[
+            Contains("on CPU 1"),
+            Contains("Page Invalid for a Load"),
+            Contains("BADV 0x0000004000000000"),
+        ],
+        ..LA
+    },
+    BootTest {
+        name: "la-panic-secondary",
+        app: "panic",
+        app_args: &["cpu=1"],
+        smp: 2,
+        expect: PANIC,
+        checks: &[Contains("panicked on CPU 1 at apps/src/panic.rs")],
+        ..LA
+    },
+    BootTest {
+        name: "la-unknown-app",
+        app: "nosuchapp",
+        smp: 2,
+        expect: USAGE,
+        checks: &[Contains("unknown app"), Contains("selftest")],
+        ..LA
+    },
+];
+
+/// loongarch64 entries start from here.
+const LA: BootTest = BootTest {
+    arch: Arch::Loongarch64,
+    ..BASE
+};
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+    use crate::guest;
+
+    #[test]
+    fn table_is_well_formed() {
+        let mut names = HashSet::new();
+        for test in TESTS {
+            assert!(!test.name.is_empty(), "a test has no name");
+            assert!(names.insert(test.name), "{}: duplicate name", test.name);
+            assert!((1..=8).contains(&test.smp), "{}: smp", test.name);
+            assert!(
+                test.arch.machine_args(test.el2).is_ok(),
+                "{}: el2",
+                test.name
+            );
+            assert!(
+                guest::bootargs(test.app, test.bootargs, test.app_args).is_ok(),
+                "{}: bootargs",
+                test.name
+            );
+        }
+    }
+
+    #[test]
+    fn checks() {
+        assert_eq!(Contains("b").failure("abc"), None);
+        assert_eq!(Lacks("x").failure("abc"), None);
+        assert_eq!(Contains("x").failure("abc").unwrap(), "output lacks \"x\"");
+        assert_eq!(Lacks("b").failure("abc").unwrap(), "output contains \"b\"");
+    }
+
+    #[test]
+    fn below() {
+        let out = "[ 0.1 0] boot time 18.585 ms (entry)";
+        assert_eq!(Below("boot time ", 50.0).failure(out), None);
+        assert!(Below("boot time ", 10.0)
+            .failure(out)
+            .unwrap()
+            .contains("not below"));
+        assert!(Below("boot time ", 50.0)
+            .failure("boot time ?")
+            .unwrap()
+            .contains("no number"));
+        assert!(Below("missing", 50.0).failure(out).is_some());
+    }
+}

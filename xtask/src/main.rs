@@ -1,0 +1,69 @@
+//! lodger's host-side tooling, run as `cargo xtask COMMAND` from anywhere in
+//! the workspace (the alias lives in `.cargo/config.toml`).
+//!
+//! One file per subcommand (`build`, `run`, `test`, `bench`); the pieces they
+//! share are [`arch`] (what differs per guest architecture), [`guest`] (the
+//! contract with the kernel: boot arguments and the exit marker), [`qemu`]
+//! (starting, watching and killing QEMU) and [`cmd`] (printing and running
+//! external commands). The QEMU boot tests are data, in [`boot_tests`].
+
+#![forbid(unsafe_code)]
+
+mod arch;
+mod bench;
+mod boot_tests;
+mod build;
+mod cmd;
+mod guest;
+mod qemu;
+mod run;
+mod test;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "Build, boot and test lodger under QEMU"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build the guest image (release) and print its path.
+    Build(build::Args),
+    /// Build the guest image, boot it under QEMU and exit with its status.
+    Run(run::Args),
+    /// Host tests and lints, then the QEMU boot tests.
+    Test(test::Args),
+    /// Benchmarks (none yet).
+    Bench(bench::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = qemu::kill_on_exit() {
+        eprintln!("xtask: error: {e:#}");
+        return ExitCode::from(guest::EXIT_NO_STATUS);
+    }
+    let result = match cli.command {
+        Command::Build(args) => build::main(args),
+        Command::Run(args) => run::main(args),
+        Command::Test(args) => test::main(args),
+        Command::Bench(args) => bench::main(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            // Like timeout(1): 125 says the tool failed, not the guest.
+            ExitCode::from(guest::EXIT_NO_STATUS)
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! Booting the guest under QEMU: the command line, then a runner that streams
+//! the console, watches for the exit marker, enforces a timeout and never
+//! leaves a QEMU behind.
+//!
+//! QEMU is killed when its [`Qemu`] handle drops. The workspace builds with
+//! `panic = "abort"`, so `Drop` does not run on a panic, and a signal would
+//! end xtask without unwinding either: a registry of live QEMU process ids
+//! lets the panic hook and the signal handler ([`kill_on_exit`]) kill them.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::ValueEnum;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::arch::Arch;
+use crate::cmd;
+use crate::guest::{self, Console};
+
+/// Guest memory, enough for the kernel's heap and per-CPU stacks.
+const MEMORY: &str = "256M";
+/// How long QEMU may take to exit after the guest printed its exit marker.
+const POWER_OFF_GRACE: Duration = Duration::from_secs(5);
+
+/// Where the guest runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Host {
+    /// QEMU's emulator (TCG) on this machine.
+    Tcg,
+}
+
+/// One boot of the guest: everything that goes on QEMU's command line.
+#[derive(Debug)]
+pub struct Boot {
+    pub arch: Arch,
+    pub host: Host,
+    pub smp: u8,
+    /// Enter the guest at EL2 (aarch64's `virtualization=on`).
+    pub el2: bool,
+    pub image: PathBuf,
+    /// The kernel command line, from [`guest::bootargs`].
+    pub bootargs: String,
+}
+
+impl Boot {
+    pub fn command(&self) -> Result<Command> {
+        if !self.image.is_file() {
+            bail!("guest image {} does not exist", self.image.display());
+        }
+        let mut cmd = Command::new(self.arch.qemu());
+        cmd.args(self.arch.machine_args(self.el2)?);
+        match self.host {
+            // TCG is QEMU's default accelerator on a host of another architecture.
+            Host::Tcg => {}
+        }
+        cmd.arg("-smp")
+            .arg(self.smp.to_string())
+            .args(["-m", MEMORY])
+            .args(["-nodefaults", "-display", "none"])
+            .args(["-serial", "stdio", "-monitor", "none", "-no-reboot"])
+            .arg("-kernel")
+            .arg(&self.image)
+            .arg("-append")
+            .arg(&self.bootargs);
+        Ok(cmd)
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The guest printed its exit marker and QEMU exited.
+    Exited(u8),
+    /// QEMU exited without an exit marker from the guest.
+    NoMarker(ExitStatus),
+    /// The guest printed its exit marker but QEMU was still running
+    /// [`POWER_OFF_GRACE`] later; QEMU was killed.
+    NoPowerOff(u8),
+    /// The guest ran out of time; QEMU was killed.
+    TimedOut(Duration),
+}
+
+impl Outcome {
+    /// xtask's exit code for this outcome.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Outcome::Exited(status) => status,
+            Outcome::NoMarker(_) | Outcome::NoPowerOff(_) => guest::EXIT_NO_STATUS,
+            Outcome::TimedOut(_) => guest::EXIT_TIMEOUT,
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Exited(status) => write!(f, "guest exited with status {status}"),
+            Outcome::NoMarker(qemu) => {
+                write!(f, "guest stopped without an exit marker (QEMU {qemu})")
+            }
+            Outcome::NoPowerOff(status) => write!(
+                f,
+                "guest printed exit status {status} but did not power off within {} s; killed QEMU",
+                POWER_OFF_GRACE.as_secs()
+            ),
+            Outcome::TimedOut(after) => {
+                write!(f, "timed out after {} s; killed QEMU", after.as_secs())
+            }
+        }
+    }
+}
+
+/// What a run produced.
+pub struct Run {
+    pub outcome: Outcome,
+    /// The guest's console (QEMU's stdout).
+    pub console: String,
+    /// QEMU's own messages.
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+/// Prints and starts `cmd`, then collects its output until QEMU exits or
+/// `timeout` passes. With `echo`, the console goes to stdout and QEMU's
+/// messages to stderr as they arrive.
+pub fn run(mut cmd: Command, timeout: Duration, echo: bool) -> Result<Run> {
+    // No stdin: QEMU then leaves the terminal's mode alone, and the guest
+    // takes no input anyway.
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd::announce(&cmd);
+    let start = Instant::now();
+    let deadline = start + timeout;
+    let mut qemu = Qemu::spawn(&mut cmd)?;
+
+    let (tx, rx) = mpsc::channel();
+    let (stdout, stderr) = qemu.take_pipes();
+    forward(stdout, Stream::Console, tx.clone());
+    forward(stderr, Stream::Qemu, tx);
+
+    let mut console = Console::default();
+    let mut messages = Vec::new();
+    let mut power_off_by: Option<Instant> = None;
+    // When QEMU must have exited: the deadline, or sooner after a marker.
+    let until = |power_off_by: Option<Instant>| power_off_by.map_or(deadline, |t| t.min(deadline));
+    let mut out_of_time = false;
+    loop {
+        let wait = until(power_off_by).saturating_duration_since(Instant::now());
+        match rx.recv_timeout(wait) {
+            Ok((Stream::Console, chunk)) => {
+                if echo {
+                    let mut out = io::stdout().lock();
+                    // A closed stdout must not stop the run: ignore errors.
+                    let _ = out.write_all(&chunk).and_then(|()| out.flush());
+                }
+                if console.push(&chunk) && power_off_by.is_none() {
+                    power_off_by = Some(Instant::now() + POWER_OFF_GRACE);
+                }
+            }
+            Ok((Stream::Qemu, chunk)) => {
+                if echo {
+                    let _ = io::stderr().write_all(&chunk);
+                }
+                messages.extend_from_slice(&chunk);
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                out_of_time = true;
+                break;
+            }
+            // Both pipes closed: QEMU has exited (or is about to).
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    console.finish();
+
+    let status = if out_of_time {
+        None
+    } else {
+        qemu.wait_until(until(power_off_by))?
+    };
+    let outcome = match (status, console.status()) {
+        (Some(exit), Some(code)) => {
+            if !exit.success() {
+                eprintln!("xtask: warning: QEMU {exit} after the guest's exit marker");
+            }
+            Outcome::Exited(code)
+        }
+        (Some(exit), None) => Outcome::NoMarker(exit),
+        (None, Some(code)) => Outcome::NoPowerOff(code),
+        (None, None) => Outcome::TimedOut(timeout),
+    };
+    // Kills QEMU if it is still running; otherwise a no-op.
+    drop(qemu);
+    Ok(Run {
+        outcome,
+        console: console.text(),
+        stderr: String::from_utf8_lossy(&messages).into_owned(),
+        elapsed: start.elapsed(),
+    })
+}
+
+#[derive(Clone, Copy)]
+enum Stream {
+    Console,
+    Qemu,
+}
+
+/// Sends everything read from `from` to `to`, chunk by chunk, until EOF.
+fn forward(
+    mut from: impl Read + Send + 'static,
+    stream: Stream,
+    to: mpsc::Sender<(Stream, Vec<u8>)>,
+) {
+    thread::spawn(move || {
+        let mut buf = [0; 4096];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if to.send((stream, buf[..n].to_vec())).is_err() {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+    });
+}
+
+/// Process ids of the QEMUs that are running. A pid is listed from spawn
+/// until its process has been reaped, and both happen under this lock, so a
+/// listed pid always belongs to our (possibly exited, never reused) child.
+static LIVE: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+fn live() -> MutexGuard<'static, Vec<u32>> {
+    LIVE.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Kills every running QEMU.
+fn kill_all(live: &[u32]) {
+    for &pid in live {
+        if let Ok(pid) = i32::try_from(pid) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+}
+
+/// Installs a panic hook and a SIGINT/SIGTERM/SIGHUP handler that kill any
+/// running QEMU before xtask goes away.
+pub fn kill_on_exit() -> Result<()> {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        // try_lock: the panicking thread may hold the lock itself.
+        match LIVE.try_lock() {
+            Ok(live) => kill_all(&live),
+            Err(TryLockError::Poisoned(e)) => kill_all(&e.into_inner()),
+            Err(TryLockError::WouldBlock) => {}
+        }
+        default_hook(info);
+    }));
+    ctrlc::set_handler(|| {
+        let live = live();
+        if !live.is_empty() {
+            kill_all(&live);
+            eprintln!("\nxtask: interrupted; killed QEMU");
+        }
+        std::process::exit(130);
+    })
+    .context("cannot install the signal handler")
+}
+
+/// A running QEMU, killed when dropped.
+struct Qemu {
+    child: Child,
+}
+
+impl Qemu {
+    fn spawn(cmd: &mut Command) -> Result<Self> {
+        let mut live = live();
+        let child = cmd.spawn().map_err(|e| {
+            let program = cmd.get_program().to_string_lossy().into_owned();
+            if e.kind() == io::ErrorKind::NotFound {
+                anyhow::anyhow!(
+                    "{program} not found: ./run.sh installs QEMU >= 10, or install it yourself"
+                )
+            } else {
+                anyhow::Error::new(e).context(format!("cannot start {program}"))
+            }
+        })?;
+        live.push(child.id());
+        Ok(Qemu { child })
+    }
+
+    fn take_pipes(&mut self) -> (ChildStdout, ChildStderr) {
+        let stdout = self.child.stdout.take().expect("spawned with piped stdout");
+        let stderr = self.child.stderr.take().expect("spawned with piped stderr");
+        (stdout, stderr)
+    }
+
+    /// Waits for QEMU to exit on its own until `deadline`; `None` if it is
+    /// still running then.
+    fn wait_until(&mut self, deadline: Instant) -> Result<Option<ExitStatus>> {
+        loop {
+            {
+                let mut live = live();
+                if let Some(status) = self.child.try_wait().context("waiting for QEMU")? {
+                    live.retain(|&pid| pid != self.child.id());
+                    return Ok(Some(status));
+                }
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Kills QEMU (if still running) and reaps it.
+    fn kill(&mut self) {
+        let mut live = live();
+        // Errors: it has already exited, which is what we want.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        live.retain(|&pid| pid != self.child.id());
+    }
+}
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,280 @@
+//! `cargo xtask test`: host tests and lints, then the QEMU boot tests of
+//! [`crate::boot_tests`], one after another (the machines have 2 cores and
+//! an SMP guest uses them all). Each counts as one result; the last line is
+//! `N passed, M failed`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::ValueEnum;
+
+use crate::arch::Arch;
+use crate::boot_tests::{BootTest, TESTS};
+use crate::qemu::{self, Boot, Host, Outcome};
+use crate::{build, cmd, guest};
+
+/// Console lines shown for a failed boot test.
+const TAIL_LINES: usize = 40;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Run only the tests whose name contains SUBSTR (host steps included).
+    #[arg(long, value_name = "SUBSTR")]
+    filter: Option<String>,
+    /// Skip the host tests and lints; only boot the guest.
+    #[arg(long)]
+    no_host: bool,
+    /// Stream each guest's console while it runs.
+    #[arg(long, short)]
+    verbose: bool,
+    /// Kill a guest after this many seconds.
+    #[arg(long, default_value_t = 60, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: u64,
+}
+
+impl Args {
+    fn selects(&self, name: &str) -> bool {
+        self.filter.as_deref().is_none_or(|f| name.contains(f))
+    }
+}
+
+pub fn main(args: Args) -> Result<ExitCode> {
+    let mut tally = Tally::default();
+    if !args.no_host {
+        for (name, mut command) in host_steps() {
+            if args.selects(&name) {
+                let result = cmd::run(&mut command).map_err(|e| Failure::new(format!("{e:#}")));
+                tally.record(&name, result);
+            }
+        }
+    }
+
+    if args.selects(ARCH_NEUTRAL) {
+        tally.record(
+            ARCH_NEUTRAL,
+            kernel_is_arch_neutral(&cmd::workspace_root().join("kernel")),
+        );
+    }
+
+    // Each architecture's image is built once, when its first test comes up.
+    let mut images: HashMap<Arch, Result<PathBuf, String>> = HashMap::new();
+    for test in TESTS.iter().filter(|t| args.selects(t.name)) {
+        let image = images
+            .entry(test.arch)
+            .or_insert_with(|| build::image(test.arch).map_err(|e| format!("{e:#}")));
+        let result = match image {
+            Ok(image) => boot(test, image, &args),
+            Err(e) => Err(Failure::new(format!("image build failed: {e}"))),
+        };
+        tally.record(test.name, result);
+    }
+
+    Ok(tally.finish(args.filter.as_deref()))
+}
+
+const ARCH_NEUTRAL: &str = "kernel-arch-neutral";
+
+/// `kernel/` reaches the CPU only through the `Arch` trait: no
+/// architecture-specific `cfg` may appear in it.
+fn kernel_is_arch_neutral(dir: &Path) -> Result<(), Failure> {
+    fn visit(dir: &Path, hits: &mut Vec<String>) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                visit(&path, hits)?;
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path)?;
+                for (n, line) in text.lines().enumerate() {
+                    if line.contains("target_arch") {
+                        hits.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+    let mut hits = Vec::new();
+    visit(dir, &mut hits).map_err(|e| Failure::new(format!("reading {}: {e}", dir.display())))?;
+    if hits.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::new(format!(
+            "architecture-specific cfg in kernel/:\n{}",
+            hits.join("\n")
+        )))
+    }
+}
+
+/// The host-side steps: unit tests, formatting, lints (host and guest).
+fn host_steps() -> Vec<(String, Command)> {
+    let mut steps = Vec::new();
+    // `--workspace` would include `boot`, which only builds for the guest.
+    let mut test = cmd::cargo();
+    test.args(["test", "--workspace", "--exclude", "boot"]);
+    steps.push(("cargo-test".into(), test));
+
+    let mut fmt = cmd::cargo();
+    fmt.args(["fmt", "--all", "--check"]);
+    steps.push(("rustfmt".into(), fmt));
+
+    let mut clippy = cmd::cargo();
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--exclude",
+        "boot",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    steps.push(("clippy-host".into(), clippy));
+
+    // The image's own code, for each architecture the boot tests use.
+    for &arch in Arch::value_variants() {
+        if TESTS.iter().any(|t| t.arch == arch) {
+            let mut clippy = arch.cargo_boot("clippy");
+            clippy.args(["--", "-D", "warnings"]);
+            steps.push((format!("clippy-boot-{}", arch.name()), clippy));
+        }
+    }
+    steps
+}
+
+/// Boots one test and judges it.
+fn boot(test: &BootTest, image: &Path, args: &Args) -> Result<(), Failure> {
+    let error = |e: anyhow::Error| Failure::new(format!("{e:#}"));
+    let boot = Boot {
+        arch: test.arch,
+        host: Host::Tcg,
+        smp: test.smp,
+        el2: test.el2,
+        image: image.to_owned(),
+        bootargs: guest::bootargs(test.app, test.bootargs, test.app_args).map_err(error)?,
+    };
+    let timeout = Duration::from_secs(args.timeout);
+    let run = qemu::run(boot.command().map_err(error)?, timeout, args.verbose).map_err(error)?;
+    if args.verbose && !run.console.is_empty() && !run.console.ends_with('\n') {
+        println!();
+    }
+
+    let mut reasons = Vec::new();
+    match run.outcome {
+        Outcome::Exited(status) if status == test.expect => {}
+        Outcome::Exited(status) => reasons.push(format!(
+            "expected exit status {}, guest exited with status {status}",
+            test.expect
+        )),
+        other => reasons.push(other.to_string()),
+    }
+    reasons.extend(test.checks.iter().filter_map(|c| c.failure(&run.console)));
+    if reasons.is_empty() {
+        return Ok(());
+    }
+    // With --verbose the console has been shown already.
+    let details = (!args.verbose).then(|| {
+        let mut details = tail(&run.console, TAIL_LINES);
+        if !run.stderr.trim().is_empty() {
+            details.push_str("--- QEMU said ---\n");
+            details.push_str(&run.stderr);
+        }
+        details
+    });
+    Err(Failure {
+        reason: reasons.join("; "),
+        details,
+    })
+}
+
+/// The last `n` lines of `text`, under a header that says how many there are.
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let shown = &lines[lines.len().saturating_sub(n)..];
+    let mut out = format!(
+        "--- last {} of {} console lines ---\n",
+        shown.len(),
+        lines.len()
+    );
+    for line in shown {
+        out.push_str(line.trim_end_matches('\r'));
+        out.push('\n');
+    }
+    out
+}
+
+/// Why a test failed, and what to show about it.
+struct Failure {
+    reason: String,
+    details: Option<String>,
+}
+
+impl Failure {
+    fn new(reason: String) -> Self {
+        Failure {
+            reason,
+            details: None,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    passed: usize,
+    failed: Vec<String>,
+}
+
+impl Tally {
+    fn record(&mut self, name: &str, result: Result<(), Failure>) {
+        match result {
+            Ok(()) => {
+                println!("test {name} ... ok");
+                self.passed += 1;
+            }
+            Err(failure) => {
+                println!("test {name} ... FAILED ({})", failure.reason);
+                if let Some(details) = failure.details {
+                    print!("{details}");
+                }
+                self.failed.push(name.to_owned());
+            }
+        }
+    }
+
+    /// Prints the summary, ending with the `N passed, M failed` line.
+    fn finish(self, filter: Option<&str>) -> ExitCode {
+        if !self.failed.is_empty() {
+            println!("\nfailures:");
+            for name in &self.failed {
+                println!("    {name}");
+            }
+        }
+        let ran = self.passed + self.failed.len();
+        if ran == 0 {
+            eprintln!("xtask: no test matches --filter {:?}", filter.unwrap_or(""));
+        }
+        println!("{} passed, {} failed", self.passed, self.failed.len());
+        if self.failed.is_empty() && ran > 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        assert_eq!(
+            tail("a\r\nb\nc\n", 2),
+            "--- last 2 of 3 console lines ---\nb\nc\n"
+        );
+        assert_eq!(tail("a", 5), "--- last 1 of 1 console lines ---\na\n");
+    }
+}
