@@ -9,6 +9,7 @@ mod args;
 mod fault;
 mod panic;
 mod selftest;
+mod stealwatch;
 
 use kernel::app::App;
 
@@ -18,6 +19,11 @@ pub static ALL: &[App] = &[
         name: "selftest",
         about: "in-guest tests of the kernel on all CPUs",
         main: selftest::main,
+    },
+    App {
+        name: "stealwatch",
+        about: "keeps every CPU busy and samples its steal clock: -- ms=N expect=steal|zero",
+        main: stealwatch::main,
     },
     App {
         name: "fault",

@@ -88,6 +88,28 @@ impl Arch for Hosted {
     fn unmap(_: usize, _: usize) -> Result<(), MapError> {
         Err(MapError::BadRange)
     }
+    fn pv_probe(_: &crate::pv::PvSwitches) -> crate::pv::PvReport {
+        crate::pv::PvReport::new(
+            crate::pv::Hypervisor::None,
+            crate::pv::note(format_args!("hosted test")),
+        )
+    }
+    fn pv_init_cpu(_: usize) -> Result<(), crate::pv::Note> {
+        Ok(())
+    }
+    fn pv_steal_ns(_: usize) -> Option<u64> {
+        None
+    }
+    fn pv_vcpu_preempted(_: usize) -> Option<bool> {
+        None
+    }
+    fn pv_send_ipi_mask(_: crate::pv::CpuMask) -> bool {
+        false
+    }
+    fn pv_kick(_: usize) -> bool {
+        false
+    }
+    fn pv_cpu_off() {}
     fn power_off() -> ! {
         panic!("power_off called in a hosted test")
     }

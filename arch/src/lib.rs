@@ -17,6 +17,9 @@
 
 #![cfg_attr(target_os = "none", no_std)]
 
+pub mod abi;
+pub mod pv;
+
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
 #[cfg(target_arch = "aarch64")]
@@ -166,6 +169,30 @@ pub trait Arch {
     fn map(va: usize, pa: usize, size: usize, attr: MemAttr) -> Result<(), MapError>;
     /// Removes the translation for `[va, va+size)` on every CPU.
     fn unmap(va: usize, size: usize) -> Result<(), MapError>;
+
+    // --- Paravirtualisation (see [`pv`]). All of it is optional: with
+    // nothing offered, every query answers `None`/`false` and the kernel
+    // runs native. ---
+
+    /// Probes the host as `switches` allow, on the boot CPU after
+    /// [`Arch::init_platform`], before the secondaries start, interrupts
+    /// masked; registers the boot CPU's records. Issues no call the host has
+    /// not advertised, and none at all with `pv=off`.
+    fn pv_probe(switches: &pv::PvSwitches) -> pv::PvReport;
+    /// Registers the calling secondary CPU with what [`Arch::pv_probe`]
+    /// chose (per-vCPU records).
+    fn pv_init_cpu(cpu: usize) -> Result<(), pv::Note>;
+    /// Stolen time of `cpu` in nanoseconds, if a steal clock is in use.
+    fn pv_steal_ns(cpu: usize) -> Option<u64>;
+    /// Whether `cpu`'s vCPU is preempted, if the host tells.
+    fn pv_vcpu_preempted(cpu: usize) -> Option<bool>;
+    /// Sends the IPI to every CPU in `mask` with one paravirtual multicast;
+    /// false if none is in use (the caller then sends one by one).
+    fn pv_send_ipi_mask(mask: pv::CpuMask) -> bool;
+    /// Wakes `cpu` from a PV halt through the host; false if not in use.
+    fn pv_kick(cpu: usize) -> bool;
+    /// The calling CPU is stopping: release its PV registrations.
+    fn pv_cpu_off();
 
     /// Powers the machine off; the kernel printed the exit marker already.
     fn power_off() -> !;

@@ -2,7 +2,7 @@
 //!
 //! | phase | runs on | requires | provides |
 //! |---|---|---|---|
-//! | early | boot CPU | MMU on (boot map), stack, `.bss` zeroed, IRQs masked | [`BootInfo`](crate::bootinfo::BootInfo), console, trap hooks, RAM mapped, heap, log |
+//! | early | boot CPU | MMU on (boot map), stack, `.bss` zeroed, IRQs masked | [`BootInfo`](crate::bootinfo::BootInfo), console, trap hooks, RAM mapped, heap, log, PV probed |
 //! | late | boot CPU | early | own CPU's interrupts and tick, secondaries online, banner, boot args checked |
 //! | secondary | each other CPU | early done; MMU on, own stack | its interrupts and tick; then idle, running posted jobs |
 //! | app | boot CPU | late | runs `app=NAME`; its status ends the run |
@@ -16,7 +16,7 @@ use crate::bootargs;
 use crate::bootinfo::{self, BootInfo};
 use crate::exit::{exit, status};
 use crate::heap::Heap;
-use crate::{console, mm, smp, time, A};
+use crate::{console, mm, pv, smp, time, A};
 
 /// Version printed in the banner.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -80,6 +80,15 @@ pub fn primary(handoff: &BootHandoff, heap: &'static Heap, apps: &'static [App])
         args.as_ref()
             .map_or(log::LevelFilter::Info, |a| a.log_level),
     );
+    // With bad boot arguments nothing is probed: the run ends after the banner.
+    let switches = match &args {
+        Ok(args) => args.pv,
+        Err(_) => arch::pv::PvSwitches {
+            enabled: false,
+            ..Default::default()
+        },
+    };
+    pv::init(&switches);
 
     // --- late ---
     A::init_cpu(0);
@@ -159,4 +168,7 @@ fn banner(info: &BootInfo, heap: &Heap) {
         smp::online_count(),
         info.cpu_hw_ids.len()
     );
+    let report = pv::report();
+    log::info!("pv: {report}");
+    log::info!("pv: probe calls: {}", arch::pv::CallList(&report.calls));
 }

@@ -1,7 +1,8 @@
 //! Boot arguments from `/chosen/bootargs`:
 //!
 //! ```text
-//! app=NAME [log=LEVEL] [-- APP-ARGUMENT ...]
+//! app=NAME [log=LEVEL] [pv=on|off] [pv.time=on|off] [pv.lock=off|v2|v3]
+//!          [pv.sched=on|off] [pv.ipi=on|off] [-- APP-ARGUMENT ...]
 //! ```
 //!
 //! Kernel arguments are `key=value` pairs from [`KEYS`]; everything after a
@@ -10,6 +11,7 @@
 
 use core::fmt;
 
+use arch::pv::{LockChoice, PvSwitches};
 use heapless::Vec;
 
 /// The most arguments an app can be given.
@@ -22,6 +24,11 @@ pub const DEFAULT_APP: &str = "selftest";
 pub const KEYS: &[(&str, &str)] = &[
     ("app", "NAME of the app to run"),
     ("log", "error|warn|info|debug|trace"),
+    ("pv", "on|off"),
+    ("pv.time", "on|off"),
+    ("pv.lock", "off|v2|v3"),
+    ("pv.sched", "on|off"),
+    ("pv.ipi", "on|off"),
 ];
 
 const LOG_LEVELS: &[(&str, log::LevelFilter)] = &[
@@ -38,6 +45,7 @@ pub struct BootArgs<'a> {
     pub app: &'a str,
     pub app_args: Vec<&'a str, MAX_APP_ARGS>,
     pub log_level: log::LevelFilter,
+    pub pv: PvSwitches,
 }
 
 /// What was wrong with the boot arguments.
@@ -83,6 +91,7 @@ pub fn parse(line: &str) -> Result<BootArgs<'_>, BootArgError<'_>> {
         app: DEFAULT_APP,
         app_args: Vec::new(),
         log_level: log::LevelFilter::Info,
+        pv: PvSwitches::default(),
     };
     let mut seen: Vec<&str, 8> = Vec::new();
     let mut tokens = line.split_ascii_whitespace();
@@ -101,6 +110,11 @@ pub fn parse(line: &str) -> Result<BootArgs<'_>, BootArgError<'_>> {
         }
         let _ = seen.push(key); // Fewer keys exist than `seen` holds.
         let bad = || BootArgError::BadValue { key, value };
+        let on_off = || match value {
+            "on" => Ok(true),
+            "off" => Ok(false),
+            _ => Err(bad()),
+        };
         match key {
             "app" if !value.is_empty() => args.app = value,
             "log" => {
@@ -109,6 +123,18 @@ pub fn parse(line: &str) -> Result<BootArgs<'_>, BootArgError<'_>> {
                     .find(|(name, _)| *name == value)
                     .map(|(_, level)| *level)
                     .ok_or_else(bad)?;
+            }
+            "pv" => args.pv.enabled = on_off()?,
+            "pv.time" => args.pv.time = on_off()?,
+            "pv.sched" => args.pv.sched = on_off()?,
+            "pv.ipi" => args.pv.ipi = on_off()?,
+            "pv.lock" => {
+                args.pv.lock = match value {
+                    "off" => LockChoice::Off,
+                    "v2" => LockChoice::V2,
+                    "v3" => LockChoice::V3,
+                    _ => return Err(bad()),
+                }
             }
             _ => return Err(bad()),
         }
@@ -173,6 +199,42 @@ mod tests {
         let msg = parse("bogus=1").unwrap_err().to_string();
         assert!(msg.contains("unknown boot argument `bogus=1`"), "{msg}");
         assert!(msg.contains("app=<") && msg.contains("log=<"), "{msg}");
+    }
+
+    #[test]
+    fn pv_switches() {
+        let args = parse("pv.time=off pv.lock=v3 pv.sched=off pv.ipi=off").unwrap();
+        let expected = PvSwitches {
+            enabled: true,
+            time: false,
+            lock: LockChoice::V3,
+            sched: false,
+            ipi: false,
+        };
+        assert_eq!(args.pv, expected);
+        assert_eq!(parse("").unwrap().pv, PvSwitches::default());
+        assert!(!parse("pv=off").unwrap().pv.enabled);
+        assert_eq!(parse("pv.lock=off").unwrap().pv.lock, LockChoice::Off);
+        assert_eq!(parse("pv.lock=v2").unwrap().pv.lock, LockChoice::V2);
+        assert_eq!(
+            parse("pv.lock=on"),
+            Err(BootArgError::BadValue {
+                key: "pv.lock",
+                value: "on"
+            })
+        );
+        assert_eq!(
+            parse("pv=maybe"),
+            Err(BootArgError::BadValue {
+                key: "pv",
+                value: "maybe"
+            })
+        );
+        let msg = parse("pv.time=no").unwrap_err().to_string();
+        assert!(
+            msg.contains("pv.time=<on|off>") && msg.contains("pv.lock=<off|v2|v3>"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -42,6 +42,7 @@ pub fn marker(status: u8) -> impl fmt::Display {
 /// Ends the run with `status`.
 pub fn exit(status: u8) -> ! {
     smp::stop_others();
+    crate::pv::cpu_off();
     console::print_line_forced(format_args!("{}", marker(status)));
     A::power_off()
 }

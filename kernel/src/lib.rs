@@ -17,6 +17,7 @@ pub mod exit;
 pub mod heap;
 pub mod mm;
 pub mod percpu;
+pub mod pv;
 pub mod smp;
 pub mod sync;
 pub mod time;

@@ -96,6 +96,7 @@ pub(crate) fn start_secondaries(count: usize) -> heapless::Vec<(usize, &'static 
 /// A secondary CPU's life after its arch entry: set up, then idle.
 pub(crate) fn secondary_main(cpu: usize) -> ! {
     A::init_cpu(cpu);
+    crate::pv::init_cpu(cpu);
     time::start_tick();
     mark_online(cpu);
     A::irq_enable();
@@ -183,6 +184,7 @@ pub fn ping(target: usize, timeout: Duration) -> Option<Duration> {
 pub(crate) fn on_ipi() {
     IPIS.current().fetch_add(1, Ordering::Relaxed);
     if STOPPING.load(Ordering::Acquire) {
+        crate::pv::cpu_off();
         PARKED.fetch_add(1, Ordering::AcqRel);
         loop {
             A::wait_for_interrupt();

@@ -222,8 +222,16 @@ pub fn map(va: usize, pa: usize, size: usize, attr: MemAttr) -> Result<(), MapEr
             let step = level_size(level);
             let slot = &table.0[index(v, level)];
             let fits = v.is_multiple_of(step) && p.is_multiple_of(step) && left >= step;
-            if level == 3 || (fits && !is_table(slot.load(Ordering::Relaxed), level)) {
-                slot.store(leaf(p, attrs, level), Ordering::Relaxed);
+            let current = slot.load(Ordering::Relaxed);
+            if level == 3 || (fits && !is_table(current, level)) {
+                let new = leaf(p, attrs, level);
+                if current & DESC_VALID != 0 && current != new {
+                    // Changing a live translation (address or memory type)
+                    // needs break-before-make.
+                    slot.store(0, Ordering::Relaxed);
+                    flush_tlb_all();
+                }
+                slot.store(new, Ordering::Relaxed);
                 done += step;
                 break;
             }
@@ -264,4 +272,28 @@ pub fn unmap(va: usize, size: usize) -> Result<(), MapError> {
     }
     flush_tlb_all();
     Ok(())
+}
+
+/// The memory type `va` is mapped with, or `None` if unmapped.
+pub fn attr_of(va: usize) -> Option<MemAttr> {
+    if va >= 1 << VA_BITS {
+        return None;
+    }
+    let mut table = &BOOT_L1;
+    for level in 1..=3 {
+        let desc = table.0[index(va, level)].load(Ordering::Acquire);
+        if desc & DESC_VALID == 0 {
+            return None;
+        }
+        if !is_table(desc, level) {
+            let normal = desc & (7 << 2) == ATTR_INDEX_NORMAL;
+            return Some(if normal {
+                MemAttr::Normal
+            } else {
+                MemAttr::Device
+            });
+        }
+        table = table_at(desc);
+    }
+    None
 }

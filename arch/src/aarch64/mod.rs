@@ -5,6 +5,7 @@ mod console;
 mod irq;
 mod mmu;
 mod psci;
+mod pv;
 mod start;
 mod timer;
 mod trap;
@@ -24,6 +25,9 @@ struct Platform {
     conduit: psci::Conduit,
     psci_version: (u16, u16),
     mpidr: [u64; MAX_CPUS],
+    /// Each logical CPU's vCPU index (its position in the FDT's `/cpus`,
+    /// which is KVM's creation order), for PV_SCHED_KICK_CPU.
+    vcpu_index: [u32; MAX_CPUS],
     gicd: usize,
     gicr: usize,
     uart: usize,
@@ -165,10 +169,18 @@ impl Arch for Aarch64 {
 
         let mut mpidr = [0; MAX_CPUS];
         mpidr[..cpu_hw_ids.len()].copy_from_slice(cpu_hw_ids);
+        let mut vcpu_index = [0; MAX_CPUS];
+        for (position, cpu) in fdt.cpus().enumerate() {
+            let id = cpu.ids().first() as u64;
+            if let Some(logical) = cpu_hw_ids.iter().position(|&m| m == id) {
+                vcpu_index[logical] = position as u32;
+            }
+        }
         PLATFORM.call_once(|| Platform {
             conduit,
             psci_version,
             mpidr,
+            vcpu_index,
             gicd,
             gicr,
             uart,
@@ -214,6 +226,34 @@ impl Arch for Aarch64 {
 
     fn unmap(va: usize, size: usize) -> Result<(), MapError> {
         mmu::unmap(va, size)
+    }
+
+    fn pv_probe(switches: &crate::pv::PvSwitches) -> crate::pv::PvReport {
+        pv::probe(switches)
+    }
+
+    fn pv_init_cpu(cpu: usize) -> Result<(), crate::pv::Note> {
+        pv::init_cpu(cpu)
+    }
+
+    fn pv_steal_ns(cpu: usize) -> Option<u64> {
+        pv::steal_ns(cpu)
+    }
+
+    fn pv_vcpu_preempted(cpu: usize) -> Option<bool> {
+        pv::vcpu_preempted(cpu)
+    }
+
+    fn pv_send_ipi_mask(_: crate::pv::CpuMask) -> bool {
+        false // arm64 has no PV IPI.
+    }
+
+    fn pv_kick(cpu: usize) -> bool {
+        pv::kick(cpu)
+    }
+
+    fn pv_cpu_off() {
+        pv::cpu_off(cpu_id());
     }
 
     fn power_off() -> ! {

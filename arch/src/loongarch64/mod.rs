@@ -16,6 +16,7 @@ mod csr;
 mod irq;
 mod mmu;
 mod power;
+mod pv;
 mod smp;
 mod start;
 mod timer;
@@ -219,6 +220,32 @@ impl Arch for Loongarch64 {
     fn unmap(va: usize, size: usize) -> Result<(), MapError> {
         mmu::unmap(va, size)
     }
+
+    fn pv_probe(switches: &crate::pv::PvSwitches) -> crate::pv::PvReport {
+        pv::probe(switches)
+    }
+
+    fn pv_init_cpu(_: usize) -> Result<(), crate::pv::Note> {
+        Ok(())
+    }
+
+    fn pv_steal_ns(_: usize) -> Option<u64> {
+        None
+    }
+
+    fn pv_vcpu_preempted(_: usize) -> Option<bool> {
+        None
+    }
+
+    fn pv_send_ipi_mask(_: crate::pv::CpuMask) -> bool {
+        false
+    }
+
+    fn pv_kick(_: usize) -> bool {
+        false
+    }
+
+    fn pv_cpu_off() {}
 
     fn power_off() -> ! {
         power::off(PLATFORM.get().map(|p| &p.power))

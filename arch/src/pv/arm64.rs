@@ -1,0 +1,648 @@
+//! The arm64 probe, as pure logic over an [`Smccc`] conduit.
+//!
+//! The order is the one `spec/ABI.md` prescribes, and no step is skipped:
+//!
+//! 1. PSCI >= 1.0, then `PSCI_FEATURES(SMCCC_VERSION)`; NOT_SUPPORTED means
+//!    SMCCC 1.0: stop. (A machine without EL2 treats any non-PSCI HVC as
+//!    UNDEFINED, so nothing else may be issued before this says yes.)
+//! 2. `SMCCC_VERSION` >= 1.1.
+//! 3. `SMCCC_ARCH_FEATURES(f)` before any function `f`.
+//! 4. The vendor UID before any vendor (owner 6) call; PV lock needs KVM's.
+//!
+//! PV lock v3's ID (0x8600_0001) is KVM PTP upstream: it is never issued
+//! unless `pv.lock=v3` asks for it.
+
+use crate::abi::arm64::*;
+
+use super::Hypervisor;
+use super::{note, LockChoice, Note, PvReport, PvSwitches, State};
+
+/// One SMCCC call on the platform's conduit: x0 = function, x1 = argument;
+/// returns x0..x3.
+pub trait Smccc {
+    fn call(&mut self, function: u32, arg: u64) -> [u64; 4];
+}
+
+/// Whether the report should show a call's first argument.
+pub fn takes_argument(function: u32) -> bool {
+    matches!(
+        function,
+        PSCI_FEATURES
+            | SMCCC_ARCH_FEATURES
+            | PV_TIME_FEATURES
+            | PV_LOCK_FEATURES
+            | PV_LOCK_V3
+            | PV_SCHED_FEATURES
+    )
+}
+
+/// The PV lock ABI in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockAbi {
+    V2,
+    V3,
+}
+
+/// What each CPU must register, decided by [`probe`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Plan {
+    /// Ask PV_TIME_ST for the stolen-time record.
+    pub time: bool,
+    /// Ask for the PV lock preempted record.
+    pub lock: Option<LockAbi>,
+    /// Register a PV sched record (IPA_INIT).
+    pub sched: bool,
+    /// PV_SCHED_IPA_RELEASE is offered.
+    pub sched_release: bool,
+    /// PV_SCHED_KICK_CPU is offered.
+    pub sched_kick: bool,
+}
+
+/// Issues a call and logs it in the report.
+fn call(hv: &mut impl Smccc, report: &mut PvReport, function: u32, arg: u64) -> i64 {
+    report.calls.record(function, arg);
+    hv.call(function, arg)[0] as i64
+}
+
+fn not_probed(report: &mut PvReport, why: &str) {
+    for name in ["time", "lock", "sched"] {
+        report.set(name, State::NotProbed, note(format_args!("{why}")));
+    }
+}
+
+/// Probes the host. `psci` is PSCI_VERSION as (major, minor).
+pub fn probe(hv: &mut impl Smccc, psci: (u16, u16), switches: &PvSwitches) -> (PvReport, Plan) {
+    let (mut report, plan) = probe_host(hv, psci, switches);
+    report.set(
+        "ipi",
+        State::NotApplicable,
+        note(format_args!("no PV IPI on arm64")),
+    );
+    (report, plan)
+}
+
+fn probe_host(hv: &mut impl Smccc, psci: (u16, u16), switches: &PvSwitches) -> (PvReport, Plan) {
+    let mut plan = Plan::default();
+    if !switches.enabled {
+        let mut report = PvReport::new(
+            Hypervisor::NotProbed,
+            note(format_args!("pv=off: no hypercall issued")),
+        );
+        for name in ["time", "lock", "sched"] {
+            report.set(name, State::SwitchedOff, note(format_args!("pv=off")));
+        }
+        return (report, plan);
+    }
+    let mut report = PvReport::new(Hypervisor::None, Note::new());
+
+    // 1. SMCCC 1.1 can only be asked about through PSCI >= 1.0.
+    if psci.0 < 1 {
+        report.found = note(format_args!(
+            "PSCI {}.{}: SMCCC 1.0 assumed",
+            psci.0, psci.1
+        ));
+        not_probed(&mut report, "SMCCC 1.0");
+        return (report, plan);
+    }
+    let r = call(hv, &mut report, PSCI_FEATURES, SMCCC_VERSION.into());
+    if r < 0 {
+        report.found = note(format_args!(
+            "SMCCC 1.0: PSCI_FEATURES(SMCCC_VERSION) = {r}"
+        ));
+        not_probed(&mut report, "SMCCC 1.0");
+        return (report, plan);
+    }
+    // 2.
+    let version = call(hv, &mut report, SMCCC_VERSION, 0);
+    if version < SMCCC_VERSION_1_1 as i64 {
+        report.found = note(format_args!("SMCCC_VERSION = {version:#x} (< 1.1)"));
+        not_probed(&mut report, "SMCCC < 1.1");
+        return (report, plan);
+    }
+    let (major, minor) = (version >> 16, version & 0xffff);
+
+    // 4. Who is it? The UID call is the one vendor call allowed before the UID.
+    let uid = hv.call(VENDOR_HYP_CALL_UID, 0);
+    report.calls.record(VENDOR_HYP_CALL_UID, 0);
+    let uid32 = uid.map(|w| w as u32);
+    let kvm = uid32 == KVM_UID && uid.iter().all(|&w| w >> 32 == 0);
+    let mut kvm_features = 0;
+    if kvm {
+        report.hypervisor = Hypervisor::Kvm;
+        kvm_features = call(hv, &mut report, VENDOR_HYP_KVM_FEATURES, 0) as u64;
+        report.found = note(format_args!(
+            "SMCCC {major}.{minor}, KVM vendor UID, features {kvm_features:#x}"
+        ));
+    } else {
+        report.hypervisor = if uid[0] as i64 == NOT_SUPPORTED {
+            Hypervisor::None
+        } else {
+            Hypervisor::Unknown
+        };
+        report.found = note(format_args!(
+            "SMCCC {major}.{minor}, vendor UID {:08x}-{:08x}-{:08x}-{:08x}",
+            uid32[0], uid32[1], uid32[2], uid32[3]
+        ));
+    }
+
+    probe_time(hv, &mut report, &mut plan, switches);
+    probe_lock(hv, &mut report, &mut plan, switches, kvm, kvm_features);
+    probe_sched(hv, &mut report, &mut plan, switches);
+    (report, plan)
+}
+
+/// 3. `ARCH_FEATURES(function)`; `Err(reason)` unless it is implemented.
+fn arch_features(hv: &mut impl Smccc, report: &mut PvReport, function: u32) -> Result<(), Note> {
+    match call(hv, report, SMCCC_ARCH_FEATURES, function.into()) {
+        0 => Ok(()),
+        r => Err(note(format_args!("ARCH_FEATURES({function:#x}) = {r}"))),
+    }
+}
+
+fn probe_time(hv: &mut impl Smccc, report: &mut PvReport, plan: &mut Plan, switches: &PvSwitches) {
+    if let Err(why) = arch_features(hv, report, PV_TIME_FEATURES) {
+        return report.set("time", State::NotOffered, why);
+    }
+    // ARCH_FEATURES says yes even when steal time is off: only this tells.
+    let r = call(hv, report, PV_TIME_FEATURES, PV_TIME_ST.into());
+    if r != SUCCESS {
+        return report.set(
+            "time",
+            State::NotOffered,
+            note(format_args!("PV_TIME_FEATURES(PV_TIME_ST) = {r}")),
+        );
+    }
+    if !switches.time {
+        return report.set(
+            "time",
+            State::SwitchedOff,
+            note(format_args!("pv.time=off")),
+        );
+    }
+    plan.time = true;
+    report.set("time", State::Used, Note::new());
+}
+
+fn probe_lock(
+    hv: &mut impl Smccc,
+    report: &mut PvReport,
+    plan: &mut Plan,
+    switches: &PvSwitches,
+    kvm: bool,
+    kvm_features: u64,
+) {
+    if switches.lock == LockChoice::Off {
+        return report.set(
+            "lock",
+            State::SwitchedOff,
+            note(format_args!("pv.lock=off")),
+        );
+    }
+    if !kvm {
+        return report.set(
+            "lock",
+            State::NotProbed,
+            note(format_args!("vendor calls need the KVM UID")),
+        );
+    }
+    let ptp_hint = kvm_features & 1 << KVM_FEATURE_PTP != 0;
+    if switches.lock == LockChoice::V3 {
+        if let Err(why) = arch_features(hv, report, PV_LOCK_V3) {
+            return report.set("lock", State::NotOffered, why);
+        }
+        let r = call(hv, report, PV_LOCK_V3, PV_LOCK_V3_FEATURES);
+        if r != SUCCESS {
+            return report.set(
+                "lock",
+                State::NotOffered,
+                note(format_args!("v3 FEATURES = {r}")),
+            );
+        }
+        plan.lock = Some(LockAbi::V3);
+        return report.set("lock", State::Used, note(format_args!("v3, pv.lock=v3")));
+    }
+    let v2 = arch_features(hv, report, PV_LOCK_FEATURES).and_then(|()| {
+        match call(hv, report, PV_LOCK_FEATURES, PV_LOCK_PREEMPTED.into()) {
+            SUCCESS => Ok(()),
+            r => Err(note(format_args!("PV_LOCK_FEATURES(PREEMPTED) = {r}"))),
+        }
+    });
+    match v2 {
+        Ok(()) => {
+            plan.lock = Some(LockAbi::V2);
+            report.set("lock", State::Used, note(format_args!("v2")));
+        }
+        Err(mut why) if ptp_hint => {
+            use core::fmt::Write as _;
+            let _ = write!(why, "; 0x86000001 is PTP here, v3 only with pv.lock=v3");
+            report.set("lock", State::NotOffered, why);
+        }
+        Err(why) => report.set("lock", State::NotOffered, why),
+    }
+}
+
+fn probe_sched(hv: &mut impl Smccc, report: &mut PvReport, plan: &mut Plan, switches: &PvSwitches) {
+    if let Err(why) = arch_features(hv, report, PV_SCHED_FEATURES) {
+        return report.set("sched", State::NotOffered, why);
+    }
+    let mut offered =
+        |function: u32| call(hv, report, PV_SCHED_FEATURES, function.into()) == SUCCESS;
+    let init = offered(PV_SCHED_IPA_INIT);
+    let release = offered(PV_SCHED_IPA_RELEASE);
+    let kick = offered(PV_SCHED_KICK_CPU);
+    if !init {
+        return report.set(
+            "sched",
+            State::NotOffered,
+            note(format_args!("PV_SCHED_FEATURES(IPA_INIT) != 0")),
+        );
+    }
+    if !switches.sched {
+        return report.set(
+            "sched",
+            State::SwitchedOff,
+            note(format_args!("pv.sched=off")),
+        );
+    }
+    plan.sched = true;
+    plan.sched_release = release;
+    plan.sched_kick = kick;
+    let kick_note = if kick { "with KICK_CPU" } else { "no KICK_CPU" };
+    report.set("sched", State::Used, note(format_args!("{kick_note}")));
+}
+
+/// What one CPU's registration returned.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CpuRecords {
+    /// IPA of the stolen-time record.
+    pub time: Option<Result<u64, Note>>,
+    /// IPA of the PV lock record.
+    pub lock: Option<Result<u64, Note>>,
+    /// PV_SCHED_IPA_INIT's outcome.
+    pub sched: Option<Result<(), Note>>,
+}
+
+/// Checks an IPA a host returned for a 64-byte record.
+pub fn check_record_ipa(what: &str, r: u64) -> Result<u64, Note> {
+    if (r as i64) < 0 {
+        Err(note(format_args!("{what} = {}", r as i64)))
+    } else if !r.is_multiple_of(RECORD_ALIGN) || r >= 1 << 48 {
+        Err(note(format_args!("{what} returned unusable IPA {r:#x}")))
+    } else {
+        Ok(r)
+    }
+}
+
+/// Registers the calling CPU with every feature of `plan`; `sched_record`
+/// is the IPA of this CPU's guest-owned PV sched record.
+pub fn register_cpu(
+    hv: &mut impl Smccc,
+    plan: &Plan,
+    sched_record: u64,
+    log: &mut PvReport,
+) -> CpuRecords {
+    let mut out = CpuRecords::default();
+    if plan.time {
+        let r = hv.call(PV_TIME_ST, 0)[0];
+        log.calls.record(PV_TIME_ST, 0);
+        out.time = Some(check_record_ipa("PV_TIME_ST", r));
+    }
+    if let Some(abi) = plan.lock {
+        let r = match abi {
+            LockAbi::V2 => {
+                log.calls.record(PV_LOCK_PREEMPTED, 0);
+                hv.call(PV_LOCK_PREEMPTED, 0)[0]
+            }
+            LockAbi::V3 => {
+                log.calls.record(PV_LOCK_V3, PV_LOCK_V3_PREEMPTED);
+                hv.call(PV_LOCK_V3, PV_LOCK_V3_PREEMPTED)[0]
+            }
+        };
+        out.lock = Some(check_record_ipa("PV_LOCK_PREEMPTED", r));
+    }
+    if plan.sched {
+        let r = call(hv, log, PV_SCHED_IPA_INIT, sched_record);
+        out.sched = Some(match r {
+            SUCCESS => Ok(()),
+            r => Err(note(format_args!("PV_SCHED_IPA_INIT = {r}"))),
+        });
+    }
+    out
+}
+
+/// Checks a stolen-time record before use.
+pub fn check_time_record(record: &PvTimeRecord) -> Result<(), Note> {
+    if record.revision != 0 || record.attributes != 0 {
+        return Err(note(format_args!(
+            "record revision {} attributes {:#x}, only 0/0 is known",
+            record.revision, record.attributes
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::vec::Vec;
+
+    const NS: u64 = NOT_SUPPORTED as u64;
+
+    /// A simulated host: answers from a table keyed by (function, x1); any
+    /// other call is NOT_SUPPORTED. Every call is logged.
+    #[derive(Default)]
+    struct FakeHost {
+        answers: HashMap<(u32, u64), [u64; 4]>,
+        log: Vec<(u32, u64)>,
+    }
+
+    impl FakeHost {
+        fn answer(mut self, function: u32, arg: u64, x0: u64) -> Self {
+            self.answers.insert((function, arg), [x0, 0, 0, 0]);
+            self
+        }
+        fn uid(mut self, uid: [u32; 4]) -> Self {
+            self.answers
+                .insert((VENDOR_HYP_CALL_UID, 0), uid.map(u64::from));
+            self
+        }
+        fn called(&self, function: u32) -> bool {
+            self.log.iter().any(|&(f, _)| f == function)
+        }
+    }
+
+    impl Smccc for FakeHost {
+        fn call(&mut self, function: u32, arg: u64) -> [u64; 4] {
+            self.log.push((function, arg));
+            *self.answers.get(&(function, arg)).unwrap_or(&[NS, 0, 0, 0])
+        }
+    }
+
+    /// Upstream KVM with steal time on, as measured under real KVM here.
+    fn kvm_upstream() -> FakeHost {
+        FakeHost::default()
+            .answer(PSCI_FEATURES, SMCCC_VERSION.into(), 0)
+            .answer(SMCCC_VERSION, 0, SMCCC_VERSION_1_1.into())
+            .uid(KVM_UID)
+            .answer(VENDOR_HYP_KVM_FEATURES, 0, 0b11) // features + PTP
+            .answer(SMCCC_ARCH_FEATURES, PV_TIME_FEATURES.into(), 0)
+            .answer(PV_TIME_FEATURES, PV_TIME_ST.into(), 0)
+            .answer(PV_TIME_ST, 0, 0x090a_0000)
+    }
+
+    /// A patched host offering everything.
+    fn kvm_patched() -> FakeHost {
+        kvm_upstream()
+            .answer(SMCCC_ARCH_FEATURES, PV_LOCK_FEATURES.into(), 0)
+            .answer(PV_LOCK_FEATURES, PV_LOCK_PREEMPTED.into(), 0)
+            .answer(PV_LOCK_PREEMPTED, 0, 0x090b_0000)
+            .answer(SMCCC_ARCH_FEATURES, PV_SCHED_FEATURES.into(), 0)
+            .answer(PV_SCHED_FEATURES, PV_SCHED_IPA_INIT.into(), 0)
+            .answer(PV_SCHED_FEATURES, PV_SCHED_IPA_RELEASE.into(), 0)
+            .answer(PV_SCHED_FEATURES, PV_SCHED_KICK_CPU.into(), 0)
+            .answer(PV_SCHED_IPA_INIT, 0x4100_0040, 0)
+    }
+
+    /// Every rule of the probing order, checked on a call log.
+    fn assert_probing_rules(log: &[(u32, u64)]) {
+        let smccc_ok = log
+            .iter()
+            .position(|&(f, _)| f == SMCCC_VERSION)
+            .unwrap_or(usize::MAX);
+        let uid_at = log
+            .iter()
+            .position(|&(f, _)| f == VENDOR_HYP_CALL_UID)
+            .unwrap_or(usize::MAX);
+        for (i, &(f, arg)) in log.iter().enumerate() {
+            if i < smccc_ok && f != SMCCC_VERSION {
+                assert!(is_psci_call(f), "call {f:#x} before SMCCC_VERSION");
+            }
+            if is_vendor_hyp_call(f) && f != VENDOR_HYP_CALL_UID {
+                assert!(i > uid_at, "vendor call {f:#x} before the UID");
+            }
+            // Every non-PSCI, non-SMCCC-arch function was asked about first.
+            let arch = f == SMCCC_VERSION || f == SMCCC_ARCH_FEATURES || f == VENDOR_HYP_CALL_UID;
+            if !is_psci_call(f) && !arch && f != VENDOR_HYP_KVM_FEATURES {
+                let family = match f {
+                    PV_TIME_FEATURES | PV_TIME_ST => PV_TIME_FEATURES,
+                    PV_LOCK_FEATURES | PV_LOCK_PREEMPTED => PV_LOCK_FEATURES,
+                    PV_SCHED_FEATURES..=PV_SCHED_KICK_CPU => PV_SCHED_FEATURES,
+                    other => other,
+                };
+                assert!(
+                    log[..i].contains(&(SMCCC_ARCH_FEATURES, family.into())),
+                    "{f:#x}({arg:#x}) without ARCH_FEATURES({family:#x}) first"
+                );
+            }
+        }
+    }
+
+    fn run(mut host: FakeHost, switches: PvSwitches) -> (PvReport, Plan, FakeHost) {
+        let (report, plan) = probe(&mut host, (1, 1), &switches);
+        assert_eq!(
+            report.calls.calls.as_slice(),
+            host.log.as_slice(),
+            "the report lists every call"
+        );
+        assert_probing_rules(&host.log);
+        (report, plan, host)
+    }
+
+    #[test]
+    fn tcg_without_el2_stops_after_psci_features() {
+        let host = FakeHost::default();
+        let (report, plan, host) = run(host, PvSwitches::default());
+        assert_eq!(report.hypervisor, Hypervisor::None);
+        assert_eq!(host.log, [(PSCI_FEATURES, SMCCC_VERSION.into())]);
+        assert_eq!(plan, Plan::default());
+        assert_eq!(report.state("time"), Some(State::NotProbed));
+        assert!(report.to_string().contains("SMCCC 1.0"), "{report}");
+    }
+
+    #[test]
+    fn psci_0_2_never_asks_for_smccc() {
+        let mut host = kvm_upstream();
+        let (report, _) = probe(&mut host, (0, 2), &PvSwitches::default());
+        assert!(host.log.is_empty());
+        assert_eq!(report.hypervisor, Hypervisor::None);
+    }
+
+    #[test]
+    fn smccc_1_0_stops_before_any_other_call() {
+        let host = FakeHost::default()
+            .answer(PSCI_FEATURES, SMCCC_VERSION.into(), 0)
+            .answer(SMCCC_VERSION, 0, 0x1_0000);
+        let (report, plan, host) = run(host, PvSwitches::default());
+        assert_eq!(host.log.len(), 2);
+        assert_eq!(plan, Plan::default());
+        assert!(report.found.contains("< 1.1"), "{report}");
+    }
+
+    #[test]
+    fn upstream_kvm_uses_pv_time_only() {
+        let (report, plan, host) = run(kvm_upstream(), PvSwitches::default());
+        assert_eq!(report.hypervisor, Hypervisor::Kvm);
+        assert!(plan.time && plan.lock.is_none() && !plan.sched);
+        assert!(report.uses("time"));
+        assert_eq!(report.state("lock"), Some(State::NotOffered));
+        assert_eq!(report.state("sched"), Some(State::NotOffered));
+        // The PTP bit is set, yet 0x86000001 was never called.
+        assert!(!host.called(PV_LOCK_V3));
+        assert!(report.to_string().contains("PTP"), "{report}");
+    }
+
+    #[test]
+    fn ptp_bit_without_v3_switch_never_calls_0x86000001() {
+        let host = kvm_patched().answer(SMCCC_ARCH_FEATURES, PV_LOCK_V3.into(), 0);
+        for lock in [LockChoice::Default, LockChoice::V2, LockChoice::Off] {
+            let (_, _, host) = run(
+                FakeHost {
+                    answers: host.answers.clone(),
+                    log: Vec::new(),
+                },
+                PvSwitches {
+                    lock,
+                    ..PvSwitches::default()
+                },
+            );
+            assert!(!host.called(PV_LOCK_V3), "{lock:?}");
+            assert!(
+                !host.log.contains(&(SMCCC_ARCH_FEATURES, PV_LOCK_V3.into())),
+                "{lock:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn v3_only_on_request() {
+        let host = kvm_upstream()
+            .answer(SMCCC_ARCH_FEATURES, PV_LOCK_V3.into(), 0)
+            .answer(PV_LOCK_V3, PV_LOCK_V3_FEATURES, 0);
+        let (report, plan, _) = run(
+            host,
+            PvSwitches {
+                lock: LockChoice::V3,
+                ..PvSwitches::default()
+            },
+        );
+        assert_eq!(plan.lock, Some(LockAbi::V3));
+        assert!(report.uses("lock"));
+        // On upstream KVM (PTP answers ARCH_FEATURES NOT_SUPPORTED) v3 is refused.
+        let (report, plan, _) = run(
+            kvm_upstream(),
+            PvSwitches {
+                lock: LockChoice::V3,
+                ..PvSwitches::default()
+            },
+        );
+        assert_eq!(plan.lock, None);
+        assert_eq!(report.state("lock"), Some(State::NotOffered));
+    }
+
+    #[test]
+    fn unknown_vendor_uid_gets_no_vendor_call() {
+        let host = kvm_patched().uid([1, 2, 3, 4]);
+        let (report, plan, host) = run(host, PvSwitches::default());
+        assert_eq!(report.hypervisor, Hypervisor::Unknown);
+        assert!(!host.called(VENDOR_HYP_KVM_FEATURES));
+        assert!(!host
+            .log
+            .iter()
+            .any(|&(f, _)| is_vendor_hyp_call(f) && f != VENDOR_HYP_CALL_UID));
+        assert_eq!(plan.lock, None);
+        assert_eq!(report.state("lock"), Some(State::NotProbed));
+        // Standard-service PV time is still probed (ARCH_FEATURES decides).
+        assert!(plan.time);
+    }
+
+    #[test]
+    fn patched_host_offers_everything() {
+        let (report, plan, _) = run(kvm_patched(), PvSwitches::default());
+        assert!(plan.time && plan.sched && plan.sched_kick && plan.sched_release);
+        assert_eq!(plan.lock, Some(LockAbi::V2));
+        for f in ["time", "lock", "sched"] {
+            assert!(report.uses(f), "{f}: {report}");
+        }
+    }
+
+    #[test]
+    fn switches_turn_features_off() {
+        let switches = PvSwitches {
+            time: false,
+            lock: LockChoice::Off,
+            sched: false,
+            ..PvSwitches::default()
+        };
+        let (report, plan, host) = run(kvm_patched(), switches);
+        assert_eq!(plan, Plan::default());
+        for f in ["time", "lock", "sched"] {
+            assert_eq!(report.state(f), Some(State::SwitchedOff), "{f}");
+        }
+        assert!(!host.called(PV_LOCK_FEATURES));
+    }
+
+    #[test]
+    fn pv_off_issues_no_call_at_all() {
+        let mut host = kvm_patched();
+        let (report, plan) = probe(
+            &mut host,
+            (1, 1),
+            &PvSwitches {
+                enabled: false,
+                ..PvSwitches::default()
+            },
+        );
+        assert!(host.log.is_empty() && report.calls.calls.is_empty());
+        assert_eq!(plan, Plan::default());
+        assert_eq!(report.hypervisor, Hypervisor::NotProbed);
+    }
+
+    #[test]
+    fn steal_time_off_in_the_host() {
+        // QEMU kvm-steal-time=off: ARCH_FEATURES still says yes.
+        let host = kvm_upstream().answer(PV_TIME_FEATURES, PV_TIME_ST.into(), NS);
+        let (report, plan, _) = run(host, PvSwitches::default());
+        assert!(!plan.time);
+        assert_eq!(report.state("time"), Some(State::NotOffered));
+        assert!(
+            report
+                .to_string()
+                .contains("PV_TIME_FEATURES(PV_TIME_ST) = -1"),
+            "{report}"
+        );
+    }
+
+    #[test]
+    fn registration_checks_what_the_host_returns() {
+        let (mut report, plan, mut host) = run(kvm_patched(), PvSwitches::default());
+        let regs = register_cpu(&mut host, &plan, 0x4100_0040, &mut report);
+        assert_eq!(regs.time, Some(Ok(0x090a_0000)));
+        assert_eq!(regs.lock, Some(Ok(0x090b_0000)));
+        assert_eq!(regs.sched, Some(Ok(())));
+
+        // PV_TIME_ST = -1 and an unaligned lock IPA are refused.
+        let mut host =
+            kvm_patched()
+                .answer(PV_TIME_ST, 0, NS)
+                .answer(PV_LOCK_PREEMPTED, 0, 0x090b_0008);
+        let regs = register_cpu(&mut host, &plan, 0x4100_0040, &mut report);
+        assert!(regs.time.unwrap().unwrap_err().contains("= -1"));
+        assert!(regs.lock.unwrap().unwrap_err().contains("unusable IPA"));
+    }
+
+    #[test]
+    fn time_record_revision_and_attributes_must_be_zero() {
+        assert!(check_time_record(&PvTimeRecord::default()).is_ok());
+        let bad = PvTimeRecord {
+            revision: 1,
+            ..PvTimeRecord::default()
+        };
+        assert!(check_time_record(&bad).unwrap_err().contains("revision 1"));
+        let bad = PvTimeRecord {
+            attributes: 2,
+            ..PvTimeRecord::default()
+        };
+        assert!(check_time_record(&bad).is_err());
+    }
+}

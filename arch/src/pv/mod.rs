@@ -1,0 +1,238 @@
+//! Paravirtualisation: what the boot switches ask for, what the probes
+//! found, and the probe logic itself, kept free of hardware access so it is
+//! unit-tested against simulated hosts. The architecture modules supply the
+//! real hypercalls and map the records; the kernel's `pv` view reads the
+//! result.
+
+use core::fmt::{self, Write as _};
+
+use heapless::{String, Vec};
+
+pub mod arm64;
+
+/// Which PV lock ABI to use (`pv.lock=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockChoice {
+    /// Not at all.
+    Off,
+    /// v2 when offered (never v3: its ID is PTP on upstream KVM).
+    Default,
+    /// v2 only.
+    V2,
+    /// v3 (0x8600_0001) only: the user asserts the host is a v3 host.
+    V3,
+}
+
+/// The boot switches (`pv=`, `pv.time=`, `pv.lock=`, `pv.sched=`, `pv.ipi=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PvSwitches {
+    /// `pv=off` turns everything off: not even a probe is issued.
+    pub enabled: bool,
+    pub time: bool,
+    pub lock: LockChoice,
+    pub sched: bool,
+    pub ipi: bool,
+}
+
+impl Default for PvSwitches {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            time: true,
+            lock: LockChoice::Default,
+            sched: true,
+            ipi: true,
+        }
+    }
+}
+
+/// Who the host is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hypervisor {
+    /// No hypervisor interface found (bare metal, TCG, or SMCCC 1.0).
+    None,
+    /// KVM, by its vendor UID or signature.
+    Kvm,
+    /// A hypervisor that is not KVM (arm64: another vendor UID).
+    Unknown,
+    /// Not probed (`pv=off`).
+    NotProbed,
+}
+
+/// What became of one PV feature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// In use.
+    Used,
+    /// Offered, and turned off by a boot switch.
+    SwitchedOff,
+    /// The host does not offer it.
+    NotOffered,
+    /// Offered, but what the host returned cannot be used.
+    Unusable,
+    /// Not asked about: an earlier probing step ruled it out.
+    NotProbed,
+    /// The ABI does not exist on this architecture.
+    NotApplicable,
+}
+
+impl State {
+    fn name(self) -> &'static str {
+        match self {
+            State::Used => "used",
+            State::SwitchedOff => "off",
+            State::NotOffered => "not offered",
+            State::Unusable => "unusable",
+            State::NotProbed => "not probed",
+            State::NotApplicable => "n/a",
+        }
+    }
+}
+
+/// Short free text in a report.
+pub type Note = String<96>;
+
+/// Builds a [`Note`], cutting what does not fit.
+pub fn note(args: fmt::Arguments<'_>) -> Note {
+    let mut n = Note::new();
+    let _ = n.write_fmt(args);
+    n
+}
+
+/// One feature's line in the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Feature {
+    /// "time", "lock", "sched", "ipi", "preempt".
+    pub name: &'static str,
+    pub state: State,
+    /// Why (for anything but `Used`) or what (for `Used`).
+    pub why: Note,
+}
+
+/// The most hypercalls a report lists.
+pub const CALL_LOG_LEN: usize = 32;
+
+/// The hypercalls the probes issued, in order: (function, first argument).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallLog {
+    pub calls: Vec<(u32, u64), CALL_LOG_LEN>,
+    /// Calls past [`CALL_LOG_LEN`].
+    pub dropped: usize,
+}
+
+impl CallLog {
+    pub fn record(&mut self, function: u32, arg: u64) {
+        if self.calls.push((function, arg)).is_err() {
+            self.dropped += 1;
+        }
+    }
+}
+
+/// Everything the probes found, for the boot report and the kernel's view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PvReport {
+    pub hypervisor: Hypervisor,
+    /// How the hypervisor was (not) identified, e.g. "SMCCC 1.1, KVM UID".
+    pub found: Note,
+    pub features: Vec<Feature, 6>,
+    pub calls: CallLog,
+}
+
+impl PvReport {
+    pub fn new(hypervisor: Hypervisor, found: Note) -> Self {
+        Self {
+            hypervisor,
+            found,
+            features: Vec::new(),
+            calls: CallLog::default(),
+        }
+    }
+
+    /// Sets (or adds) feature `name`.
+    pub fn set(&mut self, name: &'static str, state: State, why: Note) {
+        if let Some(f) = self.features.iter_mut().find(|f| f.name == name) {
+            f.state = state;
+            f.why = why;
+        } else {
+            let _ = self.features.push(Feature { name, state, why });
+        }
+    }
+
+    /// The state of feature `name`.
+    pub fn state(&self, name: &str) -> Option<State> {
+        self.features
+            .iter()
+            .find(|f| f.name == name)
+            .map(|f| f.state)
+    }
+
+    pub fn uses(&self, name: &str) -> bool {
+        self.state(name) == Some(State::Used)
+    }
+}
+
+impl fmt::Display for PvReport {
+    /// One line: hypervisor, then each feature with its state and reason.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hv = match self.hypervisor {
+            Hypervisor::None => "none",
+            Hypervisor::Kvm => "KVM",
+            Hypervisor::Unknown => "unknown",
+            Hypervisor::NotProbed => "not probed",
+        };
+        write!(f, "hypervisor {hv} ({})", self.found)?;
+        for feature in &self.features {
+            write!(f, "; {}: {}", feature.name, feature.state.name())?;
+            if !feature.why.is_empty() {
+                write!(f, " ({})", feature.why)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes the call log as `0x84000000, 0x8400000a(0x80000000), ...`
+/// (the argument shown where the call takes one).
+pub struct CallList<'a>(pub &'a CallLog);
+
+impl fmt::Display for CallList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.calls.is_empty() {
+            return f.write_str("none");
+        }
+        for (i, (function, arg)) in self.0.calls.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{function:#x}")?;
+            if *arg != 0 || arm64::takes_argument(*function) {
+                write!(f, "({arg:#x})")?;
+            }
+        }
+        if self.0.dropped > 0 {
+            write!(f, " and {} more", self.0.dropped)?;
+        }
+        Ok(())
+    }
+}
+
+/// A set of logical CPUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CpuMask(pub u64);
+
+const _: () = assert!(crate::MAX_CPUS <= 64);
+
+impl CpuMask {
+    pub fn with(self, cpu: usize) -> Self {
+        Self(self.0 | 1 << cpu)
+    }
+    pub fn contains(self, cpu: usize) -> bool {
+        cpu < 64 && self.0 & 1 << cpu != 0
+    }
+    pub fn iter(self) -> impl Iterator<Item = usize> {
+        (0..64).filter(move |&c| self.contains(c))
+    }
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}

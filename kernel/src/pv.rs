@@ -1,0 +1,89 @@
+//! The paravirtual view: the one place the rest of the kernel learns what
+//! the host offers, with a native answer for everything.
+//!
+//! | query | with PV | native fallback |
+//! |---|---|---|
+//! | [`steal_ns`] | the host's steal clock | 0 |
+//! | [`vcpu_is_preempted`] | the host's preempted flag | false |
+//! | [`send_ipi_mask`] | one multicast hypercall (LoongArch PV IPI) | one IPI per CPU |
+//! | [`wait`] / [`kick`] | halt, woken by the host's kick (PV sched) | WFI / `idle`, woken by an IPI |
+//!
+//! The probe runs once on the boot CPU ([`init`]) as the boot switches allow;
+//! its one-line report says what was found, what is used and why not the
+//! rest. Nothing here is consulted on a fast path when PV is off: each query
+//! is one arch call that finds no record and returns the native answer.
+
+use core::sync::atomic::{AtomicU8, Ordering};
+
+use arch::pv::{CpuMask, PvReport, PvSwitches};
+use arch::Arch;
+
+use crate::A;
+
+static REPORT: spin::Once<PvReport> = spin::Once::new();
+
+/// Probes the host (boot CPU, before the secondaries, interrupts masked).
+pub(crate) fn init(switches: &PvSwitches) {
+    REPORT.call_once(|| A::pv_probe(switches));
+}
+
+/// Registers a secondary CPU's per-vCPU records; a failure leaves that CPU
+/// native and is logged.
+pub(crate) fn init_cpu(cpu: usize) {
+    if let Err(why) = A::pv_init_cpu(cpu) {
+        log::warn!("pv: CPU {cpu} runs native: {why}");
+    }
+}
+
+/// What the probe found (the boot report).
+pub fn report() -> &'static PvReport {
+    REPORT.get().expect("pv::report() before pv::init()")
+}
+
+/// Whether a steal clock is in use.
+pub fn has_steal_clock() -> bool {
+    report().uses("time")
+}
+
+/// Nanoseconds of `cpu`'s time the host has stolen (0 without a steal clock).
+pub fn steal_ns(cpu: usize) -> u64 {
+    A::pv_steal_ns(cpu).unwrap_or(0)
+}
+
+/// Whether `cpu`'s vCPU is preempted by the host right now (false when the
+/// host does not say).
+pub fn vcpu_is_preempted(cpu: usize) -> bool {
+    A::pv_vcpu_preempted(cpu).unwrap_or(false)
+}
+
+/// Sends the IPI to every CPU in `mask`.
+pub fn send_ipi_mask(mask: CpuMask) {
+    if !A::pv_send_ipi_mask(mask) {
+        mask.iter().for_each(A::send_ipi);
+    }
+}
+
+/// Halts the calling CPU while `*byte == value`, until kicked or
+/// interrupted. May return early (spuriously): callers re-check in a loop.
+/// Bounded: the CPU's tick ends every halt.
+pub fn wait(byte: &AtomicU8, value: u8) {
+    let irq = A::irq_save();
+    // Checked with interrupts masked: a kick (IPI) arriving after the check
+    // stays pending and ends the halt at once.
+    if byte.load(Ordering::Acquire) == value {
+        A::wait_for_interrupt();
+    }
+    A::irq_restore(irq);
+}
+
+/// Wakes `cpu` from [`wait`].
+pub fn kick(cpu: usize) {
+    if !A::pv_kick(cpu) {
+        A::send_ipi(cpu);
+    }
+}
+
+/// The calling CPU stops for good: release its PV registrations.
+pub(crate) fn cpu_off() {
+    A::pv_cpu_off();
+}
