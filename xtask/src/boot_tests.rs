@@ -5,6 +5,8 @@
 //! differs. A new kind of output check is a variant of [`Check`].
 
 use crate::arch::Arch;
+use crate::host::{Host, Pv};
+use crate::nested_kvm::Settings;
 
 use Check::{Below, Contains, Lacks};
 
@@ -18,6 +20,9 @@ pub struct BootTest {
     /// Unique; `cargo xtask test --filter SUBSTR` selects by it.
     pub name: &'static str,
     pub arch: Arch,
+    /// Where it runs, with that host's settings ([`NESTED_KVM`] for real
+    /// KVM with PV on and an idle L1; set `pv` and `l1_load` there).
+    pub host: Host,
     /// Number of CPUs (1..=8).
     pub smp: u8,
     /// Enter the guest at EL2 (aarch64 only).
@@ -75,6 +80,7 @@ fn number_after(output: &str, text: &str) -> Option<f64> {
 const BASE: BootTest = BootTest {
     name: "",
     arch: Arch::Aarch64,
+    host: Host::Tcg,
     smp: 4,
     el2: false,
     app: "selftest",
@@ -256,7 +262,40 @@ pub const TESTS: &[BootTest] = &[
         checks: &[Contains("unknown app"), Contains("selftest")],
         ..LA
     },
+    // Real KVM (aarch64), nested in TCG: see xtask/src/nested_kvm.rs. A PV
+    // test sets the host's settings, e.g.
+    // `host: Host::NestedKvm(Settings { pv: Pv::Off, l1_load: 2 })`.
+    BootTest {
+        name: "kvm-selftest-smp2",
+        host: NESTED_KVM,
+        smp: 2,
+        checks: &[
+            Contains("entered at EL1"),
+            Contains("passed, 0 failed"),
+            Contains("CPUs online: 2"),
+            Lacks("panicked"),
+        ],
+        ..BASE
+    },
+    BootTest {
+        // More vCPUs than L1 has CPUs: KVM preempts them for real.
+        name: "kvm-selftest-smp4",
+        host: NESTED_KVM,
+        smp: 4,
+        checks: &[
+            Contains("passed, 0 failed"),
+            Contains("CPUs online: 4"),
+            Lacks("panicked"),
+        ],
+        ..BASE
+    },
 ];
+
+/// Real KVM with PV on (`kvm-steal-time=on`) and no load in L1.
+const NESTED_KVM: Host = Host::NestedKvm(Settings {
+    pv: Pv::On,
+    l1_load: 0,
+});
 
 /// loongarch64 entries start from here.
 const LA: BootTest = BootTest {
@@ -279,8 +318,8 @@ mod tests {
             assert!(names.insert(test.name), "{}: duplicate name", test.name);
             assert!((1..=8).contains(&test.smp), "{}: smp", test.name);
             assert!(
-                test.arch.machine_args(test.el2).is_ok(),
-                "{}: el2",
+                test.host.check(test.arch, test.el2).is_ok(),
+                "{}: host, arch and el2 do not go together",
                 test.name
             );
             assert!(

@@ -1,7 +1,8 @@
 //! External commands: every one is printed (`$ program args`) before it runs.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output, Stdio};
 
 use anyhow::{bail, Context, Result};
 
@@ -40,7 +41,7 @@ pub fn display(cmd: &Command) -> String {
 /// Joins words into one line a POSIX shell would split back into them.
 /// (The `shlex` crate quotes commas too, which makes every `-M virt,...`
 /// harder to read; this is all the quoting needed.)
-fn quote(words: &[String]) -> String {
+pub fn quote(words: &[String]) -> String {
     let is_plain = |c: char| c.is_ascii_alphanumeric() || "_-+=:,./@%".contains(c);
     words
         .iter()
@@ -70,6 +71,74 @@ pub fn run(cmd: &mut Command) -> Result<()> {
         bail!("`{}` failed ({status})", display(cmd));
     }
     Ok(())
+}
+
+/// Prints and runs `cmd`, and returns its standard output; fails unless it
+/// exits 0 (its standard error is shown as it comes).
+pub fn output(cmd: &mut Command) -> Result<String> {
+    let out = output_unchecked(cmd.stderr(Stdio::inherit()))?;
+    if !out.status.success() {
+        bail!("`{}` failed ({})", display(cmd), out.status);
+    }
+    String::from_utf8(out.stdout).with_context(|| format!("`{}` printed non-UTF-8", display(cmd)))
+}
+
+/// Prints and runs `cmd`, capturing its output, whatever its exit status.
+pub fn output_unchecked(cmd: &mut Command) -> Result<Output> {
+    announce(cmd);
+    cmd.stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot start `{}`", cmd.get_program().to_string_lossy()))
+}
+
+/// Prints (`$ cmd < input > output`) and runs `cmd` with its standard input
+/// read from `input` and its standard output written to `output`; fails
+/// unless it exits 0.
+pub fn run_redirected(cmd: &mut Command, input: &Path, output: &Path) -> Result<()> {
+    eprintln!(
+        "$ {} < {} > {}",
+        display(cmd),
+        quote(&[input.to_string_lossy().into_owned()]),
+        quote(&[output.to_string_lossy().into_owned()])
+    );
+    let stdin = File::open(input).with_context(|| format!("opening {}", input.display()))?;
+    let stdout = File::create(output).with_context(|| format!("creating {}", output.display()))?;
+    let status = cmd
+        .stdin(stdin)
+        .stdout(stdout)
+        .status()
+        .with_context(|| format!("cannot start `{}`", cmd.get_program().to_string_lossy()))?;
+    if !status.success() {
+        bail!("`{}` failed ({status})", display(cmd));
+    }
+    Ok(())
+}
+
+/// A directory that is removed, with everything in it, when this drops.
+#[derive(Debug)]
+pub struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    /// Creates `path` afresh (removing what was there).
+    pub fn new(path: PathBuf) -> Result<Self> {
+        if path.exists() {
+            std::fs::remove_dir_all(&path)
+                .with_context(|| format!("removing {}", path.display()))?;
+        }
+        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(ScratchDir(path))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        // Best effort: a leftover directory only takes space.
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 #[cfg(test)]

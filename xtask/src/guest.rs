@@ -48,10 +48,12 @@ fn check_word(what: &str, word: &str) -> Result<()> {
     Ok(())
 }
 
-/// The status in an exit-marker line (a trailing `\r` from the serial
-/// console is allowed), or `None` if the line is not exactly a marker.
+/// The status in an exit-marker line, or `None` if the line is not exactly
+/// a marker. Trailing `\r`s are allowed: the serial console ends lines with
+/// `\r\n`, and a tty on the way (L1's console under nested KVM) may add
+/// another.
 pub fn parse_exit_marker(line: &str) -> Option<u8> {
-    let line = line.strip_suffix('\r').unwrap_or(line);
+    let line = line.trim_end_matches('\r');
     let digits = line
         .strip_prefix(MARKER_PREFIX)?
         .strip_suffix(MARKER_SUFFIX)?;
@@ -148,6 +150,7 @@ mod tests {
     fn marker() {
         assert_eq!(parse_exit_marker("[[lodger:exit=0]]"), Some(0));
         assert_eq!(parse_exit_marker("[[lodger:exit=255]]\r"), Some(255));
+        assert_eq!(parse_exit_marker("[[lodger:exit=1]]\r\r"), Some(1));
         assert_eq!(parse_exit_marker("[[lodger:exit=007]]"), Some(7));
         for line in [
             "[[lodger:exit=256]]",

@@ -2,10 +2,12 @@
 //! the workspace (the alias lives in `.cargo/config.toml`).
 //!
 //! One file per subcommand (`build`, `run`, `test`, `bench`); the pieces they
-//! share are [`arch`] (what differs per guest architecture), [`guest`] (the
-//! contract with the kernel: boot arguments and the exit marker), [`qemu`]
-//! (starting, watching and killing QEMU) and [`cmd`] (printing and running
-//! external commands). The QEMU boot tests are data, in [`boot_tests`].
+//! share are [`arch`] (what differs per guest architecture), [`host`] (where
+//! the guest runs), [`guest`] (the contract with the kernel: boot arguments
+//! and the exit marker), [`qemu`] (starting, watching and killing QEMU) and
+//! [`cmd`] (printing and running external commands). The real-KVM host is
+//! [`nested_kvm`], built from Debian packages with [`debian`] and [`cpio`].
+//! The QEMU boot tests are data, in [`boot_tests`].
 
 #![forbid(unsafe_code)]
 
@@ -14,7 +16,11 @@ mod bench;
 mod boot_tests;
 mod build;
 mod cmd;
+mod cpio;
+mod debian;
 mod guest;
+mod host;
+mod nested_kvm;
 mod qemu;
 mod run;
 mod test;

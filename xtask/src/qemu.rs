@@ -17,25 +17,18 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use clap::ValueEnum;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use crate::arch::Arch;
-use crate::cmd;
+use crate::cmd::{self, ScratchDir};
 use crate::guest::{self, Console};
+use crate::host::{Host, Preparations};
+use crate::nested_kvm;
 
-/// Guest memory, enough for the kernel's heap and per-CPU stacks.
-const MEMORY: &str = "256M";
-/// How long QEMU may take to exit after the guest printed its exit marker.
-const POWER_OFF_GRACE: Duration = Duration::from_secs(5);
-
-/// Where the guest runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Host {
-    /// QEMU's emulator (TCG) on this machine.
-    Tcg,
-}
+/// Guest memory, enough for the kernel's heap and per-CPU stacks. The same
+/// on every host, so that only the host differs between runs.
+pub const GUEST_MEMORY: &str = "256M";
 
 /// One boot of the guest: everything that goes on QEMU's command line.
 #[derive(Debug)]
@@ -51,19 +44,30 @@ pub struct Boot {
 }
 
 impl Boot {
-    pub fn command(&self) -> Result<Command> {
+    /// The QEMU to start, preparing what the host needs first (`prep`
+    /// keeps it for later boots).
+    pub fn command(&self, prep: &mut Preparations) -> Result<Launch> {
+        self.host.check(self.arch, self.el2)?;
         if !self.image.is_file() {
             bail!("guest image {} does not exist", self.image.display());
         }
+        match self.host {
+            Host::Tcg => Ok(Launch {
+                command: self.tcg()?,
+                scratch: None,
+                grace: self.host.power_off_grace(),
+            }),
+            Host::NestedKvm(settings) => nested_kvm::launch(self, settings, prep.l1()?),
+        }
+    }
+
+    fn tcg(&self) -> Result<Command> {
         let mut cmd = Command::new(self.arch.qemu());
         cmd.args(self.arch.machine_args(self.el2)?);
-        match self.host {
-            // TCG is QEMU's default accelerator on a host of another architecture.
-            Host::Tcg => {}
-        }
+        // TCG is QEMU's default accelerator on a host of another architecture.
         cmd.arg("-smp")
             .arg(self.smp.to_string())
-            .args(["-m", MEMORY])
+            .args(["-m", GUEST_MEMORY])
             .args(["-nodefaults", "-display", "none"])
             .args(["-serial", "stdio", "-monitor", "none", "-no-reboot"])
             .arg("-kernel")
@@ -74,6 +78,16 @@ impl Boot {
     }
 }
 
+/// A QEMU ready to start, and the files it uses while it runs.
+#[derive(Debug)]
+pub struct Launch {
+    pub command: Command,
+    /// Removed after the run.
+    pub scratch: Option<ScratchDir>,
+    /// How long QEMU may take to exit after the guest's exit marker.
+    pub grace: Duration,
+}
+
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -82,8 +96,8 @@ pub enum Outcome {
     /// QEMU exited without an exit marker from the guest.
     NoMarker(ExitStatus),
     /// The guest printed its exit marker but QEMU was still running
-    /// [`POWER_OFF_GRACE`] later; QEMU was killed.
-    NoPowerOff(u8),
+    /// [`Host::power_off_grace`] later; QEMU was killed.
+    NoPowerOff(u8, Duration),
     /// The guest ran out of time; QEMU was killed.
     TimedOut(Duration),
 }
@@ -93,7 +107,7 @@ impl Outcome {
     pub fn exit_code(self) -> u8 {
         match self {
             Outcome::Exited(status) => status,
-            Outcome::NoMarker(_) | Outcome::NoPowerOff(_) => guest::EXIT_NO_STATUS,
+            Outcome::NoMarker(_) | Outcome::NoPowerOff(..) => guest::EXIT_NO_STATUS,
             Outcome::TimedOut(_) => guest::EXIT_TIMEOUT,
         }
     }
@@ -106,10 +120,10 @@ impl fmt::Display for Outcome {
             Outcome::NoMarker(qemu) => {
                 write!(f, "guest stopped without an exit marker (QEMU {qemu})")
             }
-            Outcome::NoPowerOff(status) => write!(
+            Outcome::NoPowerOff(status, grace) => write!(
                 f,
                 "guest printed exit status {status} but did not power off within {} s; killed QEMU",
-                POWER_OFF_GRACE.as_secs()
+                grace.as_secs()
             ),
             Outcome::TimedOut(after) => {
                 write!(f, "timed out after {} s; killed QEMU", after.as_secs())
@@ -131,7 +145,12 @@ pub struct Run {
 /// Prints and starts `cmd`, then collects its output until QEMU exits or
 /// `timeout` passes. With `echo`, the console goes to stdout and QEMU's
 /// messages to stderr as they arrive.
-pub fn run(mut cmd: Command, timeout: Duration, echo: bool) -> Result<Run> {
+pub fn run(launch: Launch, timeout: Duration, echo: bool) -> Result<Run> {
+    let Launch {
+        command: mut cmd,
+        scratch,
+        grace,
+    } = launch;
     // No stdin: QEMU then leaves the terminal's mode alone, and the guest
     // takes no input anyway.
     cmd.stdin(Stdio::null())
@@ -163,7 +182,7 @@ pub fn run(mut cmd: Command, timeout: Duration, echo: bool) -> Result<Run> {
                     let _ = out.write_all(&chunk).and_then(|()| out.flush());
                 }
                 if console.push(&chunk) && power_off_by.is_none() {
-                    power_off_by = Some(Instant::now() + POWER_OFF_GRACE);
+                    power_off_by = Some(Instant::now() + grace);
                 }
             }
             Ok((Stream::Qemu, chunk)) => {
@@ -195,11 +214,12 @@ pub fn run(mut cmd: Command, timeout: Duration, echo: bool) -> Result<Run> {
             Outcome::Exited(code)
         }
         (Some(exit), None) => Outcome::NoMarker(exit),
-        (None, Some(code)) => Outcome::NoPowerOff(code),
+        (None, Some(code)) => Outcome::NoPowerOff(code, grace),
         (None, None) => Outcome::TimedOut(timeout),
     };
     // Kills QEMU if it is still running; otherwise a no-op.
     drop(qemu);
+    drop(scratch);
     Ok(Run {
         outcome,
         console: console.text(),

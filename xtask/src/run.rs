@@ -8,8 +8,12 @@ use std::time::Duration;
 use anyhow::Result;
 
 use crate::arch::Arch;
-use crate::qemu::{self, Boot, Host, Outcome};
+use crate::host::{Host, HostKind, Preparations, Pv, MAX_L1_LOAD};
+use crate::qemu::{self, Boot, Outcome};
 use crate::{build, guest};
+
+/// The exit status for a bad command line (clap's too).
+const BAD_COMMAND_LINE: u8 = 2;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -20,18 +24,26 @@ pub struct Args {
     #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=8))]
     smp: u8,
     /// Where the guest runs.
-    #[arg(long, value_enum, default_value_t = Host::Tcg)]
-    host: Host,
+    #[arg(long, value_enum, default_value_t = HostKind::Tcg)]
+    host: HostKind,
+    /// nested-kvm: the guest's PV interfaces (`-cpu host,kvm-steal-time=on|off`) [default: on]
+    #[arg(long, value_enum, value_name = "on|off")]
+    pv: Option<Pv>,
+    /// nested-kvm: busy loops started in L1 before the guest, so that its
+    /// vCPUs are really preempted [default: 0]
+    #[arg(long, value_name = "K",
+          value_parser = clap::value_parser!(u8).range(0..=i64::from(MAX_L1_LOAD)))]
+    l1_load: Option<u8>,
     /// The app the kernel runs (boot argument `app=NAME`).
     #[arg(long, default_value = "selftest", value_name = "NAME")]
     app: String,
     /// Enter the guest at EL2 (aarch64: `-M virt,...,virtualization=on`).
     #[arg(long)]
     el2: bool,
-    /// Kill QEMU after this many seconds (exit status 124).
-    #[arg(long, default_value_t = 60, value_name = "SECS",
-          value_parser = clap::value_parser!(u64).range(1..))]
-    timeout: u64,
+    /// Kill QEMU after this many seconds (exit status 124) [default: 60,
+    /// nested-kvm 180]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: Option<u64>,
     /// Extra raw kernel arguments, placed after `app=NAME` and before `--`.
     #[arg(
         long,
@@ -49,13 +61,24 @@ pub struct Args {
 }
 
 pub fn main(args: Args) -> Result<ExitCode> {
-    // Check the command line before spending time on a build.
-    let bootargs = guest::bootargs(&args.app, &args.bootargs, &args.args)?;
-    args.arch.machine_args(args.el2)?;
+    // Check the command line before spending time on a build; a bad one
+    // exits 2, as clap's own errors do.
+    let checked = guest::bootargs(&args.app, &args.bootargs, &args.args).and_then(|bootargs| {
+        let host = Host::from_args(args.host, args.pv, args.l1_load)?;
+        host.check(args.arch, args.el2)?;
+        Ok((bootargs, host))
+    });
+    let (bootargs, host) = match checked {
+        Ok(checked) => checked,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            return Ok(ExitCode::from(BAD_COMMAND_LINE));
+        }
+    };
 
     let boot = Boot {
         arch: args.arch,
-        host: args.host,
+        host,
         smp: args.smp,
         el2: args.el2,
         image: match args.image {
@@ -64,7 +87,11 @@ pub fn main(args: Args) -> Result<ExitCode> {
         },
         bootargs,
     };
-    let run = qemu::run(boot.command()?, Duration::from_secs(args.timeout), true)?;
+    let timeout = args
+        .timeout
+        .map_or(host.default_timeout(), Duration::from_secs);
+    let launch = boot.command(&mut Preparations::default())?;
+    let run = qemu::run(launch, timeout, true)?;
     if !run.console.is_empty() && !run.console.ends_with('\n') {
         // Our message starts on a line of its own.
         println!();

@@ -13,7 +13,8 @@ use clap::ValueEnum;
 
 use crate::arch::Arch;
 use crate::boot_tests::{BootTest, TESTS};
-use crate::qemu::{self, Boot, Host, Outcome};
+use crate::host::Preparations;
+use crate::qemu::{self, Boot, Outcome};
 use crate::{build, cmd, guest};
 
 /// Console lines shown for a failed boot test.
@@ -30,10 +31,9 @@ pub struct Args {
     /// Stream each guest's console while it runs.
     #[arg(long, short)]
     verbose: bool,
-    /// Kill a guest after this many seconds.
-    #[arg(long, default_value_t = 60, value_name = "SECS",
-          value_parser = clap::value_parser!(u64).range(1..))]
-    timeout: u64,
+    /// Kill a guest after this many seconds [default: 60, nested-kvm 180]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: Option<u64>,
 }
 
 impl Args {
@@ -60,14 +60,16 @@ pub fn main(args: Args) -> Result<ExitCode> {
         );
     }
 
-    // Each architecture's image is built once, when its first test comes up.
+    // Each architecture's image is built once, when its first test comes
+    // up; so is what a host needs (the nested-KVM L1).
     let mut images: HashMap<Arch, Result<PathBuf, String>> = HashMap::new();
+    let mut prep = Preparations::default();
     for test in TESTS.iter().filter(|t| args.selects(t.name)) {
         let image = images
             .entry(test.arch)
             .or_insert_with(|| build::image(test.arch).map_err(|e| format!("{e:#}")));
         let result = match image {
-            Ok(image) => boot(test, image, &args),
+            Ok(image) => boot(test, image, &mut prep, &args),
             Err(e) => Err(Failure::new(format!("image build failed: {e}"))),
         };
         tally.record(test.name, result);
@@ -146,18 +148,26 @@ fn host_steps() -> Vec<(String, Command)> {
 }
 
 /// Boots one test and judges it.
-fn boot(test: &BootTest, image: &Path, args: &Args) -> Result<(), Failure> {
+fn boot(
+    test: &BootTest,
+    image: &Path,
+    prep: &mut Preparations,
+    args: &Args,
+) -> Result<(), Failure> {
     let error = |e: anyhow::Error| Failure::new(format!("{e:#}"));
     let boot = Boot {
         arch: test.arch,
-        host: Host::Tcg,
+        host: test.host,
         smp: test.smp,
         el2: test.el2,
         image: image.to_owned(),
         bootargs: guest::bootargs(test.app, test.bootargs, test.app_args).map_err(error)?,
     };
-    let timeout = Duration::from_secs(args.timeout);
-    let run = qemu::run(boot.command().map_err(error)?, timeout, args.verbose).map_err(error)?;
+    let timeout = args
+        .timeout
+        .map_or(test.host.default_timeout(), Duration::from_secs);
+    let launch = boot.command(prep).map_err(error)?;
+    let run = qemu::run(launch, timeout, args.verbose).map_err(error)?;
     if args.verbose && !run.console.is_empty() && !run.console.ends_with('\n') {
         println!();
     }

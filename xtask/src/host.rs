@@ -1,0 +1,197 @@
+//! Where the guest runs: the hosts, their own settings, and what they need
+//! prepared before a boot.
+//!
+//! Adding a host is a [`HostKind`] (its `--host` name), a [`Host`] variant
+//! carrying its settings, a row in each `match` here, and its command line
+//! in [`crate::qemu::Boot::command`]. Settings only exist on the hosts they
+//! mean something to, so `--pv` on TCG is an error, not silently ignored.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Result};
+use clap::ValueEnum;
+
+use crate::arch::Arch;
+use crate::nested_kvm::{self, L1};
+
+/// `--host`: the kinds of host, as the command line names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum HostKind {
+    /// QEMU's emulator (TCG) on this machine.
+    Tcg,
+    /// Real KVM: QEMU+KVM inside a Linux (L1) that runs under QEMU TCG with
+    /// `virtualization=on` (aarch64 only).
+    NestedKvm,
+}
+
+/// `--pv`: whether the host offers the guest its paravirtual interfaces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Pv {
+    On,
+    Off,
+}
+
+impl Pv {
+    pub fn name(self) -> &'static str {
+        match self {
+            Pv::On => "on",
+            Pv::Off => "off",
+        }
+    }
+}
+
+/// A host with its settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Host {
+    Tcg,
+    NestedKvm(nested_kvm::Settings),
+}
+
+/// The most busy loops `--l1-load` starts (L1 has 2 CPUs).
+pub const MAX_L1_LOAD: u8 = 16;
+
+impl Host {
+    /// The host `--host KIND` names, with its settings from `--pv` and
+    /// `--l1-load` (`None`: not given). A setting the host does not have is
+    /// an error.
+    pub fn from_args(kind: HostKind, pv: Option<Pv>, l1_load: Option<u8>) -> Result<Host> {
+        match kind {
+            HostKind::Tcg => {
+                let given: Vec<&str> = [pv.map(|_| "--pv"), l1_load.map(|_| "--l1-load")]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                if !given.is_empty() {
+                    bail!(
+                        "{} only with --host nested-kvm (TCG offers no PV and has no L1)",
+                        given.join(" and ")
+                    );
+                }
+                Ok(Host::Tcg)
+            }
+            HostKind::NestedKvm => {
+                let defaults = nested_kvm::Settings::DEFAULT;
+                let settings = nested_kvm::Settings {
+                    pv: pv.unwrap_or(defaults.pv),
+                    l1_load: l1_load.unwrap_or(defaults.l1_load),
+                };
+                if settings.l1_load > MAX_L1_LOAD {
+                    bail!("--l1-load {} is more than {MAX_L1_LOAD}", settings.l1_load);
+                }
+                Ok(Host::NestedKvm(settings))
+            }
+        }
+    }
+
+    /// Fails if the guest cannot run here as asked.
+    pub fn check(self, arch: Arch, el2: bool) -> Result<()> {
+        match self {
+            Host::Tcg => {}
+            Host::NestedKvm(_) => {
+                if arch != Arch::Aarch64 {
+                    bail!(
+                        "--host nested-kvm runs aarch64 guests only (not {}): L1 is an arm64 Linux",
+                        arch.name()
+                    );
+                }
+                if el2 {
+                    bail!("--el2 is not available with --host nested-kvm: L1's KVM offers no nested virtualization");
+                }
+            }
+        }
+        arch.machine_args(el2)?;
+        Ok(())
+    }
+
+    /// How long a run may take unless `--timeout` says otherwise.
+    pub fn default_timeout(self) -> Duration {
+        match self {
+            Host::Tcg => Duration::from_secs(60),
+            // L1 boots under TCG first (2-3 s here); a loaded L1 slows
+            // the guest down on purpose.
+            Host::NestedKvm(_) => Duration::from_secs(180),
+        }
+    }
+
+    /// How long QEMU may take to exit after the guest printed its exit
+    /// marker.
+    pub fn power_off_grace(self) -> Duration {
+        match self {
+            Host::Tcg => Duration::from_secs(5),
+            // Then the guest's QEMU exits and L1 powers off, next to the
+            // busy loops of `--l1-load` (under 1 s with 4 of them here).
+            Host::NestedKvm(_) => Duration::from_secs(15),
+        }
+    }
+}
+
+/// What hosts need made once per xtask process before their first boot,
+/// made on first use (and a failure remembered, not retried per boot).
+#[derive(Default)]
+pub struct Preparations {
+    l1: Option<Result<L1, String>>,
+}
+
+impl Preparations {
+    /// The nested-KVM L1 (kernel and initramfs, cached on disk).
+    pub fn l1(&mut self) -> Result<&L1> {
+        self.l1
+            .get_or_insert_with(|| L1::prepare().map_err(|e| format!("{e:#}")))
+            .as_ref()
+            .map_err(|e| anyhow!("preparing the nested-KVM L1 failed: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nested_kvm::Settings;
+
+    #[test]
+    fn settings_belong_to_their_host() {
+        assert_eq!(
+            Host::from_args(HostKind::Tcg, None, None).unwrap(),
+            Host::Tcg
+        );
+        let err = Host::from_args(HostKind::Tcg, Some(Pv::Off), None).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("--pv only with --host nested-kvm"),
+            "{err}"
+        );
+        let err = Host::from_args(HostKind::Tcg, Some(Pv::On), Some(0)).unwrap_err();
+        assert!(
+            err.to_string().starts_with("--pv and --l1-load only"),
+            "{err}"
+        );
+        assert!(Host::from_args(HostKind::Tcg, None, Some(2)).is_err());
+
+        assert_eq!(
+            Host::from_args(HostKind::NestedKvm, None, None).unwrap(),
+            Host::NestedKvm(Settings {
+                pv: Pv::On,
+                l1_load: 0
+            })
+        );
+        assert_eq!(
+            Host::from_args(HostKind::NestedKvm, Some(Pv::Off), Some(2)).unwrap(),
+            Host::NestedKvm(Settings {
+                pv: Pv::Off,
+                l1_load: 2
+            })
+        );
+        assert!(Host::from_args(HostKind::NestedKvm, None, Some(MAX_L1_LOAD + 1)).is_err());
+    }
+
+    #[test]
+    fn nested_kvm_runs_aarch64_at_el1_only() {
+        let nested = Host::NestedKvm(Settings::DEFAULT);
+        assert!(nested.check(Arch::Aarch64, false).is_ok());
+        let err = nested.check(Arch::Loongarch64, false).unwrap_err();
+        assert!(err.to_string().contains("aarch64 guests only"), "{err}");
+        assert!(nested.check(Arch::Aarch64, true).is_err());
+        assert!(Host::Tcg.check(Arch::Aarch64, true).is_ok());
+        assert!(Host::Tcg.check(Arch::Loongarch64, true).is_err());
+        assert!(nested.default_timeout() > Host::Tcg.default_timeout());
+    }
+}

@@ -1,0 +1,535 @@
+//! `--host nested-kvm`: the guest under real QEMU+KVM, on this x86_64
+//! machine, following `shared/notes/real-kvm-arm64.md`:
+//!
+//! ```text
+//! L0  qemu-system-aarch64 (TCG) -M virt,virtualization=on,gic-version=3 -cpu max
+//!  └─ L1  Debian's arm64 cloud kernel at EL2 (KVM built in), this module's /init
+//!      └─ Debian's arm64 qemu-system-aarch64 -accel kvm -cpu host,kvm-steal-time=on|off
+//!          └─ L2  the guest
+//! ```
+//!
+//! L1 comes from Debian packages only, fetched with apt from the mirror the
+//! machine already uses ([`crate::debian`]), and is cached under
+//! `target/nested-kvm/`:
+//!
+//! | file | what |
+//! |---|---|
+//! | `Image` | L1's kernel, from the package `linux-image-cloud-arm64` currently depends on |
+//! | `base.cpio` | L1's initramfs: busybox (static), QEMU and its 50 libraries, [`INIT`] |
+//! | `stamp` | what those were made from: [`RECIPE`], a hash of [`INIT`], and each root package's name and version |
+//! | `debs/` | the downloaded .debs, reused when the cache is rebuilt |
+//!
+//! Every run resolves the kernel's name and the versions again (apt's local
+//! lists, no network) and rebuilds the cache when the stamp differs. A run
+//! then appends a small archive of its own to `base.cpio` (Linux unpacks
+//! concatenated archives): the guest as `/lodger/guest` and its settings in
+//! `/lodger/params`, which [`INIT`] reads.
+//!
+//! The guest's console reaches xtask through L1's console (the L2 QEMU's
+//! `-serial stdio` is L1's `/dev/console`), so the exit marker works as on
+//! TCG. A problem in L1 is reported on a line starting `nested-kvm:`, after
+//! which L1 powers off: xtask then finds no marker and exits 125.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+use crate::arch::Arch;
+use crate::cmd::{self, ScratchDir};
+use crate::cpio::{self, Entry, Tree};
+use crate::debian::{self, Fetcher, PackageInfo};
+use crate::host::Pv;
+use crate::qemu::{Boot, Launch, GUEST_MEMORY};
+
+/// Bump when what goes into the cache changes in a way the stamp does not
+/// see otherwise (the package choice, the archive layout).
+pub const RECIPE: u32 = 1;
+
+/// Debian's name for the architecture of L1.
+const ARCH: &str = "arm64";
+/// The metapackage whose dependency names the current cloud kernel.
+const KERNEL_META: &str = "linux-image-cloud-arm64";
+const KERNEL_PREFIX: &str = "linux-image-";
+const KERNEL_SUFFIX: &str = "-cloud-arm64";
+/// QEMU inside L1: bookworm's 7.2 does all the guest needs.
+const QEMU_PACKAGE: &str = "qemu-system-arm";
+const QEMU_BINARY: &str = "usr/bin/qemu-system-aarch64";
+/// The only shell and tools of L1.
+const BUSYBOX_PACKAGE: &str = "busybox-static";
+const BUSYBOX_BINARY: &str = "bin/busybox";
+/// The program interpreter of Debian's arm64 binaries.
+const DYNAMIC_LOADER: &str = "ld-linux-aarch64.so.1";
+/// Where the libraries go in L1 (glibc's default search path on Debian).
+const LIB_DIR: &str = "lib/aarch64-linux-gnu";
+
+/// L1's machine: 2 CPUs (this machine's cores) and room for the initramfs
+/// (unpacked in RAM), QEMU and the guest.
+const L1_CPUS: u8 = 2;
+const L1_MEMORY: &str = "2G";
+/// `panic=-1`: a panic in L1 reboots it, which `-no-reboot` makes an exit.
+const L1_CMDLINE: &str = "console=ttyAMA0 panic=-1 quiet";
+
+/// The settings of a nested-KVM host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// `-cpu host,kvm-steal-time=on|off` for the guest: PV stolen time.
+    pub pv: Pv,
+    /// Busy loops started in L1 before the guest, so that KVM's vCPU
+    /// threads are really preempted and the guest sees steal.
+    pub l1_load: u8,
+}
+
+impl Settings {
+    pub const DEFAULT: Settings = Settings {
+        pv: Pv::On,
+        l1_load: 0,
+    };
+}
+
+/// L1's `/init` (busybox sh). Its settings come from `/lodger/params`
+/// ([`params`]), so one base archive serves every run.
+pub const INIT: &str = r#"#!/bin/busybox sh
+# L1's /init for `cargo xtask run --host nested-kvm`, written by xtask
+# (xtask/src/nested_kvm.rs): start the L1 load, boot the guest under
+# QEMU+KVM, power L1 off as soon as that QEMU exits. A problem is reported
+# on a line starting with "nested-kvm:" before L1 powers off.
+/bin/busybox --install -s /bin
+export PATH=/bin:/usr/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+# The kernel opened the console before /dev was mounted: open it again.
+exec </dev/console >/dev/console 2>&1
+
+off() {
+    poweroff -f
+    # Should that return, SysRq powers off.
+    echo o >/proc/sysrq-trigger
+    sleep 10
+}
+
+fail() {
+    echo "nested-kvm: $*"
+    off
+}
+
+[ -r /lodger/params ] || fail "no /lodger/params: the run's archive is missing"
+. /lodger/params
+[ -c /dev/kvm ] || fail "L1 has no /dev/kvm: KVM did not start in L1 (does L0 run with virtualization=on?)"
+
+i=0
+while [ "$i" -lt "$L1_LOAD" ]; do
+    (while :; do :; done) &
+    i=$((i + 1))
+done
+
+echo "nested-kvm: L1 up after $(cut -d' ' -f1 /proc/uptime) s; guest: $SMP vCPUs, kvm-steal-time=$PV, $L1_LOAD busy loops in L1"
+qemu-system-aarch64 -nodefaults -display none -serial stdio -monitor none -no-reboot \
+    -M virt,gic-version=3 -accel kvm -cpu "host,kvm-steal-time=$PV" \
+    -smp "$SMP" -m "$MEMORY" -kernel /lodger/guest -append "$BOOTARGS" </dev/null
+status=$?
+[ "$status" -eq 0 ] || fail "the guest's QEMU (in L1) exited with status $status"
+off
+"#;
+
+/// `/lodger/params`: the run's settings as shell assignments for [`INIT`].
+pub fn params(settings: Settings, smp: u8, bootargs: &str) -> String {
+    let quoted = cmd::quote(&[bootargs.to_owned()]);
+    format!(
+        "SMP={smp}\nMEMORY={GUEST_MEMORY}\nPV={}\nL1_LOAD={}\nBOOTARGS={quoted}\n",
+        settings.pv.name(),
+        settings.l1_load
+    )
+}
+
+/// A prepared L1: its kernel and the base of its initramfs.
+#[derive(Debug)]
+pub struct L1 {
+    dir: PathBuf,
+    kernel: PathBuf,
+    base: PathBuf,
+}
+
+impl L1 {
+    fn at(dir: PathBuf) -> L1 {
+        L1 {
+            kernel: dir.join("Image"),
+            base: dir.join("base.cpio"),
+            dir,
+        }
+    }
+
+    /// The cached L1, made first if the cache is missing or stale.
+    pub fn prepare() -> Result<L1> {
+        let l1 = L1::at(cmd::target_dir().join("nested-kvm"));
+        // One apt-cache call when all is in place: it can take a second
+        // (on machines where apt keeps no binary cache of its lists).
+        let wanted = [KERNEL_META, QEMU_PACKAGE, BUSYBOX_PACKAGE].map(String::from);
+        let mut infos = debian::show(&wanted, ARCH).or_else(|_| {
+            debian::ensure_architecture(ARCH, KERNEL_META)?;
+            debian::show(&wanted, ARCH)
+        })?;
+        let mut updated = false;
+        loop {
+            let meta = infos
+                .iter()
+                .find(|i| i.name == KERNEL_META)
+                .context("apt-cache show left out the kernel's metapackage")?;
+            let kernel = debian::dependency_matching(meta, KERNEL_PREFIX, KERNEL_SUFFIX)?;
+            let stamp = stamp(&kernel, &infos);
+            if l1.is_built_from(&stamp) {
+                eprintln!(
+                    "nested-kvm: L1 from the cache in {} ({kernel}, {})",
+                    l1.dir.display(),
+                    packages_summary(&infos)
+                );
+                return Ok(l1);
+            }
+            match l1.build(&kernel, &stamp) {
+                // The lists name versions the mirror no longer has: update
+                // them once (the kernel's name may change too) and retry.
+                Err(e) if !updated && debian::is_root() && e.is::<debian::DownloadFailed>() => {
+                    eprintln!("nested-kvm: {e}; updating apt's package lists and retrying");
+                    debian::update()?;
+                    updated = true;
+                    infos = debian::show(&wanted, ARCH)?;
+                }
+                result => return result.map(|()| l1),
+            }
+        }
+    }
+
+    fn is_built_from(&self, stamp: &str) -> bool {
+        fs::read_to_string(self.dir.join("stamp")).is_ok_and(|s| s == stamp)
+            && self.kernel.is_file()
+            && self.base.is_file()
+    }
+
+    /// Fetches the packages and makes `Image`, `base.cpio` and `stamp`.
+    fn build(&self, kernel_package: &str, stamp: &str) -> Result<()> {
+        let start = Instant::now();
+        eprintln!(
+            "nested-kvm: preparing L1 in {} from Debian's {ARCH} packages \
+             (the first time: about 45 MB to download, a minute or less)",
+            self.dir.display()
+        );
+        fs::create_dir_all(&self.dir)?;
+        // No stamp while the files change: an interrupted build is redone.
+        remove_file_if_present(&self.dir.join("stamp"))?;
+        let work = self.dir.join("work");
+        if work.exists() {
+            fs::remove_dir_all(&work)?;
+        }
+        let mut fetcher = Fetcher::new(ARCH, self.dir.join("debs"), work.join("packages"))?;
+        let roots = [kernel_package, QEMU_PACKAGE, BUSYBOX_PACKAGE].map(String::from);
+        let infos = fetcher.fetch(&roots)?;
+
+        let kernel = find_kernel(&fetcher.dir(kernel_package))?;
+        let qemu = fetcher.dir(QEMU_PACKAGE).join(QEMU_BINARY);
+        let libs = debian::library_closure(&mut fetcher, QEMU_PACKAGE, &qemu)?;
+        let busybox = fetcher.dir(BUSYBOX_PACKAGE).join(BUSYBOX_BINARY);
+        let tree = base_tree(&busybox, &qemu, &libs)?;
+        let base_tmp = self.dir.join("base.cpio.tmp");
+        tree.archive(&work.join("root"), &base_tmp)?;
+        let kernel_tmp = self.dir.join("Image.tmp");
+        fs::copy(&kernel, &kernel_tmp).with_context(|| format!("copying {}", kernel.display()))?;
+        fs::rename(&base_tmp, &self.base)?;
+        fs::rename(&kernel_tmp, &self.kernel)?;
+        fs::write(self.dir.join("stamp"), stamp)?;
+
+        fetcher.prune_downloads()?;
+        let packages = fetcher.packages().len();
+        fs::remove_dir_all(&work)?;
+        eprintln!(
+            "nested-kvm: L1 ready after {:.1} s: {}, {} libraries from {} packages, base.cpio {} MB",
+            start.elapsed().as_secs_f64(),
+            packages_summary(&infos),
+            libs.len(),
+            packages - roots.len(),
+            fs::metadata(&self.base)?.len() >> 20
+        );
+        Ok(())
+    }
+}
+
+/// What the cache is made from; any change rebuilds it. `infos` are the
+/// root packages, with the kernel's metapackage (its version is the
+/// kernel's).
+fn stamp(kernel: &str, infos: &[PackageInfo]) -> String {
+    let mut stamp = format!(
+        "lodger nested-kvm L1, recipe {RECIPE}\ninit {:016x}\nkernel {kernel}\n",
+        fnv1a(INIT.as_bytes())
+    );
+    let mut infos: Vec<&PackageInfo> = infos.iter().collect();
+    infos.sort_by(|a, b| a.name.cmp(&b.name));
+    for info in infos {
+        let _ = writeln!(stamp, "{} {}", info.name, info.version);
+    }
+    stamp
+}
+
+/// The 64-bit FNV-1a hash: stable across Rust versions, unlike `std`'s hasher.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+fn packages_summary(infos: &[PackageInfo]) -> String {
+    infos
+        .iter()
+        .map(|i| format!("{} {}", i.name, i.version))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn remove_file_if_present(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The kernel package's `boot/vmlinuz-*`, checked to be an uncompressed
+/// arm64 Image (what QEMU's `-kernel` boots as is).
+fn find_kernel(package: &Path) -> Result<PathBuf> {
+    let boot = package.join("boot");
+    let mut found = Vec::new();
+    for entry in fs::read_dir(&boot).with_context(|| format!("reading {}", boot.display()))? {
+        let path = entry?.path();
+        if path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+        {
+            found.push(path);
+        }
+    }
+    let [kernel] = found.as_slice() else {
+        bail!("expected one boot/vmlinuz-* in the kernel package, found {found:?}");
+    };
+    let head = fs::read(kernel)?;
+    // The arm64 Image header's magic, "ARM\x64" at offset 0x38.
+    if head.get(0x38..0x3c) != Some(b"ARM\x64") {
+        bail!("{} is not an uncompressed arm64 Image", kernel.display());
+    }
+    Ok(kernel.clone())
+}
+
+/// The base initramfs: busybox, QEMU, its libraries, the loader link, /init
+/// and the mount points.
+fn base_tree(
+    busybox: &Path,
+    qemu: &Path,
+    libs: &std::collections::BTreeMap<String, PathBuf>,
+) -> Result<Tree> {
+    if !libs.contains_key(DYNAMIC_LOADER) {
+        bail!("QEMU's libraries lack the dynamic loader {DYNAMIC_LOADER}");
+    }
+    let mut tree = Tree::default();
+    tree.add(
+        "init",
+        Entry::Text {
+            content: INIT.to_owned(),
+            executable: true,
+        },
+    )?;
+    tree.add(BUSYBOX_BINARY, Entry::Copy(busybox.to_owned()))?;
+    tree.add(QEMU_BINARY, Entry::Copy(qemu.to_owned()))?;
+    for (name, file) in libs {
+        tree.add(&format!("{LIB_DIR}/{name}"), Entry::Copy(file.clone()))?;
+    }
+    // The program interpreter named in Debian's arm64 binaries.
+    tree.add(
+        &format!("lib/{DYNAMIC_LOADER}"),
+        Entry::Symlink(format!("aarch64-linux-gnu/{DYNAMIC_LOADER}")),
+    )?;
+    for dir in ["dev", "proc", "sys", "tmp"] {
+        tree.add(dir, Entry::Dir)?;
+    }
+    Ok(tree)
+}
+
+/// The run's own archive: the guest and its settings.
+fn run_tree(boot: &Boot, settings: Settings) -> Result<Tree> {
+    let mut tree = Tree::default();
+    tree.add("lodger/guest", Entry::Copy(boot.image.clone()))?;
+    tree.add(
+        "lodger/params",
+        Entry::Text {
+            content: params(settings, boot.smp, &boot.bootargs),
+            executable: false,
+        },
+    )?;
+    Ok(tree)
+}
+
+/// The L0 QEMU for one boot of the guest in `l1`, with its initramfs in a
+/// scratch directory that lives as long as the [`Launch`].
+pub fn launch(boot: &Boot, settings: Settings, l1: &L1) -> Result<Launch> {
+    let scratch = ScratchDir::new(l1.dir.join("runs").join(std::process::id().to_string()))?;
+    let run_cpio = scratch.path().join("run.cpio");
+    run_tree(boot, settings)?.archive(&scratch.path().join("root"), &run_cpio)?;
+    let initrd = scratch.path().join("initrd.cpio");
+    cpio::concatenate(&[&l1.base, &run_cpio], &initrd)?;
+
+    let mut command = Command::new(Arch::Aarch64.qemu());
+    command
+        .args(Arch::Aarch64.machine_args(true)?)
+        .arg("-smp")
+        .arg(L1_CPUS.to_string())
+        .args(["-m", L1_MEMORY])
+        .args(["-nodefaults", "-display", "none"])
+        .args(["-serial", "stdio", "-monitor", "none", "-no-reboot"])
+        .arg("-kernel")
+        .arg(&l1.kernel)
+        .arg("-initrd")
+        .arg(&initrd)
+        .args(["-append", L1_CMDLINE]);
+    Ok(Launch {
+        command,
+        scratch: Some(scratch),
+        grace: boot.host.power_off_grace(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> std::process::Output {
+        Command::new("sh").arg("-c").arg(script).output().unwrap()
+    }
+
+    #[test]
+    fn init_is_valid_shell_that_reads_its_params_and_powers_off() {
+        let out = Command::new("sh")
+            .args(["-n", "-c", INIT])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(INIT.starts_with("#!/bin/busybox sh\n"));
+        for needed in [
+            ". /lodger/params",
+            "-kernel /lodger/guest",
+            "-accel kvm",
+            "kvm-steal-time=$PV",
+            "-smp \"$SMP\"",
+            "-m \"$MEMORY\"",
+            "-append \"$BOOTARGS\"",
+            "mount -t devtmpfs",
+            "poweroff -f",
+            "gic-version=3",
+            "-nodefaults",
+        ] {
+            assert!(INIT.contains(needed), "/init lacks {needed:?}");
+        }
+        // Every way out of /init after the guest's QEMU powers L1 off.
+        assert!(INIT.trim_end().ends_with("\noff"));
+    }
+
+    #[test]
+    fn params_survive_the_shell() {
+        let settings = Settings {
+            pv: Pv::Off,
+            l1_load: 3,
+        };
+        let text = params(settings, 4, "app=x it's=$HOME -- a");
+        assert!(
+            text.starts_with("SMP=4\nMEMORY=256M\nPV=off\nL1_LOAD=3\n"),
+            "{text}"
+        );
+        let out = sh(&format!(
+            "{text}printf '%s|%s|%s|%s|%s' \"$SMP\" \"$MEMORY\" \"$PV\" \"$L1_LOAD\" \"$BOOTARGS\""
+        ));
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap(),
+            "4|256M|off|3|app=x it's=$HOME -- a"
+        );
+    }
+
+    #[test]
+    fn stamp_names_recipe_init_and_packages() {
+        let info = |name: &str, version: &str| PackageInfo {
+            name: name.into(),
+            version: version.into(),
+            architecture: "arm64".into(),
+            depends: vec![],
+        };
+        let infos = [
+            info(KERNEL_META, "6.1.192-2"),
+            info("busybox-static", "1:1.35"),
+        ];
+        let a = stamp("linux-image-6.1.0-56-cloud-arm64", &infos);
+        assert!(a.starts_with(&format!("lodger nested-kvm L1, recipe {RECIPE}\ninit ")));
+        assert!(a.ends_with(
+            "\nkernel linux-image-6.1.0-56-cloud-arm64\nbusybox-static 1:1.35\nlinux-image-cloud-arm64 6.1.192-2\n"
+        ));
+        assert_ne!(a, stamp("linux-image-6.1.0-57-cloud-arm64", &infos));
+        let newer = [
+            info(KERNEL_META, "6.1.193-1"),
+            info("busybox-static", "1:1.35"),
+        ];
+        assert_ne!(a, stamp("linux-image-6.1.0-56-cloud-arm64", &newer));
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+
+    #[test]
+    fn base_tree_layout() {
+        let libs = [
+            ("libc.so.6", "/x/libc.so.6"),
+            (DYNAMIC_LOADER, "/x/ld-linux-aarch64.so.1"),
+            ("libz.so.1", "/x/libz.so.1.2.13"),
+        ]
+        .map(|(n, f)| (n.to_owned(), PathBuf::from(f)))
+        .into();
+        let tree = base_tree(Path::new("/b/busybox"), Path::new("/q/qemu"), &libs).unwrap();
+        assert_eq!(
+            tree.list(),
+            [
+                "bin",
+                "bin/busybox",
+                "dev",
+                "init",
+                "lib",
+                "lib/aarch64-linux-gnu",
+                "lib/aarch64-linux-gnu/ld-linux-aarch64.so.1",
+                "lib/aarch64-linux-gnu/libc.so.6",
+                "lib/aarch64-linux-gnu/libz.so.1",
+                "lib/ld-linux-aarch64.so.1",
+                "proc",
+                "sys",
+                "tmp",
+                "usr",
+                "usr/bin",
+                "usr/bin/qemu-system-aarch64",
+            ]
+        );
+        let no_loader = [("libc.so.6".to_owned(), PathBuf::from("/x/libc.so.6"))].into();
+        assert!(base_tree(Path::new("/b"), Path::new("/q"), &no_loader).is_err());
+    }
+
+    #[test]
+    fn run_tree_holds_guest_and_params() {
+        let boot = Boot {
+            arch: Arch::Aarch64,
+            host: crate::host::Host::NestedKvm(Settings::DEFAULT),
+            smp: 2,
+            el2: false,
+            image: PathBuf::from("/t/lodger"),
+            bootargs: "app=selftest".into(),
+        };
+        let tree = run_tree(&boot, Settings::DEFAULT).unwrap();
+        assert_eq!(tree.list(), ["lodger", "lodger/guest", "lodger/params"]);
+    }
+}
