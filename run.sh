@@ -33,10 +33,12 @@ usage: ./run.sh [COMMAND]
                 cargo xtask run --arch aarch64 --smp 4 --host tcg --app selftest
   test          install, then run every test: cargo xtask test
   run ARGS...   install, then cargo xtask run ARGS...  (see: cargo xtask run --help)
-  install [ARCH...]
+  install [ARCH...] [nested-kvm]
                 only install what is missing: QEMU >= 10 and the Rust
-                pieces for each ARCH (aarch64, loongarch64; default: the
-                architectures the tests boot)
+                pieces for each ARCH (aarch64, loongarch64), and for
+                nested-kvm what --host nested-kvm needs (cpio,
+                binutils-aarch64-linux-gnu, apt's arm64 architecture);
+                default: all that the tests need
   help          this text
 
 The guest's exit status becomes this script's exit status; 124 means the
@@ -231,6 +233,52 @@ ensure_rust_tools() {
 }
 
 # ---------------------------------------------------------------------------
+# Real KVM, nested (--host nested-kvm)
+# ---------------------------------------------------------------------------
+
+# What `cargo xtask` needs to make the nested-KVM L1 from Debian's arm64
+# packages (xtask/src/nested_kvm.rs): apt knowing the arm64 packages
+# (multiarch), aarch64-linux-gnu-readelf to list the libraries an arm64
+# binary needs, and GNU cpio to pack L1's initramfs. The packages themselves
+# are fetched by xtask, with apt-get download, into target/nested-kvm/.
+ensure_nested_kvm() {
+    local missing=() add_arm64=0
+    command -v cpio >/dev/null || missing+=(cpio)
+    command -v aarch64-linux-gnu-readelf >/dev/null || missing+=(binutils-aarch64-linux-gnu)
+    if ! command -v dpkg >/dev/null || ! command -v apt-get >/dev/null; then
+        die "--host nested-kvm builds its L1 from Debian packages: it needs Debian's dpkg and apt"
+    fi
+    dpkg --print-foreign-architectures | grep -qx arm64 || add_arm64=1
+    if [[ ${#missing[@]} -eq 0 && $add_arm64 -eq 0 ]]; then
+        return 0
+    fi
+    can_be_root || die "not root and no sudo: as root, run 'dpkg --add-architecture arm64 && apt-get update && apt-get install cpio binutils-aarch64-linux-gnu', then re-run"
+    if [[ $add_arm64 -eq 1 ]]; then
+        say "adding the arm64 architecture to apt (nested KVM runs Debian's arm64 kernel and QEMU)"
+        as_root dpkg --add-architecture arm64
+    fi
+    # New architecture or packages to install: fresh lists either way.
+    as_root apt-get -q update
+    if [[ ${#missing[@]} -gt 0 ]]; then
+        as_root env DEBIAN_FRONTEND=noninteractive \
+            apt-get -y -q install --no-install-recommends "${missing[@]}"
+    fi
+}
+
+# Whether an xtask command line asks for --host nested-kvm.
+wants_nested_kvm() {
+    while [[ $# -gt 0 ]]; do
+        case $1 in
+        --host) [[ ${2:-} == nested-kvm ]] && return 0 ;;
+        --host=nested-kvm) return 0 ;;
+        --) break ;;
+        esac
+        shift
+    done
+    return 1
+}
+
+# ---------------------------------------------------------------------------
 # Per guest architecture
 # ---------------------------------------------------------------------------
 
@@ -271,12 +319,16 @@ arch_of() {
     printf '%s\n' "$arch"
 }
 
-# install ARCH...: everything needed to build and boot these architectures.
+# install WHAT...: everything needed to build and boot these architectures
+# (and, for the word nested-kvm, to run them under nested KVM).
 install() {
     ensure_cargo
-    local arch
-    for arch in "$@"; do
-        ensure_arch "$arch"
+    local what
+    for what in "$@"; do
+        case $what in
+        nested-kvm) ensure_nested_kvm ;;
+        *) ensure_arch "$what" ;;
+        esac
     done
 }
 
@@ -290,17 +342,21 @@ main() {
         exec cargo xtask run --arch aarch64 --smp 4 --host tcg --app selftest
         ;;
     test)
-        install "${TEST_ARCHES[@]}"
+        # The boot tests include nested-KVM ones.
+        install "${TEST_ARCHES[@]}" nested-kvm
         ensure_rust_tools
         exec cargo xtask test "$@"
         ;;
     run)
         install "$(arch_of "$@")"
+        if wants_nested_kvm "$@"; then
+            install nested-kvm
+        fi
         exec cargo xtask run "$@"
         ;;
     install)
         if [[ $# -eq 0 ]]; then
-            set -- "${TEST_ARCHES[@]}"
+            set -- "${TEST_ARCHES[@]}" nested-kvm
         fi
         install "$@"
         ensure_rust_tools
