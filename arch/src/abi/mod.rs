@@ -4,3 +4,4 @@
 //! host-side tests and the reference host can all use it.
 
 pub mod arm64;
+pub mod loongarch;

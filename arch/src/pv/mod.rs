@@ -9,6 +9,7 @@ use core::fmt::{self, Write as _};
 use heapless::{String, Vec};
 
 pub mod arm64;
+pub mod loongarch;
 
 /// Which PV lock ABI to use (`pv.lock=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,7 +193,8 @@ impl fmt::Display for PvReport {
 }
 
 /// Writes the call log as `0x84000000, 0x8400000a(0x80000000), ...`
-/// (the argument shown where the call takes one).
+/// (the argument shown where the call takes one); LoongArch entries as
+/// `cpucfg 0x40000000, hvcl NOTIFY(0x4)` (see [`loongarch::write_call`]).
 pub struct CallList<'a>(pub &'a CallLog);
 
 impl fmt::Display for CallList<'_> {
@@ -203,6 +205,10 @@ impl fmt::Display for CallList<'_> {
         for (i, (function, arg)) in self.0.calls.iter().enumerate() {
             if i > 0 {
                 f.write_str(", ")?;
+            }
+            if loongarch::is_loongarch_entry(*function) {
+                loongarch::write_call(f, *function, *arg)?;
+                continue;
             }
             write!(f, "{function:#x}")?;
             if *arg != 0 || arm64::takes_argument(*function) {
