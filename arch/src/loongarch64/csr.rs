@@ -19,6 +19,7 @@ pub(super) const CRMD: u32 = 0x0;
 pub(super) const PRMD: u32 = 0x1;
 pub(super) const EUEN: u32 = 0x2;
 pub(super) const ECFG: u32 = 0x4;
+pub(super) const ESTAT: u32 = 0x5;
 pub(super) const ERA: u32 = 0x6;
 pub(super) const EENTRY: u32 = 0xc;
 pub(super) const ASID: u32 = 0x18;
@@ -51,6 +52,9 @@ pub(super) const CRMD_PAGING: usize = (1 << 4) | (1 << 5) | (1 << 7);
 pub(super) const EUEN_FPE: usize = 1 << 0;
 
 // ECFG.LIE / ESTAT.IS bits.
+/// Software interrupt 0: how KVM delivers the PV IPI (FUNC_IPI). ESTAT.IS
+/// bits 1:0 are the only software-writable ones.
+pub(super) const INT_SWI0: usize = 1 << 0;
 pub(super) const INT_TIMER: usize = 1 << 11;
 pub(super) const INT_IPI: usize = 1 << 12;
 /// All 13 interrupt lines (SWI0-1, HWI0-7, PMI, timer, IPI).

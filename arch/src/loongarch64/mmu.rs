@@ -38,19 +38,23 @@
 //! # TLB coherence
 //! LoongArch has no broadcast TLB invalidation. [`map`] and [`unmap`] (rare)
 //! invalidate the local TLB with `invtlb` and then shoot the others down: each
-//! CPU that joined ([`join_shootdowns`]) gets its `FLUSH_PENDING` flag set
-//! and the flush IPI; its IPI handler ([`on_flush_ipi`]) runs `invtlb` and
-//! clears the flag; the caller waits for every flag to clear. Invalid (V = 0)
-//! entries are cached too, so `map` flushes as well as `unmap`.
+//! CPU that joined ([`join_shootdowns`]) gets its `FLUSH_PENDING` flag set,
+//! then all of them the TLB-flush action in one [`irq::raise`] (one PV
+//! multicast when the PV IPI is in use, else an IOCSR IPI each); each target's
+//! handler ([`on_flush_ipi`]) runs `invtlb` and clears its flag; the caller
+//! waits for every flag to clear. Invalid (V = 0) entries are cached too, so
+//! `map` flushes as well as `unmap`.
 //!
 //! ```text
 //!   caller (holds MAP_LOCK)                target CPU t
 //!   write PTEs; fence; invtlb (local)
-//!   [S] FLUSH_PENDING[t] = true
-//!       fence; IPI_SEND t, flush --------> IPI: [L] FLUSH_PENDING[t] (Acquire)
+//!   [S] FLUSH_PENDING[t] = true, every t
+//!       raise(all t, TLB_FLUSH) ---------> doorbell: [L] FLUSH_PENDING[t] (Acquire)
 //!                                              invtlb
 //!   [L] wait FLUSH_PENDING[t] == false <-- [S] FLUSH_PENDING[t] = false (Release)
 //! ```
+//!
+//! [`irq::raise`]: super::irq::raise
 //!
 //! A target must be able to take the IPI: callers of `map`/`unmap` must not
 //! hold a lock that another CPU may spin on with interrupts masked. A caller
@@ -62,6 +66,7 @@
 use core::arch::asm;
 use core::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 
+use crate::pv::CpuMask;
 use crate::{MapError, MemAttr, MAX_CPUS};
 
 use super::csr;
@@ -254,7 +259,8 @@ pub(super) fn join_shootdowns(cpu: usize) {
     invalidate_local();
 }
 
-/// The flush IPI's handler (also polled by CPUs waiting in `map`/`unmap`).
+/// The TLB-flush action's handler (also polled by CPUs waiting in
+/// `map`/`unmap`).
 pub(super) fn on_flush_ipi() {
     let me = super::cpu_id();
     // Acquire: pairs with the Release in `shoot_down`'s store of the flag.
@@ -275,11 +281,13 @@ fn shoot_down() {
         return; // Before init_platform only the boot CPU runs.
     };
     let targets = || (0..platform.cpus).filter(move |&c| c != me);
+    let mut flush = CpuMask::default();
     for cpu in targets().filter(|&c| TLB_USERS[c].load(Ordering::SeqCst)) {
         // Release: pairs with the Acquire in `on_flush_ipi`.
         FLUSH_PENDING[cpu].store(true, Ordering::Release);
-        super::irq::send(platform.hw_id[cpu], super::irq::IPI_TLB_FLUSH);
+        flush = flush.with(cpu);
     }
+    super::irq::raise(flush, super::irq::ACTION_TLB_FLUSH);
     let deadline = super::timer::ticks() + SHOOTDOWN_TIMEOUT_SEC * super::timer::ticks_per_sec();
     for cpu in targets() {
         // Acquire: pairs with the Release in the target's `on_flush_ipi`.

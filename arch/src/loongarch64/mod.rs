@@ -1,7 +1,8 @@
 //! loongarch64 (LA464, PLV0) on QEMU `virt`: DMW windows for the kernel's
 //! linear map, a 4-level page table with a software TLB refill for
-//! everything else, IOCSR IPIs and mailboxes, the constant timer, an ns16550
-//! console and the GED power-off register.
+//! everything else, IPIs as action bits rung in by an IOCSR IPI or KVM's PV
+//! multicast ([`irq`]), IOCSR mailboxes for the secondary start, the
+//! constant timer, an ns16550 console and the GED power-off register.
 //!
 //! Address map (see [`mmu`] for why):
 //!
@@ -194,7 +195,8 @@ impl Arch for Loongarch64 {
     }
 
     fn send_ipi(cpu: usize) {
-        irq::send(platform().hw_id[cpu], irq::IPI_KERNEL);
+        // With the PV IPI in use this is a one-target FUNC_IPI.
+        irq::raise(crate::pv::CpuMask::default().with(cpu), irq::ACTION_KERNEL);
     }
 
     fn phys_to_virt(pa: usize) -> usize {
@@ -225,27 +227,33 @@ impl Arch for Loongarch64 {
         pv::probe(switches)
     }
 
-    fn pv_init_cpu(_: usize) -> Result<(), crate::pv::Note> {
-        Ok(())
+    fn pv_init_cpu(cpu: usize) -> Result<(), crate::pv::Note> {
+        pv::init_cpu(cpu)
     }
 
-    fn pv_steal_ns(_: usize) -> Option<u64> {
-        None
+    fn pv_steal_ns(cpu: usize) -> Option<u64> {
+        pv::steal_ns(cpu)
     }
 
-    fn pv_vcpu_preempted(_: usize) -> Option<bool> {
-        None
+    fn pv_vcpu_preempted(cpu: usize) -> Option<bool> {
+        pv::vcpu_preempted(cpu)
     }
 
-    fn pv_send_ipi_mask(_: crate::pv::CpuMask) -> bool {
-        false
+    fn pv_send_ipi_mask(mask: crate::pv::CpuMask) -> bool {
+        if !pv::ipi_in_use() {
+            return false;
+        }
+        irq::raise(mask, irq::ACTION_KERNEL);
+        true
     }
 
     fn pv_kick(_: usize) -> bool {
-        false
+        false // LoongArch KVM has no kick call: the kernel sends an IPI.
     }
 
-    fn pv_cpu_off() {}
+    fn pv_cpu_off() {
+        pv::cpu_off();
+    }
 
     fn power_off() -> ! {
         power::off(PLATFORM.get().map(|p| &p.power))

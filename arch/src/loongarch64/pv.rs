@@ -1,59 +1,225 @@
-//! LoongArch PV detection: the IOCSR hypervisor bit, then the KVM signature.
-//! (Steal time, PREEMPT and the PV IPI are not wired up yet: reported so.)
+//! The LoongArch PV features on real hardware: `hvcl 0x100`, each CPU's
+//! steal-time record, and the PV IPI doorbell. The decisions (what to probe,
+//! which calls are allowed, the seqlock, the IPI windows) are made by
+//! [`crate::pv::loongarch`], unit-tested on the host; this module only
+//! carries them out.
+//!
+//! | feature | per CPU | read by |
+//! |---|---|---|
+//! | steal clock | a [`StealTimeRecord`] in [`RECORDS`], registered with FUNC_NOTIFY on the CPU itself (boot CPU in [`probe`], secondaries in [`init_cpu`]), released in [`cpu_off`] | [`steal_ns`], under the record's seqlock |
+//! | preempted flag | the same record | [`vcpu_preempted`], only with PREEMPT |
+//! | PV IPI | - | [`ring`], the doorbell of [`super::irq::raise`]; received as SWI0 by [`super::irq::handle`] |
+//!
+//! The records are guest memory (this image's `.bss`, reached through DMW1,
+//! coherent cached); the host is given their physical address.
+
+use core::arch::asm;
+use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 use loongArch64::cpu::CPUCFG;
 use loongArch64::iocsr::iocsr_read_d;
 
-use crate::pv::{note, Hypervisor, PvReport, PvSwitches, State};
+use crate::abi::loongarch::{StealTimeRecord, HVCL_KVM_CODE, IOCSR_FEATURES, PREEMPTED};
+use crate::pv::loongarch::{self as logic, LoongArchHost, Plan};
+use crate::pv::{note, CpuMask, Hypervisor, Note, PvReport, PvSwitches, State};
+use crate::MAX_CPUS;
 
-/// IOCSR FEATURES register and its "running under a hypervisor" bit.
-const IOCSR_FEATURES: usize = 0x8;
-const IOCSR_FEATURE_HYPERVISOR: u64 = 1 << 11;
-/// `cpucfg 0x4000_0000` under KVM: "KVM\0".
-const CPUCFG_KVM_SIGNATURE: usize = 0x4000_0000;
-const KVM_SIGNATURE: usize = 0x004D_564B;
+use super::{irq, mmu};
 
+/// `hvcl 0x100`: a0 = `function`, a1..a3; returns a0. The host preserves
+/// every other register (a1..a5 included), so only a0 is declared clobbered.
+///
+/// # Safety
+/// KVM must have advertised `function` (without LVZ `hvcl` raises INE), and
+/// any guest memory an argument names must stay valid for as long as the
+/// host may access it (FUNC_NOTIFY: until unregistered).
+unsafe fn hvcl(function: u32, a1: u64, a2: u64, a3: u64) -> i64 {
+    let a0: i64;
+    // SAFETY: forwarded to the caller. No `nomem`: the host may read and
+    // write guest memory (a registered record) during the call.
+    unsafe {
+        asm!(
+            "hvcl {code}",
+            code = const HVCL_KVM_CODE,
+            inlateout("$a0") u64::from(function) => a0,
+            in("$a1") a1,
+            in("$a2") a2,
+            in("$a3") a3,
+            options(nostack),
+        );
+    }
+    a0
+}
+
+/// The real host. Private to this module, and only ever driven by
+/// [`crate::pv::loongarch`], whose probing rules (no `hvcl` without the KVM
+/// signature and the feature's bit) are unit-tested on every call log.
+struct Kvm;
+
+impl LoongArchHost for Kvm {
+    fn iocsr_features(&mut self) -> u64 {
+        iocsr_read_d(IOCSR_FEATURES)
+    }
+
+    fn cpucfg(&mut self, index: u32) -> u32 {
+        // `cpucfg` has no side effects; an index no one implements reads 0
+        // (and traps to the host under KVM, which answers the 0x4000_00xx
+        // range).
+        CPUCFG::read(index as usize).get_bits(0, 31) as u32
+    }
+
+    fn hvcl(&mut self, function: u32, a1: u64, a2: u64, a3: u64) -> i64 {
+        // SAFETY: `crate::pv::loongarch` issues a call only once the KVM
+        // signature matched and the feature word advertised it; the only
+        // memory it names is a record of `RECORDS` (FUNC_NOTIFY), a static.
+        unsafe { hvcl(function, a1, a2, a3) }
+    }
+}
+
+static PLAN: spin::Once<Plan> = spin::Once::new();
+
+/// Each CPU's steal-time record, registered with the host by that CPU.
+static RECORDS: [StealTimeRecord; MAX_CPUS] = [const { StealTimeRecord::new() }; MAX_CPUS];
+
+/// Values of [`RECORD_STATE`].
+const NOT_REGISTERED: u8 = 0;
+/// The host keeps the record up to date.
+const REGISTERED: u8 = 1;
+/// Unregistered by [`cpu_off`]: the steal clock keeps its last value, the
+/// preempted flag means nothing any more.
+const RELEASED: u8 = 2;
+static RECORD_STATE: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(NOT_REGISTERED) }; MAX_CPUS];
+/// The last consistent steal reading of each CPU, answered when the seqlock
+/// read gives up (see [`logic::read_steal_ns`]); also keeps it monotonic.
+static LAST_STEAL_NS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+/// Physical address of `cpu`'s record (the image runs in DMW1).
+fn record_pa(cpu: usize) -> u64 {
+    mmu::physical(&RECORDS[cpu] as *const StealTimeRecord as usize) as u64
+}
+
+/// Registers the calling CPU's record if `plan` needs one; `Some(Ok(pa))`
+/// when registered.
+fn register(plan: &Plan, cpu: usize, log: &mut PvReport) -> Option<Result<u64, Note>> {
+    let pa = record_pa(cpu);
+    let result = logic::register_cpu(&mut Kvm, plan, pa, &mut log.calls)?;
+    Some(result.map(|()| {
+        // Release: the registration happened before readers use the record.
+        RECORD_STATE[cpu].store(REGISTERED, Ordering::Release);
+        pa
+    }))
+}
+
+/// Probes on the boot CPU (interrupts masked, secondaries not started) and
+/// registers its record. If that registration fails, no CPU uses the record.
 pub(super) fn probe(switches: &PvSwitches) -> PvReport {
-    let features = ["time", "preempt", "ipi"];
-    if !switches.enabled {
-        let mut report = PvReport::new(
-            Hypervisor::NotProbed,
-            note(format_args!("pv=off: nothing probed")),
-        );
-        for name in features {
-            report.set(name, State::SwitchedOff, note(format_args!("pv=off")));
+    let (mut report, mut plan) = logic::probe(&mut Kvm, switches);
+    match register(&plan, 0, &mut report) {
+        None => {}
+        Some(Ok(pa)) => {
+            if plan.steal_clock {
+                let why = note(format_args!("record at PA {pa:#x}"));
+                report.set("time", State::Used, why);
+            }
         }
-        return report;
-    }
-    let hv_bit = iocsr_read_d(IOCSR_FEATURES) & IOCSR_FEATURE_HYPERVISOR != 0;
-    if !hv_bit {
-        let mut report = PvReport::new(
-            Hypervisor::None,
-            note(format_args!("IOCSR FEATURES bit 11 clear")),
-        );
-        for name in features {
-            report.set(name, State::NotProbed, note(format_args!("no hypervisor")));
+        Some(Err(why)) => {
+            for name in ["time", "preempt"] {
+                if report.uses(name) {
+                    report.set(name, State::Unusable, why.clone());
+                }
+            }
+            plan.steal_clock = false;
+            plan.preempt = false;
         }
-        return report;
     }
-    let signature = CPUCFG::read(CPUCFG_KVM_SIGNATURE).get_bits(0, 31);
-    let kvm = signature == KVM_SIGNATURE;
-    let mut report = PvReport::new(
-        if kvm {
-            Hypervisor::Kvm
-        } else {
-            Hypervisor::Unknown
-        },
-        note(format_args!(
-            "hypervisor bit set, cpucfg 0x40000000 = {signature:#x}"
-        )),
-    );
-    for name in features {
-        report.set(
-            name,
-            State::NotProbed,
-            note(format_args!("LoongArch PV not implemented yet")),
-        );
-    }
+    PLAN.call_once(|| plan);
     report
+}
+
+/// Registers a secondary CPU's record.
+pub(super) fn init_cpu(cpu: usize) -> Result<(), Note> {
+    let Some(plan) = PLAN.get() else {
+        return Ok(());
+    };
+    // Its call is not part of the boot report.
+    let mut scratch = PvReport::new(Hypervisor::NotProbed, Note::new());
+    match register(plan, cpu, &mut scratch) {
+        None | Some(Ok(_)) => Ok(()),
+        Some(Err(why)) => Err(why),
+    }
+}
+
+/// Stolen nanoseconds of `cpu`, if the steal clock is in use and `cpu`
+/// registered its record.
+pub(super) fn steal_ns(cpu: usize) -> Option<u64> {
+    if !PLAN.get()?.steal_clock {
+        return None;
+    }
+    // Acquire: pairs with the Release in `register`.
+    if RECORD_STATE.get(cpu)?.load(Ordering::Acquire) == NOT_REGISTERED {
+        return None;
+    }
+    let record = &RECORDS[cpu];
+    let last = &LAST_STEAL_NS[cpu];
+    // Relaxed loads: `read_steal_ns` puts the Acquire fences between them.
+    let read = logic::read_steal_ns(
+        || record.version.load(Ordering::Relaxed),
+        || record.steal_ns.load(Ordering::Relaxed),
+    );
+    Some(match read {
+        Some(now) => now.max(last.fetch_max(now, Ordering::Relaxed)),
+        None => last.load(Ordering::Relaxed),
+    })
+}
+
+/// Whether `cpu`'s vCPU is preempted, if PREEMPT is in use and `cpu`'s record
+/// is registered.
+pub(super) fn vcpu_preempted(cpu: usize) -> Option<bool> {
+    if !PLAN.get()?.preempt {
+        return None;
+    }
+    // Acquire: pairs with the Release in `register`.
+    if RECORD_STATE.get(cpu)?.load(Ordering::Acquire) != REGISTERED {
+        return None;
+    }
+    Some(RECORDS[cpu].preempted.load(Ordering::Relaxed) & PREEMPTED != 0)
+}
+
+/// Whether IPIs go through FUNC_IPI.
+pub(super) fn ipi_in_use() -> bool {
+    PLAN.get().is_some_and(|plan| plan.ipi)
+}
+
+/// The PV doorbell: rings every CPU in `targets` with FUNC_IPI, one call per
+/// window of 128 physical ids; false (nothing sent) if the PV IPI is not in
+/// use. A window the host refuses is rung through IOCSR instead.
+pub(super) fn ring(targets: CpuMask) -> bool {
+    let Some(plan) = PLAN.get().filter(|plan| plan.ipi) else {
+        return false;
+    };
+    let platform = super::platform();
+    let mut ids = [0u64; MAX_CPUS];
+    let mut n = 0;
+    for cpu in targets.iter().filter(|&c| c < platform.cpus) {
+        ids[n] = platform.hw_id[cpu];
+        n += 1;
+    }
+    logic::send_ipi(&mut Kvm, plan, &mut ids[..n], |hw_id| {
+        irq::send(hw_id, irq::IPI_DOORBELL)
+    })
+}
+
+/// The calling CPU stops: the host stops writing its record.
+pub(super) fn cpu_off() {
+    let cpu = super::cpu_id();
+    let Some(plan) = PLAN.get() else { return };
+    let registered = RECORD_STATE[cpu]
+        .compare_exchange(REGISTERED, RELEASED, Ordering::AcqRel, Ordering::Relaxed)
+        .is_ok();
+    if registered {
+        // Nothing to do about a refusal: the CPU is stopping. (No log either:
+        // this runs in the parking IPI handler, while the exiting CPU may
+        // hold the console.)
+        let _ = logic::unregister_cpu(&mut Kvm, plan);
+    }
 }
