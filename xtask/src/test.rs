@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use clap::ValueEnum;
@@ -231,21 +231,39 @@ impl Failure {
     }
 }
 
-#[derive(Default)]
+/// The results so far. Each result line ends with the time since the
+/// previous one, which includes what was built or prepared for that test
+/// (an image, the nested-KVM L1).
 struct Tally {
     passed: usize,
     failed: Vec<String>,
+    since: Instant,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally {
+            passed: 0,
+            failed: Vec::new(),
+            since: Instant::now(),
+        }
+    }
 }
 
 impl Tally {
     fn record(&mut self, name: &str, result: Result<(), Failure>) {
+        let seconds = self.since.elapsed().as_secs_f64();
+        self.since = Instant::now();
         match result {
             Ok(()) => {
-                println!("test {name} ... ok");
+                println!("test {name} ... ok ({seconds:.1} s)");
                 self.passed += 1;
             }
             Err(failure) => {
-                println!("test {name} ... FAILED ({})", failure.reason);
+                println!(
+                    "test {name} ... FAILED after {seconds:.1} s ({})",
+                    failure.reason
+                );
                 if let Some(details) = failure.details {
                     print!("{details}");
                 }
