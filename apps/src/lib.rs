@@ -1,12 +1,13 @@
 //! lodger's apps, chosen at boot with `app=NAME`.
 
-#![no_std]
+#![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
 mod args;
 mod fault;
+mod lockstorm;
 mod panic;
 mod selftest;
 mod stealwatch;
@@ -24,6 +25,11 @@ pub static ALL: &[App] = &[
         name: "stealwatch",
         about: "keeps every CPU busy and samples its steal clock: -- ms=N expect=steal|zero",
         main: stealwatch::main,
+    },
+    App {
+        name: "lockstorm",
+        about: "lock contention per lock kind: throughput, fairness, latency; -- kinds= ms=|acq= cs= out= slowpath=",
+        main: lockstorm::main,
     },
     App {
         name: "fault",

@@ -171,4 +171,5 @@ fn banner(info: &BootInfo, heap: &Heap) {
     let report = pv::report();
     log::info!("pv: {report}");
     log::info!("pv: probe calls: {}", arch::pv::CallList(&report.calls));
+    log::info!("locks: {}", pv::lock_slow_path_summary());
 }

@@ -7,24 +7,60 @@
 //! | [`vcpu_is_preempted`] | the host's preempted flag | false |
 //! | [`send_ipi_mask`] | one multicast hypercall (LoongArch PV IPI) | one IPI per CPU |
 //! | [`wait`] / [`kick`] | halt, woken by the host's kick (PV sched) | WFI / `idle`, woken by an IPI |
+//! | [`lock_slow_path_is_pv`] | qspinlock waiters spin, then halt until kicked | they only spin |
 //!
 //! The probe runs once on the boot CPU ([`init`]) as the boot switches allow;
 //! its one-line report says what was found, what is used and why not the
 //! rest. Nothing here is consulted on a fast path when PV is off: each query
 //! is one arch call that finds no record and returns the native answer.
 
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, Ordering};
 
-use arch::pv::{CpuMask, PvReport, PvSwitches};
+use arch::pv::{CpuMask, LockChoice, PvReport, PvSwitches};
 use arch::Arch;
 
 use crate::A;
 
 static REPORT: spin::Once<PvReport> = spin::Once::new();
+/// Whether qspinlock waiters use the PV slow path (halt and be kicked).
+static LOCK_SLOW_PATH_PV: AtomicBool = AtomicBool::new(false);
 
-/// Probes the host (boot CPU, before the secondaries, interrupts masked).
+/// Probes the host (boot CPU, before the secondaries, interrupts masked),
+/// and chooses the qspinlock slow path.
+///
+/// The halting slow path (spin a while, then `wait`; the unlocker `kick`s)
+/// is the default everywhere: it needs nothing from the host (WFI/`idle` and
+/// an IPI natively; PV sched's kick and preempted flags when offered), and
+/// any vCPU may be preempted by its host without the guest being told — TCG
+/// runs each vCPU as a host thread, and 8 of them on 2 host cores made the
+/// spin-only path take minutes where the halting one takes seconds.
+/// `pv=off` or `pv.lock=off` selects the spin-only path (Linux's on bare metal).
 pub(crate) fn init(switches: &PvSwitches) {
     REPORT.call_once(|| A::pv_probe(switches));
+    let halting = switches.enabled && switches.lock != LockChoice::Off;
+    LOCK_SLOW_PATH_PV.store(halting, Ordering::Relaxed);
+}
+
+/// One line on how qspinlock waiters wait, for the boot report.
+pub fn lock_slow_path_summary() -> &'static str {
+    match (lock_slow_path_is_pv(), report().uses("sched")) {
+        (true, true) => "qspinlock waiters spin, then halt; kicked by PV sched KICK_CPU",
+        (true, false) => "qspinlock waiters spin, then halt; kicked by IPI",
+        (false, _) => "qspinlock waiters spin (pv.lock=off or pv=off)",
+    }
+}
+
+/// Whether the qspinlock slow path is the PV one.
+#[inline(always)] // Read on every qspinlock slow-path entry.
+pub fn lock_slow_path_is_pv() -> bool {
+    LOCK_SLOW_PATH_PV.load(Ordering::Relaxed)
+}
+
+/// Overrides the qspinlock slow path (benchmarks compare both in one run).
+/// Safe at any time: a waiter that entered under the other mode is still
+/// woken, at worst by its tick.
+pub fn set_lock_slow_path_pv(pv: bool) {
+    LOCK_SLOW_PATH_PV.store(pv, Ordering::Relaxed);
 }
 
 /// Registers a secondary CPU's per-vCPU records; a failure leaves that CPU
@@ -63,14 +99,14 @@ pub fn send_ipi_mask(mask: CpuMask) {
     }
 }
 
-/// Halts the calling CPU while `*byte == value`, until kicked or
-/// interrupted. May return early (spuriously): callers re-check in a loop.
-/// Bounded: the CPU's tick ends every halt.
-pub fn wait(byte: &AtomicU8, value: u8) {
+/// Halts the calling CPU while `still()`, until kicked or interrupted.
+/// May return early (spuriously): callers re-check in a loop. Bounded: the
+/// CPU's tick ends every halt.
+pub fn wait(still: &dyn Fn() -> bool) {
     let irq = A::irq_save();
     // Checked with interrupts masked: a kick (IPI) arriving after the check
     // stays pending and ends the halt at once.
-    if byte.load(Ordering::Acquire) == value {
+    if still() {
         A::wait_for_interrupt();
     }
     A::irq_restore(irq);

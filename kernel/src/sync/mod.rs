@@ -1,0 +1,30 @@
+//! Locks.
+//!
+//! - [`qspinlock`]: Linux's queued spinlock with a paravirtual slow path, the
+//!   kernel's default ([`QSpin`]).
+//! - [`ticket`], [`mcs`] and the `spin` crate's test-and-set ([`Tas`]), for
+//!   comparison.
+//! - [`SpinLock`] / [`SpinNoIrq`]: the one guard API over all of them.
+//!
+//! The algorithms are written against [`atomic`], which is loom's under
+//! `--cfg loom` so they can be model-checked on the host; the kernel-facing
+//! parts (statics, per-CPU nodes, guards) are left out of such builds.
+
+pub mod atomic;
+pub mod mcs;
+pub mod qspinlock;
+pub mod ticket;
+
+#[cfg(not(loom))]
+mod kernel;
+#[cfg(not(loom))]
+mod lock;
+
+#[cfg(not(loom))]
+pub use lock::{
+    Guard, IrqMasked, IrqPolicy, IrqUnchanged, Lock, LockKind, Mcs, QSpin, RawLock, SpinLock,
+    SpinNoIrq, Tas, Ticket,
+};
+
+#[cfg(all(test, loom))]
+mod model;

@@ -1,0 +1,199 @@
+//! Model checks of the lock algorithms with loom: every interleaving (up to
+//! a preemption bound) of a few CPUs taking a lock, each updating a counter
+//! through a loom `UnsafeCell`, which reports any access not ordered by the
+//! lock as a data race.
+//!
+//! Run: `RUSTFLAGS="--cfg loom" cargo test -p kernel --release`
+//! (`cargo xtask test` does, in its own target directory).
+
+use loom::cell::UnsafeCell;
+use loom::sync::atomic::AtomicBool;
+use loom::sync::Arc;
+use loom::thread;
+
+use super::atomic::Ordering;
+use super::mcs::{McsCpuNodes, McsLock};
+use super::qspinlock::{McsNode, Platform, PvHash, QSpinLock, MAX_NODES, PV_HASH_SLOTS};
+use super::ticket::TicketLock;
+
+struct Shared {
+    nodes: Vec<[McsNode; MAX_NODES]>,
+    hash: PvHash<PV_HASH_SLOTS>,
+    pv: bool,
+    preempted: Vec<AtomicBool>,
+    counter: UnsafeCell<u32>,
+}
+
+/// One loom thread playing one CPU.
+struct Cpu {
+    id: usize,
+    shared: Arc<Shared>,
+}
+
+impl Platform for Cpu {
+    fn cpu(&self) -> usize {
+        self.id
+    }
+    fn node(&self, cpu: usize, idx: usize) -> &McsNode {
+        &self.shared.nodes[cpu][idx]
+    }
+    fn hash(&self) -> &PvHash<PV_HASH_SLOTS> {
+        &self.shared.hash
+    }
+    fn pv(&self) -> bool {
+        self.shared.pv
+    }
+    /// A halt that ends at the next scheduling point: the contract allows
+    /// `wait` to return early, and the kernel's tick bounds every halt.
+    fn wait(&self, still: &dyn Fn() -> bool) {
+        if still() {
+            thread::yield_now();
+        }
+    }
+    /// Kicks are implied by `wait` ending on its own.
+    fn kick(&self, _: usize) {}
+    fn vcpu_is_preempted(&self, cpu: usize) -> bool {
+        self.shared.preempted[cpu].load(Ordering::Relaxed)
+    }
+}
+
+fn shared(cpus: usize, pv: bool) -> Arc<Shared> {
+    Arc::new(Shared {
+        nodes: (0..cpus)
+            .map(|_| core::array::from_fn(|_| McsNode::new()))
+            .collect(),
+        hash: PvHash::new(),
+        pv,
+        // CPU 1 reads as preempted: exercises the early-halt path.
+        preempted: (0..cpus).map(|c| AtomicBool::new(c == 1)).collect(),
+        counter: UnsafeCell::new(0),
+    })
+}
+
+fn model(preemption_bound: usize, f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(preemption_bound);
+    // Spin-waits are branches to loom; the pending and MCS waits need more
+    // than the default 1,000 to finish in the longest interleavings.
+    builder.max_branches = 100_000;
+    builder.check(f);
+}
+
+/// `cpus` CPUs each take the qspinlock `rounds` times.
+fn qspinlock(cpus: usize, rounds: u32, pv: bool, bound: usize) {
+    model(bound, move || {
+        let shared = shared(cpus, pv);
+        let lock = Arc::new(QSpinLock::new());
+        let threads: Vec<_> = (1..cpus)
+            .map(|id| {
+                let cpu = Cpu {
+                    id,
+                    shared: Arc::clone(&shared),
+                };
+                let lock = Arc::clone(&lock);
+                thread::spawn(move || critical_sections(&cpu, &lock, rounds))
+            })
+            .collect();
+        let cpu0 = Cpu {
+            id: 0,
+            shared: Arc::clone(&shared),
+        };
+        critical_sections(&cpu0, &lock, rounds);
+        for t in threads {
+            t.join().unwrap();
+        }
+        // SAFETY: every thread has been joined.
+        let total = shared.counter.with(|c| unsafe { *c });
+        assert_eq!(total, cpus as u32 * rounds);
+        assert!(!lock.is_locked());
+    });
+}
+
+fn critical_sections(cpu: &Cpu, lock: &QSpinLock, rounds: u32) {
+    for _ in 0..rounds {
+        lock.lock(cpu);
+        // SAFETY: the lock orders these accesses; loom checks that it does.
+        cpu.shared.counter.with_mut(|c| unsafe { *c += 1 });
+        lock.unlock(cpu);
+    }
+}
+
+#[test]
+fn qspinlock_native_two_cpus() {
+    qspinlock(2, 2, false, 3);
+}
+
+#[test]
+fn qspinlock_native_three_cpus() {
+    // Three CPUs reach the pending bit and the MCS queue.
+    qspinlock(3, 1, false, 1);
+}
+
+#[test]
+fn qspinlock_native_four_cpus() {
+    // Holder, pending waiter, queue head and a second queued waiter: the
+    // MCS hand-over between two waiters.
+    qspinlock(4, 1, false, 1);
+}
+
+#[test]
+fn qspinlock_pv_two_cpus() {
+    qspinlock(2, 2, true, 3);
+}
+
+#[test]
+fn qspinlock_pv_three_cpus() {
+    // Halting, hashing, SLOW_VAL unlocks and kick_node.
+    qspinlock(3, 1, true, 2);
+}
+
+#[test]
+fn ticket_lock() {
+    model(3, || {
+        let lock = Arc::new(TicketLock::new());
+        let counter = Arc::new(UnsafeCell::new(0u32));
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let (lock, counter) = (Arc::clone(&lock), Arc::clone(&counter));
+                thread::spawn(move || {
+                    lock.lock();
+                    // SAFETY: ordered by the lock (checked by loom).
+                    counter.with_mut(|c| unsafe { *c += 1 });
+                    // SAFETY: we hold it.
+                    unsafe { lock.unlock() };
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        // SAFETY: both threads have been joined.
+        assert_eq!(counter.with(|c| unsafe { *c }), 2);
+    });
+}
+
+#[test]
+fn mcs_lock() {
+    model(3, || {
+        let lock = Arc::new(McsLock::new());
+        let counter = Arc::new(UnsafeCell::new(0u32));
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let (lock, counter) = (Arc::clone(&lock), Arc::clone(&counter));
+                thread::spawn(move || {
+                    let nodes = McsCpuNodes::new();
+                    lock.lock(&nodes);
+                    // SAFETY: ordered by the lock (checked by loom).
+                    counter.with_mut(|c| unsafe { *c += 1 });
+                    // SAFETY: we hold it, taken with `nodes`.
+                    unsafe { lock.unlock(&nodes) };
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        // SAFETY: both threads have been joined.
+        assert_eq!(counter.with(|c| unsafe { *c }), 2);
+    });
+}
