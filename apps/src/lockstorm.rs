@@ -2,10 +2,11 @@
 //!
 //! ```text
 //! app=lockstorm -- [kinds=tas,ticket,mcs,qspinlock] [ms=300 | acq=N]
-//!                  [cs=50] [out=100] [slowpath=boot|halt|spin|both]
+//!                  [cs=50] [out=100] [cpus=N] [slowpath=boot|halt|spin|both]
 //! ```
 //!
-//! Every online CPU loops: take the lock, do `cs` units of work and bump a
+//! The first `cpus` online CPUs (default: all; `cpus=1` measures the
+//! uncontended cost) loop: take the lock, do `cs` units of work and bump a
 //! plain (non-atomic) counter inside, release, do `out` units outside. Timed
 //! (`ms=`) or a fixed total of acquisitions (`acq=`, split across CPUs: the
 //! stress test). For each kind (and qspinlock slow path) one line:
@@ -122,6 +123,7 @@ struct Config {
     cs: u32,
     out: u32,
     slow_paths: Vec<SlowPath>,
+    cpus: usize,
 }
 
 fn parse(args: &[&str]) -> Result<Config, String> {
@@ -131,6 +133,7 @@ fn parse(args: &[&str]) -> Result<Config, String> {
         cs: 50,
         out: 100,
         slow_paths: Vec::from([SlowPath::Boot]),
+        cpus: smp::online_count(),
     };
     let number = |arg: &str, v: &str, min: u64, max: u64| -> Result<u64, String> {
         v.parse::<u64>()
@@ -156,6 +159,7 @@ fn parse(args: &[&str]) -> Result<Config, String> {
             }
             "ms" => config.amount = Amount::For(Duration::from_millis(number(arg, value, 1, 600_000)?)),
             "acq" => config.amount = Amount::Total(number(arg, value, 1, 100_000_000)?),
+            "cpus" => config.cpus = number(arg, value, 1, smp::online_count() as u64)? as usize,
             "cs" => config.cs = number(arg, value, 0, 1_000_000)? as u32,
             "out" => config.out = number(arg, value, 0, 1_000_000)? as u32,
             "slowpath" => {
@@ -169,7 +173,7 @@ fn parse(args: &[&str]) -> Result<Config, String> {
             }
             _ => {
                 return Err(format!(
-                    "unknown argument `{arg}`; valid: kinds=LIST, ms=N, acq=N, cs=N, out=N, slowpath=boot|halt|spin|both"
+                    "unknown argument `{arg}`; valid: kinds=LIST, ms=N, acq=N, cs=N, out=N, cpus=N, slowpath=boot|halt|spin|both"
                 ))
             }
         }
@@ -197,16 +201,20 @@ fn storm<R: RawLock + Send + Sync>(config: &Config) -> Outcome {
     let lock: SpinLock<u64, R> = SpinLock::new(0);
     let latency = Histogram::new();
     let counts: Vec<AtomicU64> = (0..kernel::MAX_CPUS).map(|_| AtomicU64::new(0)).collect();
-    let cpus = smp::online_count() as u64;
+    let cpus = config.cpus as u64;
+    let participants = || smp::online_cpus().take(config.cpus);
     let start = time::now_ns();
-    smp::run_on_all(&|cpu| {
+    smp::run_on_cpus(participants(), &|cpu| {
         let mut mine = 0u64;
         let deadline = match config.amount {
             Amount::For(d) => Some(time::now_ns() + d.as_nanos() as u64),
             Amount::Total(_) => None,
         };
         let quota = match config.amount {
-            Amount::Total(total) => total / cpus + u64::from((cpu as u64) < total % cpus),
+            Amount::Total(total) => {
+                let rank = participants().position(|c| c == cpu).unwrap_or(0) as u64;
+                total / cpus + u64::from(rank < total % cpus)
+            }
             Amount::For(_) => u64::MAX,
         };
         while mine < quota {
@@ -226,7 +234,7 @@ fn storm<R: RawLock + Send + Sync>(config: &Config) -> Outcome {
         counts[cpu].store(mine, Ordering::Relaxed);
     });
     let elapsed = Duration::from_nanos(time::now_ns() - start);
-    let per_cpu: Vec<u64> = smp::online_cpus()
+    let per_cpu: Vec<u64> = participants()
         .map(|c| counts[c].load(Ordering::Relaxed))
         .collect();
     let counted = *lock.lock();
