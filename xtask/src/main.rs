@@ -48,7 +48,7 @@ enum Command {
     Run(run::Args),
     /// Host tests and lints, then the QEMU boot tests.
     Test(test::Args),
-    /// Benchmarks (none yet).
+    /// Benchmarks: `--suite locks` (lock kinds, PV on and off) into target/bench/.
     Bench(bench::Args),
 }
 

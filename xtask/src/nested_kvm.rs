@@ -68,7 +68,7 @@ const LIB_DIR: &str = "lib/aarch64-linux-gnu";
 
 /// L1's machine: 2 CPUs (this machine's cores) and room for the initramfs
 /// (unpacked in RAM), QEMU and the guest.
-const L1_CPUS: u8 = 2;
+pub const L1_CPUS: u8 = 2;
 const L1_MEMORY: &str = "2G";
 /// `panic=-1`: a panic in L1 reboots it, which `-no-reboot` makes an exit.
 const L1_CMDLINE: &str = "console=ttyAMA0 panic=-1 quiet";

@@ -1,0 +1,714 @@
+//! The `locks` suite: `apps/src/lockstorm.rs` on each host, PV on and off,
+//! every cell booted `--reps` times, the repetitions interleaved.
+//!
+//! A cell is one kind of boot (host, CPUs, PV setting, workload); each
+//! boot prints one `lockstorm:` line per lock kind. The matrix, per host:
+//!
+//! | host | smp | PV | app arguments | what for |
+//! |---|---|---|---|---|
+//! | tcg, nested-kvm | 4 | on, off | `ms=300 slowpath=boot` | throughput, fairness, latency per kind; on nested-kvm 4 vCPUs on L1's 2 CPUs: real overcommit |
+//! | tcg, nested-kvm | 4 | on, off | `cpus=1 cs=0 out=0 ms=200` | uncontended cost of lock+unlock |
+//! | tcg | 2 | on, off | `ms=300 slowpath=boot` | PV-on overhead without overcommit |
+//!
+//! PV on is the default boot; PV off adds the boot argument `pv=off` (and
+//! on nested-kvm `--pv off`: no steal time from the host either). With
+//! `slowpath=boot` the qspinlock uses the slow path chosen at boot: halting
+//! with PV on, spin-only with `pv=off`.
+//!
+//! Round `r` boots every cell once, in the same order, before round `r+1`
+//! starts, so drift over the run (the machine's load, its clock) hits every
+//! cell alike and the two runs of a ratio come from the same round.
+//!
+//! A benchmark, not a test: the figures never fail it. A run fails when
+//! the guest does not exit 0, loses an update, or leaves out a result line;
+//! the suite then still reports what it measured, and exits 1.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result};
+
+use super::render;
+use super::stats::{self, Group, Metric, Sample, Spread};
+use crate::arch::Arch;
+use crate::host::{Host, HostKind, Preparations, Pv};
+use crate::nested_kvm::{self, Settings};
+use crate::qemu::{self, Boot, Outcome};
+use crate::{build, cmd, guest};
+
+const APP: &str = "lockstorm";
+/// The kinds every boot must report, one line each (`slowpath=boot` gives
+/// the qspinlock one line too).
+pub const KINDS: [&str; 4] = ["tas", "ticket", "mcs", "qspinlock"];
+/// The qspinlock, whose PV slow path the suite is about.
+pub const QSPINLOCK: &str = "qspinlock";
+/// CPUs of the main cells: on nested-kvm, twice L1's CPUs.
+const SMP: u8 = 4;
+/// CPUs of the no-overcommit cell on TCG (one vCPU thread per core here).
+const SMP_NO_OVERCOMMIT: u8 = 2;
+/// The PV-on overhead the issue hopes for without overcommit (reported,
+/// never asserted).
+pub const OVERHEAD_GOAL: f64 = 0.02;
+/// Console lines kept from a failed run.
+const TAIL_LINES: usize = 30;
+
+/// What the guest runs in one boot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    /// Every CPU takes the lock: `ms=300 slowpath=boot`.
+    Contended,
+    /// One CPU, nothing inside or between: the cost of lock+unlock.
+    Uncontended,
+}
+
+impl Workload {
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Contended => "contended",
+            Workload::Uncontended => "uncontended",
+        }
+    }
+
+    pub fn app_args(self) -> &'static [&'static str] {
+        match self {
+            Workload::Contended => &["ms=300", "slowpath=boot"],
+            Workload::Uncontended => &["cpus=1", "cs=0", "out=0", "ms=200"],
+        }
+    }
+
+    /// The `cpus=` every result line of this workload must show.
+    fn cpus(self, smp: u8) -> u32 {
+        match self {
+            Workload::Contended => u32::from(smp),
+            Workload::Uncontended => 1,
+        }
+    }
+}
+
+/// One kind of boot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cell {
+    pub host: HostKind,
+    pub smp: u8,
+    pub pv: Pv,
+    pub workload: Workload,
+}
+
+/// The name `--host` and `--hosts` take.
+pub fn host_name(host: HostKind) -> &'static str {
+    match host {
+        HostKind::Tcg => "tcg",
+        HostKind::NestedKvm => "nested-kvm",
+    }
+}
+
+impl Cell {
+    pub fn host_name(self) -> &'static str {
+        host_name(self.host)
+    }
+
+    /// Kernel arguments before the app's: `pv=off` for PV off.
+    fn extra_bootargs(self) -> &'static str {
+        match self.pv {
+            Pv::On => "",
+            Pv::Off => "pv=off",
+        }
+    }
+
+    pub fn bootargs(self) -> Result<String> {
+        guest::bootargs(APP, self.extra_bootargs(), self.workload.app_args())
+    }
+
+    fn host(self, l1_load: u8) -> Host {
+        match self.host {
+            HostKind::Tcg => Host::Tcg,
+            HostKind::NestedKvm => Host::NestedKvm(Settings {
+                pv: self.pv,
+                l1_load,
+            }),
+        }
+    }
+
+    /// The `cargo xtask run` command that boots this cell once.
+    pub fn command(self, l1_load: u8) -> String {
+        let mut words = vec!["cargo", "xtask", "run", "--host", self.host_name()];
+        let smp = self.smp.to_string();
+        let load = l1_load.to_string();
+        if self.host == HostKind::NestedKvm {
+            if self.pv == Pv::Off {
+                words.extend(["--pv", "off"]);
+            }
+            if l1_load > 0 {
+                words.extend(["--l1-load", &load]);
+            }
+        }
+        words.extend(["--smp", &smp, "--app", APP]);
+        if !self.extra_bootargs().is_empty() {
+            words.extend(["--bootargs", self.extra_bootargs()]);
+        }
+        words.push("--");
+        words.extend(self.workload.app_args());
+        cmd::quote(&words.into_iter().map(String::from).collect::<Vec<_>>())
+    }
+
+    /// `tcg smp 4 pv on contended`.
+    pub fn label(self) -> String {
+        format!(
+            "{} smp {} pv {} {}",
+            self.host_name(),
+            self.smp,
+            self.pv.name(),
+            self.workload.name()
+        )
+    }
+
+    /// A rough time for one boot, for the estimate printed up front.
+    fn estimate(self) -> Duration {
+        match self.host {
+            HostKind::Tcg => Duration::from_secs(2),
+            // L1 boots under TCG first, then the guest under KVM in it.
+            HostKind::NestedKvm => Duration::from_secs(16),
+        }
+    }
+}
+
+/// The cells for `hosts`, in the order each round boots them.
+pub fn matrix(hosts: &[HostKind]) -> Vec<Cell> {
+    let mut cells = Vec::new();
+    for &host in hosts {
+        let mut add = |smp, workload| {
+            for pv in [Pv::On, Pv::Off] {
+                cells.push(Cell {
+                    host,
+                    smp,
+                    pv,
+                    workload,
+                });
+            }
+        };
+        add(SMP, Workload::Contended);
+        add(SMP, Workload::Uncontended);
+        if host == HostKind::Tcg {
+            add(SMP_NO_OVERCOMMIT, Workload::Contended);
+        }
+    }
+    cells
+}
+
+/// What `cargo xtask bench --suite locks` was asked to do.
+#[derive(Debug)]
+pub struct Options {
+    pub reps: usize,
+    pub quick: bool,
+    pub hosts: Vec<HostKind>,
+    pub l1_load: u8,
+    pub timeout: Option<Duration>,
+    pub image: Option<PathBuf>,
+    pub verbose: bool,
+}
+
+/// One boot of one cell.
+#[derive(Debug)]
+pub struct RunRecord {
+    /// 0-based position in the whole run.
+    pub seq: usize,
+    /// 0-based round.
+    pub rep: usize,
+    /// Index into the cells.
+    pub cell: usize,
+    pub wall: Duration,
+    /// How the boot ended ([`Outcome`]'s words, or why it did not start).
+    pub outcome: String,
+    /// Every result line, also from a failed run (which the summary skips).
+    pub samples: Vec<Sample>,
+    /// Why the run failed; `None` if it succeeded.
+    pub error: Option<String>,
+    /// The end of a failed run's console.
+    pub console_tail: Option<String>,
+}
+
+impl RunRecord {
+    pub fn ok(&self) -> bool {
+        self.error.is_none()
+    }
+}
+
+/// A ratio between two cells, per round.
+#[derive(Debug)]
+pub struct Ratio {
+    /// What is compared, for a person.
+    pub what: String,
+    pub kind: &'static str,
+    pub metric: Metric,
+    pub numerator: usize,
+    pub denominator: usize,
+    /// One value per round in which both runs succeeded.
+    pub paired: Vec<f64>,
+    pub spread: Option<Spread>,
+    /// Shown as an overhead (`1 - ratio`) against this goal.
+    pub overhead_goal: Option<f64>,
+}
+
+/// Where and how the suite ran.
+#[derive(Debug)]
+pub struct Meta {
+    /// RFC 3339, UTC, when the suite started.
+    pub date: String,
+    /// The command line, as typed.
+    pub command: String,
+    pub reps: usize,
+    pub quick: bool,
+    pub l1_load: u8,
+    /// From the guest's banner.
+    pub guest: Option<String>,
+    /// The commit, `-dirty` with uncommitted changes to tracked files.
+    pub git: String,
+    pub qemu: String,
+    pub image: PathBuf,
+    pub wall: Duration,
+}
+
+/// Everything the report is made of.
+#[derive(Debug)]
+pub struct Report {
+    pub meta: Meta,
+    pub cells: Vec<Cell>,
+    pub runs: Vec<RunRecord>,
+    pub groups: Vec<Group>,
+    pub ratios: Vec<Ratio>,
+}
+
+pub fn main(options: Options) -> Result<ExitCode> {
+    let cells = matrix(&options.hosts);
+    let date = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let command = {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        format!("cargo xtask {}", cmd::quote(&args))
+    };
+    let image = match &options.image {
+        Some(image) => image.clone(),
+        None => build::image(Arch::Aarch64)?,
+    };
+    let git = git_version();
+    let qemu = qemu_version();
+
+    let boots = cells.len() * options.reps;
+    let estimate: Duration =
+        cells.iter().map(|c| c.estimate()).sum::<Duration>() * options.reps as u32;
+    eprintln!(
+        "bench: locks: {} cells x {} reps = {boots} boots, about {} min",
+        cells.len(),
+        options.reps,
+        estimate.as_secs().div_ceil(60)
+    );
+
+    let start = Instant::now();
+    let mut prep = Preparations::default();
+    let mut runs = Vec::with_capacity(boots);
+    let mut guest_version = None;
+    for rep in 0..options.reps {
+        for (index, &cell) in cells.iter().enumerate() {
+            let seq = runs.len();
+            eprintln!(
+                "bench: [{}/{boots}] round {}/{}: {}",
+                seq + 1,
+                rep + 1,
+                options.reps,
+                cell.label()
+            );
+            let (record, console) = boot(cell, &image, &options, &mut prep, seq, rep, index);
+            if guest_version.is_none() {
+                guest_version = console.as_deref().and_then(stats::guest_version);
+            }
+            match &record.error {
+                None => eprintln!("bench: ok, {:.1} s", record.wall.as_secs_f64()),
+                Some(why) => {
+                    eprintln!(
+                        "bench: run FAILED after {:.1} s: {why}",
+                        record.wall.as_secs_f64()
+                    );
+                    if let Some(tail) = &record.console_tail {
+                        eprintln!("--- the end of its console ---\n{tail}---");
+                    }
+                }
+            }
+            runs.push(record);
+        }
+    }
+    let wall = start.elapsed();
+
+    let groups = stats::summarize(&runs);
+    let ratios = ratios(&cells, &runs);
+    let failed = runs.iter().filter(|r| !r.ok()).count();
+    let report = Report {
+        meta: Meta {
+            date,
+            command,
+            reps: options.reps,
+            quick: options.quick,
+            l1_load: options.l1_load,
+            guest: guest_version,
+            git,
+            qemu,
+            image,
+            wall,
+        },
+        cells,
+        runs,
+        groups,
+        ratios,
+    };
+    let dir = cmd::target_dir().join("bench");
+    let files = render::write(&report, &dir)?;
+    println!("{}", files.markdown_text);
+    eprintln!(
+        "bench: {boots} boots in {:.1} min; wrote {}, {} and {}",
+        wall.as_secs_f64() / 60.0,
+        files.markdown.display(),
+        files.json.display(),
+        files.svg.display()
+    );
+    if failed > 0 {
+        eprintln!("bench: {failed} of {boots} runs failed (their figures are left out)");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Boots `cell` once and judges the run; also returns the console.
+fn boot(
+    cell: Cell,
+    image: &std::path::Path,
+    options: &Options,
+    prep: &mut Preparations,
+    seq: usize,
+    rep: usize,
+    index: usize,
+) -> (RunRecord, Option<String>) {
+    let start = Instant::now();
+    let mut record = RunRecord {
+        seq,
+        rep,
+        cell: index,
+        wall: Duration::ZERO,
+        outcome: String::new(),
+        samples: Vec::new(),
+        error: None,
+        console_tail: None,
+    };
+    let host = cell.host(options.l1_load);
+    let launched = cell.bootargs().and_then(|bootargs| {
+        let boot = Boot {
+            arch: Arch::Aarch64,
+            host,
+            smp: cell.smp,
+            el2: false,
+            image: image.to_owned(),
+            bootargs,
+        };
+        let launch = boot.command(prep)?;
+        let timeout = options.timeout.unwrap_or(host.default_timeout());
+        qemu::run(launch, timeout, options.verbose)
+    });
+    record.wall = start.elapsed();
+    let run = match launched {
+        Ok(run) => run,
+        Err(e) => {
+            record.outcome = "did not run".into();
+            record.error = Some(format!("{e:#}"));
+            return (record, None);
+        }
+    };
+    if options.verbose && !run.console.is_empty() && !run.console.ends_with('\n') {
+        println!();
+    }
+    record.outcome = run.outcome.to_string();
+    let (samples, problems) = judge(cell, run.outcome, &run.console);
+    record.samples = samples;
+    if !problems.is_empty() {
+        record.error = Some(problems.join("; "));
+        let mut tail = tail(&run.console, TAIL_LINES);
+        if !run.stderr.trim().is_empty() {
+            tail.push_str("--- QEMU said ---\n");
+            tail.push_str(&run.stderr);
+        }
+        record.console_tail = Some(tail);
+    }
+    (record, Some(run.console))
+}
+
+/// The results on a run's console, and what is wrong with the run (empty
+/// if nothing): it must exit 0 and print each of [`KINDS`] once, with the
+/// CPUs asked for, some acquisitions and no lost update.
+fn judge(cell: Cell, outcome: Outcome, console: &str) -> (Vec<Sample>, Vec<String>) {
+    let mut problems = Vec::new();
+    if outcome != Outcome::Exited(0) {
+        problems.push(outcome.to_string());
+    }
+    let (samples, malformed) = stats::parse_console(console);
+    problems.extend(malformed.iter().map(|e| format!("{e:#}")));
+    for kind in KINDS {
+        match samples.iter().filter(|s| s.kind == kind).count() {
+            1 => {}
+            0 => problems.push(format!("no result line for {kind}")),
+            n => problems.push(format!("{n} result lines for {kind}, expected one")),
+        }
+    }
+    let cpus = cell.workload.cpus(cell.smp);
+    for s in &samples {
+        if s.cpus != cpus {
+            problems.push(format!("{}: cpus={}, expected {cpus}", s.kind, s.cpus));
+        }
+        if s.acquisitions == 0 {
+            problems.push(format!("{}: no acquisitions", s.kind));
+        }
+        if s.lost != 0 {
+            problems.push(format!("{}: {} lost updates", s.kind, s.lost));
+        }
+    }
+    (samples, problems)
+}
+
+/// The last `lines` lines of `text`, each ending in a newline.
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    let mut out = String::new();
+    for line in &all[all.len().saturating_sub(lines)..] {
+        let _ = writeln!(out, "{}", line.trim_end_matches('\r'));
+    }
+    out
+}
+
+/// The ratios the report shows: for each host and CPU count measured with
+/// PV on and off, the qspinlock's contended throughput (on nested-kvm
+/// with overcommit: PV against native; on TCG smp 2: the PV-on overhead)
+/// and its uncontended cost.
+pub fn ratios(cells: &[Cell], runs: &[RunRecord]) -> Vec<Ratio> {
+    let find = |cell: Cell| cells.iter().position(|&c| c == cell);
+    let mut ratios = Vec::new();
+    for (index, &on) in cells.iter().enumerate() {
+        if on.pv != Pv::On {
+            continue;
+        }
+        let Some(off) = find(Cell { pv: Pv::Off, ..on }) else {
+            continue;
+        };
+        let (host, smp) = (on.host_name(), on.smp);
+        let (what, metric, overhead_goal) = match on.workload {
+            Workload::Contended
+                if on.host == HostKind::NestedKvm && on.smp > nested_kvm::L1_CPUS =>
+            {
+                (
+                    format!(
+                        "{host} smp {smp} ({smp} vCPUs on L1's {} CPUs): PV qspinlock / native qspinlock (pv=off), throughput",
+                        nested_kvm::L1_CPUS
+                    ),
+                    Metric::PerSec,
+                    None,
+                )
+            }
+            Workload::Contended if on.host == HostKind::Tcg && on.smp == SMP_NO_OVERCOMMIT => (
+                format!("{host} smp {smp} (no overcommit): PV-on overhead, qspinlock throughput"),
+                Metric::PerSec,
+                Some(OVERHEAD_GOAL),
+            ),
+            Workload::Contended => (
+                format!("{host} smp {smp}: qspinlock throughput, PV on / PV off"),
+                Metric::PerSec,
+                None,
+            ),
+            Workload::Uncontended => (
+                format!("{host}: uncontended qspinlock lock+unlock cost, PV on / PV off"),
+                Metric::NsPerOp,
+                None,
+            ),
+        };
+        let paired = stats::paired_ratios(runs, index, off, QSPINLOCK, metric);
+        ratios.push(Ratio {
+            what,
+            kind: QSPINLOCK,
+            metric,
+            numerator: index,
+            denominator: off,
+            spread: Spread::of(&paired),
+            paired,
+            overhead_goal,
+        });
+    }
+    ratios
+}
+
+/// The checked-out commit, `-dirty` if tracked files changed; `unknown`
+/// without git.
+fn git_version() -> String {
+    let run = |args: &[&str]| {
+        let mut git = Command::new("git");
+        git.current_dir(cmd::workspace_root()).args(args);
+        cmd::output(&mut git).ok()
+    };
+    match run(&["rev-parse", "--short=12", "HEAD"]) {
+        Some(commit) => {
+            let dirty = run(&["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.trim().is_empty());
+            format!("{}{}", commit.trim(), if dirty { "-dirty" } else { "" })
+        }
+        None => "unknown".into(),
+    }
+}
+
+/// The first line of `qemu-system-aarch64 --version` (L0's QEMU).
+fn qemu_version() -> String {
+    let mut qemu = Command::new(Arch::Aarch64.qemu());
+    qemu.arg("--version");
+    cmd::output(&mut qemu)
+        .context("asking QEMU its version")
+        .map(|out| out.lines().next().unwrap_or_default().trim().to_owned())
+        .unwrap_or_else(|e| format!("unknown ({e:#})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OK: &str = "lockstorm: kind=KIND slowpath=- cpus=4 cs=50 out=100 acquisitions=10 elapsed_ns=300 per_sec=5 fair_min=1 fair_max=1 p50_ns=1 p99_ns=2 max_ns=3 lost=0";
+
+    fn console(kinds: &[&str]) -> String {
+        let mut text = String::from("[   0.1 0] lodger 0.1.0 (aarch64), entered at EL1\r\n");
+        for kind in kinds {
+            text.push_str(&OK.replace("KIND", kind));
+            text.push_str("\r\n");
+        }
+        text.push_str("[[lodger:exit=0]]\r\n");
+        text
+    }
+
+    fn cell(host: HostKind, smp: u8, pv: Pv, workload: Workload) -> Cell {
+        Cell {
+            host,
+            smp,
+            pv,
+            workload,
+        }
+    }
+
+    #[test]
+    fn the_matrix() {
+        let labels: Vec<String> = matrix(&[HostKind::Tcg, HostKind::NestedKvm])
+            .iter()
+            .map(|c| c.label())
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                "tcg smp 4 pv on contended",
+                "tcg smp 4 pv off contended",
+                "tcg smp 4 pv on uncontended",
+                "tcg smp 4 pv off uncontended",
+                "tcg smp 2 pv on contended",
+                "tcg smp 2 pv off contended",
+                "nested-kvm smp 4 pv on contended",
+                "nested-kvm smp 4 pv off contended",
+                "nested-kvm smp 4 pv on uncontended",
+                "nested-kvm smp 4 pv off uncontended",
+            ]
+        );
+        assert_eq!(matrix(&[HostKind::NestedKvm]).len(), 4);
+    }
+
+    #[test]
+    fn cells_boot_as_the_issue_asks() {
+        let on = cell(HostKind::Tcg, 4, Pv::On, Workload::Contended);
+        assert_eq!(
+            on.bootargs().unwrap(),
+            "app=lockstorm -- ms=300 slowpath=boot"
+        );
+        assert_eq!(on.host(3), Host::Tcg);
+        assert_eq!(
+            on.command(3),
+            "cargo xtask run --host tcg --smp 4 --app lockstorm -- ms=300 slowpath=boot"
+        );
+        let off = cell(HostKind::NestedKvm, 4, Pv::Off, Workload::Uncontended);
+        assert_eq!(
+            off.bootargs().unwrap(),
+            "app=lockstorm pv=off -- cpus=1 cs=0 out=0 ms=200"
+        );
+        assert_eq!(
+            off.host(0),
+            Host::NestedKvm(Settings {
+                pv: Pv::Off,
+                l1_load: 0
+            })
+        );
+        assert_eq!(
+            off.command(2),
+            "cargo xtask run --host nested-kvm --pv off --l1-load 2 --smp 4 --app lockstorm --bootargs pv=off -- cpus=1 cs=0 out=0 ms=200"
+        );
+    }
+
+    #[test]
+    fn judging_a_run() {
+        let contended = cell(HostKind::Tcg, 4, Pv::On, Workload::Contended);
+        let (samples, problems) = judge(contended, Outcome::Exited(0), &console(&KINDS));
+        assert_eq!(samples.len(), 4);
+        assert_eq!(problems, [""; 0]);
+
+        let (_, problems) = judge(
+            contended,
+            Outcome::Exited(1),
+            &console(&["tas", "tas", "mcs", "qspinlock", "new"]),
+        );
+        assert_eq!(
+            problems,
+            [
+                "guest exited with status 1",
+                "2 result lines for tas, expected one",
+                "no result line for ticket"
+            ]
+        );
+
+        let uncontended = cell(HostKind::Tcg, 4, Pv::On, Workload::Uncontended);
+        let lost = console(&KINDS).replacen("lost=0", "lost=2", 1);
+        let (samples, problems) = judge(uncontended, Outcome::Exited(0), &lost);
+        assert_eq!(samples.len(), 4);
+        assert_eq!(problems.len(), 5, "{problems:?}");
+        assert_eq!(problems[0], "tas: cpus=4, expected 1");
+        assert_eq!(problems[1], "tas: 2 lost updates");
+
+        let malformed = console(&KINDS).replacen("acquisitions=10", "acquisitions=x", 1);
+        let (samples, problems) = judge(contended, Outcome::Exited(0), &malformed);
+        assert_eq!(samples.len(), 3);
+        assert!(
+            problems[0].starts_with("malformed result line"),
+            "{problems:?}"
+        );
+        assert_eq!(problems[1], "no result line for tas");
+    }
+
+    #[test]
+    fn ratios_name_what_the_issue_asks_for() {
+        let cells = matrix(&[HostKind::Tcg, HostKind::NestedKvm]);
+        let whats: Vec<(String, Option<f64>)> = ratios(&cells, &[])
+            .into_iter()
+            .map(|r| (r.what, r.overhead_goal))
+            .collect();
+        assert_eq!(
+            whats,
+            [
+                ("tcg smp 4: qspinlock throughput, PV on / PV off".to_owned(), None),
+                ("tcg: uncontended qspinlock lock+unlock cost, PV on / PV off".to_owned(), None),
+                ("tcg smp 2 (no overcommit): PV-on overhead, qspinlock throughput".to_owned(), Some(0.02)),
+                ("nested-kvm smp 4 (4 vCPUs on L1's 2 CPUs): PV qspinlock / native qspinlock (pv=off), throughput".to_owned(), None),
+                ("nested-kvm: uncontended qspinlock lock+unlock cost, PV on / PV off".to_owned(), None),
+            ]
+        );
+    }
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        assert_eq!(tail("a\r\nb\nc\n", 2), "b\nc\n");
+        assert_eq!(tail("a", 5), "a\n");
+        assert_eq!(tail("", 5), "");
+    }
+}

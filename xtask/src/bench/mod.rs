@@ -1,0 +1,173 @@
+//! `cargo xtask bench --suite SUITE`: benchmarks. A benchmark measures and
+//! reports; it never passes or fails on its figures, only when a run fails
+//! (see each suite).
+//!
+//! Suites: `locks` ([`locks`]). The files: [`locks`] drives the suite,
+//! [`stats`] parses the guest's result lines and summarises them,
+//! [`render`] writes `target/bench/locks.{md,json,svg}`.
+
+mod locks;
+mod render;
+mod stats;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use clap::ValueEnum;
+
+use crate::host::{HostKind, MAX_L1_LOAD};
+
+/// The exit status for a bad command line (clap's and `run`'s too).
+const BAD_COMMAND_LINE: u8 = 2;
+/// Repetitions of every cell: the default and the least a real run takes.
+const REPS: u32 = 5;
+/// The most repetitions `--quick` takes (a smoke run, not a measurement).
+const QUICK_REPS: u32 = 2;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Suite {
+    /// `lockstorm` per lock kind, PV on and off, on TCG and nested KVM.
+    Locks,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The benchmark suite to run.
+    #[arg(long, value_enum)]
+    suite: Suite,
+    /// Boots per cell, interleaved round by round (at least 5, unless
+    /// --quick) [default: 5, with --quick 1]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
+    reps: Option<u32>,
+    /// A smoke run: 1 or 2 reps, figures not fit for comparison.
+    #[arg(long)]
+    quick: bool,
+    /// Hosts to run on, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "tcg,nested-kvm"
+    )]
+    hosts: Vec<HostKind>,
+    /// nested-kvm: busy loops in L1 next to the guest (see `run --l1-load`).
+    #[arg(long, value_name = "K", default_value_t = 0,
+          value_parser = clap::value_parser!(u8).range(0..=i64::from(MAX_L1_LOAD)))]
+    l1_load: u8,
+    /// Kill a boot after this many seconds [default: the host's, as for `run`]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: Option<u64>,
+    /// Boot this aarch64 ELF instead of building the image.
+    #[arg(long, value_name = "PATH")]
+    image: Option<PathBuf>,
+    /// Stream each guest's console while it runs.
+    #[arg(long, short)]
+    verbose: bool,
+}
+
+pub fn main(args: Args) -> Result<ExitCode> {
+    let options = match options(&args) {
+        Ok(options) => options,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            return Ok(ExitCode::from(BAD_COMMAND_LINE));
+        }
+    };
+    match args.suite {
+        Suite::Locks => locks::main(options),
+    }
+}
+
+/// The suite's options from the command line, checked.
+fn options(args: &Args) -> Result<locks::Options> {
+    let reps = match (args.reps, args.quick) {
+        (None, false) => REPS,
+        (None, true) => 1,
+        (Some(n), false) if n < REPS => {
+            bail!("--reps {n}: a benchmark takes at least {REPS} (--quick for a smoke run of 1-{QUICK_REPS})")
+        }
+        (Some(n), true) if n > QUICK_REPS => {
+            bail!("--quick runs 1-{QUICK_REPS} reps, not {n}: drop --quick for a real run")
+        }
+        (Some(n), _) => n,
+    };
+    let mut hosts = Vec::new();
+    for &host in &args.hosts {
+        if !hosts.contains(&host) {
+            hosts.push(host);
+        }
+    }
+    if hosts.is_empty() {
+        bail!("--hosts names no host");
+    }
+    if args.l1_load > 0 && !hosts.contains(&HostKind::NestedKvm) {
+        bail!("--l1-load only with nested-kvm among --hosts");
+    }
+    Ok(locks::Options {
+        reps: reps as usize,
+        quick: args.quick,
+        hosts,
+        l1_load: args.l1_load,
+        timeout: args.timeout.map(Duration::from_secs),
+        image: args.image.clone(),
+        verbose: args.verbose,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn parse(line: &str) -> Result<locks::Options> {
+        let words = std::iter::once("bench").chain(line.split_whitespace());
+        options(&Cli::try_parse_from(words)?.args)
+    }
+
+    #[test]
+    fn defaults_are_five_reps_on_both_hosts() {
+        let o = parse("--suite locks").unwrap();
+        assert_eq!(o.reps, 5);
+        assert!(!o.quick);
+        assert_eq!(o.hosts, [HostKind::Tcg, HostKind::NestedKvm]);
+        assert_eq!((o.l1_load, o.timeout, o.verbose), (0, None, false));
+        assert!(parse("").is_err(), "--suite is required");
+    }
+
+    #[test]
+    fn reps_and_quick() {
+        assert_eq!(parse("--suite locks --reps 7").unwrap().reps, 7);
+        assert_eq!(parse("--suite locks --quick").unwrap().reps, 1);
+        assert_eq!(parse("--suite locks --quick --reps 2").unwrap().reps, 2);
+        for bad in ["--reps 4", "--reps 0", "--quick --reps 3", "--reps 101"] {
+            assert!(parse(&format!("--suite locks {bad}")).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hosts_are_a_list() {
+        let o = parse("--suite locks --hosts nested-kvm,tcg,nested-kvm").unwrap();
+        assert_eq!(o.hosts, [HostKind::NestedKvm, HostKind::Tcg]);
+        assert_eq!(
+            parse("--suite locks --hosts tcg").unwrap().hosts,
+            [HostKind::Tcg]
+        );
+        assert!(parse("--suite locks --hosts kvm").is_err());
+        assert!(parse("--suite locks --hosts tcg --l1-load 2").is_err());
+        assert_eq!(
+            parse("--suite locks --hosts nested-kvm --l1-load 2")
+                .unwrap()
+                .l1_load,
+            2
+        );
+    }
+}

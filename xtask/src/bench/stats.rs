@@ -1,0 +1,488 @@
+//! Reading the guest's results and summarising them: the parser of
+//! `lockstorm:` lines, medians and spread, and the per-group summary and
+//! paired ratios the report shows.
+//!
+//! The statistics are the robust ones the design asks for ("repeat, report
+//! medians and spread, prefer ratios"): a group's value is the median of
+//! its runs, its spread the min, max and interquartile range (quartiles
+//! interpolated linearly between order statistics, as numpy and R's default
+//! do). A ratio between two cells is taken per repetition first (the two
+//! runs of the same round, which saw the same drift), then summarised.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Serialize;
+
+use super::locks::RunRecord;
+
+/// What marks a result line of `apps/src/lockstorm.rs`. Anything before it
+/// on the line is noise (an L1 message that had no newline yet); lines
+/// without it are not results (the banner, `app: lockstorm ...`, L1).
+const RESULT_TAG: &str = "lockstorm: kind=";
+
+/// One result line: one lock kind (and qspinlock slow path) in one boot.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Sample {
+    pub kind: String,
+    /// `halt` or `spin` for the qspinlock, `-` for the other kinds.
+    pub slowpath: String,
+    pub cpus: u32,
+    pub cs: u32,
+    pub out: u32,
+    pub acquisitions: u64,
+    pub elapsed_ns: u64,
+    pub per_sec: f64,
+    pub fair_min: f64,
+    pub fair_max: f64,
+    pub p50_ns: u64,
+    pub p99_ns: u64,
+    pub max_ns: u64,
+    pub lost: u64,
+}
+
+impl Sample {
+    /// The cost of one lock+unlock (and the loop around it), uncontended:
+    /// elapsed time over acquisitions.
+    pub fn ns_per_op(&self) -> f64 {
+        self.elapsed_ns as f64 / self.acquisitions.max(1) as f64
+    }
+}
+
+/// The result on `line`: `None` if it is not a result line, an error if it
+/// is one but malformed (a field missing, twice, or not a number; a word
+/// that is not `key=value`). Trailing `\r`s and spaces are ignored; keys the
+/// parser does not know are skipped, so the guest may add fields.
+pub fn parse_line(line: &str) -> Option<Result<Sample>> {
+    let start = line.find(RESULT_TAG)?;
+    let text = line[start + "lockstorm:".len()..].trim_end_matches(['\r', ' ', '\t']);
+    Some(parse_fields(text).with_context(|| format!("malformed result line {:?}", line.trim_end())))
+}
+
+fn parse_fields(text: &str) -> Result<Sample> {
+    let mut fields = BTreeMap::new();
+    for word in text.split_whitespace() {
+        let (key, value) = word
+            .split_once('=')
+            .ok_or_else(|| anyhow!("`{word}` is not key=value"))?;
+        if fields.insert(key, value).is_some() {
+            bail!("`{key}` given twice");
+        }
+    }
+    fn get<T: FromStr>(fields: &BTreeMap<&str, &str>, key: &str) -> Result<T> {
+        let value = fields.get(key).ok_or_else(|| anyhow!("no `{key}`"))?;
+        value
+            .parse()
+            .map_err(|_| anyhow!("`{key}={value}` is not a valid number"))
+    }
+    let fraction = |key: &str| -> Result<f64> {
+        let value: f64 = get(&fields, key)?;
+        if !value.is_finite() || value < 0.0 {
+            bail!("`{key}={value}` is not a finite, non-negative number");
+        }
+        Ok(value)
+    };
+    let word = |key: &str| -> Result<String> {
+        fields
+            .get(key)
+            .filter(|v| !v.is_empty())
+            .map(|v| (*v).to_owned())
+            .ok_or_else(|| anyhow!("no `{key}`"))
+    };
+    Ok(Sample {
+        kind: word("kind")?,
+        slowpath: word("slowpath")?,
+        cpus: get(&fields, "cpus")?,
+        cs: get(&fields, "cs")?,
+        out: get(&fields, "out")?,
+        acquisitions: get(&fields, "acquisitions")?,
+        elapsed_ns: get(&fields, "elapsed_ns")?,
+        per_sec: fraction("per_sec")?,
+        fair_min: fraction("fair_min")?,
+        fair_max: fraction("fair_max")?,
+        p50_ns: get(&fields, "p50_ns")?,
+        p99_ns: get(&fields, "p99_ns")?,
+        max_ns: get(&fields, "max_ns")?,
+        lost: get(&fields, "lost")?,
+    })
+}
+
+/// A per-run figure that ratios compare.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Metric {
+    /// Acquisitions per second (all CPUs).
+    PerSec,
+    /// [`Sample::ns_per_op`].
+    NsPerOp,
+}
+
+impl Metric {
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::PerSec => "per_sec",
+            Metric::NsPerOp => "ns_per_op",
+        }
+    }
+
+    pub fn of(self, sample: &Sample) -> f64 {
+        match self {
+            Metric::PerSec => sample.per_sec,
+            Metric::NsPerOp => sample.ns_per_op(),
+        }
+    }
+}
+
+/// Every result on a console, in order, and why each malformed result line
+/// is (the other lines are not results: the banner, L1's messages).
+pub fn parse_console(console: &str) -> (Vec<Sample>, Vec<anyhow::Error>) {
+    let mut samples = Vec::new();
+    let mut errors = Vec::new();
+    for result in console.lines().filter_map(parse_line) {
+        match result {
+            Ok(sample) => samples.push(sample),
+            Err(e) => errors.push(e),
+        }
+    }
+    (samples, errors)
+}
+
+/// The guest's name and version from its banner
+/// (`[   0.027736 0] lodger 0.1.0 (aarch64), entered at EL1`).
+pub fn guest_version(console: &str) -> Option<String> {
+    console.lines().find_map(|line| {
+        let (_, rest) = line.split_once("] lodger ")?;
+        let (version, _) = rest.split_once(", entered at")?;
+        Some(format!("lodger {version}"))
+    })
+}
+
+/// The median and spread of a set of values.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Spread {
+    pub n: usize,
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    /// First and third quartiles.
+    pub q1: f64,
+    pub q3: f64,
+}
+
+impl Spread {
+    /// `None` for no values (or a NaN among them).
+    pub fn of(values: &[f64]) -> Option<Spread> {
+        if values.is_empty() || values.iter().any(|v| v.is_nan()) {
+            return None;
+        }
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        Some(Spread {
+            n: sorted.len(),
+            median: quantile(&sorted, 0.5),
+            min: sorted[0],
+            max: sorted[sorted.len() - 1],
+            q1: quantile(&sorted, 0.25),
+            q3: quantile(&sorted, 0.75),
+        })
+    }
+
+    /// The interquartile range relative to the median (0 when the median is).
+    pub fn relative_iqr(&self) -> f64 {
+        if self.median == 0.0 {
+            0.0
+        } else {
+            (self.q3 - self.q1) / self.median.abs()
+        }
+    }
+}
+
+/// The `p` quantile of sorted values, interpolating linearly between the
+/// closest ranks (numpy's default, R's type 7).
+fn quantile(sorted: &[f64], p: f64) -> f64 {
+    let h = (sorted.len() - 1) as f64 * p;
+    let below = h.floor() as usize;
+    let above = (below + 1).min(sorted.len() - 1);
+    sorted[below] + (h - below as f64) * (sorted[above] - sorted[below])
+}
+
+/// One row of the report: a lock kind (and slow path) in one cell, over
+/// the repetitions whose run succeeded.
+#[derive(Clone, Debug, Serialize)]
+pub struct Group {
+    /// Index into the suite's cells.
+    pub cell: usize,
+    pub kind: String,
+    pub slowpath: String,
+    pub cpus: u32,
+    pub cs: u32,
+    pub out: u32,
+    pub per_sec: Spread,
+    pub fair_min: Spread,
+    pub fair_max: Spread,
+    pub p50_ns: Spread,
+    pub p99_ns: Spread,
+    pub max_ns: Spread,
+    pub ns_per_op: Spread,
+}
+
+/// Groups the samples of the successful runs by (cell, kind, slow path,
+/// cpus, cs, out), in the order of the cells, then of first appearance.
+pub fn summarize(runs: &[RunRecord]) -> Vec<Group> {
+    type Key = (usize, String, String, u32, u32, u32);
+    let mut order: Vec<Key> = Vec::new();
+    let mut samples: BTreeMap<Key, Vec<&Sample>> = BTreeMap::new();
+    for run in runs.iter().filter(|r| r.ok()) {
+        for s in &run.samples {
+            let key = (
+                run.cell,
+                s.kind.clone(),
+                s.slowpath.clone(),
+                s.cpus,
+                s.cs,
+                s.out,
+            );
+            if !samples.contains_key(&key) {
+                order.push(key.clone());
+            }
+            samples.entry(key).or_default().push(s);
+        }
+    }
+    // Stable: within a cell, the order the guest printed them in.
+    order.sort_by_key(|k| k.0);
+    order
+        .into_iter()
+        .filter_map(|key| {
+            let list = &samples[&key];
+            let spread =
+                |f: fn(&Sample) -> f64| Spread::of(&list.iter().map(|s| f(s)).collect::<Vec<_>>());
+            let (cell, kind, slowpath, cpus, cs, out) = key;
+            Some(Group {
+                cell,
+                kind,
+                slowpath,
+                cpus,
+                cs,
+                out,
+                per_sec: spread(|s| s.per_sec)?,
+                fair_min: spread(|s| s.fair_min)?,
+                fair_max: spread(|s| s.fair_max)?,
+                p50_ns: spread(|s| s.p50_ns as f64)?,
+                p99_ns: spread(|s| s.p99_ns as f64)?,
+                max_ns: spread(|s| s.max_ns as f64)?,
+                ns_per_op: spread(Sample::ns_per_op)?,
+            })
+        })
+        .collect()
+}
+
+/// `metric` of `numerator` over `metric` of `denominator` for `kind`, per repetition in
+/// which both cells' runs succeeded.
+pub fn paired_ratios(
+    runs: &[RunRecord],
+    numerator: usize,
+    denominator: usize,
+    kind: &str,
+    metric: Metric,
+) -> Vec<f64> {
+    let value = |cell: usize, rep: usize| {
+        runs.iter()
+            .find(|r| r.cell == cell && r.rep == rep && r.ok())
+            .and_then(|r| r.samples.iter().find(|s| s.kind == kind))
+            .map(|s| metric.of(s))
+    };
+    let reps = runs.iter().map(|r| r.rep + 1).max().unwrap_or(0);
+    (0..reps)
+        .filter_map(|rep| {
+            let num = value(numerator, rep)?;
+            let den = value(denominator, rep)?;
+            (den > 0.0).then(|| num / den)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    const LINE: &str = "lockstorm: kind=qspinlock slowpath=halt cpus=4 cs=50 out=100 acquisitions=54669 elapsed_ns=306759500 per_sec=178215 fair_min=0.841 fair_max=1.117 p50_ns=448 p99_ns=106496 max_ns=5995015 lost=0";
+
+    fn sample() -> Sample {
+        Sample {
+            kind: "qspinlock".into(),
+            slowpath: "halt".into(),
+            cpus: 4,
+            cs: 50,
+            out: 100,
+            acquisitions: 54669,
+            elapsed_ns: 306_759_500,
+            per_sec: 178_215.0,
+            fair_min: 0.841,
+            fair_max: 1.117,
+            p50_ns: 448,
+            p99_ns: 106_496,
+            max_ns: 5_995_015,
+            lost: 0,
+        }
+    }
+
+    #[test]
+    fn parses_the_line_lockstorm_prints() {
+        assert_eq!(parse_line(LINE).unwrap().unwrap(), sample());
+    }
+
+    #[test]
+    fn tolerates_carriage_returns_and_a_noisy_prefix() {
+        for line in [
+            format!("{LINE}\r"),
+            format!("{LINE}\r\r"),
+            format!("{LINE} \r"),
+            format!("[   13.874773] reboot: Power down{LINE}"),
+        ] {
+            assert_eq!(parse_line(&line).unwrap().unwrap(), sample(), "{line:?}");
+        }
+    }
+
+    #[test]
+    fn other_slow_path_and_unknown_fields() {
+        let line = LINE
+            .replace("kind=qspinlock slowpath=halt", "kind=tas slowpath=-")
+            .replace("lost=0", "lost=0 new_field=x");
+        let s = parse_line(&line).unwrap().unwrap();
+        assert_eq!((s.kind.as_str(), s.slowpath.as_str()), ("tas", "-"));
+    }
+
+    #[test]
+    fn not_a_result_line() {
+        for line in [
+            "",
+            "[   0.037863 0] app: lockstorm ms=300 slowpath=both",
+            "[   0.037863 0] lockstorm: lost updates",
+            "nested-kvm: L1 up after 4.67 s; guest: 4 vCPUs\r",
+            "qemu-system-aarch64: -accel kvm: warning: Number of SMP cpus requested (4)",
+        ] {
+            assert!(parse_line(line).is_none(), "{line:?}");
+        }
+    }
+
+    #[test]
+    fn malformed_result_lines_are_errors() {
+        let cut = &LINE[..LINE.find(" p99_ns").unwrap()];
+        let spliced = LINE.replace("p50_ns=448", "p50_ns=4[   13.8] reboot: Power down");
+        let twice = format!("{LINE} lost=1");
+        let negative = LINE.replace("fair_min=0.841", "fair_min=-1");
+        let nan = LINE.replace("per_sec=178215", "per_sec=NaN");
+        let no_value = LINE.replace("cs=50", "cs");
+        let no_kind = LINE.replace("kind=qspinlock", "kind=");
+        for line in [cut, &spliced, &twice, &negative, &nan, &no_value, &no_kind] {
+            let err = parse_line(line).unwrap().unwrap_err();
+            assert!(
+                format!("{err:#}").starts_with("malformed result line"),
+                "{err:#}"
+            );
+        }
+        let err = parse_line(cut).unwrap().unwrap_err();
+        assert!(format!("{err:#}").ends_with("no `p99_ns`"), "{err:#}");
+    }
+
+    #[test]
+    fn console_with_l1_lines_in_between() {
+        let console = format!(
+            "nested-kvm: L1 up after 4.67 s\r\n\
+             [   0.511267 0] lodger 0.1.0 (aarch64), entered at EL1\r\n\
+             [   2.246510 0] app: lockstorm ms=300 slowpath=boot\r\n\
+             {}\r\n\
+             [   9.1] random L1 message\r\n\
+             {LINE}\r\n\
+             [[lodger:exit=0]]\r\n\
+             [   13.874773] reboot: Power down\r\n",
+            LINE.replace("kind=qspinlock slowpath=halt", "kind=tas slowpath=-")
+        );
+        let (samples, errors) = parse_console(&console);
+        assert_eq!(samples.len(), 2);
+        assert!(errors.is_empty());
+        assert_eq!(samples[0].kind, "tas");
+        assert_eq!(samples[1], sample());
+        assert_eq!(
+            guest_version(&console).as_deref(),
+            Some("lodger 0.1.0 (aarch64)")
+        );
+        let (samples, errors) = parse_console(&format!("{console}lockstorm: kind=x\n"));
+        assert_eq!((samples.len(), errors.len()), (2, 1));
+        assert_eq!(guest_version("no banner"), None);
+    }
+
+    #[test]
+    fn spread_of_values() {
+        let s = Spread::of(&[5.0, 1.0, 4.0, 2.0, 3.0]).unwrap();
+        assert_eq!((s.n, s.median, s.min, s.max), (5, 3.0, 1.0, 5.0));
+        assert_eq!((s.q1, s.q3), (2.0, 4.0));
+        assert!((s.relative_iqr() - 2.0 / 3.0).abs() < 1e-12);
+        let even = Spread::of(&[1.0, 2.0, 3.0, 10.0]).unwrap();
+        assert_eq!(even.median, 2.5);
+        assert_eq!((even.q1, even.q3), (1.75, 4.75));
+        let one = Spread::of(&[7.0]).unwrap();
+        assert_eq!(
+            (one.median, one.q1, one.q3, one.min, one.max),
+            (7.0, 7.0, 7.0, 7.0, 7.0)
+        );
+        assert_eq!(Spread::of(&[]), None);
+        assert_eq!(Spread::of(&[1.0, f64::NAN]), None);
+        assert_eq!(Spread::of(&[0.0, 0.0]).unwrap().relative_iqr(), 0.0);
+    }
+
+    fn run(cell: usize, rep: usize, per_sec: &[(&str, f64)], ok: bool) -> RunRecord {
+        RunRecord {
+            seq: 0,
+            rep,
+            cell,
+            wall: Duration::from_secs(1),
+            outcome: "guest exited with status 0".into(),
+            samples: per_sec
+                .iter()
+                .map(|&(kind, per_sec)| Sample {
+                    kind: kind.into(),
+                    per_sec,
+                    ..sample()
+                })
+                .collect(),
+            error: (!ok).then(|| "failed".into()),
+            console_tail: None,
+        }
+    }
+
+    #[test]
+    fn groups_and_paired_ratios_use_successful_runs_only() {
+        let runs = [
+            run(0, 0, &[("tas", 10.0), ("qspinlock", 200.0)], true),
+            run(1, 0, &[("tas", 10.0), ("qspinlock", 100.0)], true),
+            run(0, 1, &[("tas", 30.0), ("qspinlock", 300.0)], true),
+            run(1, 1, &[("tas", 10.0), ("qspinlock", 100.0)], false),
+            run(0, 2, &[("tas", 20.0), ("qspinlock", 400.0)], true),
+            run(1, 2, &[("tas", 10.0), ("qspinlock", 100.0)], true),
+        ];
+        let groups = summarize(&runs);
+        let rows: Vec<(usize, &str, usize, f64)> = groups
+            .iter()
+            .map(|g| (g.cell, g.kind.as_str(), g.per_sec.n, g.per_sec.median))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                (0, "tas", 3, 20.0),
+                (0, "qspinlock", 3, 300.0),
+                (1, "tas", 2, 10.0),
+                (1, "qspinlock", 2, 100.0)
+            ]
+        );
+        let ns = groups[0].ns_per_op.median;
+        assert!((ns - 306_759_500.0 / 54669.0).abs() < 1e-9, "{ns}");
+        assert_eq!(
+            paired_ratios(&runs, 0, 1, "qspinlock", Metric::PerSec),
+            [2.0, 4.0]
+        );
+        assert_eq!(paired_ratios(&runs, 0, 1, "mcs", Metric::PerSec), [0.0; 0]);
+    }
+}
