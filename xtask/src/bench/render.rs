@@ -71,6 +71,21 @@ fn rate(v: f64) -> String {
     }
 }
 
+/// A rate on an axis, where the ticks are round: `1k`, `10M`, `2.5k`.
+fn axis_rate(v: f64) -> String {
+    let text = rate(v);
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &text[digits.len()..];
+    if digits.contains('.') {
+        format!(
+            "{}{unit}",
+            digits.trim_end_matches('0').trim_end_matches('.')
+        )
+    } else {
+        text
+    }
+}
+
 /// A time given in ns: `448 ns`, `1.27 µs`, `20.9 ms`, `1.50 s`.
 fn time(ns: f64) -> String {
     let a = ns.abs();
@@ -83,6 +98,11 @@ fn time(ns: f64) -> String {
     } else {
         format!("{ns:.0} ns")
     }
+}
+
+/// `1 rep`, `5 reps`.
+fn plural(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
 fn percent(fraction: f64) -> String {
@@ -242,11 +262,7 @@ fn ratio_lines(out: &mut String, report: &Report) {
             out.push_str("no round with both runs successful\n");
             continue;
         };
-        let rounds = format!(
-            "median of {} paired round{}",
-            s.n,
-            if s.n == 1 { "" } else { "s" }
-        );
+        let rounds = format!("median of {}", plural(s.n, "paired round"));
         match ratio.overhead_goal {
             Some(goal) => {
                 let overhead = 1.0 - s.median;
@@ -312,12 +328,12 @@ fn markdown(report: &Report) -> String {
     let _ = writeln!(out, "# Lock benchmark: `lockstorm`, PV on and off\n");
     let _ = writeln!(
         out,
-        "`{}` on {}: guest {} at commit {}; {} reps per cell, rounds interleaved; {boots} boots in {:.1} min.\n",
+        "`{}` on {}: guest {} at commit {}; {} per cell, rounds interleaved; {boots} boots in {:.1} min.\n",
         meta.command,
         meta.date,
         meta.guest.as_deref().unwrap_or("(no banner seen)"),
         meta.git,
-        meta.reps,
+        plural(meta.reps, "rep"),
         meta.wall.as_secs_f64() / 60.0
     );
     if meta.quick {
@@ -623,8 +639,8 @@ fn svg(report: &Report) -> Result<String> {
         let root = SVGBackend::with_string(&mut text, (WIDTH, height)).into_drawing_area();
         root.fill(&WHITE)?;
         let title = format!(
-            "lockstorm: contended throughput per lock kind, PV on vs off (bar: median of {} reps; whiskers: min..max)",
-            report.meta.reps
+            "lockstorm: contended throughput per lock kind, PV on vs off (bar: median of {}; whiskers: min..max)",
+            plural(report.meta.reps, "rep")
         );
         let root = root.titled(&title, (FONT, 17))?;
         if panels.is_empty() {
@@ -656,9 +672,12 @@ where
         .fold(f64::INFINITY, f64::min)
         .max(1.0);
     let high = spreads().map(|s| s.max).fold(1.0, f64::max);
-    // A decade below the lowest bar, and room above the highest for its
-    // value and the legend.
-    let (y_low, y_high) = (decade_below(low), decade_below(high) * 100.0);
+    // From a decade at or below the lowest whisker; the highest whisker
+    // and its value take the lower 70% of the height (log scale), the
+    // legend the rest; at least one decade.
+    let y_low = decade_below(low);
+    let used = (high * 1.3 / y_low).log10().max(0.7);
+    let y_high = y_low * 10f64.powf(used / 0.7);
     let mut chart = ChartBuilder::on(area)
         .caption(&panel.caption, (FONT, 15))
         .margin(8)
@@ -678,7 +697,7 @@ where
         .configure_mesh()
         .disable_x_mesh()
         .x_label_formatter(&x_label)
-        .y_label_formatter(&|y| rate(*y))
+        .y_label_formatter(&|y| axis_rate(*y))
         .y_desc("acquisitions / s")
         .label_style((FONT, 13))
         .draw()
@@ -701,16 +720,16 @@ where
             .map_err(|e| anyhow::anyhow!("{e}"))?
             .label(label)
             .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.filled()));
+        // Whiskers from min to max, with caps.
         chart
-            .draw_series(bars.iter().map(|b| {
-                ErrorBar::new_vertical(
-                    b.x + offset,
-                    b.spread.min,
-                    b.spread.median,
-                    b.spread.max,
-                    BLACK.stroke_width(1),
-                    10,
-                )
+            .draw_series(bars.iter().flat_map(|b| {
+                let (x, low, high, cap) = (b.x + offset, b.spread.min, b.spread.max, 0.05);
+                [
+                    vec![(x, low), (x, high)],
+                    vec![(x - cap, low), (x + cap, low)],
+                    vec![(x - cap, high), (x + cap, high)],
+                ]
+                .map(|points| PathElement::new(points, BLACK.stroke_width(1)))
             }))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let value_style =
@@ -756,6 +775,10 @@ mod tests {
         assert_eq!(rate(178_215.0), "178k");
         assert_eq!(rate(999_999.0), "1.00M");
         assert_eq!(rate(12_345_678.0), "12.3M");
+        assert_eq!(axis_rate(1000.0), "1k");
+        assert_eq!(axis_rate(10e6), "10M");
+        assert_eq!(axis_rate(2500.0), "2.5k");
+        assert_eq!(axis_rate(100.0), "100");
         assert_eq!(time(448.0), "448 ns");
         assert_eq!(time(1270.4), "1.27 µs");
         assert_eq!(time(106_496.0), "106 µs");
