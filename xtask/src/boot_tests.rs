@@ -199,6 +199,108 @@ pub const TESTS: &[BootTest] = &[
         checks: &[Below("boot time ", 50.0)],
         ..BASE
     },
+    // --- PV on TCG: no hypervisor, and no call the probing rules forbid ---
+    BootTest {
+        // Without EL2 any non-PSCI HVC is UNDEFINED: the probe must stop
+        // after PSCI_FEATURES says SMCCC 1.0.
+        name: "pv-report-tcg",
+        smp: 2,
+        app: "stealwatch",
+        app_args: &["ms=200", "expect=zero"],
+        checks: &[
+            Contains("pv: hypervisor none (SMCCC 1.0: PSCI_FEATURES(SMCCC_VERSION) = -1)"),
+            Contains("pv: probe calls: 0x8400000a(0x80000000)\n"),
+            Contains("locks: qspinlock waiters spin, then halt; kicked by IPI"),
+            Contains("stealwatch: steal clock absent"),
+        ],
+        ..BASE
+    },
+    BootTest {
+        name: "pv-report-tcg-el2",
+        smp: 2,
+        el2: true,
+        checks: &[
+            Contains("pv: hypervisor none (SMCCC 1.0"),
+            Contains("pv: probe calls: 0x8400000a(0x80000000)\n"),
+            Contains("passed, 0 failed"),
+        ],
+        ..BASE
+    },
+    BootTest {
+        name: "pv-off",
+        smp: 2,
+        bootargs: "pv=off",
+        checks: &[
+            Contains("pv: hypervisor not probed (pv=off: no hypercall issued)"),
+            Contains("pv: probe calls: none"),
+            Contains("locks: qspinlock waiters spin (pv.lock=off or pv=off)"),
+            Contains("passed, 0 failed"),
+        ],
+        ..BASE
+    },
+    BootTest {
+        name: "pv-bad-switch",
+        smp: 1,
+        bootargs: "pv.lock=on",
+        expect: USAGE,
+        checks: &[
+            Contains("bad value `on` for boot argument `pv.lock`"),
+            Contains("pv.lock=<off|v2|v3>"),
+        ],
+        ..BASE
+    },
+    // --- Locks: 10^6 acquisitions per kind, zero lost updates ---
+    BootTest {
+        name: "lock-stress-smp2",
+        smp: 2,
+        app: "lockstorm",
+        app_args: &["acq=1000000", "cs=0", "out=0"],
+        checks: &[
+            Contains("kind=tas slowpath=- cpus=2 cs=0 out=0 acquisitions=1000000 "),
+            Contains("kind=ticket slowpath=- cpus=2 cs=0 out=0 acquisitions=1000000 "),
+            Contains("kind=mcs slowpath=- cpus=2 cs=0 out=0 acquisitions=1000000 "),
+            Contains("kind=qspinlock slowpath=halt cpus=2 cs=0 out=0 acquisitions=1000000 "),
+        ],
+        ..BASE
+    },
+    BootTest {
+        // The spin-only qspinlock path (pv=off) under the same load.
+        name: "lock-stress-spin-smp2",
+        smp: 2,
+        bootargs: "pv=off",
+        app: "lockstorm",
+        app_args: &["kinds=qspinlock", "acq=1000000", "cs=0", "out=0"],
+        checks: &[Contains(
+            "kind=qspinlock slowpath=spin cpus=2 cs=0 out=0 acquisitions=1000000 ",
+        )],
+        ..BASE
+    },
+    BootTest {
+        // 4 vCPUs on 2 host cores: FIFO locks hand over to descheduled
+        // vCPU threads and manage a few thousand acquisitions a second (fewer
+        // on a busy machine), so they get 5*10^3 here; qspinlock (halting)
+        // and tas get 10^6.
+        name: "lock-stress-smp4",
+        smp: 4,
+        app: "lockstorm",
+        app_args: &["kinds=qspinlock,tas", "acq=1000000", "cs=0", "out=0"],
+        checks: &[
+            Contains("kind=qspinlock slowpath=halt cpus=4 cs=0 out=0 acquisitions=1000000 "),
+            Contains("kind=tas slowpath=- cpus=4 cs=0 out=0 acquisitions=1000000 "),
+        ],
+        ..BASE
+    },
+    BootTest {
+        name: "lock-stress-fifo-smp4",
+        smp: 4,
+        app: "lockstorm",
+        app_args: &["kinds=ticket,mcs", "acq=5000", "cs=0", "out=0"],
+        checks: &[
+            Contains("kind=ticket slowpath=- cpus=4 cs=0 out=0 acquisitions=5000 "),
+            Contains("kind=mcs slowpath=- cpus=4 cs=0 out=0 acquisitions=5000 "),
+        ],
+        ..BASE
+    },
     // loongarch64: the same contract.
     BootTest {
         name: "la-selftest-smp1",
@@ -262,6 +364,31 @@ pub const TESTS: &[BootTest] = &[
         checks: &[Contains("unknown app"), Contains("selftest")],
         ..LA
     },
+    BootTest {
+        name: "la-pv-report-tcg",
+        smp: 2,
+        app: "stealwatch",
+        app_args: &["ms=200", "expect=zero"],
+        checks: &[
+            Contains("pv: hypervisor none (IOCSR FEATURES bit 11 clear)"),
+            Contains("pv: probe calls: none"),
+            Contains("stealwatch: steal clock absent"),
+        ],
+        ..LA
+    },
+    BootTest {
+        name: "la-lock-stress-smp2",
+        smp: 2,
+        app: "lockstorm",
+        app_args: &["acq=1000000", "cs=0", "out=0"],
+        checks: &[
+            Contains("kind=tas slowpath=- cpus=2 cs=0 out=0 acquisitions=1000000 "),
+            Contains("kind=ticket slowpath=- cpus=2 cs=0 out=0 acquisitions=1000000 "),
+            Contains("kind=mcs slowpath=- cpus=2 cs=0 out=0 acquisitions=1000000 "),
+            Contains("kind=qspinlock slowpath=halt cpus=2 cs=0 out=0 acquisitions=1000000 "),
+        ],
+        ..LA
+    },
     // Real KVM (aarch64), nested in TCG: see xtask/src/nested_kvm.rs. A PV
     // test sets the host's settings, e.g.
     // `host: Host::NestedKvm(Settings { pv: Pv::Off, l1_load: 2 })`.
@@ -274,6 +401,90 @@ pub const TESTS: &[BootTest] = &[
             Contains("passed, 0 failed"),
             Contains("CPUs online: 2"),
             Lacks("panicked"),
+        ],
+        ..BASE
+    },
+    BootTest {
+        // Issue 4 on real KVM: upstream KVM offers PV time only, and the
+        // probe follows the rules (UID before vendor calls; 0x86000001,
+        // PTP upstream, never without pv.lock=v3).
+        name: "kvm-pv-report",
+        host: NESTED_KVM,
+        smp: 2,
+        app: "stealwatch",
+        app_args: &["ms=200"],
+        checks: &[
+            Contains("pv: hypervisor KVM (SMCCC 1.1, KVM vendor UID"),
+            Contains("time: used (record at"),
+            Contains("lock: not offered (ARCH_FEATURES(0xc6000020) = -1"),
+            Contains("sched: not offered (ARCH_FEATURES(0xc5000090) = -1)"),
+            Contains(
+                "pv: probe calls: 0x8400000a(0x80000000), 0x80000000, 0x8600ff01, 0x86000000,",
+            ),
+            // Issued, it would be listed with its argument: "0x86000001(0x0)".
+            Lacks("0x86000001("),
+            Contains("stealwatch: steal clock used"),
+        ],
+        ..BASE
+    },
+    BootTest {
+        // Two busy loops in L1 steal real time from both vCPUs.
+        name: "kvm-steal-under-l1-load",
+        host: Host::NestedKvm(Settings {
+            pv: Pv::On,
+            l1_load: 2,
+        }),
+        smp: 2,
+        app: "stealwatch",
+        app_args: &["ms=2000", "expect=steal"],
+        checks: &[
+            Contains("stealwatch: cpu=0 steal_ns="),
+            Contains("stealwatch: cpu=1 steal_ns="),
+            Lacks("monotonic=no"),
+        ],
+        ..BASE
+    },
+    BootTest {
+        // kvm-steal-time=off: the guest reports PV time absent, steal stays 0.
+        name: "kvm-pv-time-off",
+        host: Host::NestedKvm(Settings {
+            pv: Pv::Off,
+            l1_load: 2,
+        }),
+        smp: 2,
+        app: "stealwatch",
+        app_args: &["ms=1000", "expect=zero"],
+        checks: &[
+            Contains("time: not offered (PV_TIME_FEATURES(PV_TIME_ST) = -1)"),
+            Contains("stealwatch: steal clock absent"),
+        ],
+        ..BASE
+    },
+    BootTest {
+        // 10^6 acquisitions with 4 vCPUs on 2 L1 CPUs: zero lost updates.
+        name: "kvm-lock-stress-smp4",
+        host: NESTED_KVM,
+        smp: 4,
+        app: "lockstorm",
+        app_args: &["kinds=qspinlock,tas", "acq=1000000", "cs=0", "out=0"],
+        checks: &[
+            Contains("kind=qspinlock slowpath=halt cpus=4 cs=0 out=0 acquisitions=1000000 "),
+            Contains("kind=tas slowpath=- cpus=4 cs=0 out=0 acquisitions=1000000 "),
+        ],
+        ..BASE
+    },
+    BootTest {
+        // FIFO locks manage only ~400-1000 acquisitions/s under this
+        // overcommit (every hand-over may wait for a descheduled vCPU), so
+        // 10^6 would take 15-40 minutes: 10^4 each, still checked for losses.
+        name: "kvm-lock-stress-fifo-smp4",
+        host: NESTED_KVM,
+        smp: 4,
+        app: "lockstorm",
+        app_args: &["kinds=ticket,mcs", "acq=10000", "cs=0", "out=0"],
+        checks: &[
+            Contains("kind=ticket slowpath=- cpus=4 cs=0 out=0 acquisitions=10000 "),
+            Contains("kind=mcs slowpath=- cpus=4 cs=0 out=0 acquisitions=10000 "),
         ],
         ..BASE
     },
