@@ -28,3 +28,5 @@ pub use lock::{
 
 #[cfg(all(test, loom))]
 mod model;
+#[cfg(test)]
+mod test_platform;

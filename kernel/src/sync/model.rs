@@ -7,68 +7,13 @@
 //! (`cargo xtask test` does, in its own target directory).
 
 use loom::cell::UnsafeCell;
-use loom::sync::atomic::AtomicBool;
 use loom::sync::Arc;
 use loom::thread;
 
-use super::atomic::Ordering;
 use super::mcs::{McsCpuNodes, McsLock};
-use super::qspinlock::{McsNode, Platform, PvHash, QSpinLock, MAX_NODES, PV_HASH_SLOTS};
+use super::qspinlock::QSpinLock;
+use super::test_platform::{shared, Cpu};
 use super::ticket::TicketLock;
-
-struct Shared {
-    nodes: Vec<[McsNode; MAX_NODES]>,
-    hash: PvHash<PV_HASH_SLOTS>,
-    pv: bool,
-    preempted: Vec<AtomicBool>,
-    counter: UnsafeCell<u32>,
-}
-
-/// One loom thread playing one CPU.
-struct Cpu {
-    id: usize,
-    shared: Arc<Shared>,
-}
-
-impl Platform for Cpu {
-    fn cpu(&self) -> usize {
-        self.id
-    }
-    fn node(&self, cpu: usize, idx: usize) -> &McsNode {
-        &self.shared.nodes[cpu][idx]
-    }
-    fn hash(&self) -> &PvHash<PV_HASH_SLOTS> {
-        &self.shared.hash
-    }
-    fn pv(&self) -> bool {
-        self.shared.pv
-    }
-    /// A halt that ends at the next scheduling point: the contract allows
-    /// `wait` to return early, and the kernel's tick bounds every halt.
-    fn wait(&self, still: &dyn Fn() -> bool) {
-        if still() {
-            thread::yield_now();
-        }
-    }
-    /// Kicks are implied by `wait` ending on its own.
-    fn kick(&self, _: usize) {}
-    fn vcpu_is_preempted(&self, cpu: usize) -> bool {
-        self.shared.preempted[cpu].load(Ordering::Relaxed)
-    }
-}
-
-fn shared(cpus: usize, pv: bool) -> Arc<Shared> {
-    Arc::new(Shared {
-        nodes: (0..cpus)
-            .map(|_| core::array::from_fn(|_| McsNode::new()))
-            .collect(),
-        hash: PvHash::new(),
-        pv,
-        // CPU 1 reads as preempted: exercises the early-halt path.
-        preempted: (0..cpus).map(|c| AtomicBool::new(c == 1)).collect(),
-        counter: UnsafeCell::new(0),
-    })
-}
 
 fn model(preemption_bound: usize, f: impl Fn() + Sync + Send + 'static) {
     let mut builder = loom::model::Builder::new();
@@ -84,36 +29,37 @@ fn qspinlock(cpus: usize, rounds: u32, pv: bool, bound: usize) {
     model(bound, move || {
         let shared = shared(cpus, pv);
         let lock = Arc::new(QSpinLock::new());
+        let counter = Arc::new(UnsafeCell::new(0u32));
         let threads: Vec<_> = (1..cpus)
             .map(|id| {
                 let cpu = Cpu {
                     id,
                     shared: Arc::clone(&shared),
                 };
-                let lock = Arc::clone(&lock);
-                thread::spawn(move || critical_sections(&cpu, &lock, rounds))
+                let (lock, counter) = (Arc::clone(&lock), Arc::clone(&counter));
+                thread::spawn(move || critical_sections(&cpu, &lock, &counter, rounds))
             })
             .collect();
         let cpu0 = Cpu {
             id: 0,
             shared: Arc::clone(&shared),
         };
-        critical_sections(&cpu0, &lock, rounds);
+        critical_sections(&cpu0, &lock, &counter, rounds);
         for t in threads {
             t.join().unwrap();
         }
         // SAFETY: every thread has been joined.
-        let total = shared.counter.with(|c| unsafe { *c });
+        let total = counter.with(|c| unsafe { *c });
         assert_eq!(total, cpus as u32 * rounds);
         assert!(!lock.is_locked());
     });
 }
 
-fn critical_sections(cpu: &Cpu, lock: &QSpinLock, rounds: u32) {
+fn critical_sections(cpu: &Cpu, lock: &QSpinLock, counter: &UnsafeCell<u32>, rounds: u32) {
     for _ in 0..rounds {
         lock.lock(cpu);
         // SAFETY: the lock orders these accesses; loom checks that it does.
-        cpu.shared.counter.with_mut(|c| unsafe { *c += 1 });
+        counter.with_mut(|c| unsafe { *c += 1 });
         lock.unlock(cpu);
     }
 }

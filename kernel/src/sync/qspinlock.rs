@@ -668,62 +668,11 @@ impl Mode for Pv {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
+    use super::super::test_platform::{shared, Cpu};
     use super::*;
     use std::sync::atomic::AtomicBool;
     use std::sync::Arc;
     use std::thread;
-
-    /// Threads as CPUs: each test thread owns a `Cpu` view of shared state.
-    struct Shared {
-        nodes: Vec<[McsNode; MAX_NODES]>,
-        hash: PvHash<PV_HASH_SLOTS>,
-        pv: bool,
-        preempted: Vec<AtomicBool>,
-    }
-
-    struct Cpu {
-        id: usize,
-        shared: Arc<Shared>,
-    }
-
-    impl Platform for Cpu {
-        fn cpu(&self) -> usize {
-            self.id
-        }
-        fn node(&self, cpu: usize, idx: usize) -> &McsNode {
-            &self.shared.nodes[cpu][idx]
-        }
-        fn hash(&self) -> &PvHash<PV_HASH_SLOTS> {
-            &self.shared.hash
-        }
-        fn pv(&self) -> bool {
-            self.shared.pv
-        }
-        fn wait(&self, still: &dyn Fn() -> bool) {
-            // A bounded halt: the kernel's tick ends every wait.
-            for _ in 0..1000 {
-                if !still() {
-                    return;
-                }
-                thread::yield_now();
-            }
-        }
-        fn kick(&self, _: usize) {}
-        fn vcpu_is_preempted(&self, cpu: usize) -> bool {
-            self.shared.preempted[cpu].load(Ordering::Relaxed)
-        }
-    }
-
-    fn shared(cpus: usize, pv: bool) -> Arc<Shared> {
-        Arc::new(Shared {
-            nodes: (0..cpus)
-                .map(|_| [const { McsNode::new() }; MAX_NODES])
-                .collect(),
-            hash: PvHash::new(),
-            pv,
-            preempted: (0..cpus).map(|c| AtomicBool::new(c % 2 == 1)).collect(),
-        })
-    }
 
     #[test]
     fn word_layout() {
