@@ -494,6 +494,10 @@ pub const TESTS: &[BootTest] = &[
         host: NESTED_KVM,
         smp: 4,
         checks: &[
+            Contains("pv: hypervisor KVM (SMCCC 1.1, KVM vendor UID"),
+            Contains("time: used (record at"),
+            Contains("lock: not offered"),
+            Contains("sched: not offered"),
             Contains("passed, 0 failed"),
             Contains("CPUs online: 4"),
             Lacks("panicked"),
