@@ -167,9 +167,9 @@ impl Cell {
     /// A rough time for one boot, for the estimate printed up front.
     fn estimate(self) -> Duration {
         match self.host {
-            HostKind::Tcg => Duration::from_secs(2),
+            HostKind::Tcg => Duration::from_millis(1500),
             // L1 boots under TCG first, then the guest under KVM in it.
-            HostKind::NestedKvm => Duration::from_secs(16),
+            HostKind::NestedKvm => Duration::from_secs(15),
         }
     }
 }
