@@ -24,6 +24,7 @@
 //! the suite then still reports what it measured, and exits 1.
 
 use std::fmt::Write as _;
+use std::fs;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant, SystemTime};
@@ -51,6 +52,8 @@ const SMP_NO_OVERCOMMIT: u8 = 2;
 /// The PV-on overhead the issue hopes for without overcommit (reported,
 /// never asserted).
 pub const OVERHEAD_GOAL: f64 = 0.02;
+/// The guest the suite boots, copied into `target/bench/` at the start.
+const GUEST_COPY: &str = "locks-guest.elf";
 /// Console lines kept from a failed run.
 const TAIL_LINES: usize = 30;
 
@@ -266,6 +269,7 @@ pub struct Meta {
     /// The commit, `-dirty` with uncommitted changes to tracked files.
     pub git: String,
     pub qemu: String,
+    /// The ELF built (or given); the suite boots a copy of it.
     pub image: PathBuf,
     pub wall: Duration,
 }
@@ -287,10 +291,17 @@ pub fn main(options: Options) -> Result<ExitCode> {
         let args: Vec<String> = std::env::args().skip(1).collect();
         format!("cargo xtask {}", cmd::quote(&args))
     };
-    let image = match &options.image {
+    let built = match &options.image {
         Some(image) => image.clone(),
         None => build::image(Arch::Aarch64)?,
     };
+    // Boot a copy: a build during the run (`cargo xtask test` in another
+    // shell) would otherwise change the guest between rounds.
+    let dir = cmd::target_dir().join("bench");
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let image = dir.join(GUEST_COPY);
+    fs::copy(&built, &image)
+        .with_context(|| format!("copying {} to {}", built.display(), image.display()))?;
     let git = git_version();
     let qemu = qemu_version();
 
@@ -352,7 +363,7 @@ pub fn main(options: Options) -> Result<ExitCode> {
             guest: guest_version,
             git,
             qemu,
-            image,
+            image: built,
             wall,
         },
         cells,
@@ -360,7 +371,6 @@ pub fn main(options: Options) -> Result<ExitCode> {
         groups,
         ratios,
     };
-    let dir = cmd::target_dir().join("bench");
     let files = render::write(&report, &dir)?;
     println!("{}", files.markdown_text);
     eprintln!(

@@ -386,7 +386,7 @@ fn markdown(report: &Report) -> String {
     let _ = writeln!(out, "\n## How it ran\n");
     let _ = writeln!(
         out,
-        "- command: `{}`; image `{}`; L0 QEMU: {}{}",
+        "- command: `{}`; guest `{}` (copied to `target/bench/` at the start, booted from there); L0 QEMU: {}{}",
         meta.command,
         meta.image.display(),
         meta.qemu,
