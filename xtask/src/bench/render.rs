@@ -126,6 +126,7 @@ fn host_title(host: HostKind) -> &'static str {
         HostKind::NestedKvm => {
             "nested-kvm: QEMU+KVM in an L1 Linux under TCG (aarch64), L1 has 2 CPUs"
         }
+        HostKind::Pvhost => "pvhost: lodger's EL2 host under TCG (aarch64), no preemption",
     }
 }
 
@@ -675,10 +676,10 @@ where
         .fold(f64::INFINITY, f64::min)
         .max(1.0);
     let high = spreads().map(|s| s.max).fold(1.0, f64::max);
-    // From a decade at or below the lowest whisker; the highest whisker
-    // and its value take the lower 70% of the height (log scale), the
-    // legend the rest; at least one decade.
-    let y_low = decade_below(low);
+    // From the decade below the lowest whisker (strictly below: a bar on
+    // the axis would have no height); the highest whisker and its value
+    // take the lower 70% of the height (log scale), the legend the rest.
+    let y_low = decade_below(low * 0.8);
     let used = (high * 1.3 / y_low).log10().max(0.7);
     let y_high = y_low * 10f64.powf(used / 0.7);
     let mut chart = ChartBuilder::on(area)
@@ -701,6 +702,8 @@ where
         .disable_x_mesh()
         .x_label_formatter(&x_label)
         .y_label_formatter(&|y| axis_rate(*y))
+        // Decades only: with more labels plotters labels every 1..9 step.
+        .y_labels(4)
         .y_desc("acquisitions / s")
         .label_style((FONT, 13))
         .draw()
