@@ -702,8 +702,9 @@ where
         .disable_x_mesh()
         .x_label_formatter(&x_label)
         .y_label_formatter(&|y| axis_rate(*y))
-        // Decades only: with more labels plotters labels every 1..9 step.
-        .y_labels(4)
+        // Every decade (up to 8) and nothing between: from a hint of 10
+        // plotters labels every 1..9 step, below the decades' count it skips.
+        .y_labels(8)
         .y_desc("acquisitions / s")
         .label_style((FONT, 13))
         .draw()
