@@ -20,20 +20,22 @@
 pub mod abi;
 pub mod pv;
 
-#[cfg(target_arch = "aarch64")]
+// The platform code (feature `platform`, on by default): without it the
+// crate is only the ABI and the probe logic, for pvhost (`host/`).
+#[cfg(all(feature = "platform", target_arch = "aarch64"))]
 pub mod aarch64;
-#[cfg(target_arch = "aarch64")]
+#[cfg(all(feature = "platform", target_arch = "aarch64"))]
 pub use aarch64::Aarch64 as Current;
 
-#[cfg(target_arch = "loongarch64")]
+#[cfg(all(feature = "platform", target_arch = "loongarch64"))]
 pub mod loongarch64;
-#[cfg(target_arch = "loongarch64")]
+#[cfg(all(feature = "platform", target_arch = "loongarch64"))]
 pub use loongarch64::Loongarch64 as Current;
 
 // Unit tests of the kernel's logic run on the development machine.
-#[cfg(not(target_os = "none"))]
+#[cfg(all(feature = "platform", not(target_os = "none")))]
 pub mod hosted;
-#[cfg(not(target_os = "none"))]
+#[cfg(all(feature = "platform", not(target_os = "none")))]
 pub use hosted::Hosted as Current;
 
 /// The most CPUs lodger brings up; the FDT may list more, the rest stay off.
