@@ -7,6 +7,7 @@
 use crate::arch::Arch;
 use crate::host::{Host, Pv};
 use crate::nested_kvm::Settings;
+use crate::pvhost;
 
 use Check::{Below, Contains, Lacks};
 
@@ -504,6 +505,77 @@ pub const TESTS: &[BootTest] = &[
         ],
         ..BASE
     },
+    // pvhost (host/): lodger's own EL2 host with PV time, PV lock v2 and PV
+    // sched, and a preemption injector; see xtask/src/pvhost.rs. 10% of
+    // every 10 ms is stolen from each vCPU (all at once: no lock holder is
+    // preempted while its waiters run, which FIFO locks could not bear).
+    BootTest {
+        name: "pvhost-selftest-smp1",
+        host: PVHOST_STEAL,
+        smp: 1,
+        checks: PVHOST_SELFTEST_CHECKS,
+        ..BASE
+    },
+    BootTest {
+        name: "pvhost-selftest-smp2",
+        host: PVHOST_STEAL,
+        smp: 2,
+        checks: PVHOST_SELFTEST_CHECKS,
+        ..BASE
+    },
+    BootTest {
+        name: "pvhost-selftest-smp4",
+        host: PVHOST_STEAL,
+        smp: 4,
+        checks: PVHOST_SELFTEST_CHECKS,
+        ..BASE
+    },
+    BootTest {
+        // pvhost.pv=off: the guest finds KVM and nothing else, runs native.
+        name: "pvhost-abis-off",
+        host: Host::Pvhost(pvhost::Settings {
+            pv: Pv::Off,
+            steal: "none",
+        }),
+        smp: 2,
+        checks: &[
+            Contains("pv: hypervisor KVM (SMCCC 1.1, KVM vendor UID, features 0x1)"),
+            Contains("time: not offered (PV_TIME_FEATURES(PV_TIME_ST) = -1)"),
+            Contains("lock: not offered (ARCH_FEATURES(0xc6000020) = -1)"),
+            Contains("sched: not offered (ARCH_FEATURES(0xc5000090) = -1)"),
+            Contains("passed, 0 failed"),
+        ],
+        ..BASE
+    },
+    BootTest {
+        // The guest's pv=off: pvhost sees no PV call at all.
+        name: "pvhost-guest-pv-off",
+        host: Host::Pvhost(pvhost::Settings::DEFAULT),
+        smp: 2,
+        bootargs: "pv=off",
+        checks: &[
+            Contains("pv: hypervisor not probed (pv=off: no hypercall issued)"),
+            Contains("passed, 0 failed"),
+            Contains("pvhost: cpu=0 preemptions=0 stolen_ns=0 pv_calls=0\n"),
+            Contains("pvhost: cpu=1 preemptions=0 stolen_ns=0 pv_calls=0\n"),
+        ],
+        ..BASE
+    },
+    BootTest {
+        // Every CPU busy: each sees its stolen time in the PV time record.
+        name: "pvhost-stealwatch-smp2",
+        host: PVHOST_STEAL,
+        smp: 2,
+        app: "stealwatch",
+        app_args: &["ms=500", "expect=steal"],
+        checks: &[
+            Contains("stealwatch: steal clock used"),
+            Contains("stealwatch: cpu=1 steal_ns="),
+            Lacks("monotonic=no"),
+            Contains("pvhost: cpu=1 preemptions="),
+        ],
+        ..BASE
+    },
 ];
 
 /// Real KVM with PV on (`kvm-steal-time=on`) and no load in L1.
@@ -511,6 +583,25 @@ const NESTED_KVM: Host = Host::NestedKvm(Settings {
     pv: Pv::On,
     l1_load: 0,
 });
+
+/// pvhost offering everything, stealing 10% of every 10 ms from each vCPU.
+const PVHOST_STEAL: Host = Host::Pvhost(pvhost::Settings {
+    pv: Pv::On,
+    steal: "periodic:10000,10",
+});
+
+/// What every selftest under pvhost shows: KVM with all three ABIs used,
+/// the halting qspinlock kicked through PV sched, and CPU 0 preempted.
+const PVHOST_SELFTEST_CHECKS: &[Check] = &[
+    Contains("pv: hypervisor KVM (SMCCC 1.1, KVM vendor UID, features 0x1)"),
+    Contains("time: used (record at"),
+    Contains("lock: used (v2)"),
+    Contains("sched: used (with KICK_CPU)"),
+    Contains("locks: qspinlock waiters spin, then halt; kicked by PV sched KICK_CPU"),
+    Contains("passed, 0 failed"),
+    Contains("pvhost: cpu=0 preemptions="),
+    Lacks("pvhost: cpu=0 preemptions=0 "),
+];
 
 /// loongarch64 entries start from here.
 const LA: BootTest = BootTest {

@@ -6,6 +6,7 @@
 //! in [`crate::qemu::Boot::command`]. Settings only exist on the hosts they
 //! mean something to, so `--pv` on TCG is an error, not silently ignored.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
@@ -13,6 +14,7 @@ use clap::ValueEnum;
 
 use crate::arch::Arch;
 use crate::nested_kvm::{self, L1};
+use crate::pvhost;
 
 /// `--host`: the kinds of host, as the command line names them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -22,6 +24,9 @@ pub enum HostKind {
     /// Real KVM: QEMU+KVM inside a Linux (L1) that runs under QEMU TCG with
     /// `virtualization=on` (aarch64 only).
     NestedKvm,
+    /// pvhost (`host/`), lodger's own EL2 host offering PV time, PV lock v2
+    /// and PV sched, under QEMU TCG with `virtualization=on` (aarch64 only).
+    Pvhost,
 }
 
 /// `--pv`: whether the host offers the guest its paravirtual interfaces.
@@ -45,16 +50,25 @@ impl Pv {
 pub enum Host {
     Tcg,
     NestedKvm(nested_kvm::Settings),
+    Pvhost(pvhost::Settings),
 }
 
 /// The most busy loops `--l1-load` starts (L1 has 2 CPUs).
 pub const MAX_L1_LOAD: u8 = 16;
 
 impl Host {
-    /// The host `--host KIND` names, with its settings from `--pv` and
-    /// `--l1-load` (`None`: not given). A setting the host does not have is
-    /// an error.
-    pub fn from_args(kind: HostKind, pv: Option<Pv>, l1_load: Option<u8>) -> Result<Host> {
+    /// The host `--host KIND` names, with its settings from `--pv`,
+    /// `--l1-load` and `--steal` (`None`: not given). A setting the host does
+    /// not have is an error.
+    pub fn from_args(
+        kind: HostKind,
+        pv: Option<Pv>,
+        l1_load: Option<u8>,
+        steal: Option<&str>,
+    ) -> Result<Host> {
+        if steal.is_some() && kind != HostKind::Pvhost {
+            bail!("--steal only with --host pvhost (the only host that preempts on a schedule)");
+        }
         match kind {
             HostKind::Tcg => {
                 let given: Vec<&str> = [pv.map(|_| "--pv"), l1_load.map(|_| "--l1-load")]
@@ -68,6 +82,23 @@ impl Host {
                     );
                 }
                 Ok(Host::Tcg)
+            }
+            HostKind::Pvhost => {
+                if l1_load.is_some() {
+                    bail!("--l1-load only with --host nested-kvm (pvhost has no L1)");
+                }
+                let steal = match steal {
+                    Some(policy) => {
+                        pvhost::check_steal(policy)?;
+                        // Settings are Copy and live for the whole run.
+                        &*Box::leak(policy.to_owned().into_boxed_str())
+                    }
+                    None => pvhost::Settings::DEFAULT.steal,
+                };
+                Ok(Host::Pvhost(pvhost::Settings {
+                    pv: pv.unwrap_or(pvhost::Settings::DEFAULT.pv),
+                    steal,
+                }))
             }
             HostKind::NestedKvm => {
                 let defaults = nested_kvm::Settings::DEFAULT;
@@ -87,6 +118,19 @@ impl Host {
     pub fn check(self, arch: Arch, el2: bool) -> Result<()> {
         match self {
             Host::Tcg => {}
+            Host::Pvhost(_) => {
+                if arch != Arch::Aarch64 {
+                    bail!(
+                        "--host pvhost runs aarch64 guests only (not {}): pvhost is an arm64 EL2 host",
+                        arch.name()
+                    );
+                }
+                if el2 {
+                    bail!(
+                        "--el2 is not available with --host pvhost: the guest runs at EL1 under it"
+                    );
+                }
+            }
             Host::NestedKvm(_) => {
                 if arch != Arch::Aarch64 {
                     bail!(
@@ -106,7 +150,7 @@ impl Host {
     /// How long a run may take unless `--timeout` says otherwise.
     pub fn default_timeout(self) -> Duration {
         match self {
-            Host::Tcg => Duration::from_secs(60),
+            Host::Tcg | Host::Pvhost(_) => Duration::from_secs(60),
             // L1 boots under TCG first (2-3 s here); a loaded L1 slows
             // the guest down on purpose.
             Host::NestedKvm(_) => Duration::from_secs(180),
@@ -117,7 +161,7 @@ impl Host {
     /// marker.
     pub fn power_off_grace(self) -> Duration {
         match self {
-            Host::Tcg => Duration::from_secs(5),
+            Host::Tcg | Host::Pvhost(_) => Duration::from_secs(5),
             // Then the guest's QEMU exits and L1 powers off, next to the
             // busy loops of `--l1-load` (under 1 s with 4 of them here).
             Host::NestedKvm(_) => Duration::from_secs(15),
@@ -130,6 +174,7 @@ impl Host {
 #[derive(Default)]
 pub struct Preparations {
     l1: Option<Result<L1, String>>,
+    pvhost: Option<Result<PathBuf, String>>,
 }
 
 impl Preparations {
@@ -139,6 +184,15 @@ impl Preparations {
             .get_or_insert_with(|| L1::prepare().map_err(|e| format!("{e:#}")))
             .as_ref()
             .map_err(|e| anyhow!("preparing the nested-KVM L1 failed: {e}"))
+    }
+
+    /// pvhost's EL2 image, built once.
+    pub fn pvhost(&mut self) -> Result<&Path> {
+        self.pvhost
+            .get_or_insert_with(|| pvhost::build().map_err(|e| format!("{e:#}")))
+            .as_ref()
+            .map(PathBuf::as_path)
+            .map_err(|e| anyhow!("building pvhost failed: {e}"))
     }
 }
 
@@ -150,37 +204,37 @@ mod tests {
     #[test]
     fn settings_belong_to_their_host() {
         assert_eq!(
-            Host::from_args(HostKind::Tcg, None, None).unwrap(),
+            Host::from_args(HostKind::Tcg, None, None, None).unwrap(),
             Host::Tcg
         );
-        let err = Host::from_args(HostKind::Tcg, Some(Pv::Off), None).unwrap_err();
+        let err = Host::from_args(HostKind::Tcg, Some(Pv::Off), None, None).unwrap_err();
         assert!(
             err.to_string()
                 .starts_with("--pv only with --host nested-kvm"),
             "{err}"
         );
-        let err = Host::from_args(HostKind::Tcg, Some(Pv::On), Some(0)).unwrap_err();
+        let err = Host::from_args(HostKind::Tcg, Some(Pv::On), Some(0), None).unwrap_err();
         assert!(
             err.to_string().starts_with("--pv and --l1-load only"),
             "{err}"
         );
-        assert!(Host::from_args(HostKind::Tcg, None, Some(2)).is_err());
+        assert!(Host::from_args(HostKind::Tcg, None, Some(2), None).is_err());
 
         assert_eq!(
-            Host::from_args(HostKind::NestedKvm, None, None).unwrap(),
+            Host::from_args(HostKind::NestedKvm, None, None, None).unwrap(),
             Host::NestedKvm(Settings {
                 pv: Pv::On,
                 l1_load: 0
             })
         );
         assert_eq!(
-            Host::from_args(HostKind::NestedKvm, Some(Pv::Off), Some(2)).unwrap(),
+            Host::from_args(HostKind::NestedKvm, Some(Pv::Off), Some(2), None).unwrap(),
             Host::NestedKvm(Settings {
                 pv: Pv::Off,
                 l1_load: 2
             })
         );
-        assert!(Host::from_args(HostKind::NestedKvm, None, Some(MAX_L1_LOAD + 1)).is_err());
+        assert!(Host::from_args(HostKind::NestedKvm, None, Some(MAX_L1_LOAD + 1), None).is_err());
     }
 
     #[test]
@@ -193,5 +247,37 @@ mod tests {
         assert!(Host::Tcg.check(Arch::Aarch64, true).is_ok());
         assert!(Host::Tcg.check(Arch::Loongarch64, true).is_err());
         assert!(nested.default_timeout() > Host::Tcg.default_timeout());
+    }
+
+    #[test]
+    fn pvhost_takes_pv_and_steal() {
+        let host = Host::from_args(
+            HostKind::Pvhost,
+            Some(Pv::Off),
+            None,
+            Some("periodic:1000,50"),
+        );
+        assert_eq!(
+            host.unwrap(),
+            Host::Pvhost(pvhost::Settings {
+                pv: Pv::Off,
+                steal: "periodic:1000,50"
+            })
+        );
+        assert_eq!(
+            Host::from_args(HostKind::Pvhost, None, None, None).unwrap(),
+            Host::Pvhost(pvhost::Settings::DEFAULT)
+        );
+        assert!(Host::from_args(HostKind::Pvhost, None, Some(1), None).is_err());
+        assert!(Host::from_args(HostKind::Pvhost, None, None, Some("often")).is_err());
+        let err = Host::from_args(HostKind::Tcg, None, None, Some("none")).unwrap_err();
+        assert!(
+            err.to_string().contains("--steal only with --host pvhost"),
+            "{err}"
+        );
+        let pvhost = Host::Pvhost(pvhost::Settings::DEFAULT);
+        assert!(pvhost.check(Arch::Aarch64, false).is_ok());
+        assert!(pvhost.check(Arch::Aarch64, true).is_err());
+        assert!(pvhost.check(Arch::Loongarch64, false).is_err());
     }
 }

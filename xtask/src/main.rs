@@ -21,6 +21,7 @@ mod debian;
 mod guest;
 mod host;
 mod nested_kvm;
+mod pvhost;
 mod qemu;
 mod run;
 mod test;

@@ -25,6 +25,7 @@ use crate::cmd::{self, ScratchDir};
 use crate::guest::{self, Console};
 use crate::host::{Host, Preparations};
 use crate::nested_kvm;
+use crate::pvhost;
 
 /// Guest memory, enough for the kernel's heap and per-CPU stacks. The same
 /// on every host, so that only the host differs between runs.
@@ -58,6 +59,11 @@ impl Boot {
                 grace: self.host.power_off_grace(),
             }),
             Host::NestedKvm(settings) => nested_kvm::launch(self, settings, prep.l1()?),
+            Host::Pvhost(settings) => Ok(Launch {
+                command: pvhost::command(self, settings, prep.pvhost()?)?,
+                scratch: None,
+                grace: self.host.power_off_grace(),
+            }),
         }
     }
 

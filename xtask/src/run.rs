@@ -26,7 +26,8 @@ pub struct Args {
     /// Where the guest runs.
     #[arg(long, value_enum, default_value_t = HostKind::Tcg)]
     host: HostKind,
-    /// nested-kvm: the guest's PV interfaces (`-cpu host,kvm-steal-time=on|off`) [default: on]
+    /// nested-kvm: the guest's PV interfaces (`-cpu host,kvm-steal-time=on|off`);
+    /// pvhost: PV time, PV lock and PV sched offered or not [default: on]
     #[arg(long, value_enum, value_name = "on|off")]
     pv: Option<Pv>,
     /// nested-kvm: busy loops started in L1 before the guest, so that its
@@ -34,6 +35,11 @@ pub struct Args {
     #[arg(long, value_name = "K",
           value_parser = clap::value_parser!(u8).range(0..=i64::from(MAX_L1_LOAD)))]
     l1_load: Option<u8>,
+    /// pvhost: the preemption injector's policy: none,
+    /// periodic:PERIOD_US,SHARE_PCT[,PHASE_US] or
+    /// random:SEED,MEAN_RUN_US,MEAN_STEAL_US [default: none]
+    #[arg(long, value_name = "POLICY")]
+    steal: Option<String>,
     /// The app the kernel runs (boot argument `app=NAME`).
     #[arg(long, default_value = "selftest", value_name = "NAME")]
     app: String,
@@ -64,7 +70,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
     // Check the command line before spending time on a build; a bad one
     // exits 2, as clap's own errors do.
     let checked = guest::bootargs(&args.app, &args.bootargs, &args.args).and_then(|bootargs| {
-        let host = Host::from_args(args.host, args.pv, args.l1_load)?;
+        let host = Host::from_args(args.host, args.pv, args.l1_load, args.steal.as_deref())?;
         host.check(args.arch, args.el2)?;
         Ok((bootargs, host))
     });

@@ -152,6 +152,7 @@ fn host_steps() -> Vec<(String, Command)> {
             steps.push((format!("clippy-boot-{}", arch.name()), clippy));
         }
     }
+    steps.push(("clippy-pvhost".into(), crate::pvhost::clippy()));
     steps
 }
 

@@ -104,6 +104,7 @@ pub fn host_name(host: HostKind) -> &'static str {
     match host {
         HostKind::Tcg => "tcg",
         HostKind::NestedKvm => "nested-kvm",
+        HostKind::Pvhost => "pvhost",
     }
 }
 
@@ -131,6 +132,8 @@ impl Cell {
                 pv: self.pv,
                 l1_load,
             }),
+            // PV on and off is the guest's switch (`pv=off`) here.
+            HostKind::Pvhost => Host::Pvhost(crate::pvhost::Settings::DEFAULT),
         }
     }
 
@@ -170,7 +173,7 @@ impl Cell {
     /// A rough time for one boot, for the estimate printed up front.
     fn estimate(self) -> Duration {
         match self.host {
-            HostKind::Tcg => Duration::from_millis(1500),
+            HostKind::Tcg | HostKind::Pvhost => Duration::from_millis(1500),
             // L1 boots under TCG first, then the guest under KVM in it.
             HostKind::NestedKvm => Duration::from_secs(15),
         }
