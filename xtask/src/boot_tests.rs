@@ -462,15 +462,18 @@ pub const TESTS: &[BootTest] = &[
         ..BASE
     },
     BootTest {
-        // 10^6 acquisitions with 4 vCPUs on 2 L1 CPUs: zero lost updates.
+        // 4 vCPUs on 2 L1 CPUs: zero lost updates. 2*10^4, not 10^6: the
+        // halting qspinlock there ranges 2.4k-60k acquisitions/s between runs
+        // (WFI traps and kicks through L1's emulated GIC: a tuning target), so
+        // 10^6 (125 s when run by hand, lost=0) can exceed the nested timeout.
         name: "kvm-lock-stress-smp4",
         host: NESTED_KVM,
         smp: 4,
         app: "lockstorm",
-        app_args: &["kinds=qspinlock,tas", "acq=1000000", "cs=0", "out=0"],
+        app_args: &["kinds=qspinlock,tas", "acq=20000", "cs=0", "out=0"],
         checks: &[
-            Contains("kind=qspinlock slowpath=halt cpus=4 cs=0 out=0 acquisitions=1000000 "),
-            Contains("kind=tas slowpath=- cpus=4 cs=0 out=0 acquisitions=1000000 "),
+            Contains("kind=qspinlock slowpath=halt cpus=4 cs=0 out=0 acquisitions=20000 "),
+            Contains("kind=tas slowpath=- cpus=4 cs=0 out=0 acquisitions=20000 "),
         ],
         ..BASE
     },
