@@ -328,7 +328,7 @@ impl QSpinLock {
                 }
             }
             // Anything but a bare holder (tail or pending set): queue.
-            if val & !LOCKED_MASK == 0 && self.pending(p, val) {
+            if val & !LOCKED_MASK == 0 && self.pending() {
                 return;
             }
         }
@@ -338,7 +338,7 @@ impl QSpinLock {
     /// Tries the pending bit: `0,0,* -> 0,1,*`, waits for the holder to go,
     /// then `0,1,0 -> 0,0,1`. False (having undone its change) if a queue or
     /// another pending waiter appeared.
-    fn pending<P: Platform>(&self, _p: &P, _seen: u32) -> bool {
+    fn pending(&self) -> bool {
         // Acquire: if the lock is free, this claims it (pairs with unlock).
         let val = self.val.fetch_or(PENDING_VAL, Ordering::Acquire);
         if val & !LOCKED_MASK != 0 {
@@ -412,29 +412,26 @@ impl QSpinLock {
 
         // We are the head: wait for the owner and the pending waiter to go:
         // `*,*,* -> *,0,0` (native), or take the lock (PV).
-        let mut val = M::wait_head_or_lock(p, self, node);
+        let val = M::wait_head_or_lock(p, self, node);
 
         // Claim the lock. If we are the only one queued, clear the tail too:
         // `n,0,0 -> 0,0,1`.
         if val & TAIL_MASK == tail {
             let locked = if M::PV { val & LOCKED_MASK } else { LOCKED_VAL };
             // Acquire: the lock (native: pairs with unlock's Release).
-            match self
+            if self
                 .val
                 .compare_exchange(val, locked, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
             {
-                Ok(_) => {
-                    first.count.fetch_sub(1, Ordering::Relaxed);
-                    return;
-                }
-                Err(now) => val = now,
+                first.count.fetch_sub(1, Ordering::Relaxed);
+                return;
             }
         }
         // Someone queued behind us: `*,*,0 -> *,*,1` (PV: already held).
         if !M::PV {
             self.val.fetch_or(LOCKED_VAL, Ordering::Acquire);
         }
-        let _ = val;
 
         // Wait for the successor to link itself, then make it the head.
         while next.is_null() {
@@ -578,18 +575,15 @@ impl Mode for Pv {
     /// its unlock kick us.
     fn wait_node<P: Platform>(p: &P, node: &McsNode, prev: &McsNode) {
         loop {
-            let mut early = false;
             for spin in (1..=SPIN_THRESHOLD).rev() {
                 if node.locked.load(Ordering::Acquire) != 0 {
                     return;
                 }
                 if Self::wait_early(p, prev, spin) {
-                    early = true;
                     break;
                 }
                 spin_hint();
             }
-            let _ = early; // (Linux counts these; lodger may report them later.)
             node.state.store(VCPU_HALTED, Ordering::SeqCst);
             if node.locked.load(Ordering::SeqCst) == 0 {
                 p.wait(&|| {
