@@ -73,6 +73,12 @@ impl Arch for Hosted {
         Err("a hosted test cannot start CPUs")
     }
     fn send_ipi(_: usize) {}
+    fn init_context(_: usize, _: extern "C" fn(usize) -> !, _: usize) -> usize {
+        panic!("a hosted test cannot switch threads")
+    }
+    unsafe fn switch_context(_: *mut usize, _: usize) {
+        panic!("a hosted test cannot switch threads")
+    }
     fn phys_to_virt(pa: usize) -> usize {
         pa
     }

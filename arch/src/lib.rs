@@ -75,6 +75,11 @@ pub enum Irq {
 pub struct TrapHooks {
     /// Called with interrupts masked for every interrupt taken.
     pub irq: fn(Irq),
+    /// Called after the interrupts of one exception are handled and
+    /// acknowledged, on the interrupted thread's stack with its registers
+    /// saved, interrupts masked, just before they are restored: the one
+    /// place where the kernel may preempt (switch threads).
+    pub irq_exit: fn(),
     /// Called with a fault report (several lines) for an exception the kernel
     /// cannot continue from; prints it and ends the run. Never returns.
     pub fatal: fn(report: core::fmt::Arguments<'_>) -> !,
@@ -156,6 +161,21 @@ pub trait Arch {
     fn start_cpu(cpu: usize, stack_top: usize) -> Result<(), &'static str>;
     /// Sends the IPI to logical CPU `cpu`.
     fn send_ipi(cpu: usize);
+
+    // --- Threads ---
+
+    /// Writes a new thread's first switch frame below `stack_top` and
+    /// returns the stack pointer to hand [`Arch::switch_context`]: switching
+    /// to it calls `entry(arg)` on that stack, interrupts still masked.
+    fn init_context(stack_top: usize, entry: extern "C" fn(usize) -> !, arg: usize) -> usize;
+    /// Saves the calling thread's callee-saved registers on its stack,
+    /// stores its stack pointer to `*save_sp`, and resumes the thread whose
+    /// stack pointer is `load_sp`. Returns when some CPU switches back.
+    ///
+    /// # Safety
+    /// Interrupts masked; `load_sp` came from [`Arch::init_context`] or an
+    /// earlier save and that thread runs nowhere; `save_sp` is valid.
+    unsafe fn switch_context(save_sp: *mut usize, load_sp: usize);
 
     /// Kernel virtual address of physical address `pa` in the kernel's
     /// linear map of RAM and devices (aarch64: identity; LoongArch: a DMW).

@@ -16,21 +16,23 @@ use crate::bootargs;
 use crate::bootinfo::{self, BootInfo};
 use crate::exit::{exit, status};
 use crate::heap::Heap;
-use crate::{console, mm, pv, smp, time, A};
+use crate::{console, mm, pv, sched, smp, time, A};
 
 /// Version printed in the banner.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 fn on_irq(irq: Irq) {
+    sched::on_irq_entry();
     match irq {
         Irq::Ipi => smp::on_ipi(),
-        Irq::Timer => time::on_tick(),
+        Irq::Timer => time::on_timer(),
         Irq::Other(n) => log::warn!("unexpected interrupt {n}"),
     }
 }
 
 const TRAP_HOOKS: TrapHooks = TrapHooks {
     irq: on_irq,
+    irq_exit: sched::on_irq_exit,
     fatal: crate::exit::fatal,
 };
 
@@ -92,6 +94,7 @@ pub fn primary(handoff: &BootHandoff, heap: &'static Heap, apps: &'static [App])
 
     // --- late ---
     A::init_cpu(0);
+    sched::init_cpu(0);
     time::start_tick();
     smp::mark_online(0);
     A::irq_enable();

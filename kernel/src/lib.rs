@@ -31,6 +31,8 @@ pub mod percpu;
 #[cfg(not(loom))]
 pub mod pv;
 #[cfg(not(loom))]
+pub mod sched;
+#[cfg(not(loom))]
 pub mod smp;
 pub mod sync;
 #[cfg(not(loom))]

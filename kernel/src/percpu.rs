@@ -31,8 +31,9 @@ impl<T> PerCpu<T> {
         Self { slots }
     }
 
-    /// The calling CPU's slot. Code that can migrate between CPUs must treat
-    /// the result as a snapshot (nothing migrates yet: no scheduler).
+    /// The calling CPU's slot. A thread that can be preempted may migrate
+    /// right after: keep interrupts masked or preemption disabled
+    /// ([`crate::sched::preempt`]) while the slot must stay this CPU's.
     pub fn current(&self) -> &T {
         &self.slots[A::cpu_id()].0
     }

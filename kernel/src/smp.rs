@@ -19,6 +19,7 @@ use core::time::Duration;
 use arch::Arch;
 
 use crate::percpu::PerCpu;
+use crate::sync::SpinLock;
 use crate::{per_cpu, time, A, MAX_CPUS};
 
 /// Stack size of each secondary CPU.
@@ -33,8 +34,9 @@ struct Job<'a> {
 }
 
 static MAILBOX: PerCpu<AtomicPtr<Job<'static>>> = per_cpu!(AtomicPtr::new(core::ptr::null_mut()));
-/// Serialises posters so a mailbox holds at most one job.
-static POST_LOCK: spin::Mutex<()> = spin::Mutex::new(());
+/// Serialises posters so a mailbox holds at most one job. A spinlock, so
+/// the poster cannot migrate while it runs its own share and waits.
+static POST_LOCK: SpinLock<()> = SpinLock::new(());
 
 static ONLINE: PerCpu<AtomicBool> = per_cpu!(AtomicBool::new(false));
 static ONLINE_COUNT: AtomicUsize = AtomicUsize::new(0);
@@ -93,26 +95,25 @@ pub(crate) fn start_secondaries(count: usize) -> heapless::Vec<(usize, &'static 
     failed
 }
 
-/// A secondary CPU's life after its arch entry: set up, then idle.
+/// A secondary CPU's life after its arch entry: set up, then be its idle
+/// thread.
 pub(crate) fn secondary_main(cpu: usize) -> ! {
     A::init_cpu(cpu);
     crate::pv::init_cpu(cpu);
+    crate::sched::init_cpu(cpu);
     time::start_tick();
     mark_online(cpu);
     A::irq_enable();
-    loop {
-        run_pending_job();
-        let irq = A::irq_save();
-        // Check again with interrupts masked: an IPI arriving after this
-        // check stays pending and ends the wait below.
-        if MAILBOX.current().load(Ordering::Acquire).is_null() {
-            A::wait_for_interrupt();
-        }
-        A::irq_restore(irq);
-    }
+    crate::sched::idle_loop()
 }
 
-fn run_pending_job() {
+/// Whether a job waits in this CPU's mailbox.
+pub(crate) fn job_pending() -> bool {
+    !MAILBOX.current().load(Ordering::Acquire).is_null()
+}
+
+/// Runs the job in this CPU's mailbox, if any (the idle thread calls it).
+pub(crate) fn run_pending_job() {
     let job = MAILBOX
         .current()
         .swap(core::ptr::null_mut(), Ordering::Acquire);
@@ -129,8 +130,8 @@ fn run_pending_job() {
 /// Runs `f(cpu)` on every CPU in `cpus` (the caller's own share inline) and
 /// returns when all have finished.
 pub fn run_on_cpus(cpus: impl Iterator<Item = usize> + Clone, f: &(dyn Fn(usize) + Sync)) {
-    let me = A::cpu_id();
     let _posting = POST_LOCK.lock();
+    let me = A::cpu_id();
     let job = Job {
         f,
         remaining: AtomicUsize::new(0),

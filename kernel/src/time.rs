@@ -2,7 +2,9 @@
 //!
 //! Time is the architecture's free-running counter ([`Arch::ticks`]), shared by
 //! all CPUs and, under KVM, guest time: it keeps running while a vCPU is
-//! preempted. Each CPU's timer interrupts it [`TICK_HZ`] times a second.
+//! preempted. Each CPU's timer interrupts it [`TICK_HZ`] times a second,
+//! and also at the deadline of its earliest sleeping thread, so a sleep
+//! ends when it is due, not at the next tick.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
@@ -17,6 +19,8 @@ pub const TICK_HZ: u64 = 100;
 
 /// Ticks taken so far on each CPU.
 static TICKS: PerCpu<AtomicU64> = per_cpu!(AtomicU64::new(0));
+/// Counter value of each CPU's next tick.
+static NEXT_TICK: PerCpu<AtomicU64> = per_cpu!(AtomicU64::new(0));
 
 /// Counter ticks to nanoseconds at `hz`, without overflow for any u64 input.
 pub const fn ticks_to_ns(ticks: u64, hz: u64) -> u64 {
@@ -63,15 +67,39 @@ pub fn spin_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// Starts this CPU's periodic tick.
-pub fn start_tick() {
-    A::timer_arm(A::ticks_per_sec() / TICK_HZ);
+fn tick_period() -> u64 {
+    A::ticks_per_sec() / TICK_HZ
 }
 
-/// Timer interrupt: count the tick and re-arm.
-pub(crate) fn on_tick() {
-    TICKS.current().fetch_add(1, Ordering::Relaxed);
-    A::timer_arm(A::ticks_per_sec() / TICK_HZ);
+/// Starts this CPU's periodic tick. Interrupts masked.
+pub(crate) fn start_tick() {
+    NEXT_TICK
+        .current()
+        .store(A::ticks() + tick_period(), Ordering::Relaxed);
+    A::timer_arm(tick_period());
+}
+
+/// Arms this CPU's timer for its next tick or `deadline`, whichever comes
+/// first. Interrupts masked.
+pub(crate) fn program_timer(deadline: Option<u64>) {
+    let next = NEXT_TICK.current().load(Ordering::Relaxed);
+    let at = deadline.map_or(next, |d| d.min(next));
+    A::timer_arm(at.saturating_sub(A::ticks()).max(1));
+}
+
+/// Timer interrupt: the tick if one is due (counted, then the scheduler's),
+/// sleepers whose time has come, then re-arm.
+pub(crate) fn on_timer() {
+    let now = A::ticks();
+    let next = NEXT_TICK.current();
+    let due = next.load(Ordering::Relaxed);
+    if now >= due {
+        // Ticks missed while the vCPU was away are not made up for.
+        next.store((due + tick_period()).max(now + 1), Ordering::Relaxed);
+        TICKS.current().fetch_add(1, Ordering::Relaxed);
+        crate::sched::on_tick();
+    }
+    program_timer(crate::sched::expire_sleepers(now));
 }
 
 /// Ticks CPU `cpu` has taken.

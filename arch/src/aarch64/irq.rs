@@ -113,6 +113,11 @@ pub(super) fn handle_irq() {
     } else {
         Irq::Other(intid.into())
     };
-    (super::hooks().irq)(irq);
+    // End it before the handler runs: while an interrupt is active the GIC
+    // signals nothing of the same priority, so a handler that halts (the
+    // qspinlock's waiting path) would never be woken by the kick IPI or the
+    // next tick. PSTATE.I stays set, so nothing nests; the timer was
+    // silenced above, so its level does not re-trigger.
     GicCpuInterface::end_interrupt(intid, InterruptGroup::Group1);
+    (super::hooks().irq)(irq);
 }

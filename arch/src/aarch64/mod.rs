@@ -2,6 +2,7 @@
 //! PL011. The kernel runs at EL1 whether entered at EL1 or EL2.
 
 mod console;
+mod context;
 mod irq;
 mod mmu;
 mod psci;
@@ -206,6 +207,15 @@ impl Arch for Aarch64 {
 
     fn send_ipi(cpu: usize) {
         irq::send_ipi(platform().mpidr[cpu]);
+    }
+
+    fn init_context(stack_top: usize, entry: extern "C" fn(usize) -> !, arg: usize) -> usize {
+        context::init_context(stack_top, entry, arg)
+    }
+
+    unsafe fn switch_context(save_sp: *mut usize, load_sp: usize) {
+        // SAFETY: forwarded to the caller.
+        unsafe { context::switch_context(save_sp, load_sp) }
     }
 
     fn phys_to_virt(pa: usize) -> usize {

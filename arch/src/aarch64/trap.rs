@@ -166,7 +166,10 @@ pub(super) fn install_vectors() {
 
 extern "C" fn trap_entry(kind: u64, frame: &mut TrapFrame) {
     match kind {
-        VECTOR_IRQ_CURRENT_EL => super::irq::handle_irq(),
+        VECTOR_IRQ_CURRENT_EL => {
+            super::irq::handle_irq();
+            (super::hooks().irq_exit)();
+        }
         _ => report_fatal(kind, frame),
     }
 }

@@ -13,6 +13,7 @@
 //! | `[0, 2^47)` | page table ([`Arch::map`]); nothing mapped at boot |
 
 mod console;
+mod context;
 mod csr;
 mod irq;
 mod mmu;
@@ -59,14 +60,15 @@ fn hooks() -> &'static TrapHooks {
 #[inline(always)] // One CSR read on every per-CPU access.
 fn cpu_id() -> usize {
     let id: usize;
-    // SAFETY: reading a KScratch CSR has no side effects. `pure`: the value
-    // never changes on a CPU once Rust runs, and nothing migrates.
+    // SAFETY: reading a KScratch CSR has no side effects. Not `pure`: a
+    // thread migrates across a context switch, and a `pure` read could be
+    // reused from before it (the compiler cannot see the switch).
     unsafe {
         asm!(
             "csrrd {id}, {ks0}",
             id = out(reg) id,
             ks0 = const csr::KS0_CPU_ID,
-            options(pure, nomem, nostack, preserves_flags),
+            options(nomem, nostack, preserves_flags),
         );
     }
     id
@@ -197,6 +199,15 @@ impl Arch for Loongarch64 {
     fn send_ipi(cpu: usize) {
         // With the PV IPI in use this is a one-target FUNC_IPI.
         irq::raise(crate::pv::CpuMask::default().with(cpu), irq::ACTION_KERNEL);
+    }
+
+    fn init_context(stack_top: usize, entry: extern "C" fn(usize) -> !, arg: usize) -> usize {
+        context::init_context(stack_top, entry, arg)
+    }
+
+    unsafe fn switch_context(save_sp: *mut usize, load_sp: usize) {
+        // SAFETY: forwarded to the caller.
+        unsafe { context::switch_context(save_sp, load_sp) }
     }
 
     fn phys_to_virt(pa: usize) -> usize {

@@ -121,7 +121,10 @@ pub(super) fn install() {
 extern "C" fn trap_entry(frame: &mut TrapFrame) {
     let estat = estat::read().raw();
     match ecode(estat) {
-        0 => super::irq::handle(estat),
+        0 => {
+            super::irq::handle(estat);
+            (super::hooks().irq_exit)();
+        }
         _ => report_fatal(estat, frame),
     }
 }

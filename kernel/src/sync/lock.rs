@@ -1,12 +1,17 @@
 //! One guard API over every lock algorithm.
 //!
 //! `Lock<R, I, T>`: a value `T` behind the raw lock `R` ([`RawLock`]), with
-//! interrupt policy `I`. The names say where a lock may be used:
+//! policy `I` for what else may run on the CPU while it is held. The names
+//! say where a lock may be used:
 //!
-//! | type | interrupts while held | use from |
+//! | type | while held | use from |
 //! |---|---|---|
-//! | [`SpinLock<T, R>`] | unchanged | thread context only, never from an interrupt handler |
-//! | [`SpinNoIrq<T, R>`] | masked on this CPU | anywhere, including interrupt handlers |
+//! | [`SpinLock<T, R>`] | no preemption; interrupts unchanged | thread context only, never from an interrupt handler |
+//! | [`SpinNoIrq<T, R>`] | interrupts masked on this CPU (so no preemption) | anywhere, including interrupt handlers |
+//!
+//! Either way the holder stays on its CPU until it unlocks: the queue
+//! nodes of [`Mcs`] and [`QSpin`] are per CPU, and a thread switched out
+//! while holding a spinlock would leave the next one spinning behind it.
 //!
 //! `R` defaults to the queued spinlock ([`QSpin`]); [`Tas`], [`Ticket`] and
 //! [`Mcs`] are there for comparison, and [`LockKind`] names them at run time.
@@ -117,24 +122,28 @@ unsafe impl RawLock for Mcs {
     }
 }
 
-/// What happens to interrupts while a lock is held.
+/// What else may run on the CPU while a lock is held.
 pub trait IrqPolicy {
     type Saved: Copy;
     fn enter() -> Self::Saved;
     fn exit(saved: Self::Saved);
 }
 
-/// Interrupts untouched.
-pub struct IrqUnchanged;
+/// Interrupts untouched, preemption disabled.
+pub struct PreemptOff;
 /// Interrupts masked on this CPU.
 pub struct IrqMasked;
 
-impl IrqPolicy for IrqUnchanged {
+impl IrqPolicy for PreemptOff {
     type Saved = ();
-    #[inline(always)] // No-op.
-    fn enter() {}
-    #[inline(always)] // No-op.
-    fn exit(_: ()) {}
+    #[inline(always)]
+    fn enter() {
+        crate::sched::preempt::disable();
+    }
+    #[inline(always)]
+    fn exit(_: ()) {
+        crate::sched::preempt::enable();
+    }
 }
 
 impl IrqPolicy for IrqMasked {
@@ -154,8 +163,8 @@ pub struct Lock<R: RawLock, I: IrqPolicy, T: ?Sized> {
     data: UnsafeCell<T>,
 }
 
-/// Thread-context lock: interrupts untouched.
-pub type SpinLock<T, R = QSpin> = Lock<R, IrqUnchanged, T>;
+/// Thread-context lock: preemption disabled while held.
+pub type SpinLock<T, R = QSpin> = Lock<R, PreemptOff, T>;
 /// Lock usable from interrupt handlers: interrupts masked while held.
 pub type SpinNoIrq<T, R = QSpin> = Lock<R, IrqMasked, T>;
 

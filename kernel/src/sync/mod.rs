@@ -5,6 +5,8 @@
 //! - [`ticket`], [`mcs`] and the `spin` crate's test-and-set ([`Tas`]), for
 //!   comparison.
 //! - [`SpinLock`] / [`SpinNoIrq`]: the one guard API over all of them.
+//! - [`Mutex`], [`Condvar`], [`Semaphore`]: sleeping locks for threads
+//!   ([`crate::sched`]), built on the spinlocks and wait queues.
 //!
 //! The algorithms are written against [`atomic`], which is loom's under
 //! `--cfg loom` so they can be model-checked on the host; the kernel-facing
@@ -16,15 +18,28 @@ pub mod qspinlock;
 pub mod ticket;
 
 #[cfg(not(loom))]
+mod condvar;
+#[cfg(not(loom))]
 mod kernel;
 #[cfg(not(loom))]
 mod lock;
+#[cfg(not(loom))]
+mod mutex;
+#[cfg(not(loom))]
+mod semaphore;
 
 #[cfg(not(loom))]
 pub use lock::{
-    Guard, IrqMasked, IrqPolicy, IrqUnchanged, Lock, LockKind, Mcs, QSpin, RawLock, SpinLock,
+    Guard, IrqMasked, IrqPolicy, Lock, LockKind, Mcs, PreemptOff, QSpin, RawLock, SpinLock,
     SpinNoIrq, Tas, Ticket,
 };
+
+#[cfg(not(loom))]
+pub use condvar::Condvar;
+#[cfg(not(loom))]
+pub use mutex::{Mutex, MutexGuard, MutexSpin, MutexStats};
+#[cfg(not(loom))]
+pub use semaphore::Semaphore;
 
 #[cfg(all(test, loom))]
 mod model;

@@ -14,6 +14,8 @@ use kernel::percpu::PerCpu;
 use kernel::sync::SpinNoIrq;
 use kernel::{per_cpu, smp, time};
 
+mod threads;
+
 type TestResult = Result<String, String>;
 type Test = fn() -> TestResult;
 
@@ -27,6 +29,12 @@ const TESTS: &[(&str, Test)] = &[
     ("atomic-counter", atomic_counter),
     ("lock-counter", lock_counter),
     ("page-map-unmap", page_map_unmap),
+    ("threads-create-join", threads::create_join),
+    ("thread-preemption", threads::preemption),
+    ("sleep-accuracy", threads::sleep_accuracy),
+    ("no-lost-wakeups", threads::no_lost_wakeups),
+    ("mutex-condvar", threads::mutex_condvar),
+    ("cpu-accounting", threads::accounting),
 ];
 
 pub fn main(args: &[&str]) -> u8 {

@@ -1,0 +1,320 @@
+//! Self-tests of threads, the scheduler and the sleeping locks.
+//!
+//! Every wait in these tests is bounded ([`join_within`]): a lost wake-up
+//! shows as a failed test naming what got stuck, not as a hung run.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use core::time::Duration;
+
+use kernel::sched::{self, Builder, JoinHandle};
+use kernel::sync::{Condvar, Mutex, Semaphore};
+use kernel::{smp, time};
+
+use super::TestResult;
+
+/// How long any one test may wait for its threads.
+const PATIENCE: Duration = Duration::from_secs(120);
+
+/// Joins every handle, or fails if they are not all done within `limit`.
+fn join_within(handles: Vec<JoinHandle>, limit: Duration, what: &str) -> Result<(), String> {
+    let deadline = time::now_ns() + limit.as_nanos() as u64;
+    for h in &handles {
+        while !h.thread().has_exited() {
+            if time::now_ns() > deadline {
+                let stuck = handles.iter().filter(|h| !h.thread().has_exited()).count();
+                return Err(format!(
+                    "{what}: {stuck} of {} threads still running after {} s (lost wake-up?)",
+                    handles.len(),
+                    limit.as_secs()
+                ));
+            }
+            sched::sleep(Duration::from_millis(1));
+        }
+    }
+    handles.into_iter().for_each(|h| {
+        h.join();
+    });
+    Ok(())
+}
+
+/// 1,000 threads are created, run and joined; they spread over the CPUs.
+pub fn create_join() -> TestResult {
+    const THREADS: usize = 1000;
+    let ran = Arc::new(AtomicUsize::new(0));
+    let cpus_seen = Arc::new(AtomicU64::new(0));
+    let handles: Vec<JoinHandle> = (0..THREADS)
+        .map(|i| {
+            let (ran, cpus_seen) = (ran.clone(), cpus_seen.clone());
+            Builder::new()
+                .name(format!("cj-{i}"))
+                .stack_size(16 * 1024)
+                .spawn(move || {
+                    // Long enough that threads pile up and get spread.
+                    time::spin_for(Duration::from_micros(200));
+                    cpus_seen.fetch_or(1 << kernel::cpu_id(), Ordering::Relaxed);
+                    ran.fetch_add(1, Ordering::Relaxed);
+                })
+                .map_err(|e| format!("spawn {i}: {e}"))
+        })
+        .collect::<Result<_, _>>()?;
+    join_within(handles, PATIENCE, "create-join")?;
+    let ran = ran.load(Ordering::Relaxed);
+    let cpus = cpus_seen.load(Ordering::Relaxed).count_ones() as usize;
+    if ran != THREADS {
+        return Err(format!("{ran} of {THREADS} threads ran"));
+    }
+    let want = smp::online_count().min(2);
+    if cpus < want {
+        return Err(format!(
+            "threads ran on {cpus} CPU(s), expected at least {want}"
+        ));
+    }
+    Ok(format!("{THREADS} threads on {cpus} CPUs"))
+}
+
+/// Sleeps end at their deadline, not at the next tick, and never early.
+pub fn sleep_accuracy() -> TestResult {
+    const SLEEPS: usize = 20;
+    let d = Duration::from_millis(3);
+    let mut overshoot_us: Vec<u64> = Vec::new();
+    for _ in 0..SLEEPS {
+        let start = time::now_ns();
+        sched::sleep(d);
+        let slept = time::now_ns() - start;
+        let want = d.as_nanos() as u64;
+        if slept < want {
+            return Err(format!("slept {slept} ns, asked for {want} ns"));
+        }
+        overshoot_us.push((slept - want) / 1000);
+    }
+    overshoot_us.sort_unstable();
+    let median = overshoot_us[SLEEPS / 2];
+    let worst = overshoot_us[SLEEPS - 1];
+    // A tick-rounded sleep would overshoot by 5 ms on median (a 10 ms tick).
+    if median > 2_000 {
+        return Err(format!(
+            "median overshoot {median} us (worst {worst} us) for {} ms sleeps",
+            d.as_millis()
+        ));
+    }
+    Ok(format!(
+        "{SLEEPS} sleeps of {} ms: overshoot median {median} us, worst {worst} us",
+        d.as_millis()
+    ))
+}
+
+/// Two busy threads pinned to one CPU both progress: the tick preempts.
+pub fn preemption() -> TestResult {
+    let cpu = smp::online_cpus().last().unwrap_or(0);
+    let stop = Arc::new(AtomicBool::new(false));
+    let counts: Arc<[AtomicU64; 2]> = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+    let handles: Vec<JoinHandle> = (0..2)
+        .map(|i| {
+            let (stop, counts) = (stop.clone(), counts.clone());
+            Builder::new()
+                .name(format!("spin-{i}"))
+                .pin(cpu)
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        counts[i].fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+                .map_err(|e| format!("spawn: {e}"))
+        })
+        .collect::<Result<_, _>>()?;
+    sched::sleep(Duration::from_millis(300));
+    let seen = [0, 1].map(|i| counts[i].load(Ordering::Relaxed));
+    stop.store(true, Ordering::Relaxed);
+    join_within(handles, PATIENCE, "preemption")?;
+    if seen.contains(&0) {
+        return Err(format!("on CPU {cpu} one thread never ran: {seen:?}"));
+    }
+    Ok(format!(
+        "both threads ran on CPU {cpu} ({} / {})",
+        seen[0], seen[1]
+    ))
+}
+
+/// Pairs of threads hand a token back and forth through semaphores, and
+/// through a mutex + condvar: any lost wake-up stops a pair for good.
+pub fn no_lost_wakeups() -> TestResult {
+    const PAIRS: usize = 8;
+    const ROUNDS: u64 = 2000;
+    struct Pair {
+        ping: Semaphore,
+        pong: Semaphore,
+        turn: Mutex<u64>,
+        changed: Condvar,
+    }
+    let mut handles = Vec::new();
+    let done = Arc::new(AtomicU64::new(0));
+    for p in 0..PAIRS {
+        let pair = Arc::new(Pair {
+            ping: Semaphore::new(0),
+            pong: Semaphore::new(0),
+            turn: Mutex::new(0),
+            changed: Condvar::new(),
+        });
+        for side in 0..2u64 {
+            let (pair, done) = (pair.clone(), done.clone());
+            let h = Builder::new()
+                .name(format!("pair{p}-{side}"))
+                .spawn(move || {
+                    for round in 0..ROUNDS {
+                        if side == 0 {
+                            pair.ping.up();
+                            pair.pong.down();
+                        } else {
+                            pair.ping.down();
+                            pair.pong.up();
+                        }
+                        // Strict alternation of the turn counter.
+                        let mut turn = pair.turn.lock();
+                        turn = pair.changed.wait_while(turn, |t| *t % 2 != side);
+                        *turn += 1;
+                        drop(turn);
+                        pair.changed.notify_all();
+                        let _ = round;
+                    }
+                    done.fetch_add(1, Ordering::Relaxed);
+                })
+                .map_err(|e| format!("spawn: {e}"))?;
+            handles.push(h);
+        }
+    }
+    join_within(handles, PATIENCE, "no-lost-wakeups")?;
+    Ok(format!(
+        "{PAIRS} pairs x {ROUNDS} semaphore + condvar hand-offs, {} threads done",
+        done.load(Ordering::Relaxed)
+    ))
+}
+
+/// Threads increment a counter under the sleeping mutex, and a bounded
+/// buffer moves items from producers to consumers with two condvars.
+pub fn mutex_condvar() -> TestResult {
+    let threads = 2 * smp::online_count();
+    const PER_THREAD: u64 = 5000;
+    let counter = Arc::new(Mutex::new(0u64));
+    let handles: Vec<JoinHandle> = (0..threads)
+        .map(|i| {
+            let counter = counter.clone();
+            Builder::new()
+                .name(format!("mx-{i}"))
+                .spawn(move || {
+                    for k in 0..PER_THREAD {
+                        let mut c = counter.lock();
+                        let v = *c;
+                        if k % 64 == 0 {
+                            sched::yield_now(); // Holding it across a switch.
+                        }
+                        *c = v + 1;
+                    }
+                })
+                .map_err(|e| format!("spawn: {e}"))
+        })
+        .collect::<Result<_, _>>()?;
+    join_within(handles, PATIENCE, "mutex counter")?;
+    let total = *counter.lock();
+    let expected = PER_THREAD * threads as u64;
+    if total != expected {
+        return Err(format!(
+            "counter {total}, expected {expected}: lost updates"
+        ));
+    }
+    let stats = counter.stats();
+    let (spun, slept) = (
+        stats.spun.load(Ordering::Relaxed),
+        stats.slept.load(Ordering::Relaxed),
+    );
+
+    const ITEMS: u64 = 20_000;
+    const CAPACITY: usize = 8;
+    struct Buffer {
+        items: Mutex<alloc::collections::VecDeque<u64>>,
+        not_empty: Condvar,
+        not_full: Condvar,
+    }
+    let buf = Arc::new(Buffer {
+        items: Mutex::new(alloc::collections::VecDeque::new()),
+        not_empty: Condvar::new(),
+        not_full: Condvar::new(),
+    });
+    let sum = Arc::new(AtomicU64::new(0));
+    let mut handles = Vec::new();
+    for p in 0..2u64 {
+        let buf = buf.clone();
+        handles.push(
+            Builder::new()
+                .name(format!("producer-{p}"))
+                .spawn(move || {
+                    for i in (p..ITEMS).step_by(2) {
+                        let q = buf.items.lock();
+                        let mut q = buf.not_full.wait_while(q, |q| q.len() >= CAPACITY);
+                        q.push_back(i);
+                        drop(q);
+                        buf.not_empty.notify_one();
+                    }
+                })
+                .map_err(|e| format!("spawn: {e}"))?,
+        );
+    }
+    for c in 0..2u64 {
+        let (buf, sum) = (buf.clone(), sum.clone());
+        handles.push(
+            Builder::new()
+                .name(format!("consumer-{c}"))
+                .spawn(move || {
+                    for _ in 0..ITEMS / 2 {
+                        let q = buf.items.lock();
+                        let mut q = buf.not_empty.wait_while(q, |q| q.is_empty());
+                        let item = q.pop_front().expect("not empty");
+                        drop(q);
+                        buf.not_full.notify_one();
+                        sum.fetch_add(item, Ordering::Relaxed);
+                    }
+                })
+                .map_err(|e| format!("spawn: {e}"))?,
+        );
+    }
+    join_within(handles, PATIENCE, "bounded buffer")?;
+    let got = sum.load(Ordering::Relaxed);
+    let want = ITEMS * (ITEMS - 1) / 2;
+    if got != want {
+        return Err(format!("consumers summed {got}, producers sent {want}"));
+    }
+    Ok(format!(
+        "{threads} threads x {PER_THREAD} mutex increments (spun {spun}, slept {slept}); {ITEMS} items through a {CAPACITY}-slot buffer"
+    ))
+}
+
+/// Each CPU's accounting covers guest time exactly once: busy + idle +
+/// steal grows by the wall time that passed.
+pub fn accounting() -> TestResult {
+    let before: Vec<_> = {
+        smp::run_on_all(&|_| sched::account_now());
+        smp::online_cpus().map(sched::cpu_times).collect()
+    };
+    let start = time::now_ns();
+    sched::sleep(Duration::from_millis(200));
+    smp::run_on_all(&|_| sched::account_now());
+    let wall = time::now_ns() - start;
+    for (cpu, before) in smp::online_cpus().zip(before) {
+        let after = sched::cpu_times(cpu);
+        let covered = after.total_ns() - before.total_ns();
+        // The samples on each CPU are taken a little apart from `start`.
+        let slack = wall / 10 + 5_000_000;
+        if covered.abs_diff(wall) > slack {
+            return Err(format!(
+                "CPU {cpu}: accounted {covered} ns over {wall} ns of guest time"
+            ));
+        }
+    }
+    Ok(format!(
+        "{} CPUs: busy + idle + steal = guest time (+/- 10%)",
+        smp::online_count()
+    ))
+}
