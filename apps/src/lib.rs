@@ -6,6 +6,7 @@
 extern crate alloc;
 
 mod args;
+mod fairshare;
 mod fault;
 mod lockstorm;
 mod panic;
@@ -30,6 +31,11 @@ pub static ALL: &[App] = &[
         name: "lockstorm",
         about: "lock contention per lock kind: throughput, fairness, latency; -- kinds= ms=|acq= cs= out= slowpath=",
         main: lockstorm::main,
+    },
+    App {
+        name: "fairshare",
+        about: "CPU-bound threads pinned per CPU: accounted run time vs real progress; -- ms= per_cpu= expect=accurate|steal-match|any",
+        main: fairshare::main,
     },
     App {
         name: "fault",
