@@ -559,8 +559,8 @@ pub const TESTS: &[BootTest] = &[
         checks: &[
             Contains("pv: hypervisor not probed (pv=off: no hypercall issued)"),
             Contains("passed, 0 failed"),
-            Contains("pvhost: cpu=0 preemptions=0 stolen_ns=0 pv_calls=0\n"),
-            Contains("pvhost: cpu=1 preemptions=0 stolen_ns=0 pv_calls=0\n"),
+            Contains("pvhost: cpu=0 preemptions=0 stolen_ns=0 pv_calls=0 "),
+            Contains("pvhost: cpu=1 preemptions=0 stolen_ns=0 pv_calls=0 "),
         ],
         ..BASE
     },
