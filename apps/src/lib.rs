@@ -7,6 +7,7 @@ extern crate alloc;
 
 mod args;
 mod fault;
+mod hvcfuzz;
 mod lockstorm;
 mod panic;
 mod selftest;
@@ -30,6 +31,11 @@ pub static ALL: &[App] = &[
         name: "lockstorm",
         about: "lock contention per lock kind: throughput, fairness, latency; -- kinds= ms=|acq= cs= out= slowpath=",
         main: lockstorm::main,
+    },
+    App {
+        name: "hvcfuzz",
+        about: "random hypercalls on every CPU, each answer checked against the ABI: -- calls=N seed=N offer=probe|all|none",
+        main: hvcfuzz::main,
     },
     App {
         name: "fault",

@@ -13,6 +13,7 @@ use Check::{Below, Contains, Lacks, StealMatchesTruth};
 
 /// Exit statuses of the guest (`kernel::exit::status`).
 const SUCCESS: u8 = 0;
+const FAILURE: u8 = 1;
 const USAGE: u8 = 2;
 const PANIC: u8 = 101;
 const FAULT: u8 = 102;
@@ -241,6 +242,18 @@ pub const TESTS: &[BootTest] = &[
             Contains("pv: probe calls: none"),
             Contains("locks: qspinlock waiters spin (pv.lock=off or pv=off)"),
             Contains("passed, 0 failed"),
+        ],
+        ..BASE
+    },
+    BootTest {
+        // No SMCCC 1.1 without EL2: the fuzz issues nothing and says why.
+        name: "hvcfuzz-tcg",
+        smp: 1,
+        app: "hvcfuzz",
+        expect: FAILURE,
+        checks: &[
+            Contains("hvcfuzz: no raw hypercalls here"),
+            Contains("pv: probe calls: 0x8400000a(0x80000000)\n"),
         ],
         ..BASE
     },
@@ -581,6 +594,54 @@ pub const TESTS: &[BootTest] = &[
             Contains("stealwatch: cpu=1 steal_ns="),
             Lacks("monotonic=no"),
             Contains("pvhost: cpu=1 preemptions="),
+        ],
+        ..BASE
+    },
+    BootTest {
+        // Random hypercalls from every CPU, with preemption on: every answer
+        // as the ABI says, and pvhost still there for SYSTEM_OFF (its
+        // ground truth follows the exit marker).
+        name: "pvhost-hvcfuzz-smp4",
+        host: PVHOST_STEAL,
+        smp: 4,
+        app: "hvcfuzz",
+        app_args: &["calls=200000", "seed=7", "offer=all"],
+        checks: &[
+            Contains("hvcfuzz: calls=200000 ok=200000 mismatches=0\n"),
+            Contains("pvhost: cpu=3 preemptions="),
+        ],
+        ..BASE
+    },
+    BootTest {
+        // pvhost.pv=off: the PV calls answer NOT_SUPPORTED, the rest as before.
+        name: "pvhost-hvcfuzz-abis-off",
+        host: Host::Pvhost(pvhost::Settings {
+            pv: Pv::Off,
+            steal: "none",
+        }),
+        smp: 2,
+        app: "hvcfuzz",
+        app_args: &["calls=100000", "seed=8", "offer=none"],
+        checks: &[
+            Contains("the host offers PV time off, PV lock off, PV sched off"),
+            Contains("hvcfuzz: calls=100000 ok=100000 mismatches=0\n"),
+            Contains("pvhost: cpu=1 preemptions="),
+        ],
+        ..BASE
+    },
+    BootTest {
+        // The guest's pv=off: the fuzz finds no raw calls, pvhost sees none.
+        name: "pvhost-hvcfuzz-guest-pv-off",
+        host: Host::Pvhost(pvhost::Settings::DEFAULT),
+        smp: 2,
+        bootargs: "pv=off",
+        app: "hvcfuzz",
+        app_args: &["offer=all"],
+        expect: FAILURE,
+        checks: &[
+            Contains("hvcfuzz: no raw hypercalls here"),
+            Contains("pvhost: cpu=0 preemptions=0 stolen_ns=0 pv_calls=0 "),
+            Contains("pvhost: cpu=1 preemptions=0 stolen_ns=0 pv_calls=0 "),
         ],
         ..BASE
     },
