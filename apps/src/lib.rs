@@ -8,6 +8,7 @@ extern crate alloc;
 mod args;
 mod fairshare;
 mod fault;
+mod hvcfuzz;
 mod lockstorm;
 mod panic;
 mod selftest;
@@ -36,6 +37,11 @@ pub static ALL: &[App] = &[
         name: "fairshare",
         about: "CPU-bound threads pinned per CPU: accounted run time vs real progress; -- ms= per_cpu= expect=accurate|steal-match|any",
         main: fairshare::main,
+    },
+    App {
+        name: "hvcfuzz",
+        about: "random hypercalls on every CPU, each answer checked against the ABI: -- calls=N seed=N offer=probe|all|none",
+        main: hvcfuzz::main,
     },
     App {
         name: "fault",

@@ -9,6 +9,16 @@
 //! (`steal_ns` is what was stolen during the run, `total_ns` the clock at its
 //! end). The run fails if any CPU's clock went backwards; `expect=steal`
 //! also fails it unless every CPU saw steal, `expect=zero` unless none did.
+//!
+//! Then, as its very last act, it reads every CPU's steal clock once more
+//! and prints one line per CPU for comparison with the host's ground truth
+//! (pvhost's `pvhost: cpu=N ... stolen_ns=S ...` at SYSTEM_OFF):
+//! `stealwatch: final cpu=N stolen_ns=S at_ns=T` — `stolen_ns` the clock's
+//! value (stolen since boot, as the host counts it), `at_ns` the guest time
+//! just before the readings. Steal keeps accruing until the machine is off
+//! (the idle CPUs wake for their ticks, the exiting CPU runs the exit
+//! path), so the two agree only if the host stopped stealing before `at_ns`
+//! (pvhost: `pvhost.steal=POLICY@STOP_MS`; `xtask/src/steal.rs` checks it).
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::time::Duration;
@@ -130,9 +140,27 @@ pub fn main(args: &[&str]) -> u8 {
             _ => {}
         }
     }
+    print_final_readings();
     if ok {
         status::SUCCESS
     } else {
         status::FAILURE
+    }
+}
+
+/// Reads every CPU's steal clock (from this CPU: the clocks are readable
+/// from anywhere) and prints the `stealwatch: final` lines. The time is
+/// taken before the readings, so it is never later than any of them.
+fn print_final_readings() {
+    let mut readings = [0u64; kernel::MAX_CPUS];
+    let at_ns = time::now_ns();
+    for cpu in smp::online_cpus() {
+        readings[cpu] = pv::steal_ns(cpu);
+    }
+    for cpu in smp::online_cpus() {
+        kernel::println!(
+            "stealwatch: final cpu={cpu} stolen_ns={} at_ns={at_ns}",
+            readings[cpu]
+        );
     }
 }

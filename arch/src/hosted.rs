@@ -116,6 +116,9 @@ impl Arch for Hosted {
         false
     }
     fn pv_cpu_off() {}
+    fn pv_raw_call(_: u32, _: [u64; 3]) -> Result<[u64; 4], crate::pv::RawCallError> {
+        Err(crate::pv::RawCallError::Unavailable)
+    }
     fn power_off() -> ! {
         panic!("power_off called in a hosted test")
     }

@@ -215,6 +215,16 @@ pub trait Arch {
     fn pv_kick(cpu: usize) -> bool;
     /// The calling CPU is stopping: release its PV registrations.
     fn pv_cpu_off();
+    /// Issues one raw hypercall, for the hypercall fuzz app only (through
+    /// `kernel::pv::raw_call`): `function_id` with `args` as its first three
+    /// arguments (arm64: SMCCC x0 and x1..x3 on the conduit the FDT names),
+    /// returning the host's first four result registers. Only where the
+    /// probe found a convention under which every function ID gets an
+    /// answer ([`pv::RawCallError::Unavailable`] otherwise: no SMCCC >= 1.1,
+    /// `pv=off`, LoongArch); calls that could take a CPU, the machine or the
+    /// kernel's memory away from it are refused, not issued
+    /// ([`pv::arm64::raw_call_refusal`] says which and why).
+    fn pv_raw_call(function_id: u32, args: [u64; 3]) -> Result<[u64; 4], pv::RawCallError>;
 
     /// Powers the machine off; the kernel printed the exit marker already.
     fn power_off() -> !;

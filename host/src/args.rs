@@ -12,12 +12,12 @@
 
 use core::fmt;
 
-use crate::policy::{self, Policy};
+use crate::policy::{self, Steal};
 
 /// The usage text.
 pub const USAGE: &str = "pvhost.pv=on|off pvhost.time=on|off pvhost.lock=on|off \
 pvhost.sched=on|off pvhost.steal=POLICY pvhost.elf=ADDR [-- GUEST ARGS], where POLICY is \
-none | periodic:PERIOD_US,SHARE_PCT[,PHASE_US] | random:SEED,MEAN_RUN_US,MEAN_STEAL_US";
+(none | periodic:PERIOD_US,SHARE_PCT[,PHASE_US] | random:SEED,MEAN_RUN_US,MEAN_STEAL_US)[@STOP_MS]";
 
 /// What the command line asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +29,7 @@ pub struct Args<'a> {
     /// Offer PV sched (0xC500_0090..93).
     pub sched: bool,
     /// The preemption injector's policy.
-    pub steal: Policy,
+    pub steal: Steal,
     /// Physical address where QEMU's loader put the guest's ELF file
     /// (`-device loader,file=GUEST,addr=ADDR,force-raw=on`).
     pub elf_pa: Option<u64>,
@@ -108,7 +108,7 @@ impl<'a> Args<'a> {
                     if steal.is_some() {
                         return Err(err("repeated"));
                     }
-                    steal = Some(Policy::parse(value).map_err(|e| err(e.0))?);
+                    steal = Some(Steal::parse(value).map_err(|e| err(e.0))?);
                     continue;
                 }
                 "pvhost.elf" => {
@@ -130,7 +130,7 @@ impl<'a> Args<'a> {
             time: switches[0].unwrap_or(default),
             lock: switches[1].unwrap_or(default),
             sched: switches[2].unwrap_or(default),
-            steal: steal.unwrap_or(Policy::None),
+            steal: steal.unwrap_or(Steal::NONE),
             elf_pa,
             guest,
         })
@@ -140,12 +140,13 @@ impl<'a> Args<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::Policy;
 
     #[test]
     fn defaults_offer_everything_and_never_preempt() {
         let a = Args::parse("").unwrap();
         assert!(a.time && a.lock && a.sched);
-        assert_eq!(a.steal, Policy::None);
+        assert_eq!(a.steal, Steal::NONE);
         assert_eq!(a.elf_pa, None);
         assert_eq!(a.guest, "");
     }
@@ -171,13 +172,16 @@ mod tests {
 
     #[test]
     fn steal_and_elf() {
-        let a = Args::parse("pvhost.steal=periodic:1000,50 pvhost.elf=0x58000000").unwrap();
+        let a = Args::parse("pvhost.steal=periodic:1000,50@9 pvhost.elf=0x58000000").unwrap();
         assert_eq!(
             a.steal,
-            Policy::Periodic {
-                period_us: 1000,
-                share_pct: 50,
-                phase_us: 0
+            Steal {
+                policy: Policy::Periodic {
+                    period_us: 1000,
+                    share_pct: 50,
+                    phase_us: 0
+                },
+                stop_ms: Some(9)
             }
         );
         assert_eq!(a.elf_pa, Some(0x5800_0000));

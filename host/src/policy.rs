@@ -9,10 +9,18 @@
 //! | `none` | never |
 //! | `periodic:P,S[,F]` | every `P` µs, the last `S` % of each period; CPU `c`'s periods start `c * F` µs later (mod `P`) |
 //! | `random:SEED,R,T` | run `~Exp(R)` µs, then stolen `~Exp(T)` µs, and again; one generator per CPU, seeded from `SEED` and `c` |
+//!
+//! Any policy may end at a set time: `POLICY@STOP_MS` preempts no vCPU at or
+//! after `STOP_MS` milliseconds of host time (a window under way then is cut
+//! short). A guest that reads its steal clock after that time reads all the
+//! steal there will be, so a test can compare it with the ground truth
+//! exactly (pvhost cannot see a guest begin to exit: no ABI call says so,
+//! and its console writes go straight to the UART).
 
 use core::fmt;
 
 const NS_PER_US: u64 = 1_000;
+const NS_PER_MS: u64 = 1_000_000;
 
 /// `pvhost.steal=`: how the injector preempts each vCPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +52,7 @@ impl fmt::Display for PolicyError {
 
 /// The usage text of the policy syntax.
 pub const POLICY_SYNTAX: &str =
-    "none | periodic:PERIOD_US,SHARE_PCT[,PHASE_US] | random:SEED,MEAN_RUN_US,MEAN_STEAL_US";
+    "(none | periodic:PERIOD_US,SHARE_PCT[,PHASE_US] | random:SEED,MEAN_RUN_US,MEAN_STEAL_US)[@STOP_MS]";
 
 /// Parses a decimal number.
 pub fn parse_u64(s: &str) -> Option<u64> {
@@ -112,6 +120,53 @@ impl Policy {
 
     pub fn is_none(self) -> bool {
         self == Policy::None
+    }
+}
+
+/// `pvhost.steal=POLICY[@STOP_MS]`: a policy, and when it stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Steal {
+    pub policy: Policy,
+    /// Host time (ms since the counter started) from which no vCPU is
+    /// preempted; `None`: never stops.
+    pub stop_ms: Option<u64>,
+}
+
+impl Steal {
+    /// No preemption at all.
+    pub const NONE: Steal = Steal {
+        policy: Policy::None,
+        stop_ms: None,
+    };
+
+    pub fn parse(s: &str) -> Result<Steal, PolicyError> {
+        let (policy, stop_ms) = match s.split_once('@') {
+            None => (s, None),
+            Some((policy, stop)) => {
+                let stop = parse_u64(stop)
+                    .filter(|&ms| ms <= u64::MAX / NS_PER_MS)
+                    .ok_or(PolicyError("@STOP_MS wants a decimal number of ms"))?;
+                (policy, Some(stop))
+            }
+        };
+        Ok(Steal {
+            policy: Policy::parse(policy)?,
+            stop_ms,
+        })
+    }
+
+    fn stop_ns(self) -> Option<u64> {
+        self.stop_ms.map(|ms| ms * NS_PER_MS)
+    }
+}
+
+impl fmt::Display for Steal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.policy)?;
+        match self.stop_ms {
+            Some(ms) => write!(f, "@{ms}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -187,6 +242,7 @@ pub fn ln(x: f64) -> f64 {
 #[derive(Debug, Clone)]
 pub struct Schedule {
     policy: Policy,
+    stop_ns: Option<u64>,
     cpu: u64,
     /// Random: where the next run period starts.
     cursor_ns: u64,
@@ -195,7 +251,8 @@ pub struct Schedule {
 
 impl Schedule {
     /// The schedule of vCPU `cpu`, starting at `start_ns`.
-    pub fn new(policy: Policy, cpu: usize, start_ns: u64) -> Self {
+    pub fn new(steal: Steal, cpu: usize, start_ns: u64) -> Self {
+        let policy = steal.policy;
         let seed = match policy {
             Policy::Random { seed, .. } => {
                 seed ^ (cpu as u64 + 1).wrapping_mul(0xA076_1D64_78BD_642F)
@@ -204,6 +261,7 @@ impl Schedule {
         };
         Self {
             policy,
+            stop_ns: steal.stop_ns(),
             cpu: cpu as u64,
             cursor_ns: start_ns,
             rng: SplitMix64::new(seed),
@@ -211,9 +269,19 @@ impl Schedule {
     }
 
     /// The next window that ends after `now_ns`, its start clipped to
-    /// `now_ns` (a window already under way is shortened, never moved).
-    /// `None`: never preempted.
+    /// `now_ns` (a window already under way is shortened, never moved) and
+    /// its end to the stop time. `None`: never preempted again.
     pub fn next_window(&mut self, now_ns: u64) -> Option<(u64, u64)> {
+        let (start, end) = self.policy_window(now_ns)?;
+        match self.stop_ns {
+            Some(stop) if start >= stop => None,
+            Some(stop) => Some((start, end.min(stop))),
+            None => Some((start, end)),
+        }
+    }
+
+    /// [`Schedule::next_window`] as the policy alone has it.
+    fn policy_window(&mut self, now_ns: u64) -> Option<(u64, u64)> {
         match self.policy {
             Policy::None => None,
             Policy::Periodic {
@@ -285,7 +353,21 @@ mod tests {
         );
         for p in ["none", "periodic:1000,25,100", "random:7,500,100"] {
             assert_eq!(Policy::parse(p).unwrap().to_string(), p);
+            assert_eq!(Steal::parse(p).unwrap().to_string(), p);
+            let stopping = format!("{p}@2500");
+            assert_eq!(Steal::parse(&stopping).unwrap().to_string(), stopping);
         }
+        assert_eq!(
+            Steal::parse("periodic:1000,50@3"),
+            Ok(Steal {
+                policy: Policy::Periodic {
+                    period_us: 1000,
+                    share_pct: 50,
+                    phase_us: 0
+                },
+                stop_ms: Some(3)
+            })
+        );
     }
 
     #[test]
@@ -309,6 +391,17 @@ mod tests {
             "sometimes",
         ] {
             assert!(Policy::parse(bad).is_err(), "{bad:?}");
+            assert!(Steal::parse(bad).is_err(), "{bad:?}");
+        }
+        for bad in [
+            "none@",
+            "@5",
+            "periodic:1000,50@x",
+            "periodic:1000,50@1@2",
+            "periodic:1000,50@-1",
+            "none@99999999999999999999",
+        ] {
+            assert!(Steal::parse(bad).is_err(), "{bad:?}");
         }
     }
 
@@ -323,7 +416,7 @@ mod tests {
     #[test]
     fn periodic_windows_take_the_share_at_the_end_of_each_period() {
         let p = Policy::parse("periodic:1000,25").unwrap();
-        let mut s = Schedule::new(p, 0, 0);
+        let mut s = Schedule::new(steal(p), 0, 0);
         assert_eq!(s.next_window(0), Some((750_000, 1_000_000)));
         assert_eq!(s.next_window(1_000_000), Some((1_750_000, 2_000_000)));
         // Inside a window: the rest of it.
@@ -341,7 +434,11 @@ mod tests {
     #[test]
     fn periodic_phase_shifts_each_cpu() {
         let p = Policy::parse("periodic:1000,50,300").unwrap();
-        let w = |cpu| Schedule::new(p, cpu, 0).next_window(10_000_000).unwrap();
+        let w = |cpu| {
+            Schedule::new(steal(p), cpu, 0)
+                .next_window(10_000_000)
+                .unwrap()
+        };
         assert_eq!(w(0), (10_500_000, 11_000_000));
         // CPU 1's periods end at 0.3 ms past each ms: its window
         // [9.8 ms, 10.3 ms) is under way, so only its rest is returned.
@@ -355,7 +452,7 @@ mod tests {
     fn random_is_reproducible_per_seed_and_cpu_with_the_right_means() {
         let p = Policy::parse("random:42,500,100").unwrap();
         let windows = |cpu, n| {
-            let mut s = Schedule::new(p, cpu, 0);
+            let mut s = Schedule::new(steal(p), cpu, 0);
             let mut now = 0;
             let mut out = Vec::new();
             for _ in 0..n {
@@ -379,6 +476,28 @@ mod tests {
 
     #[test]
     fn none_never_preempts() {
-        assert_eq!(Schedule::new(Policy::None, 3, 5).next_window(7), None);
+        assert_eq!(Schedule::new(Steal::NONE, 3, 5).next_window(7), None);
+    }
+
+    #[test]
+    fn a_stop_time_cuts_the_window_under_way_and_ends_the_rest() {
+        // Windows [0.75, 1), [1.75, 2), ... ms; stop at 2 ms, then at 1.8 ms.
+        let mut s = Schedule::new(Steal::parse("periodic:1000,25@2").unwrap(), 0, 0);
+        assert_eq!(s.next_window(1_000_000), Some((1_750_000, 2_000_000)));
+        assert_eq!(s.next_window(2_000_000), None);
+        let mut s = Schedule::new(Steal::parse("random:1,500,100@5").unwrap(), 0, 0);
+        let mut now = 0;
+        while let Some((start, end)) = s.next_window(now) {
+            assert!(start < end && end <= 5_000_000, "{start}..{end}");
+            now = end;
+        }
+        assert!(now > 4_000_000, "windows stopped early, at {now}");
+    }
+
+    fn steal(policy: Policy) -> Steal {
+        Steal {
+            policy,
+            stop_ms: None,
+        }
     }
 }

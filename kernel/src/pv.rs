@@ -19,6 +19,8 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use arch::pv::{CpuMask, LockChoice, PvReport, PvSwitches};
 use arch::Arch;
 
+pub use arch::pv::RawCallError;
+
 use crate::A;
 
 static REPORT: spin::Once<PvReport> = spin::Once::new();
@@ -122,4 +124,15 @@ pub fn kick(cpu: usize) {
 /// The calling CPU stops for good: release its PV registrations.
 pub(crate) fn cpu_off() {
     A::pv_cpu_off();
+}
+
+/// One raw hypercall, for the hypercall fuzz app (`apps/src/hvcfuzz.rs`)
+/// only: `function_id` with `args` as its first three arguments, the host's
+/// first four result registers back. Nothing else in the kernel uses it;
+/// everything PV goes through the queries above. The architecture issues it
+/// only where the probe found a convention that answers any function ID,
+/// and refuses the calls that could take a CPU, the machine or the
+/// kernel's memory away from it ([`arch::Arch::pv_raw_call`]).
+pub fn raw_call(function_id: u32, args: [u64; 3]) -> Result<[u64; 4], RawCallError> {
+    A::pv_raw_call(function_id, args)
 }

@@ -7,7 +7,8 @@
 //! and the exit marker), [`qemu`] (starting, watching and killing QEMU) and
 //! [`cmd`] (printing and running external commands). The real-KVM host is
 //! [`nested_kvm`], built from Debian packages with [`debian`] and [`cpio`].
-//! The QEMU boot tests are data, in [`boot_tests`].
+//! The QEMU boot tests are data, in [`boot_tests`]; [`steal`] compares the
+//! guest's steal clock with pvhost's ground truth for one of their checks.
 
 #![forbid(unsafe_code)]
 
@@ -24,6 +25,7 @@ mod nested_kvm;
 mod pvhost;
 mod qemu;
 mod run;
+mod steal;
 mod test;
 
 use std::process::ExitCode;

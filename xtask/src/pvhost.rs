@@ -18,7 +18,8 @@
 //! pvhost.steal=POLICY -- GUEST ARGS`; pvhost hands everything after `--`
 //! to the guest in its FDT. At the guest's SYSTEM_OFF pvhost prints its
 //! ground truth after the guest's exit marker, one line per vCPU:
-//! `pvhost: cpu=N preemptions=K stolen_ns=S pv_calls=C`.
+//! `pvhost: cpu=N preemptions=K stolen_ns=S pv_calls=C last_end_ns=E`
+//! ([`crate::steal`] compares it with the guest's reading).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -58,7 +59,11 @@ impl Settings {
 }
 
 /// Checks the form of a `--steal` policy (pvhost checks the values too).
-pub fn check_steal(policy: &str) -> Result<()> {
+pub fn check_steal(steal: &str) -> Result<()> {
+    let (policy, stop_ms) = match steal.split_once('@') {
+        Some((policy, stop)) => (policy, Some(stop)),
+        None => (steal, None),
+    };
     let numbers = |s: &str, counts: &[usize]| {
         let parts: Vec<&str> = s.split(',').collect();
         counts.contains(&parts.len())
@@ -66,17 +71,20 @@ pub fn check_steal(policy: &str) -> Result<()> {
                 .iter()
                 .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
     };
-    let ok = policy == "none"
-        || policy
-            .strip_prefix("periodic:")
-            .is_some_and(|r| numbers(r, &[2, 3]))
-        || policy
-            .strip_prefix("random:")
-            .is_some_and(|r| numbers(r, &[3]));
+    let stop_ok = stop_ms.is_none_or(|ms| numbers(ms, &[1]));
+    let ok = stop_ok
+        && (policy == "none"
+            || policy
+                .strip_prefix("periodic:")
+                .is_some_and(|r| numbers(r, &[2, 3]))
+            || policy
+                .strip_prefix("random:")
+                .is_some_and(|r| numbers(r, &[3])));
     if !ok {
         bail!(
-            "--steal {policy:?}: expected none, periodic:PERIOD_US,SHARE_PCT[,PHASE_US] \
-             or random:SEED,MEAN_RUN_US,MEAN_STEAL_US (decimal numbers)"
+            "--steal {steal:?}: expected none, periodic:PERIOD_US,SHARE_PCT[,PHASE_US] \
+             or random:SEED,MEAN_RUN_US,MEAN_STEAL_US (decimal numbers), optionally \
+             followed by @STOP_MS (no preemption after that many ms)"
         );
     }
     Ok(())
@@ -162,6 +170,8 @@ mod tests {
             "periodic:1000,50",
             "periodic:1000,50,250",
             "random:1,500,100",
+            "periodic:1000,50@2000",
+            "none@0",
         ] {
             assert!(check_steal(ok).is_ok(), "{ok}");
         }
@@ -173,6 +183,9 @@ mod tests {
             "random:1,2",
             "random:1,,2",
             "sometimes",
+            "periodic:1000,50@",
+            "periodic:1000,50@2@3",
+            "@5",
         ] {
             assert!(check_steal(bad).is_err(), "{bad}");
         }

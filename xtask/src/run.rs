@@ -37,7 +37,8 @@ pub struct Args {
     l1_load: Option<u8>,
     /// pvhost: the preemption injector's policy: none,
     /// periodic:PERIOD_US,SHARE_PCT[,PHASE_US] or
-    /// random:SEED,MEAN_RUN_US,MEAN_STEAL_US [default: none]
+    /// random:SEED,MEAN_RUN_US,MEAN_STEAL_US, each optionally followed by
+    /// @STOP_MS (no preemption from then on) [default: none]
     #[arg(long, value_name = "POLICY")]
     steal: Option<String>,
     /// The app the kernel runs (boot argument `app=NAME`).

@@ -266,6 +266,10 @@ impl Arch for Aarch64 {
         pv::cpu_off(cpu_id());
     }
 
+    fn pv_raw_call(function_id: u32, args: [u64; 3]) -> Result<[u64; 4], crate::pv::RawCallError> {
+        pv::raw_call(function_id, args)
+    }
+
     fn power_off() -> ! {
         if let Some(p) = PLATFORM.get() {
             let _ = p.conduit.system_off();

@@ -9,7 +9,7 @@ use crate::abi::arm64::{
     PvSchedRecord, PvTimeRecord, PV_SCHED_IPA_RELEASE, PV_SCHED_KICK_CPU, PV_TIME_STOLEN_OFFSET,
 };
 use crate::pv::arm64::{self as probe, Plan, Smccc};
-use crate::pv::{note, Note, PvReport, PvSwitches, State};
+use crate::pv::{note, Note, PvReport, PvSwitches, RawCallError, State};
 use crate::{MemAttr, MAX_CPUS};
 
 use super::psci::Conduit;
@@ -157,4 +157,26 @@ pub(super) fn cpu_off(cpu: usize) {
         let mut conduit = platform().conduit;
         let _ = conduit.call(PV_SCHED_IPA_RELEASE, 0);
     }
+}
+
+/// One raw SMCCC call, for `Arch::pv_raw_call`: only after the probe saw
+/// SMCCC >= 1.1 on the conduit, and never one `raw_call_refusal` refuses.
+pub(super) fn raw_call(function: u32, args: [u64; 3]) -> Result<[u64; 4], RawCallError> {
+    if !PLAN.get().is_some_and(|plan| plan.smccc_1_1) {
+        return Err(RawCallError::Unavailable);
+    }
+    // The kernel's memory: what it maps as Normal (RAM, and the host
+    // records it mapped); identity-mapped, so an IPA is its own address.
+    let kernel_memory =
+        |ipa: u64| usize::try_from(ipa).is_ok_and(|va| mmu::attr_of(va) == Some(MemAttr::Normal));
+    if let Some(why) = probe::raw_call_refusal(function, args, kernel_memory) {
+        return Err(RawCallError::Refused(why));
+    }
+    let mut regs = [0u64; 17];
+    regs[..3].copy_from_slice(&args);
+    let r = match platform().conduit {
+        Conduit::Hvc => smccc::hvc64(function, regs),
+        Conduit::Smc => smccc::smc64(function, regs),
+    };
+    Ok([r[0], r[1], r[2], r[3]])
 }

@@ -266,6 +266,12 @@ impl Arch for Loongarch64 {
         pv::cpu_off();
     }
 
+    fn pv_raw_call(_: u32, _: [u64; 3]) -> Result<[u64; 4], crate::pv::RawCallError> {
+        // The fuzz app speaks SMCCC; LoongArch's `hvcl` convention is another
+        // ABI (one result, in a0), and no LoongArch KVM is at hand to fuzz.
+        Err(crate::pv::RawCallError::Unavailable)
+    }
+
     fn power_off() -> ! {
         power::off(PLATFORM.get().map(|p| &p.power))
     }

@@ -56,6 +56,9 @@ pub struct Plan {
     pub sched_release: bool,
     /// PV_SCHED_KICK_CPU is offered.
     pub sched_kick: bool,
+    /// SMCCC >= 1.1 answered on this conduit: every function ID gets an
+    /// answer (NOT_SUPPORTED at worst), so a raw call may be issued.
+    pub smccc_1_1: bool,
 }
 
 /// Issues a call and logs it in the report.
@@ -120,6 +123,7 @@ fn probe_host(hv: &mut impl Smccc, psci: (u16, u16), switches: &PvSwitches) -> (
         return (report, plan);
     }
     let (major, minor) = (version >> 16, version & 0xffff);
+    plan.smccc_1_1 = true;
 
     // 4. Who is it? The UID call is the one vendor call allowed before the UID.
     let uid = hv.call(VENDOR_HYP_CALL_UID, 0);
@@ -339,6 +343,66 @@ pub fn check_time_record(record: &PvTimeRecord) -> Result<(), Note> {
         )));
     }
     Ok(())
+}
+
+/// PSCI functions that only answer a question, by number (the low 16 bits,
+/// the same in both calling conventions; PSCI 1.3, DEN0022). Every other
+/// PSCI function changes the power state of a CPU or of the machine.
+const PSCI_QUERIES: [u32; 9] = [
+    0x00, // PSCI_VERSION
+    0x04, // AFFINITY_INFO
+    0x06, // MIGRATE_INFO_TYPE
+    0x07, // MIGRATE_INFO_UP_CPU
+    0x0A, // PSCI_FEATURES
+    0x0D, // NODE_HW_STATE
+    0x10, // PSCI_STAT_RESIDENCY
+    0x11, // PSCI_STAT_COUNT
+    0x14, // MEM_PROTECT_CHECK_RANGE
+];
+
+/// The SMC64/HVC64 bit of a function ID.
+const SMC64: u32 = 1 << 30;
+
+/// Why a raw call (`Arch::pv_raw_call`, for the hypercall fuzz app) must not
+/// be issued, or `None` if it may. `kernel_memory(addr)`: whether `addr` is
+/// memory the kernel uses. Refused, because a host that implements them
+/// would act on them behind the kernel's back:
+///
+/// - every standard secure service (owner 4) but the PSCI queries: PSCI's
+///   power calls (CPU_ON/OFF/SUSPEND, SYSTEM_OFF/RESET/SUSPEND, ...) start,
+///   stop or suspend CPUs or the machine the kernel runs; SDEI registers
+///   entry points; FF-A shares or donates memory;
+/// - PV_SCHED_IPA_RELEASE: the kernel's PV sched registration would be gone
+///   while the kernel still reads the record;
+/// - PV_SCHED_IPA_INIT with a record that touches the kernel's memory: the
+///   host would write its flag there (and the live registration would move).
+///
+/// The PV sched calls are matched in both conventions, in case a host takes
+/// the SMC32 twin for the call. PV_TIME_ST and PV_LOCK_PREEMPTED are safe:
+/// they return the host's records and register nothing; KICK_CPU at worst
+/// ends a halt early, which every halt allows.
+pub fn raw_call_refusal(
+    function: u32,
+    args: [u64; 3],
+    kernel_memory: impl Fn(u64) -> bool,
+) -> Option<&'static str> {
+    let owner = (function >> 24) & 0x3f;
+    if owner == 4 && !(is_psci_call(function) && PSCI_QUERIES.contains(&(function & 0xffff))) {
+        return Some(
+            "a standard secure service call (PSCI power, SDEI, FF-A) other than a PSCI query",
+        );
+    }
+    match function | SMC64 {
+        PV_SCHED_IPA_RELEASE => Some("PV_SCHED_IPA_RELEASE would drop the kernel's registration"),
+        PV_SCHED_IPA_INIT => {
+            let touches = |ipa: u64| {
+                kernel_memory(ipa) || kernel_memory(ipa.saturating_add(RECORD_ALIGN - 1))
+            };
+            (touches(args[0]) || touches(args[0] & 0xffff_ffff))
+                .then_some("PV_SCHED_IPA_INIT with a record in the kernel's memory")
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -575,7 +639,13 @@ mod tests {
             ..PvSwitches::default()
         };
         let (report, plan, host) = run(kvm_patched(), switches);
-        assert_eq!(plan, Plan::default());
+        assert_eq!(
+            plan,
+            Plan {
+                smccc_1_1: true,
+                ..Plan::default()
+            }
+        );
         for f in ["time", "lock", "sched"] {
             assert_eq!(report.state(f), Some(State::SwitchedOff), "{f}");
         }
@@ -644,5 +714,82 @@ mod tests {
             ..PvTimeRecord::default()
         };
         assert!(check_time_record(&bad).is_err());
+    }
+
+    #[test]
+    fn raw_calls_only_after_smccc_1_1() {
+        let (_, plan, _) = run(kvm_upstream(), PvSwitches::default());
+        assert!(plan.smccc_1_1);
+        let unknown_vendor = kvm_patched().uid([1, 2, 3, 4]);
+        assert!(run(unknown_vendor, PvSwitches::default()).1.smccc_1_1);
+        let smccc_1_0 = FakeHost::default().answer(PSCI_FEATURES, SMCCC_VERSION.into(), 0);
+        assert!(!run(smccc_1_0, PvSwitches::default()).1.smccc_1_1);
+        assert!(!run(FakeHost::default(), PvSwitches::default()).1.smccc_1_1);
+    }
+
+    #[test]
+    fn raw_calls_that_would_pull_the_rug_are_refused() {
+        let ram = |a: u64| (0x4000_0000..0x5000_0000).contains(&a);
+        let refused = |f: u32, x1: u64| raw_call_refusal(f, [x1, 0, 0], ram).is_some();
+        // PSCI: queries pass, power calls (both conventions) do not.
+        for query in [
+            0x8400_0000,
+            PSCI_FEATURES,
+            0xC400_0004,
+            0x8400_0006,
+            0x8400_0014,
+        ] {
+            assert!(!refused(query, 0), "{query:#x}");
+        }
+        for power in [
+            0x8400_0001u32, // CPU_SUSPEND
+            0xC400_0001,
+            0x8400_0002, // CPU_OFF
+            0x8400_0003, // CPU_ON
+            0xC400_0003,
+            0x8400_0005, // MIGRATE
+            0x8400_0008, // SYSTEM_OFF
+            0x8400_0009, // SYSTEM_RESET
+            0x8400_000B, // CPU_FREEZE
+            0xC400_000E, // SYSTEM_SUSPEND
+            0x8400_0012, // SYSTEM_RESET2
+            0x8400_0013, // MEM_PROTECT
+            0xC400_0015, // SYSTEM_OFF2
+            0x0400_0008, // yielding form
+            0xC400_0021, // SDEI_EVENT_REGISTER
+            0x8400_0063, // FF-A
+        ] {
+            assert!(refused(power, 0), "{power:#x}");
+        }
+        // PV sched: a record in the kernel's memory or a release, in either
+        // convention; a record elsewhere, or a record straddling into RAM.
+        assert!(refused(PV_SCHED_IPA_INIT, 0x4000_0040));
+        assert!(refused(PV_SCHED_IPA_INIT, 0x4fff_fff3));
+        assert!(refused(PV_SCHED_IPA_INIT, 0x3fff_ffe1), "ends in RAM");
+        assert!(refused(PV_SCHED_IPA_INIT & !SMC64, 0xdead_0000_4000_0040));
+        assert!(
+            refused(PV_SCHED_IPA_INIT, 0xdead_0000_4000_0040),
+            "its low half"
+        );
+        assert!(!refused(PV_SCHED_IPA_INIT, 0x5000_0000));
+        assert!(!refused(PV_SCHED_IPA_INIT, 0x3fff_ff80));
+        assert!(!refused(PV_SCHED_IPA_INIT, u64::MAX));
+        assert!(refused(PV_SCHED_IPA_RELEASE, 0));
+        assert!(refused(PV_SCHED_IPA_RELEASE & !SMC64, 0));
+        // The rest goes through, unknown IDs included.
+        for f in [
+            PV_TIME_ST,
+            PV_LOCK_PREEMPTED,
+            PV_SCHED_KICK_CPU,
+            VENDOR_HYP_CALL_UID,
+            SMCCC_ARCH_FEATURES,
+            PV_LOCK_V3,
+            0,
+            u32::MAX,
+            0xC400_0050, // TRNG
+        ] {
+            let expect_refused = (f >> 24) & 0x3f == 4;
+            assert_eq!(refused(f, 0x4000_0000), expect_refused, "{f:#x}");
+        }
     }
 }

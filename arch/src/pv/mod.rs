@@ -222,6 +222,19 @@ impl fmt::Display for CallList<'_> {
     }
 }
 
+/// Why [`crate::Arch::pv_raw_call`] issued no call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawCallError {
+    /// No conduit here is known to answer any function ID: the probe found
+    /// no SMCCC >= 1.1 (on a machine without EL2 an unknown HVC is
+    /// UNDEFINED), `pv=off` forbade every call, or the architecture has no
+    /// such convention (LoongArch's `hvcl` ABI is not SMCCC).
+    Unavailable,
+    /// A call that could take a CPU, the machine or memory away from the
+    /// kernel; says which.
+    Refused(&'static str),
+}
+
 /// A set of logical CPUs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CpuMask(pub u64);

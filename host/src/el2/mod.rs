@@ -38,7 +38,7 @@ use arch::abi::arm64::{PvLockRecord, PvSchedRecord, PvTimeRecord, PV_TIME_STOLEN
 use host::args::{Args, USAGE};
 use host::fdt_patch::{self, Edits};
 use host::hvc::{self, Call, Family, Machine, Offer, Outcome};
-use host::policy::{Policy, Schedule};
+use host::policy::{Schedule, Steal};
 use host::{elf, MAX_VCPUS};
 use smccc::psci;
 
@@ -93,7 +93,7 @@ const EC_SYSREG: u64 = 0x18;
 /// Facts fixed at boot, read by every pCPU.
 struct Facts {
     offer: Offer,
-    steal: Policy,
+    steal: Steal,
     guest_ram: Range<u64>,
     /// pCPU (= vCPU) `i`'s MPIDR affinity, in the DTB's `/cpus` order.
     mpidr: [u64; MAX_PCPUS],
@@ -129,6 +129,9 @@ struct Vcpu {
     /// Ground truth.
     preemptions: AtomicU64,
     stolen_ns: AtomicU64,
+    /// When the last preemption's steal reached the PV time record (host
+    /// time, ns): a guest reading taken later holds all of `stolen_ns`.
+    last_end_ns: AtomicU64,
     pv_calls: AtomicU64,
 }
 
@@ -143,6 +146,7 @@ impl Vcpu {
             rd: AtomicU64::new(0),
             preemptions: AtomicU64::new(0),
             stolen_ns: AtomicU64::new(0),
+            last_end_ns: AtomicU64::new(0),
             pv_calls: AtomicU64::new(0),
         }
     }
@@ -311,15 +315,19 @@ fn preempted_wait(cpu: usize, injector: &mut Injector, end_ns: u64) {
     }
     gic::set_priority_mask(gic::PMR_ALL);
     let stolen_ns = ticks_to_ns(ticks()) - ticks_to_ns(start);
-    let v = &VCPUS[cpu];
-    v.preemptions.fetch_add(1, Ordering::Relaxed);
-    v.stolen_ns.fetch_add(stolen_ns, Ordering::Relaxed);
     // Single writer (this pCPU): the guest reads it with one 64-bit load.
     let record = &RECORDS.time[cpu].stolen_ns;
     record.store(
         record.load(Ordering::Relaxed) + stolen_ns,
         Ordering::Release,
     );
+    // Taken after the record holds the steal, stored before the count does:
+    // whoever sees the count sees a `last_end_ns` no earlier than this.
+    let v = &VCPUS[cpu];
+    v.last_end_ns.store(now_ns(), Ordering::Relaxed);
+    v.preemptions.fetch_add(1, Ordering::Relaxed);
+    // Release: pairs with the Acquire in `report_ground_truth`.
+    v.stolen_ns.fetch_add(stolen_ns, Ordering::Release);
     set_preempted(cpu, false);
     injector.arm(now_ns());
 }
@@ -518,14 +526,23 @@ fn hypercall(cpu: usize, frame: &mut Frame, imm: u16) {
     }
 }
 
-/// The machine-readable ground truth, one line per vCPU.
+/// The machine-readable ground truth, one line per vCPU:
+/// `pvhost: cpu=N preemptions=K stolen_ns=S pv_calls=C last_end_ns=E`.
+///
+/// `last_end_ns` is when the vCPU's last preemption reached its PV time
+/// record (host time, which is the guest's clock too: CNTVOFF = 0): a guest
+/// reading of the record taken after it must equal `stolen_ns` (see
+/// `xtask/src/steal.rs`). A preemption still under way is not counted; it
+/// would be added to both when it ends.
 fn report_ground_truth() {
     for (cpu, v) in VCPUS.iter().enumerate().take(facts().pcpus) {
+        // Acquire, then `last_end_ns`: see `preempted_wait`.
+        let stolen_ns = v.stolen_ns.load(Ordering::Acquire);
         console::line(format_args!(
-            "pvhost: cpu={cpu} preemptions={} stolen_ns={} pv_calls={}",
+            "pvhost: cpu={cpu} preemptions={} stolen_ns={stolen_ns} pv_calls={} last_end_ns={}",
             v.preemptions.load(Ordering::Relaxed),
-            v.stolen_ns.load(Ordering::Relaxed),
             v.pv_calls.load(Ordering::Relaxed),
+            v.last_end_ns.load(Ordering::Relaxed),
         ));
     }
 }

@@ -28,7 +28,7 @@ const QUICK_REPS: u32 = 2;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Suite {
-    /// `lockstorm` per lock kind, PV on and off, on TCG and nested KVM.
+    /// `lockstorm` per lock kind, PV on and off, on TCG, nested KVM and pvhost.
     Locks,
 }
 
@@ -49,7 +49,7 @@ pub struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "tcg,nested-kvm"
+        default_value = "tcg,nested-kvm,pvhost"
     )]
     hosts: Vec<HostKind>,
     /// nested-kvm: busy loops in L1 next to the guest (see `run --l1-load`).
@@ -134,11 +134,14 @@ mod tests {
     }
 
     #[test]
-    fn defaults_are_five_reps_on_both_hosts() {
+    fn defaults_are_five_reps_on_every_host() {
         let o = parse("--suite locks").unwrap();
         assert_eq!(o.reps, 5);
         assert!(!o.quick);
-        assert_eq!(o.hosts, [HostKind::Tcg, HostKind::NestedKvm]);
+        assert_eq!(
+            o.hosts,
+            [HostKind::Tcg, HostKind::NestedKvm, HostKind::Pvhost]
+        );
         assert_eq!((o.l1_load, o.timeout, o.verbose), (0, None, false));
         assert!(parse("").is_err(), "--suite is required");
     }

@@ -1,0 +1,837 @@
+//! Hypercall fuzzing: random SMCCC calls, every answer checked against what
+//! the host must answer.
+//!
+//! ```text
+//! app=hvcfuzz -- [calls=20000] [seed=1] [offer=probe|all|none]
+//! ```
+//!
+//! Every online CPU issues its share of `calls` through
+//! [`kernel::pv::raw_call`], from a generator of its own (seeded from `seed`
+//! and the CPU), each call of one of three kinds, a third of the time each
+//! (a call that must not be issued is drawn again, so fewer `near` ones
+//! remain in the end):
+//!
+//! | kind | the call |
+//! |---|---|
+//! | random | any 32-bit function ID, random x1..x3 |
+//! | near | a known ID changed a little: ±1..4, the other calling convention (bit 30), a yielding call (bit 31 clear), a low bit flipped; random x1..x3 |
+//! | known | a known ID with arguments at its edges: function IDs and their neighbours for the `*_FEATURES` calls, bad record IPAs for PV_SCHED_IPA_INIT, valid and invalid vCPUs for KICK_CPU, random upper halves for 32-bit calls (which must ignore them) |
+//!
+//! The answers it expects (x0 unless said), from `shared/spec/ABI.md` and,
+//! for PSCI, pvhost's table (`host/src/hvc.rs`):
+//!
+//! | call | answer |
+//! |---|---|
+//! | any ID not listed below | NOT_SUPPORTED (-1) |
+//! | PSCI_VERSION, SMCCC_VERSION | 1.1 (0x10001) |
+//! | PSCI_FEATURES(f) | 0 for VERSION, CPU_ON, CPU_OFF, AFFINITY_INFO, MIGRATE_INFO_TYPE, SYSTEM_OFF, SYSTEM_RESET, PSCI_FEATURES, SMCCC_VERSION; else -1 |
+//! | AFFINITY_INFO(an online CPU, level 0) | 0 (on) |
+//! | MIGRATE_INFO_TYPE | 2 |
+//! | SMCCC_ARCH_FEATURES(f) | 0 for ARCH_FEATURES, PV_TIME_FEATURES (even with PV time off, as KVM), PV_LOCK_FEATURES / PV_SCHED_FEATURES when offered; else -1 |
+//! | VENDOR_HYP_CALL_UID | KVM's UID in x0..x3 |
+//! | VENDOR_HYP_KVM_FEATURES | 1 (no PTP) |
+//! | PV_TIME_FEATURES(f), PV_LOCK_FEATURES(f), PV_SCHED_FEATURES(f) | 0 for the ABI's own functions when offered; else -1 |
+//! | PV_TIME_ST, PV_LOCK_PREEMPTED | this vCPU's record: 64-byte aligned, below 2^48, the same on every call, another CPU's or ABI's never |
+//! | PV_SCHED_IPA_INIT(bad IPA) | INVALID_PARAMETER (-3) when offered |
+//! | PV_SCHED_KICK_CPU(v) | 0 for a vCPU, INVALID_PARAMETER beyond, when offered |
+//!
+//! SMC32/HVC32 calls (bit 30 clear) see only the low halves of x1..x3.
+//!
+//! Never issued (the generator draws again), because a host that
+//! implements them acts on them behind the kernel's back: what
+//! [`arch::pv::arm64::raw_call_refusal`] refuses, with guest RAM as the
+//! kernel's memory — PSCI's power calls (CPU_ON, CPU_OFF, CPU_SUSPEND,
+//! SYSTEM_OFF, SYSTEM_RESET, ...: they would start, stop or suspend CPUs or
+//! end the run) and the rest of the standard secure services (SDEI entry
+//! points, FF-A memory sharing, TRNG); PV_SCHED_IPA_RELEASE (the kernel's live
+//! registration would be dropped) and PV_SCHED_IPA_INIT with a record
+//! touching RAM (the live record would move, and the host would write
+//! there), so its IPAs are all outside RAM: below it, just past it, above
+//! 2^40, beyond 2^48, aligned or not. PV_TIME_ST and PV_LOCK_PREEMPTED are
+//! issued freely: they return the host's records and register nothing.
+//! Also never issued: AFFINITY_INFO with other arguments, whose answer is
+//! the firmware's (pvhost forwards it), not pvhost's.
+//!
+//! `offer=`: which of PV time, PV lock v2 and PV sched the host offers,
+//! since the answers differ: `probe` (default) takes what the boot probe
+//! found; `all` and `none` say it, so that a host lying to the probe and to
+//! the fuzz alike is still caught (the boot tests say it).
+//!
+//! Output: the first mismatches (`hvcfuzz: mismatch ...`), then
+//! `hvcfuzz: calls=N ok=N mismatches=M` and the mix of kinds. Status 0 only
+//! with no mismatch; 1 as well where no raw call can be issued (no SMCCC
+//! >= 1.1: TCG without EL2, `pv=off`, LoongArch).
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use arch::abi::arm64::*;
+use arch::pv::arm64::raw_call_refusal;
+use arch::pv::State;
+use kernel::exit::status;
+use kernel::percpu::PerCpu;
+use kernel::pv::{self, RawCallError};
+use kernel::{per_cpu, smp};
+
+/// PSCI function IDs the fuzz names (DEN0022); `arch::abi::arm64` has only
+/// the two the probe issues.
+mod psci {
+    pub const CPU_OFF: u32 = 0x8400_0002;
+    pub const CPU_ON_32: u32 = 0x8400_0003;
+    pub const CPU_ON_64: u32 = 0xC400_0003;
+    pub const AFFINITY_INFO_32: u32 = 0x8400_0004;
+    pub const AFFINITY_INFO_64: u32 = 0xC400_0004;
+    pub const MIGRATE_INFO_TYPE: u32 = 0x8400_0006;
+    pub const MIGRATE_INFO_UP_CPU_32: u32 = 0x8400_0007;
+    pub const MIGRATE_INFO_UP_CPU_64: u32 = 0xC400_0007;
+    pub const SYSTEM_OFF: u32 = 0x8400_0008;
+    pub const SYSTEM_RESET: u32 = 0x8400_0009;
+    /// MIGRATE_INFO_TYPE's "no Trusted OS to migrate".
+    pub const MIGRATE_NONE: u64 = 2;
+}
+
+/// SMCCC architecture calls the host does not implement (SMCCC 1.4).
+const SMCCC_ARCH_SOC_ID: u32 = 0x8000_0002;
+const SMCCC_ARCH_WORKAROUND_1: u32 = 0x8000_8000;
+const SMCCC_ARCH_WORKAROUND_2: u32 = 0x8000_7FFF;
+const SMCCC_ARCH_WORKAROUND_3: u32 = 0x8000_3FFF;
+
+/// SMC64/HVC64 calls have bit 30 set.
+const SMC64: u32 = 1 << 30;
+/// SMCCC 1.1 as SMCCC_VERSION and PSCI 1.1 as PSCI_VERSION say it.
+const VERSION_1_1: u64 = 0x1_0001;
+/// Record IPAs the ABIs allow.
+const IPA_LIMIT: u64 = 1 << 48;
+
+/// The IDs the fuzz knows, the bases of the `near` and `known` kinds (the
+/// refused ones are among them: their neighbours are worth a call).
+const KNOWN: &[u32] = &[
+    PSCI_VERSION,
+    PSCI_FEATURES,
+    psci::CPU_OFF,
+    psci::CPU_ON_32,
+    psci::CPU_ON_64,
+    psci::AFFINITY_INFO_32,
+    psci::AFFINITY_INFO_64,
+    psci::MIGRATE_INFO_TYPE,
+    psci::MIGRATE_INFO_UP_CPU_32,
+    psci::MIGRATE_INFO_UP_CPU_64,
+    psci::SYSTEM_OFF,
+    psci::SYSTEM_RESET,
+    SMCCC_VERSION,
+    SMCCC_ARCH_FEATURES,
+    SMCCC_ARCH_SOC_ID,
+    SMCCC_ARCH_WORKAROUND_1,
+    SMCCC_ARCH_WORKAROUND_2,
+    SMCCC_ARCH_WORKAROUND_3,
+    VENDOR_HYP_CALL_UID,
+    VENDOR_HYP_KVM_FEATURES,
+    PV_LOCK_V3,
+    PV_TIME_FEATURES,
+    PV_TIME_ST,
+    PV_LOCK_FEATURES,
+    PV_LOCK_PREEMPTED,
+    PV_SCHED_FEATURES,
+    PV_SCHED_IPA_INIT,
+    PV_SCHED_IPA_RELEASE,
+    PV_SCHED_KICK_CPU,
+];
+
+/// Which ABIs the host offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offer {
+    pub time: bool,
+    pub lock: bool,
+    pub sched: bool,
+}
+
+impl Offer {
+    const ALL: Offer = Offer {
+        time: true,
+        lock: true,
+        sched: true,
+    };
+    const NONE: Offer = Offer {
+        time: false,
+        lock: false,
+        sched: false,
+    };
+}
+
+/// What the expectations depend on.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    pub offer: Offer,
+    /// Guest RAM, `[start, end)` per region.
+    pub ram: Vec<(u64, u64)>,
+    /// The MPIDR affinity of every online CPU.
+    pub online_mpidr: Vec<u64>,
+    /// vCPUs the host knows (the FDT's CPUs), for KICK_CPU.
+    pub vcpus: u64,
+}
+
+impl Machine {
+    fn in_ram(&self, addr: u64) -> bool {
+        self.ram
+            .iter()
+            .any(|&(start, end)| (start..end).contains(&addr))
+    }
+}
+
+/// A host record a call returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Record {
+    Time = 0,
+    Lock = 1,
+}
+
+/// The answer a call must get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// x0 is this (x1..x3 are the callee's business).
+    X0(u64),
+    /// x0..x3 are KVM's vendor UID.
+    Uid,
+    /// x0 is the calling vCPU's record of this kind.
+    Record(Record),
+}
+
+impl fmt::Display for Expect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Expect::X0(v) => write!(f, "{}", v as i64),
+            Expect::Uid => f.write_str("KVM's UID"),
+            Expect::Record(Record::Time) => f.write_str("this vCPU's PV time record"),
+            Expect::Record(Record::Lock) => f.write_str("this vCPU's PV lock record"),
+        }
+    }
+}
+
+/// One call: x0 and x1..x3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Call {
+    pub function: u32,
+    pub args: [u64; 3],
+}
+
+/// How a call was made up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Random = 0,
+    Near = 1,
+    Known = 2,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Random => "random",
+            Kind::Near => "near",
+            Kind::Known => "known",
+        }
+    }
+}
+
+/// The answer `call` must get, or `None` if the fuzz must not issue it
+/// (see the module's header for which and why).
+pub fn expect(call: Call, m: &Machine) -> Option<Expect> {
+    if raw_call_refusal(call.function, call.args, |a| m.in_ram(a)).is_some() {
+        return None;
+    }
+    let f = call.function;
+    // x1..x3; SMC32/HVC32 calls see only their low halves.
+    let x = |n: usize| {
+        let value = call.args[n - 1];
+        if f & SMC64 != 0 {
+            value
+        } else {
+            value & 0xffff_ffff
+        }
+    };
+    let code = |c: i64| Some(Expect::X0(c as u64));
+    let yes_if = |offered: bool| code(if offered { SUCCESS } else { NOT_SUPPORTED });
+    let o = m.offer;
+    match f {
+        PSCI_VERSION | SMCCC_VERSION => Some(Expect::X0(VERSION_1_1)),
+        PSCI_FEATURES => {
+            let implemented = [
+                PSCI_VERSION,
+                psci::CPU_OFF,
+                psci::CPU_ON_32,
+                psci::CPU_ON_64,
+                psci::AFFINITY_INFO_32,
+                psci::AFFINITY_INFO_64,
+                psci::MIGRATE_INFO_TYPE,
+                psci::SYSTEM_OFF,
+                psci::SYSTEM_RESET,
+                PSCI_FEATURES,
+                SMCCC_VERSION,
+            ];
+            yes_if(implemented.contains(&(x(1) as u32)))
+        }
+        psci::AFFINITY_INFO_32 | psci::AFFINITY_INFO_64 => {
+            let online = m.online_mpidr.contains(&x(1));
+            (online && x(2) == 0).then_some(Expect::X0(0))
+        }
+        psci::MIGRATE_INFO_TYPE => Some(Expect::X0(psci::MIGRATE_NONE)),
+        SMCCC_ARCH_FEATURES => {
+            let g = x(1) as u32;
+            yes_if(
+                g == SMCCC_ARCH_FEATURES
+                    || g == PV_TIME_FEATURES
+                    || (g == PV_LOCK_FEATURES && o.lock)
+                    || (g == PV_SCHED_FEATURES && o.sched),
+            )
+        }
+        VENDOR_HYP_CALL_UID => Some(Expect::Uid),
+        VENDOR_HYP_KVM_FEATURES => Some(Expect::X0(1 << KVM_FEATURE_FEATURES)),
+        PV_TIME_FEATURES => yes_if(
+            o.time
+                && [PV_TIME_FEATURES, PV_TIME_ST]
+                    .map(u64::from)
+                    .contains(&x(1)),
+        ),
+        PV_TIME_ST if o.time => Some(Expect::Record(Record::Time)),
+        PV_LOCK_FEATURES => yes_if(
+            o.lock
+                && [PV_LOCK_FEATURES, PV_LOCK_PREEMPTED]
+                    .map(u64::from)
+                    .contains(&x(1)),
+        ),
+        PV_LOCK_PREEMPTED if o.lock => Some(Expect::Record(Record::Lock)),
+        PV_SCHED_FEATURES => yes_if(
+            o.sched
+                && (u64::from(PV_SCHED_FEATURES)..=u64::from(PV_SCHED_KICK_CPU)).contains(&x(1)),
+        ),
+        // Only IPAs whose record misses RAM get here (`raw_call_refusal`),
+        // and no such record is valid.
+        PV_SCHED_IPA_INIT if o.sched => code(INVALID_PARAMETER),
+        PV_SCHED_KICK_CPU if o.sched => code(if x(1) < m.vcpus {
+            SUCCESS
+        } else {
+            INVALID_PARAMETER
+        }),
+        _ => code(NOT_SUPPORTED),
+    }
+}
+
+/// SplitMix64: small, well mixed, reproducible per seed.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (n > 0; the bias is far below what matters here).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn pick<T: Copy>(&mut self, from: &[T]) -> T {
+        from[self.below(from.len() as u64) as usize]
+    }
+
+    fn chance(&mut self, one_in: u64) -> bool {
+        self.below(one_in) == 0
+    }
+}
+
+/// A known ID changed a little.
+fn near(rng: &mut Rng) -> u32 {
+    let base = rng.pick(KNOWN);
+    match rng.below(5) {
+        0 => base.wrapping_add(1 + rng.below(4) as u32),
+        1 => base.wrapping_sub(1 + rng.below(4) as u32),
+        2 => base ^ SMC64,
+        3 => base & !(1 << 31),
+        _ => base ^ 1 << rng.below(16),
+    }
+}
+
+/// A record IPA no valid record has, whose record misses RAM: below RAM,
+/// just past it, above 2^40, or beyond 2^48; aligned or not.
+fn bad_ipa(rng: &mut Rng, m: &Machine) -> u64 {
+    let low = m.ram.iter().map(|r| r.0).min().unwrap_or(0);
+    let high = m.ram.iter().map(|r| r.1).max().unwrap_or(0);
+    let aligned = match rng.below(5) {
+        // Leaves room for an unaligned record below RAM too.
+        0 if low >= 2 * RECORD_ALIGN => rng.below(low / RECORD_ALIGN - 1) * RECORD_ALIGN,
+        1 if low >= 2 * RECORD_ALIGN => low - 2 * RECORD_ALIGN,
+        2 => high + rng.below(64) * RECORD_ALIGN,
+        3 => ((1 << 40) | (rng.next() % IPA_LIMIT)) & !(RECORD_ALIGN - 1),
+        _ => (IPA_LIMIT | rng.next()) & !(RECORD_ALIGN - 1),
+    };
+    if rng.chance(2) {
+        aligned
+    } else {
+        aligned | (1 + rng.below(RECORD_ALIGN - 1))
+    }
+}
+
+/// Arguments at the edges of a known call.
+fn edge_args(function: u32, rng: &mut Rng, m: &Machine) -> [u64; 3] {
+    let mut args = [rng.next(), rng.next(), rng.next()];
+    // Random upper halves for 32-bit calls, which must not look at them.
+    let upper = |rng: &mut Rng| {
+        if function & SMC64 == 0 && rng.chance(2) {
+            rng.next() << 32
+        } else {
+            0
+        }
+    };
+    match function {
+        PSCI_FEATURES | SMCCC_ARCH_FEATURES | PV_TIME_FEATURES | PV_LOCK_FEATURES
+        | PV_SCHED_FEATURES => {
+            let asked = if rng.chance(2) {
+                rng.pick(KNOWN)
+            } else {
+                near(rng)
+            };
+            // On a 64-bit call, upper bits make the ID no function at all.
+            let junk = if function & SMC64 != 0 && rng.chance(4) {
+                rng.next() << 32
+            } else {
+                upper(rng)
+            };
+            args[0] = u64::from(asked) | junk;
+        }
+        psci::AFFINITY_INFO_32 | psci::AFFINITY_INFO_64 => {
+            args[0] = rng.pick(&m.online_mpidr) | upper(rng);
+            args[1] = upper(rng);
+        }
+        PV_SCHED_IPA_INIT => args[0] = bad_ipa(rng, m),
+        PV_SCHED_KICK_CPU => {
+            args[0] = match rng.below(4) {
+                0 | 1 => rng.below(m.vcpus.max(1)),
+                2 => m.vcpus + rng.below(4),
+                _ => rng.next() | 1 << 32,
+            }
+        }
+        _ => {}
+    }
+    args
+}
+
+/// The next call to issue, with its kind and answer.
+pub fn generate(rng: &mut Rng, m: &Machine) -> (Kind, Call, Expect) {
+    loop {
+        let kind = match rng.below(3) {
+            0 => Kind::Random,
+            1 => Kind::Near,
+            _ => Kind::Known,
+        };
+        let call = match kind {
+            Kind::Random => Call {
+                function: rng.next() as u32,
+                args: [rng.next(), rng.next(), rng.next()],
+            },
+            Kind::Near => Call {
+                function: near(rng),
+                args: [rng.next(), rng.next(), rng.next()],
+            },
+            Kind::Known => {
+                let function = rng.pick(KNOWN);
+                Call {
+                    function,
+                    args: edge_args(function, rng, m),
+                }
+            }
+        };
+        if let Some(expect) = expect(call, m) {
+            return (kind, call, expect);
+        }
+    }
+}
+
+/// Each CPU's records as the first answer gave them (0: not seen yet).
+static RECORDS: PerCpu<[AtomicU64; 2]> = per_cpu!([AtomicU64::new(0), AtomicU64::new(0)]);
+
+/// Why `answer` is not what `expect` says, or `None` if it is. A record's
+/// first answer on `cpu` becomes what later ones must repeat.
+fn judge(answer: [u64; 4], expect: Expect, cpu: usize) -> Option<String> {
+    match expect {
+        Expect::X0(v) => (answer[0] != v).then(|| format!("expected {}", v as i64)),
+        Expect::Uid => (answer != KVM_UID.map(u64::from)).then(|| "expected KVM's UID".into()),
+        Expect::Record(kind) => {
+            let ipa = answer[0];
+            if !ipa.is_multiple_of(RECORD_ALIGN) || ipa >= IPA_LIMIT {
+                return Some(format!("{expect}: not a 64-byte aligned IPA below 2^48"));
+            }
+            let first = &RECORDS.of(cpu)[kind as usize];
+            match first.compare_exchange(0, ipa, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => None,
+                Err(seen) if seen == ipa => None,
+                Err(seen) => Some(format!("{expect}: earlier calls said {seen:#x}")),
+            }
+        }
+    }
+}
+
+/// The records every CPU saw must all differ.
+fn check_records_distinct() -> Vec<String> {
+    let mut seen: Vec<(u64, usize, Record)> = Vec::new();
+    let mut problems = Vec::new();
+    for cpu in smp::online_cpus() {
+        for kind in [Record::Time, Record::Lock] {
+            let ipa = RECORDS.of(cpu)[kind as usize].load(Ordering::Relaxed);
+            if ipa == 0 {
+                continue;
+            }
+            if let Some(&(_, other, other_kind)) = seen.iter().find(|s| s.0 == ipa) {
+                problems.push(format!(
+                    "{:?} record of CPU {cpu} is the {other_kind:?} record of CPU {other}: {ipa:#x}",
+                    kind
+                ));
+            }
+            seen.push((ipa, cpu, kind));
+        }
+    }
+    problems
+}
+
+struct Config {
+    calls: u64,
+    seed: u64,
+    offer: Option<Offer>,
+}
+
+fn parse(args: &[&str]) -> Result<Config, String> {
+    let mut config = Config {
+        calls: 20_000,
+        seed: 1,
+        offer: None,
+    };
+    for &arg in args {
+        match arg.split_once('=') {
+            Some(("calls", n)) => {
+                config.calls = n
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=100_000_000).contains(n))
+                    .ok_or(format!("bad `{arg}`: expected calls=N, 1 <= N <= 10^8"))?;
+            }
+            Some(("seed", n)) => {
+                config.seed = n
+                    .parse()
+                    .map_err(|_| format!("bad `{arg}`: expected seed=N"))?;
+            }
+            Some(("offer", "probe")) => config.offer = None,
+            Some(("offer", "all")) => config.offer = Some(Offer::ALL),
+            Some(("offer", "none")) => config.offer = Some(Offer::NONE),
+            _ => {
+                return Err(format!(
+                    "unknown argument `{arg}`; valid: calls=N, seed=N, offer=probe|all|none"
+                ))
+            }
+        }
+    }
+    Ok(config)
+}
+
+/// What the boot probe found the host to offer.
+fn probed_offer() -> Result<Offer, String> {
+    let offered = |name: &str| match pv::report().state(name) {
+        Some(State::Used) => Ok(true),
+        Some(State::NotOffered) => Ok(false),
+        other => Err(format!(
+            "offer=probe: the boot probe does not say whether the host offers PV {name} \
+             ({other:?}); say offer=all or offer=none"
+        )),
+    };
+    Ok(Offer {
+        time: offered("time")?,
+        lock: offered("lock")?,
+        sched: offered("sched")?,
+    })
+}
+
+/// How many mismatches are printed in full.
+const SHOWN_MISMATCHES: usize = 10;
+
+pub fn main(args: &[&str]) -> u8 {
+    let config = match parse(args) {
+        Ok(config) => config,
+        Err(why) => {
+            log::error!("{why}");
+            return status::USAGE;
+        }
+    };
+    if let Err(why) = pv::raw_call(SMCCC_VERSION, [0; 3]) {
+        let why = match why {
+            RawCallError::Unavailable => {
+                "no raw hypercalls here (no SMCCC >= 1.1 found, pv=off, or not arm64)"
+            }
+            RawCallError::Refused(why) => why,
+        };
+        log::error!("hvcfuzz: {why}");
+        return status::FAILURE;
+    }
+    let offer = match config.offer.map_or_else(probed_offer, Ok) {
+        Ok(offer) => offer,
+        Err(why) => {
+            log::error!("{why}");
+            return status::USAGE;
+        }
+    };
+    let info = kernel::bootinfo::boot_info();
+    let machine = Machine {
+        offer,
+        ram: info
+            .memory
+            .iter()
+            .map(|r| (r.start as u64, r.end() as u64))
+            .collect(),
+        online_mpidr: smp::online_cpus().map(|c| info.cpu_hw_ids[c]).collect(),
+        vcpus: info.cpus_in_fdt as u64,
+    };
+    let cpus = smp::online_count() as u64;
+    let on_off = |b: bool| if b { "on" } else { "off" };
+    kernel::println!(
+        "hvcfuzz: {} calls on {cpus} CPUs, seed {}; the host offers PV time {}, PV lock {}, PV sched {}",
+        config.calls,
+        config.seed,
+        on_off(offer.time),
+        on_off(offer.lock),
+        on_off(offer.sched)
+    );
+
+    let ok = AtomicU64::new(0);
+    let mismatches = AtomicU64::new(0);
+    let kinds = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+    let shown = AtomicUsize::new(0);
+    smp::run_on_all(&|cpu| {
+        let rank = smp::online_cpus().position(|c| c == cpu).unwrap_or(0) as u64;
+        let share = config.calls / cpus + u64::from(rank < config.calls % cpus);
+        let mut rng = Rng::new(config.seed ^ (cpu as u64 + 1).wrapping_mul(0xA076_1D64_78BD_642F));
+        for _ in 0..share {
+            let (kind, call, expect) = generate(&mut rng, &machine);
+            kinds[kind as usize].fetch_add(1, Ordering::Relaxed);
+            let why = match pv::raw_call(call.function, call.args) {
+                Ok(answer) => judge(answer, expect, cpu).map(|why| {
+                    let [x0, x1, x2, x3] = answer;
+                    (format!("[{x0:#x}, {x1:#x}, {x2:#x}, {x3:#x}]"), why)
+                }),
+                Err(e) => Some(("nothing".into(), format!("not issued: {e:?}"))),
+            };
+            let Some((answer, why)) = why else {
+                ok.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            mismatches.fetch_add(1, Ordering::Relaxed);
+            if shown.fetch_add(1, Ordering::Relaxed) < SHOWN_MISMATCHES {
+                let [a1, a2, a3] = call.args;
+                kernel::println!(
+                    "hvcfuzz: mismatch cpu={cpu} kind={} call={:#x}({a1:#x}, {a2:#x}, {a3:#x}) got {answer}: {why}",
+                    kind.name(),
+                    call.function,
+                );
+            }
+        }
+    });
+
+    let distinct = check_records_distinct();
+    for problem in &distinct {
+        kernel::println!("hvcfuzz: mismatch: {problem}");
+    }
+    let mismatches = mismatches.load(Ordering::Relaxed) + distinct.len() as u64;
+    kernel::println!(
+        "hvcfuzz: calls={} ok={} mismatches={mismatches}",
+        config.calls,
+        ok.load(Ordering::Relaxed)
+    );
+    kernel::println!(
+        "hvcfuzz: mix random={} near={} known={}",
+        kinds[0].load(Ordering::Relaxed),
+        kinds[1].load(Ordering::Relaxed),
+        kinds[2].load(Ordering::Relaxed)
+    );
+    if mismatches == 0 {
+        status::SUCCESS
+    } else {
+        status::FAILURE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RAM: (u64, u64) = (0x4000_0000, 0x5000_0000);
+    const NS: Option<Expect> = Some(Expect::X0(NOT_SUPPORTED as u64));
+    const YES: Option<Expect> = Some(Expect::X0(0));
+    const INVAL: Option<Expect> = Some(Expect::X0(INVALID_PARAMETER as u64));
+
+    fn machine(offer: Offer) -> Machine {
+        Machine {
+            offer,
+            ram: Vec::from([RAM]),
+            online_mpidr: Vec::from([0, 1, 2, 3]),
+            vcpus: 4,
+        }
+    }
+
+    fn ask(offer: Offer, function: u32, a1: u64) -> Option<Expect> {
+        expect(
+            Call {
+                function,
+                args: [a1, 0, 0],
+            },
+            &machine(offer),
+        )
+    }
+
+    #[test]
+    fn the_probe_sequence_as_the_abi_says() {
+        let all = Offer::ALL;
+        assert_eq!(ask(all, PSCI_VERSION, 0), Some(Expect::X0(0x1_0001)));
+        assert_eq!(ask(all, PSCI_FEATURES, SMCCC_VERSION.into()), YES);
+        assert_eq!(ask(all, SMCCC_VERSION, 0), Some(Expect::X0(0x1_0001)));
+        assert_eq!(ask(all, VENDOR_HYP_CALL_UID, 0), Some(Expect::Uid));
+        assert_eq!(ask(all, VENDOR_HYP_KVM_FEATURES, 0), Some(Expect::X0(1)));
+        for f in [PV_TIME_FEATURES, PV_LOCK_FEATURES, PV_SCHED_FEATURES] {
+            assert_eq!(ask(all, SMCCC_ARCH_FEATURES, f.into()), YES, "{f:#x}");
+        }
+        assert_eq!(ask(all, PV_TIME_FEATURES, PV_TIME_ST.into()), YES);
+        assert_eq!(ask(all, PV_SCHED_FEATURES, PV_SCHED_KICK_CPU.into()), YES);
+        assert_eq!(ask(all, PV_TIME_ST, 0), Some(Expect::Record(Record::Time)));
+        assert_eq!(
+            ask(all, PV_LOCK_PREEMPTED, 7),
+            Some(Expect::Record(Record::Lock))
+        );
+    }
+
+    #[test]
+    fn nothing_offered() {
+        let none = Offer::NONE;
+        // As KVM with steal time off: ARCH_FEATURES still says yes.
+        assert_eq!(ask(none, SMCCC_ARCH_FEATURES, PV_TIME_FEATURES.into()), YES);
+        assert_eq!(ask(none, SMCCC_ARCH_FEATURES, PV_LOCK_FEATURES.into()), NS);
+        for f in [
+            PV_TIME_ST,
+            PV_LOCK_PREEMPTED,
+            PV_SCHED_KICK_CPU,
+            PV_SCHED_IPA_INIT,
+        ] {
+            assert_eq!(ask(none, f, 0x9_0000_0000), NS, "{f:#x}");
+        }
+        // Never issued, offered or not: the rule does not depend on the offer.
+        assert!(ask(none, PV_SCHED_IPA_RELEASE, 0).is_none());
+        assert_eq!(ask(none, VENDOR_HYP_CALL_UID, 0), Some(Expect::Uid));
+    }
+
+    #[test]
+    fn arguments_count_by_convention() {
+        let all = Offer::ALL;
+        // 32-bit: the upper half is ignored.
+        let junk = 0xdead_beef_0000_0000;
+        assert_eq!(ask(all, PSCI_FEATURES, junk | u64::from(PSCI_VERSION)), YES);
+        assert_eq!(
+            ask(all, SMCCC_ARCH_FEATURES, junk | u64::from(PV_TIME_FEATURES)),
+            YES
+        );
+        // 64-bit: it makes another (unknown) function.
+        assert_eq!(ask(all, PV_TIME_FEATURES, junk | u64::from(PV_TIME_ST)), NS);
+        assert_eq!(ask(all, PV_SCHED_KICK_CPU, 3), YES);
+        assert_eq!(ask(all, PV_SCHED_KICK_CPU, 4), INVAL);
+        assert_eq!(ask(all, PV_SCHED_KICK_CPU, 1 << 32), INVAL);
+        let affinity = |f, args| expect(Call { function: f, args }, &machine(all));
+        assert_eq!(affinity(psci::AFFINITY_INFO_32, [junk | 2, junk, 0]), YES);
+        assert_eq!(affinity(psci::AFFINITY_INFO_64, [junk | 2, 0, 0]), None);
+        assert_eq!(affinity(psci::AFFINITY_INFO_64, [2, 1, 0]), None);
+    }
+
+    #[test]
+    fn dangerous_calls_are_never_planned() {
+        let all = Offer::ALL;
+        for f in [
+            psci::CPU_OFF,
+            psci::CPU_ON_64,
+            psci::SYSTEM_OFF,
+            psci::SYSTEM_RESET,
+            0x8400_0001, // CPU_SUSPEND
+            0xC400_0012, // SYSTEM_RESET2
+            PV_SCHED_IPA_RELEASE,
+        ] {
+            assert_eq!(ask(all, f, 0), None, "{f:#x}");
+        }
+        // A record touching RAM, aligned or not, in either convention.
+        for ipa in [0x4000_0000, 0x4fff_ffc0, 0x4000_0001, 0x3fff_fff0] {
+            assert_eq!(ask(all, PV_SCHED_IPA_INIT, ipa), None, "{ipa:#x}");
+        }
+        assert_eq!(ask(all, PV_SCHED_IPA_INIT & !SMC64, 0x1_4000_0000), None);
+        // Outside RAM: issued, refused by the host.
+        for ipa in [0x3fff_ffc0, 0x5000_0000, 0x5000_0001, 1 << 48, u64::MAX] {
+            assert_eq!(ask(all, PV_SCHED_IPA_INIT, ipa), INVAL, "{ipa:#x}");
+        }
+    }
+
+    #[test]
+    fn unknown_ids_are_not_supported() {
+        for f in [
+            0,
+            u32::MAX,
+            PV_LOCK_V3,
+            0xC500_0022,
+            0x8500_0021,
+            0xC600_0022,
+        ] {
+            assert_eq!(ask(Offer::ALL, f, 0), NS, "{f:#x}");
+        }
+        for f in [
+            SMCCC_ARCH_SOC_ID,
+            SMCCC_ARCH_WORKAROUND_1,
+            psci::MIGRATE_INFO_UP_CPU_64,
+        ] {
+            assert_eq!(ask(Offer::ALL, f, 0), NS, "{f:#x}");
+        }
+    }
+
+    #[test]
+    fn the_generator_mixes_kinds_and_plans_only_safe_calls() {
+        let m = machine(Offer::ALL);
+        let mut rng = Rng::new(7);
+        let mut kinds = [0; 3];
+        let mut init_ipas = 0;
+        for _ in 0..100_000 {
+            let (kind, call, expect) = generate(&mut rng, &m);
+            kinds[kind as usize] += 1;
+            assert!(
+                raw_call_refusal(call.function, call.args, |a| m.in_ram(a)).is_none(),
+                "{call:x?}"
+            );
+            assert_eq!(super::expect(call, &m), Some(expect));
+            if call.function == PV_SCHED_IPA_INIT {
+                init_ipas += 1;
+                assert_eq!(expect, INVAL.unwrap());
+            }
+        }
+        // Near IDs are drawn again most often (near PSCI power calls).
+        assert!(kinds.iter().all(|&k| k > 25_000), "{kinds:?}");
+        assert!(init_ipas > 100, "{init_ipas}");
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_calls() {
+        let m = machine(Offer::ALL);
+        let run = |seed| {
+            let mut rng = Rng::new(seed);
+            (0..50)
+                .map(|_| generate(&mut rng, &m).1)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(run(3), run(3));
+        assert_ne!(run(3), run(4));
+    }
+}

@@ -1,0 +1,259 @@
+//! The guest's steal clock against pvhost's ground truth: the check behind
+//! [`crate::boot_tests::Check::StealMatchesTruth`].
+//!
+//! Two kinds of console line take part, one per CPU each:
+//!
+//! ```text
+//! stealwatch: final cpu=N stolen_ns=S at_ns=T                          <- the guest (apps/src/stealwatch.rs)
+//! pvhost: cpu=N preemptions=K stolen_ns=S pv_calls=C last_end_ns=E     <- pvhost at SYSTEM_OFF
+//! ```
+//!
+//! Both times are the same counter (pvhost runs the guest with CNTVOFF = 0):
+//! `at_ns` is taken just before the guest reads its PV time records,
+//! `last_end_ns` when pvhost last added steal to that vCPU's record. pvhost
+//! counts until SYSTEM_OFF, and a guest cannot read its clock at that very
+//! moment: the vCPUs may be preempted while the guest prints and exits
+//! (measured: about one 10 ms window on one CPU in two, as much as the 1%
+//! being tested). So the check needs a schedule that stopped before the
+//! reading (`--steal POLICY@STOP_MS`), and verifies it did
+//! (`last_end_ns < at_ns`): then the reading must hold every nanosecond
+//! pvhost counted, and the only slack is the relative tolerance.
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// The guest's final reading of one CPU's steal clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reading {
+    pub stolen_ns: u64,
+    pub at_ns: u64,
+}
+
+/// pvhost's count for one vCPU at SYSTEM_OFF.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Truth {
+    pub stolen_ns: u64,
+    pub last_end_ns: u64,
+}
+
+/// The `key=value` words of `line` after `lead`, if the first of them is
+/// `cpu=`.
+fn fields<'a>(line: &'a str, lead: &str) -> Option<BTreeMap<&'a str, &'a str>> {
+    let rest = line.trim_end_matches('\r').strip_prefix(lead)?;
+    rest.starts_with("cpu=").then(|| {
+        rest.split_whitespace()
+            .filter_map(|word| word.split_once('='))
+            .collect()
+    })
+}
+
+/// The number under `key`, or why not.
+fn number(fields: &BTreeMap<&str, &str>, key: &str, line: &str) -> Result<u64, String> {
+    let value = fields
+        .get(key)
+        .ok_or_else(|| format!("no {key}= in {line:?}"))?;
+    value
+        .parse()
+        .map_err(|_| format!("{key}={value} is not a number in {line:?}"))
+}
+
+/// Collects one entry per CPU from the lines that start with `lead` and
+/// then `cpu=`.
+fn per_cpu<T>(
+    console: &str,
+    lead: &str,
+    parse: impl Fn(&BTreeMap<&str, &str>, &str) -> Result<T, String>,
+) -> Result<BTreeMap<u64, T>, String> {
+    let mut out = BTreeMap::new();
+    for line in console.lines() {
+        let Some(fields) = fields(line, lead) else {
+            continue;
+        };
+        let cpu = number(&fields, "cpu", line)?;
+        if out.insert(cpu, parse(&fields, line)?).is_some() {
+            return Err(format!("two \"{lead}cpu={cpu}\" lines"));
+        }
+    }
+    Ok(out)
+}
+
+/// The guest's `stealwatch: final` readings, by CPU.
+pub fn guest_readings(console: &str) -> Result<BTreeMap<u64, Reading>, String> {
+    per_cpu(console, "stealwatch: final ", |f, line| {
+        Ok(Reading {
+            stolen_ns: number(f, "stolen_ns", line)?,
+            at_ns: number(f, "at_ns", line)?,
+        })
+    })
+}
+
+/// pvhost's ground truth, by vCPU.
+pub fn ground_truth(console: &str) -> Result<BTreeMap<u64, Truth>, String> {
+    per_cpu(console, "pvhost: ", |f, line| {
+        Ok(Truth {
+            stolen_ns: number(f, "stolen_ns", line)?,
+            last_end_ns: number(f, "last_end_ns", line)?,
+        })
+    })
+}
+
+/// Why one CPU's reading is not within `relative` of the truth (or cannot
+/// be compared with it), or `None` if it is.
+pub fn mismatch(cpu: u64, guest: Reading, truth: Truth, relative: f64) -> Option<String> {
+    if truth.last_end_ns >= guest.at_ns {
+        return Some(format!(
+            "cpu {cpu}: pvhost added steal at {} ns, after the guest's reading at {} ns: \
+             not comparable (stop the schedule before the reading: --steal POLICY@STOP_MS)",
+            truth.last_end_ns, guest.at_ns
+        ));
+    }
+    let tolerance = (relative * truth.stolen_ns as f64) as u64;
+    let diff = guest.stolen_ns.abs_diff(truth.stolen_ns);
+    (diff > tolerance).then(|| {
+        format!(
+            "cpu {cpu}: the guest read {} ns of steal, pvhost counted {} ns: {:.2}% {}, allowed {}%",
+            guest.stolen_ns,
+            truth.stolen_ns,
+            100.0 * diff as f64 / truth.stolen_ns.max(1) as f64,
+            if guest.stolen_ns > truth.stolen_ns {
+                "more"
+            } else {
+                "less"
+            },
+            relative * 100.0
+        )
+    })
+}
+
+/// Compares every CPU's final steal reading on `console` with pvhost's
+/// ground truth; `Err` says what is missing or which CPUs differ.
+pub fn compare(console: &str, relative: f64) -> Result<(), String> {
+    let guest = guest_readings(console)?;
+    let truth = ground_truth(console)?;
+    if truth.is_empty() {
+        return Err("no pvhost ground-truth lines".into());
+    }
+    let mut problems = String::new();
+    for (&cpu, &t) in &truth {
+        match guest.get(&cpu) {
+            None => {
+                let _ = write!(problems, "; cpu {cpu}: no \"stealwatch: final\" line");
+            }
+            Some(&g) => {
+                if let Some(why) = mismatch(cpu, g, t, relative) {
+                    let _ = write!(problems, "; {why}");
+                }
+            }
+        }
+    }
+    for cpu in guest.keys().filter(|cpu| !truth.contains_key(cpu)) {
+        let _ = write!(problems, "; cpu {cpu}: no pvhost ground-truth line");
+    }
+    match problems.strip_prefix("; ") {
+        None => Ok(()),
+        Some(problems) => Err(problems.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A console with one guest reading and one pvhost line per CPU:
+    /// `(guest stolen, guest at, truth stolen, truth last end)`.
+    fn console(cpus: &[(u64, u64, u64, u64)]) -> String {
+        let mut out =
+            String::from("stealwatch: cpu=0 steal_ns=5 total_ns=7 samples=1 monotonic=yes\r\n");
+        for (cpu, &(g, at, ..)) in cpus.iter().enumerate() {
+            out.push_str(&format!(
+                "stealwatch: final cpu={cpu} stolen_ns={g} at_ns={at}\r\n"
+            ));
+        }
+        out.push_str("[[lodger:exit=0]]\r\n");
+        out.push_str("pvhost: EL2 host, 2 pCPUs, guest args \"app=x -- cpu=1\"\r\n");
+        for (cpu, &(.., t, end)) in cpus.iter().enumerate() {
+            out.push_str(&format!(
+                "pvhost: cpu={cpu} preemptions=9 stolen_ns={t} pv_calls=4 last_end_ns={end}\r\n"
+            ));
+        }
+        out
+    }
+
+    const S: u64 = 1_000_000_000;
+    const MS: u64 = 1_000_000;
+
+    #[test]
+    fn parses_both_kinds_of_line() {
+        let text = console(&[(10, 20, 30, 40)]);
+        assert_eq!(
+            guest_readings(&text).unwrap()[&0],
+            Reading {
+                stolen_ns: 10,
+                at_ns: 20
+            }
+        );
+        assert_eq!(
+            ground_truth(&text).unwrap()[&0],
+            Truth {
+                stolen_ns: 30,
+                last_end_ns: 40
+            }
+        );
+    }
+
+    #[test]
+    fn equal_and_close_readings_pass() {
+        // Steal stopped at 2 s, the guest read at 3 s: equal, 0.9% either way.
+        let equal = (S, 3 * S, S, 2 * S);
+        let below = (S - 9 * MS, 3 * S, S, 2 * S);
+        let above = (S + 9 * MS, 3 * S, S, 2 * S);
+        assert_eq!(compare(&console(&[equal, below, above]), 0.01), Ok(()));
+        assert_eq!(compare(&console(&[(0, 3 * S, 0, 0)]), 0.01), Ok(()));
+    }
+
+    #[test]
+    fn a_two_percent_discrepancy_fails() {
+        let below = (S - 20 * MS, 3 * S, S, 2 * S);
+        let err = compare(&console(&[below]), 0.01).unwrap_err();
+        assert_eq!(
+            err,
+            "cpu 0: the guest read 980000000 ns of steal, pvhost counted 1000000000 ns: 2.00% less, allowed 1%"
+        );
+        let above = (S + 20 * MS, 3 * S, S, 2 * S);
+        let err = compare(&console(&[(S, 3 * S, S, 2 * S), above]), 0.01).unwrap_err();
+        assert!(err.starts_with("cpu 1: "), "{err}");
+        assert!(err.contains("2.00% more"), "{err}");
+        // Zero steal seen where there was some.
+        assert!(compare(&console(&[(0, 3 * S, S, 2 * S)]), 0.01).is_err());
+    }
+
+    #[test]
+    fn steal_added_after_the_reading_makes_it_incomparable() {
+        // Equal numbers, but pvhost added steal 1 ms after the reading.
+        let late = (S, 2 * S, S, 2 * S + MS);
+        let err = compare(&console(&[late]), 0.01).unwrap_err();
+        assert!(err.contains("after the guest's reading"), "{err}");
+        assert!(compare(&console(&[(S, 2 * S, S, 2 * S)]), 0.01).is_err());
+    }
+
+    #[test]
+    fn every_cpu_needs_both_lines() {
+        let full = console(&[(S, 3 * S, S, S), (S, 3 * S, S, S)]);
+        let no_guest = full.replace("stealwatch: final cpu=1 ", "stealwatch: cpu=1 ");
+        assert_eq!(
+            compare(&no_guest, 0.01).unwrap_err(),
+            "cpu 1: no \"stealwatch: final\" line"
+        );
+        let no_truth = full.replace("pvhost: cpu=1 ", "pvhost: gone ");
+        assert_eq!(
+            compare(&no_truth, 0.01).unwrap_err(),
+            "cpu 1: no pvhost ground-truth line"
+        );
+        assert!(compare("stealwatch: final cpu=0 stolen_ns=1 at_ns=1\n", 0.01).is_err());
+        let twice = format!("{full}{full}");
+        assert!(compare(&twice, 0.01).unwrap_err().starts_with("two "));
+        let malformed = full.replace(" last_end_ns=", " end=");
+        assert!(compare(&malformed, 0.01)
+            .unwrap_err()
+            .starts_with("no last_end_ns= in"));
+    }
+}
