@@ -18,6 +18,7 @@
 //! reading (`--steal POLICY@STOP_MS`), and verifies it did
 //! (`last_end_ns < at_ns`): then the reading must hold every nanosecond
 //! pvhost counted, and the only slack is the relative tolerance.
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
