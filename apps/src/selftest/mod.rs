@@ -38,13 +38,11 @@ const TESTS: &[(&str, Test)] = &[
 ];
 
 pub fn main(args: &[&str]) -> u8 {
-    let filter = args.first().copied();
+    // Each argument selects the tests whose name contains it; none: all.
+    let selected = |name: &str| args.is_empty() || args.iter().any(|f| name.contains(f));
     let mut passed = 0;
     let mut failed = 0;
-    for (name, test) in TESTS
-        .iter()
-        .filter(|(n, _)| filter.is_none_or(|f| n.contains(f)))
-    {
+    for (name, test) in TESTS.iter().filter(|(n, _)| selected(n)) {
         match test() {
             Ok(detail) => {
                 passed += 1;
