@@ -310,13 +310,13 @@ fn current_ref(s: &CpuSched) -> &Thread {
 /// The calling thread.
 pub fn current() -> Arc<Thread> {
     let irq = A::irq_save();
-    let ptr = cpu_sched(A::cpu_id()).current.load(Ordering::Relaxed);
-    assert!(!ptr.is_null(), "sched::current() before the scheduler runs");
-    // SAFETY: the slot owns a reference to a live thread; we add one.
-    let me = unsafe {
-        Arc::increment_strong_count(ptr);
-        Arc::from_raw(ptr)
-    };
+    let s = cpu_sched(A::cpu_id());
+    assert!(
+        s.running.load(Ordering::Relaxed),
+        "sched::current() before the scheduler runs"
+    );
+    // SAFETY: the slot holds the running thread; interrupts are masked.
+    let me = unsafe { arc_from_slot(&s.current) };
     A::irq_restore(irq);
     me
 }
@@ -360,13 +360,13 @@ pub(crate) fn init_cpu(cpu: usize) {
     let s = cpu_sched(cpu);
     let (this, idle) = if cpu == 0 {
         let main = Arc::new(Thread::new("main".into(), Some(0), false, None, 0));
-        let idle = new_thread(format_name(format_args!("idle/{cpu}")), Some(cpu), true, 0)
+        let idle = new_thread(alloc::format!("idle/{cpu}"), Some(cpu), true, 0)
             .expect("memory for the boot CPU's idle thread");
         prepare_start(&idle, idle_entry);
         (main, idle)
     } else {
         let idle = Arc::new(Thread::new(
-            format_name(format_args!("idle/{cpu}")),
+            alloc::format!("idle/{cpu}"),
             Some(cpu),
             true,
             None,
@@ -385,10 +385,6 @@ pub(crate) fn init_cpu(cpu: usize) {
         .store(Arc::into_raw(this) as *mut _, Ordering::Release);
     s.clock.lock().start(time::now_ns(), pv::steal_ns(cpu));
     s.running.store(true, Ordering::Release);
-}
-
-fn format_name(args: fmt::Arguments<'_>) -> String {
-    alloc::fmt::format(args)
 }
 
 fn register(t: &Arc<Thread>) {
@@ -687,11 +683,6 @@ fn select_cpu(t: &Thread) -> usize {
         return cpu;
     }
     let last = t.cpu();
-    let load = |cpu: usize| {
-        let s = cpu_sched(cpu);
-        let busy = s.current_id.load(Ordering::Relaxed) != s.idle_id.load(Ordering::Relaxed);
-        s.queued.load(Ordering::Relaxed) + busy as usize
-    };
     let usable = |cpu: usize| {
         smp::is_online(cpu)
             && cpu_sched(cpu).running.load(Ordering::Acquire)
@@ -704,6 +695,22 @@ fn select_cpu(t: &Thread) -> usize {
         .filter(|&c| usable(c))
         .min_by_key(|&c| (load(c), c != last, c))
         .unwrap_or(last)
+}
+
+/// Threads on `cpu`: queued, plus the running one unless it is idle.
+fn load(cpu: usize) -> usize {
+    let s = cpu_sched(cpu);
+    let busy = s.current_id.load(Ordering::Relaxed) != s.idle_id.load(Ordering::Relaxed);
+    s.queued.load(Ordering::Relaxed) + busy as usize
+}
+
+/// Takes the thread `victim` would run last, if one may move.
+fn steal_from(victim: usize) -> Option<Arc<Thread>> {
+    let vs = cpu_sched(victim);
+    let mut rq = vs.rq.lock();
+    let t = rq.steal();
+    vs.queued.store(rq.len(), Ordering::Release);
+    t
 }
 
 /// Queues runnable `t` on `cpu`; an idle CPU is told to switch to it.
@@ -785,11 +792,7 @@ fn pull(cpu: usize) -> Option<Arc<Thread>> {
                 cpu_sched(c).queued.load(Ordering::Relaxed),
             )
         })?;
-    let vs = cpu_sched(victim);
-    let mut rq = vs.rq.lock();
-    let t = rq.steal();
-    vs.queued.store(rq.len(), Ordering::Release);
-    t
+    steal_from(victim)
 }
 
 fn switch_to(cpu: usize, s: &CpuSched, next: Arc<Thread>, requeue_prev: bool) {
@@ -875,27 +878,13 @@ pub(crate) fn on_tick() {
 
 /// Pulls one thread if another CPU has two or more threads more than this one.
 fn balance(cpu: usize) {
-    let load = |c: usize| {
-        let cs = cpu_sched(c);
-        cs.queued.load(Ordering::Relaxed)
-            + (cs.current_id.load(Ordering::Relaxed) != cs.idle_id.load(Ordering::Relaxed)) as usize
-    };
     let mine = load(cpu);
     let busiest = smp::online_cpus()
         .filter(|&c| c != cpu)
         .max_by_key(|&c| (load(c), pv::vcpu_is_preempted(c)));
-    if let Some(victim) = busiest {
-        if load(victim) >= mine + 2 && cpu_sched(victim).queued.load(Ordering::Relaxed) > 0 {
-            let vs = cpu_sched(victim);
-            let t = {
-                let mut rq = vs.rq.lock();
-                let t = rq.steal();
-                vs.queued.store(rq.len(), Ordering::Release);
-                t
-            };
-            if let Some(t) = t {
-                enqueue(cpu, t);
-            }
+    if let Some(victim) = busiest.filter(|&v| load(v) >= mine + 2) {
+        if let Some(t) = steal_from(victim) {
+            enqueue(cpu, t);
         }
     }
 }
