@@ -87,6 +87,22 @@ pub(crate) fn program_timer(deadline: Option<u64>) {
     A::timer_arm(at.saturating_sub(A::ticks()).max(1));
 }
 
+/// When the tick after the one due at `due` falls, taken at `now`.
+///
+/// Ticks missed while the vCPU was away are not made up for, and a tick
+/// more than a period late starts a whole new period: firing again at once
+/// would interrupt a CPU twice for one tick, and under host overcommit
+/// (late ticks are the rule there) end every halt of a lock waiter that
+/// waits with interrupts masked, turning it into a spinner.
+fn tick_after(due: u64, now: u64, period: u64) -> u64 {
+    let on_time = due + period;
+    if on_time > now {
+        on_time
+    } else {
+        now + period
+    }
+}
+
 /// Timer interrupt: the tick if one is due (counted, then the scheduler's),
 /// sleepers whose time has come, then re-arm.
 pub(crate) fn on_timer() {
@@ -94,8 +110,7 @@ pub(crate) fn on_timer() {
     let next = NEXT_TICK.current();
     let due = next.load(Ordering::Relaxed);
     if now >= due {
-        // Ticks missed while the vCPU was away are not made up for.
-        next.store((due + tick_period()).max(now + 1), Ordering::Relaxed);
+        next.store(tick_after(due, now, tick_period()), Ordering::Relaxed);
         TICKS.current().fetch_add(1, Ordering::Relaxed);
         crate::sched::on_tick();
     }
@@ -110,6 +125,16 @@ pub fn ticks_on(cpu: usize) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn next_tick_keeps_the_period_and_never_fires_at_once() {
+        // On time or a little late: the grid holds.
+        assert_eq!(tick_after(1000, 1000, 100), 1100);
+        assert_eq!(tick_after(1000, 1099, 100), 1100);
+        // A period or more late: a whole period from now, not a catch-up.
+        assert_eq!(tick_after(1000, 1100, 100), 1200);
+        assert_eq!(tick_after(1000, 5000, 100), 5100);
+    }
 
     #[test]
     fn conversions_round_trip_at_common_rates() {
