@@ -22,7 +22,8 @@ use crate::{console, mm, pv, sched, smp, time, A};
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 fn on_irq(irq: Irq) {
-    sched::on_irq_entry();
+    let fired_ns = matches!(irq, Irq::Timer).then(time::timer_fired_ns);
+    sched::on_irq_entry(fired_ns);
     match irq {
         Irq::Ipi => smp::on_ipi(),
         Irq::Timer => time::on_timer(),

@@ -21,6 +21,8 @@ pub const TICK_HZ: u64 = 100;
 static TICKS: PerCpu<AtomicU64> = per_cpu!(AtomicU64::new(0));
 /// Counter value of each CPU's next tick.
 static NEXT_TICK: PerCpu<AtomicU64> = per_cpu!(AtomicU64::new(0));
+/// Counter value each CPU's timer was last armed to fire at.
+static ARMED_AT: PerCpu<AtomicU64> = per_cpu!(AtomicU64::new(0));
 
 /// Counter ticks to nanoseconds at `hz`, without overflow for any u64 input.
 pub const fn ticks_to_ns(ticks: u64, hz: u64) -> u64 {
@@ -76,7 +78,7 @@ pub(crate) fn start_tick() {
     NEXT_TICK
         .current()
         .store(A::ticks() + tick_period(), Ordering::Relaxed);
-    A::timer_arm(tick_period());
+    program_timer(None);
 }
 
 /// Arms this CPU's timer for its next tick or `deadline`, whichever comes
@@ -84,7 +86,20 @@ pub(crate) fn start_tick() {
 pub(crate) fn program_timer(deadline: Option<u64>) {
     let next = NEXT_TICK.current().load(Ordering::Relaxed);
     let at = deadline.map_or(next, |d| d.min(next));
-    A::timer_arm(at.saturating_sub(A::ticks()).max(1));
+    let now = A::ticks();
+    let delay = at.saturating_sub(now).max(1);
+    ARMED_AT.current().store(now + delay, Ordering::Relaxed);
+    A::timer_arm(delay);
+}
+
+/// Guest time at which this CPU's timer fired (or will), as last armed: a
+/// timer interrupt's time starts there (`sched::account`). Interrupts
+/// masked.
+pub(crate) fn timer_fired_ns() -> u64 {
+    ticks_to_ns(
+        ARMED_AT.current().load(Ordering::Relaxed),
+        A::ticks_per_sec(),
+    )
 }
 
 /// When the tick after the one due at `due` falls, taken at `now`.

@@ -292,7 +292,8 @@ pub fn mutex_condvar() -> TestResult {
 }
 
 /// Each CPU's accounting covers guest time exactly once: busy + idle +
-/// steal grows by the wall time that passed.
+/// interrupt + steal grows by the wall time that passed, and the ticks of a
+/// 200 ms sleep show as interrupt time on every CPU.
 pub fn accounting() -> TestResult {
     let before: Vec<_> = {
         smp::run_on_all(&|_| sched::account_now());
@@ -302,6 +303,7 @@ pub fn accounting() -> TestResult {
     sched::sleep(Duration::from_millis(200));
     smp::run_on_all(&|_| sched::account_now());
     let wall = time::now_ns() - start;
+    let mut irq_us = Vec::new();
     for (cpu, before) in smp::online_cpus().zip(before) {
         let after = sched::cpu_times(cpu);
         let covered = after.total_ns() - before.total_ns();
@@ -312,9 +314,18 @@ pub fn accounting() -> TestResult {
                 "CPU {cpu}: accounted {covered} ns over {wall} ns of guest time"
             ));
         }
+        let irq = after.irq_ns - before.irq_ns;
+        if irq == 0 || irq > wall / 2 {
+            return Err(format!(
+                "CPU {cpu}: {irq} ns of interrupt time in {wall} ns with ticks at {} Hz",
+                time::TICK_HZ
+            ));
+        }
+        irq_us.push(irq / 1000);
     }
     Ok(format!(
-        "{} CPUs: busy + idle + steal = guest time (+/- 10%)",
-        smp::online_count()
+        "{} CPUs: busy + idle + irq + steal = guest time (+/- 10%); irq us {:?}",
+        smp::online_count(),
+        irq_us
     ))
 }

@@ -64,7 +64,7 @@ use core::time::Duration;
 
 use arch::Arch;
 
-pub use account::{Charge, CpuClock, CpuTimes};
+pub use account::{Charge, CpuClock, CpuTimes, Ran};
 pub use runqueue::{RunQueue, Runnable};
 pub use wait::WaitQueue;
 
@@ -731,13 +731,24 @@ fn enqueue(cpu: usize, t: Arc<Thread>) {
     }
 }
 
-/// Charges the time since the last sample to this CPU's running thread.
+/// Charges the time since the last sample to this CPU's running thread or,
+/// inside an interrupt, to the CPU's interrupt time. Interrupts masked.
 fn account(cpu: usize, s: &CpuSched, t: &Thread) {
-    let charge = s
-        .clock
-        .lock()
-        .advance(time::now_ns(), pv::steal_ns(cpu), t.is_idle);
-    t.charge(charge);
+    account_until(cpu, s, t, time::now_ns());
+}
+
+fn account_until(cpu: usize, s: &CpuSched, t: &Thread, now_ns: u64) {
+    let ran = if s.in_irq.load(Ordering::Relaxed) {
+        Ran::Irq
+    } else if t.is_idle {
+        Ran::Idle
+    } else {
+        Ran::Thread
+    };
+    let charge = s.clock.lock().advance(now_ns, pv::steal_ns(cpu), ran);
+    if ran != Ran::Irq {
+        t.charge(charge);
+    }
 }
 
 /// Picks the next thread and switches to it. Interrupts masked.
@@ -844,7 +855,11 @@ fn finish_switch() {
 /// The arch's interrupt-exit hook: switch if the tick or a wake-up asked and
 /// the interrupted code allows it.
 pub(crate) fn on_irq_exit() {
-    let s = cpu_sched(A::cpu_id());
+    let cpu = A::cpu_id();
+    let s = cpu_sched(cpu);
+    if s.running.load(Ordering::Relaxed) {
+        account(cpu, s, current_ref(s));
+    }
     s.in_irq.store(false, Ordering::Relaxed);
     if s.need_resched.load(Ordering::Relaxed)
         && s.preempt_count.load(Ordering::Relaxed) == 0
@@ -854,19 +869,28 @@ pub(crate) fn on_irq_exit() {
     }
 }
 
-/// The kernel's interrupt dispatch begins (see [`may_block`]).
-pub(crate) fn on_irq_entry() {
-    cpu_sched(A::cpu_id()).in_irq.store(true, Ordering::Relaxed);
+/// The kernel's interrupt dispatch begins (see [`may_block`]): the
+/// interrupted thread is charged up to when the interrupt's time began
+/// (`timer_fired_ns` for a timer, see [`account::irq_start`]), the rest of
+/// it until [`on_irq_exit`] is interrupt time.
+pub(crate) fn on_irq_entry(timer_fired_ns: Option<u64>) {
+    let cpu = A::cpu_id();
+    let s = cpu_sched(cpu);
+    if s.running.load(Ordering::Relaxed) {
+        let start = account::irq_start(time::now_ns(), timer_fired_ns);
+        account_until(cpu, s, current_ref(s), start);
+    }
+    s.in_irq.store(true, Ordering::Relaxed);
 }
 
-/// The tick: account, give the next queued thread its turn, balance.
+/// The tick: give the next queued thread its turn, balance (the interrupted
+/// thread was charged when the interrupt began).
 pub(crate) fn on_tick() {
     let cpu = A::cpu_id();
     let s = cpu_sched(cpu);
     if !s.running.load(Ordering::Relaxed) {
         return;
     }
-    account(cpu, s, current_ref(s));
     let ticks = s.ticks.fetch_add(1, Ordering::Relaxed) + 1;
     if ticks.is_multiple_of(BALANCE_TICKS) {
         balance(cpu);
@@ -944,9 +968,10 @@ pub fn log_stats() {
     for cpu in smp::online_cpus() {
         let t = cpu_times(cpu);
         log::info!(
-            "sched: cpu={cpu} busy_ms={} idle_ms={} steal_ms={} switches={}",
+            "sched: cpu={cpu} busy_ms={} idle_ms={} irq_ms={} steal_ms={} switches={}",
             t.busy_ns / 1_000_000,
             t.idle_ns / 1_000_000,
+            t.irq_ns / 1_000_000,
             t.steal_ns / 1_000_000,
             switches_on(cpu)
         );
