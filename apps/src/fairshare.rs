@@ -5,11 +5,14 @@
 //! app=fairshare -- [ms=2000] [per_cpu=2] [expect=accurate|steal-match|any]
 //! ```
 //!
-//! Each thread runs fixed chunks of arithmetic and times every chunk. A chunk
-//! the host interrupted (steal) or the scheduler switched away from takes
-//! far longer than the rest ([`progress_ns`]), so the sum of the ordinary
-//! chunks, with each interrupted one counted as a median one, is the
-//! thread's real progress in CPU time. With PV time the
+//! Each thread runs fixed chunks of arithmetic (microseconds each) and times
+//! every chunk. A chunk during which the host preempted the vCPU (steal) or
+//! the scheduler switched the thread out takes at least a time slice,
+//! milliseconds ([`PREEMPTED_NS`]); the sum of the other chunks, with each
+//! preempted one counted as a median one, is the thread's real progress in
+//! CPU time ([`progress_ns`]). Shorter interruptions (the guest's and the
+//! host's interrupt handling) stay in it, as they stay in any accounted run
+//! time: no guest can tell them from its own work. With PV time the
 //! accounted run time excludes steal and matches progress; without it the
 //! stolen time counts as run time and the ratio shows the skew.
 //!
@@ -20,10 +23,10 @@
 //! `fairshare: steal_clock=yes|no worst_ratio_error=E%`.
 //! `expect=steal-match` fails the run (status 1) if any CPU's steal
 //! accounting is off by more than 1% (+1 ms); `expect=accurate` also if any
-//! ratio is off by more than 5%. Under nested KVM the ratio is still 1.2-1.3
-//! with PV time on (the progress estimate, not the accounting, is the weak
-//! part: L2 chunks are stretched by L1 exits too small to tell from work),
-//! so the tests use `steal-match`; see docs/ARCHITECTURE.md.
+//! ratio is off by more than 5%; `expect=skewed` if no ratio is off by more
+//! than 20% (PV time off under steal: the skew must show). Under nested KVM
+//! the host's own overhead around each preemption, which it cannot report
+//! as steal, stays in the ratio: see docs/ARCHITECTURE.md.
 
 use alloc::format;
 use alloc::sync::Arc;
@@ -38,17 +41,22 @@ use kernel::{pv, smp, time};
 
 /// Arithmetic steps per timed chunk (tens of microseconds on TCG).
 const CHUNK_STEPS: u32 = 4000;
-/// An interval this many medians long was not all spent computing (steal
-/// and time slices last milliseconds; a chunk tens of microseconds).
-const GAP_FACTOR: u64 = 4;
+/// An interval this long had the thread off the CPU: a host or guest time
+/// slice lasts milliseconds. Interrupt handling lasts microseconds on
+/// hardware, and up to about 0.8 ms with the exits of nested KVM under TCG.
+const PREEMPTED_NS: u64 = 1_000_000;
 /// Allowed |accounted / progress - 1| with `expect=accurate`.
 const RATIO_TOLERANCE: f64 = 0.05;
+/// The least worst |accounted / progress - 1| `expect=skewed` accepts.
+const SKEW_MIN: f64 = 0.2;
 
 struct Options {
     run: Duration,
     per_cpu: usize,
     /// Check the ratios (5%).
     expect_accurate: bool,
+    /// Check that some ratio is off (20%).
+    expect_skewed: bool,
     /// Check the steal accounting against the PV clock (1%).
     expect_steal_match: bool,
 }
@@ -58,6 +66,7 @@ fn parse(args: &[&str]) -> Result<Options, u8> {
         run: Duration::from_millis(2000),
         per_cpu: 2,
         expect_accurate: false,
+        expect_skewed: false,
         expect_steal_match: false,
     };
     for arg in args {
@@ -75,8 +84,14 @@ fn parse(args: &[&str]) -> Result<Options, u8> {
                 o.expect_steal_match = true;
             }
             Some(("expect", "steal-match")) => o.expect_steal_match = true,
+            Some(("expect", "skewed")) => o.expect_skewed = true,
             Some(("expect", "any")) => {}
-            _ => return usage(arg, "ms=N, per_cpu=K, expect=accurate|steal-match|any"),
+            _ => {
+                return usage(
+                    arg,
+                    "ms=N, per_cpu=K, expect=accurate|steal-match|skewed|any",
+                )
+            }
         }
     }
     Ok(o)
@@ -98,22 +113,18 @@ fn chunk(mut x: u64) -> u64 {
     core::hint::black_box(x)
 }
 
-/// CPU time the chunks really took: an interval more than [`GAP_FACTOR`]
-/// times the median had the thread off the CPU (stolen by the host or
-/// switched out) and counts as one median chunk; the rest count as measured.
-fn progress_ns(chunk_ns: &mut [u32]) -> u64 {
+/// CPU time the chunks really took: an interval of [`PREEMPTED_NS`] or more
+/// had the thread off the CPU (stolen by the host or switched out) and
+/// counts as one median chunk; the rest count as measured.
+fn progress_ns(chunk_ns: &[u32]) -> u64 {
     let mut sorted = chunk_ns.to_vec();
     sorted.sort_unstable();
     let median = sorted.get(sorted.len() / 2).copied().unwrap_or(0) as u64;
     chunk_ns
         .iter()
-        .map(|&dt| {
-            let dt = dt as u64;
-            if dt > GAP_FACTOR * median {
-                median
-            } else {
-                dt
-            }
+        .map(|&dt| match dt as u64 {
+            dt if dt >= PREEMPTED_NS => median,
+            dt => dt,
         })
         .sum()
 }
@@ -174,7 +185,7 @@ pub fn main(args: &[&str]) -> u8 {
                         cpu,
                         run_ns: after.run_ns - before.run_ns,
                         steal_ns: after.steal_ns - before.steal_ns,
-                        progress_ns: progress_ns(&mut chunk_ns),
+                        progress_ns: progress_ns(&chunk_ns),
                     });
                 });
             match spawned {
@@ -239,9 +250,53 @@ pub fn main(args: &[&str]) -> u8 {
         if pv::has_steal_clock() { "yes" } else { "no" },
         worst * 100.0
     );
+    if opts.expect_skewed && worst <= SKEW_MIN {
+        log::error!(
+            "fairshare: every ratio is within {:.0}% of 1: no skew to report",
+            SKEW_MIN * 100.0
+        );
+        ok = false;
+    }
     if ok {
         status::SUCCESS
     } else {
         status::FAILURE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_keeps_interrupts_and_drops_preemptions() {
+        // 100 chunks of 10 us; two interrupted for 300 us (interrupt
+        // handling, nested exits); one preempted for 5 ms.
+        let mut chunks = vec![10_000u32; 100];
+        chunks[10] = 310_000;
+        chunks[20] = 310_000;
+        chunks[30] = 5_010_000;
+        let expected = 97 * 10_000 + 2 * 310_000 + 10_000;
+        assert_eq!(progress_ns(&chunks), expected);
+    }
+
+    #[test]
+    fn progress_of_nothing_is_nothing() {
+        assert_eq!(progress_ns(&[]), 0);
+    }
+
+    #[test]
+    fn options() {
+        let o = parse(&["ms=500", "per_cpu=3", "expect=skewed"])
+            .ok()
+            .unwrap();
+        assert_eq!(o.run, Duration::from_millis(500));
+        assert_eq!(o.per_cpu, 3);
+        assert!(o.expect_skewed && !o.expect_accurate && !o.expect_steal_match);
+        let o = parse(&["expect=accurate"]).ok().unwrap();
+        assert!(o.expect_accurate && o.expect_steal_match);
+        for bad in ["ms=50", "per_cpu=0", "expect=exact", "speed=1"] {
+            assert_eq!(parse(&[bad]).err(), Some(status::USAGE), "{bad}");
+        }
     }
 }

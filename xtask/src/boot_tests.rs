@@ -481,21 +481,38 @@ pub const TESTS: &[BootTest] = &[
         ..BASE
     },
     BootTest {
-        // Issue 6: the scheduler's per-CPU steal equals the PV steal clock's
-        // advance (within 1%) while L1's load steals about half the time.
-        name: "kvm-fairshare-steal-accounting",
+        // Issue 6: while L1's load steals about half of each vCPU, every
+        // thread's accounted run time is within 5% of its measured progress
+        // and the scheduler's per-CPU steal equals the PV clock's advance
+        // (within 1%). 1.5-2.5% when written; 8-10% at L1's default slices
+        // (`nested_kvm::L1_SLICE_MS`), 2-5% without interrupt time.
+        name: "kvm-fairshare-accurate",
         host: Host::NestedKvm(Settings {
             pv: Pv::On,
             l1_load: 2,
         }),
         smp: 2,
         app: "fairshare",
-        app_args: &["ms=1000", "expect=steal-match"],
+        app_args: &["ms=2000", "expect=accurate"],
         checks: &[
             Contains("fairshare: steal_clock=yes"),
-            Contains("fairshare: cpu=1 sched_steal_us="),
+            Contains("fairshare: thread=3 cpu="),
             Lacks("pv_steal_us=0\n"),
         ],
+        ..BASE
+    },
+    BootTest {
+        // The same with PV time off: steal counts as run time, about twice
+        // the progress, and fairshare must see it.
+        name: "kvm-fairshare-pv-off-skew",
+        host: Host::NestedKvm(Settings {
+            pv: Pv::Off,
+            l1_load: 2,
+        }),
+        smp: 2,
+        app: "fairshare",
+        app_args: &["ms=1000", "expect=skewed"],
+        checks: &[Contains("fairshare: steal_clock=no")],
         ..BASE
     },
     BootTest {
@@ -678,6 +695,33 @@ pub const TESTS: &[BootTest] = &[
             Contains("pvhost: cpu=0 preemptions=0 stolen_ns=0 pv_calls=0 "),
             Contains("pvhost: cpu=1 preemptions=0 stolen_ns=0 pv_calls=0 "),
         ],
+        ..BASE
+    },
+    BootTest {
+        // Issue 6 under pvhost, which reports steal exactly: accounted run
+        // time within 5% of progress with PV on (about 1%), skewed with it
+        // off (about 2x).
+        name: "pvhost-fairshare-accurate",
+        host: Host::Pvhost(pvhost::Settings {
+            pv: Pv::On,
+            steal: "periodic:10000,50,2500",
+        }),
+        smp: 2,
+        app: "fairshare",
+        app_args: &["ms=1000", "expect=accurate"],
+        checks: &[Contains("fairshare: steal_clock=yes")],
+        ..BASE
+    },
+    BootTest {
+        name: "pvhost-fairshare-pv-off-skew",
+        host: Host::Pvhost(pvhost::Settings {
+            pv: Pv::Off,
+            steal: "periodic:10000,50,2500",
+        }),
+        smp: 2,
+        app: "fairshare",
+        app_args: &["ms=1000", "expect=skewed"],
+        checks: &[Contains("fairshare: steal_clock=no")],
         ..BASE
     },
     BootTest {
