@@ -30,7 +30,7 @@ pub static ALL: &[App] = &[
     },
     App {
         name: "lockstorm",
-        about: "lock contention per lock kind: throughput, fairness, latency; -- kinds= ms=|acq= cs= out= slowpath=",
+        about: "lock contention per lock kind (spinlocks, the sleeping mutex): throughput, fairness, latency; -- kinds= ms=|acq= cs= out= cpus= slowpath= mutex= threads=",
         main: lockstorm::main,
     },
     App {

@@ -3,6 +3,7 @@
 //! ```text
 //! app=lockstorm -- [kinds=tas,ticket,mcs,qspinlock] [ms=300 | acq=N]
 //!                  [cs=50] [out=100] [cpus=N] [slowpath=boot|halt|spin|both]
+//!                  [mutex=sleep|spin-owner|spin-owner-pv|all] [threads=1]
 //! ```
 //!
 //! The first `cpus` online CPUs (default: all; `cpus=1` measures the
@@ -19,15 +20,35 @@
 //! share of acquisitions divided by the fair share (1.0 = perfectly fair);
 //! latencies are from the lock call to holding the lock, in guest time,
 //! from a log-linear histogram (within 12.5%). Any lost update fails the run.
+//!
+//! The spinlocks run as jobs of each CPU's idle thread ([`smp::run_on_cpus`]).
+//! Kind `mutex` (not in the default `kinds`: name it) is the sleeping
+//! [`Mutex`], which needs threads that may block: `threads` per CPU, each
+//! pinned, started together once all exist. It runs once per spin policy of
+//! `mutex=` (default `all`: `sleep`, `spin-owner`, `spin-owner-pv`; see
+//! [`MutexSpin`]), the policy in the `slowpath` column; fairness is per
+//! thread, latency includes any sleep, and the line adds the thread count
+//! and the mutex's own counters:
+//!
+//! ```text
+//! lockstorm: kind=mutex slowpath=spin-owner-pv cpus=4 ... lost=0 threads=4
+//!   spun=S slept=P preempted_owner=O
+//! ```
+//! (`spun`: acquisitions that spun and got it without sleeping; `slept`:
+//! times a contender slept; `preempted_owner`: spins the owner's preempted
+//! vCPU ended, only with `spin-owner-pv` and a host that reports it.)
 
 use alloc::format;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::ops::DerefMut;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use core::time::Duration;
 
 use kernel::exit::status;
-use kernel::sync::{LockKind, RawLock, SpinLock};
+use kernel::sched::{self, Builder, SpawnError};
+use kernel::sync::{LockKind, Mutex, MutexSpin, RawLock, SpinLock};
 use kernel::{pv, smp, time, with_lock_kind};
 
 /// Log-linear latency histogram: exact below 16 ns, then 8 buckets per
@@ -90,9 +111,18 @@ impl Histogram {
         }
         0
     }
+
+    /// p50, p99 and max.
+    fn summary(&self) -> [u64; 3] {
+        [
+            self.percentile(500),
+            self.percentile(990),
+            self.max_ns.load(Ordering::Relaxed),
+        ]
+    }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum SlowPath {
     /// As chosen at boot.
     Boot,
@@ -111,29 +141,93 @@ impl SlowPath {
     }
 }
 
-#[derive(Clone, Copy)]
+/// What a storm takes: a spinlock algorithm, or the sleeping mutex.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Spin(LockKind),
+    Mutex,
+}
+
+impl Kind {
+    const MUTEX: &'static str = "mutex";
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Spin(kind) => kind.name(),
+            Kind::Mutex => Self::MUTEX,
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Self> {
+        if name == Self::MUTEX {
+            return Some(Kind::Mutex);
+        }
+        LockKind::from_name(name).map(Kind::Spin)
+    }
+
+    /// Every kind's name, comma-separated.
+    fn all_names() -> String {
+        let mut names: Vec<&str> = LockKind::ALL.iter().map(|k| k.name()).collect();
+        names.push(Self::MUTEX);
+        names.join(",")
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Amount {
     For(Duration),
     Total(u64),
 }
 
+impl Amount {
+    /// The acquisitions participant `rank` of `n` takes: its part of a
+    /// total, or no bound for a timed run.
+    fn quota(self, rank: usize, n: usize) -> u64 {
+        match self {
+            Amount::Total(total) => {
+                let n = n as u64;
+                total / n + u64::from((rank as u64) < total % n)
+            }
+            Amount::For(_) => u64::MAX,
+        }
+    }
+
+    /// When a participant starting now stops (the first acquisition at or
+    /// past it is its last).
+    fn deadline(self) -> Option<u64> {
+        match self {
+            Amount::For(d) => Some(time::now_ns() + d.as_nanos() as u64),
+            Amount::Total(_) => None,
+        }
+    }
+}
+
+#[derive(Debug)]
 struct Config {
-    kinds: Vec<LockKind>,
+    kinds: Vec<Kind>,
     amount: Amount,
     cs: u32,
     out: u32,
     slow_paths: Vec<SlowPath>,
     cpus: usize,
+    mutex_spins: Vec<MutexSpin>,
+    /// Mutex threads per CPU.
+    threads: usize,
 }
 
-fn parse(args: &[&str]) -> Result<Config, String> {
+const VALID: &str = "kinds=LIST, ms=N, acq=N, cs=N, out=N, cpus=N, slowpath=boot|halt|spin|both, mutex=sleep|spin-owner|spin-owner-pv|all, threads=N";
+
+/// The arguments, with `online` CPUs online.
+fn parse(args: &[&str], online: usize) -> Result<Config, String> {
     let mut config = Config {
-        kinds: LockKind::ALL.to_vec(),
+        kinds: LockKind::ALL.map(Kind::Spin).to_vec(),
         amount: Amount::For(Duration::from_millis(300)),
         cs: 50,
         out: 100,
         slow_paths: Vec::from([SlowPath::Boot]),
-        cpus: smp::online_count(),
+        cpus: online,
+        mutex_spins: MutexSpin::ALL.to_vec(),
+        threads: 1,
     };
     let number = |arg: &str, v: &str, min: u64, max: u64| -> Result<u64, String> {
         v.parse::<u64>()
@@ -150,16 +244,18 @@ fn parse(args: &[&str]) -> Result<Config, String> {
                 config.kinds = value
                     .split(',')
                     .map(|name| {
-                        LockKind::from_name(name).ok_or(format!(
+                        Kind::from_name(name).ok_or(format!(
                             "unknown lock kind `{name}`; valid: {}",
-                            LockKind::ALL.map(LockKind::name).join(",")
+                            Kind::all_names()
                         ))
                     })
                     .collect::<Result<_, _>>()?;
             }
-            "ms" => config.amount = Amount::For(Duration::from_millis(number(arg, value, 1, 600_000)?)),
+            "ms" => {
+                config.amount = Amount::For(Duration::from_millis(number(arg, value, 1, 600_000)?))
+            }
             "acq" => config.amount = Amount::Total(number(arg, value, 1, 100_000_000)?),
-            "cpus" => config.cpus = number(arg, value, 1, smp::online_count() as u64)? as usize,
+            "cpus" => config.cpus = number(arg, value, 1, online as u64)? as usize,
             "cs" => config.cs = number(arg, value, 0, 1_000_000)? as u32,
             "out" => config.out = number(arg, value, 0, 1_000_000)? as u32,
             "slowpath" => {
@@ -171,11 +267,16 @@ fn parse(args: &[&str]) -> Result<Config, String> {
                     _ => return Err(format!("bad `{arg}`: expected boot|halt|spin|both")),
                 }
             }
-            _ => {
-                return Err(format!(
-                    "unknown argument `{arg}`; valid: kinds=LIST, ms=N, acq=N, cs=N, out=N, cpus=N, slowpath=boot|halt|spin|both"
-                ))
+            "mutex" => {
+                config.mutex_spins = match value {
+                    "all" => MutexSpin::ALL.to_vec(),
+                    name => Vec::from([MutexSpin::from_name(name).ok_or(format!(
+                        "bad `{arg}`: expected sleep|spin-owner|spin-owner-pv|all"
+                    ))?]),
+                }
             }
+            "threads" => config.threads = number(arg, value, 1, 8)? as usize,
+            _ => return Err(format!("unknown argument `{arg}`; valid: {VALID}")),
         }
     }
     Ok(config)
@@ -189,67 +290,189 @@ fn work(n: u32) {
     }
 }
 
+/// One participant's loop: `lock()` takes the lock and returns the guard
+/// of the counter. Returns the acquisitions taken.
+fn participate<G: DerefMut<Target = u64>>(
+    config: &Config,
+    quota: u64,
+    latency: &Histogram,
+    lock: impl Fn() -> G,
+) -> u64 {
+    let deadline = config.amount.deadline();
+    let mut mine = 0u64;
+    while mine < quota {
+        let before = time::now_ns();
+        let mut guard = lock();
+        let held = time::now_ns();
+        *guard += 1;
+        work(config.cs);
+        drop(guard);
+        latency.record(held - before);
+        mine += 1;
+        work(config.out);
+        if deadline.is_some_and(|d| held >= d) {
+            break;
+        }
+    }
+    mine
+}
+
 struct Outcome {
     acquisitions: u64,
     counted: u64,
     elapsed: Duration,
-    per_cpu: Vec<u64>,
-    latency: Histogram,
+    /// Acquisitions per participant (CPU, or mutex thread).
+    shares: Vec<u64>,
+    /// p50, p99 and max latency in ns.
+    latency: [u64; 3],
+    /// The mutex's counters: spun, slept, preempted_owner.
+    mutex: Option<[u64; 3]>,
 }
 
 fn storm<R: RawLock + Send + Sync>(config: &Config) -> Outcome {
     let lock: SpinLock<u64, R> = SpinLock::new(0);
     let latency = Histogram::new();
     let counts: Vec<AtomicU64> = (0..kernel::MAX_CPUS).map(|_| AtomicU64::new(0)).collect();
-    let cpus = config.cpus as u64;
     let participants = || smp::online_cpus().take(config.cpus);
     let start = time::now_ns();
     smp::run_on_cpus(participants(), &|cpu| {
-        let mut mine = 0u64;
-        let deadline = match config.amount {
-            Amount::For(d) => Some(time::now_ns() + d.as_nanos() as u64),
-            Amount::Total(_) => None,
-        };
-        let quota = match config.amount {
-            Amount::Total(total) => {
-                let rank = participants().position(|c| c == cpu).unwrap_or(0) as u64;
-                total / cpus + u64::from(rank < total % cpus)
-            }
-            Amount::For(_) => u64::MAX,
-        };
-        while mine < quota {
-            let before = time::now_ns();
-            let mut guard = lock.lock();
-            let held = time::now_ns();
-            *guard += 1;
-            work(config.cs);
-            drop(guard);
-            latency.record(held - before);
-            mine += 1;
-            work(config.out);
-            if deadline.is_some_and(|d| held >= d) {
-                break;
-            }
-        }
+        let rank = participants().position(|c| c == cpu).unwrap_or(0);
+        let quota = config.amount.quota(rank, config.cpus);
+        let mine = participate(config, quota, &latency, || lock.lock());
         counts[cpu].store(mine, Ordering::Relaxed);
     });
     let elapsed = Duration::from_nanos(time::now_ns() - start);
-    let per_cpu: Vec<u64> = participants()
+    let shares: Vec<u64> = participants()
         .map(|c| counts[c].load(Ordering::Relaxed))
         .collect();
     let counted = *lock.lock();
     Outcome {
-        acquisitions: per_cpu.iter().sum(),
+        acquisitions: shares.iter().sum(),
         counted,
         elapsed,
-        per_cpu,
-        latency,
+        shares,
+        latency: latency.summary(),
+        mutex: None,
     }
 }
 
+/// What the mutex threads share.
+struct MutexStorm {
+    mutex: Mutex<u64>,
+    latency: Histogram,
+    /// Acquisitions per thread, by rank.
+    counts: Vec<AtomicU64>,
+    ready: AtomicUsize,
+    go: AtomicBool,
+}
+
+/// The mutex under `spin`: `threads` pinned threads on each of the first
+/// `cpus` CPUs (thread `rank` on CPU `rank % cpus`), released together once
+/// all have started; the caller (`main`) joins them.
+fn mutex_storm(config: &Arc<Config>, spin: MutexSpin) -> Result<Outcome, SpawnError> {
+    let cpus: Vec<usize> = smp::online_cpus().take(config.cpus).collect();
+    let n = cpus.len() * config.threads;
+    let shared = Arc::new(MutexStorm {
+        mutex: Mutex::with_spin(0, spin),
+        latency: Histogram::new(),
+        counts: (0..n).map(|_| AtomicU64::new(0)).collect(),
+        ready: AtomicUsize::new(0),
+        go: AtomicBool::new(false),
+    });
+    let mut handles = Vec::with_capacity(n);
+    let mut failed = None;
+    for rank in 0..n {
+        let cpu = cpus[rank % cpus.len()];
+        let (shared, config) = (shared.clone(), config.clone());
+        let spawned = Builder::new()
+            .name(format!("lockstorm-{cpu}.{}", rank / cpus.len()))
+            .pin(cpu)
+            .spawn(move || {
+                shared.ready.fetch_add(1, Ordering::Release);
+                while !shared.go.load(Ordering::Acquire) {
+                    sched::yield_now();
+                }
+                let quota = config.amount.quota(rank, n);
+                let mine = participate(&config, quota, &shared.latency, || shared.mutex.lock());
+                shared.counts[rank].store(mine, Ordering::Relaxed);
+            });
+        match spawned {
+            Ok(handle) => handles.push(handle),
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        }
+    }
+    while failed.is_none() && shared.ready.load(Ordering::Acquire) < n {
+        sched::yield_now();
+    }
+    let start = time::now_ns();
+    shared.go.store(true, Ordering::Release);
+    for handle in handles {
+        handle.join();
+    }
+    let elapsed = Duration::from_nanos(time::now_ns() - start);
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let shares: Vec<u64> = shared
+        .counts
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .collect();
+    let counted = *shared.mutex.lock();
+    let stats = shared.mutex.stats();
+    let mutex =
+        [&stats.spun, &stats.slept, &stats.preempted_owner].map(|c| c.load(Ordering::Relaxed));
+    Ok(Outcome {
+        acquisitions: shares.iter().sum(),
+        counted,
+        elapsed,
+        shares,
+        latency: shared.latency.summary(),
+        mutex: Some(mutex),
+    })
+}
+
+/// Prints the result line of one storm; true if it lost no update.
+fn report(kind: Kind, slow_name: &str, config: &Config, outcome: &Outcome) -> bool {
+    let fair = outcome.acquisitions as f64 / outcome.shares.len() as f64;
+    let min = outcome.shares.iter().copied().min().unwrap_or(0) as f64 / fair;
+    let max = outcome.shares.iter().copied().max().unwrap_or(0) as f64 / fair;
+    let secs = outcome.elapsed.as_secs_f64().max(1e-9);
+    let lost = outcome.acquisitions.abs_diff(outcome.counted);
+    let mutex = match outcome.mutex {
+        Some([spun, slept, preempted_owner]) => format!(
+            " threads={} spun={spun} slept={slept} preempted_owner={preempted_owner}",
+            outcome.shares.len()
+        ),
+        None => String::new(),
+    };
+    kernel::println!(
+        "lockstorm: kind={} slowpath={} cpus={} cs={} out={} acquisitions={} elapsed_ns={} per_sec={:.0} fair_min={:.3} fair_max={:.3} p50_ns={} p99_ns={} max_ns={} lost={}{}",
+        kind.name(),
+        slow_name,
+        config.cpus,
+        config.cs,
+        config.out,
+        outcome.acquisitions,
+        outcome.elapsed.as_nanos(),
+        outcome.acquisitions as f64 / secs,
+        min,
+        max,
+        outcome.latency[0],
+        outcome.latency[1],
+        outcome.latency[2],
+        lost,
+        mutex
+    );
+    lost == 0
+}
+
 pub fn main(args: &[&str]) -> u8 {
-    let config = match parse(args) {
-        Ok(config) => config,
+    let config = match parse(args, smp::online_count()) {
+        Ok(config) => Arc::new(config),
         Err(why) => {
             log::error!("{why}");
             return status::USAGE;
@@ -258,48 +481,43 @@ pub fn main(args: &[&str]) -> u8 {
     let boot_choice = pv::lock_slow_path_is_pv();
     let mut lost_any = false;
     for &kind in &config.kinds {
-        // The slow path only matters for the qspinlock.
-        let slow_paths: &[SlowPath] = if kind == LockKind::QSpin {
-            &config.slow_paths
-        } else {
-            &[SlowPath::Boot]
-        };
-        for &slow_path in slow_paths {
-            match slow_path {
-                SlowPath::Boot => pv::set_lock_slow_path_pv(boot_choice),
-                SlowPath::Halt => pv::set_lock_slow_path_pv(true),
-                SlowPath::Spin => pv::set_lock_slow_path_pv(false),
+        match kind {
+            Kind::Spin(lock_kind) => {
+                // The slow path only matters for the qspinlock.
+                let slow_paths: &[SlowPath] = if lock_kind == LockKind::QSpin {
+                    &config.slow_paths
+                } else {
+                    &[SlowPath::Boot]
+                };
+                for &slow_path in slow_paths {
+                    match slow_path {
+                        SlowPath::Boot => pv::set_lock_slow_path_pv(boot_choice),
+                        SlowPath::Halt => pv::set_lock_slow_path_pv(true),
+                        SlowPath::Spin => pv::set_lock_slow_path_pv(false),
+                    }
+                    let outcome = with_lock_kind!(lock_kind, R => storm::<R>(&config));
+                    pv::set_lock_slow_path_pv(boot_choice);
+                    let slow_name = if lock_kind == LockKind::QSpin {
+                        slow_path.name()
+                    } else {
+                        "-"
+                    };
+                    lost_any |= !report(kind, slow_name, &config, &outcome);
+                }
             }
-            let outcome = with_lock_kind!(kind, R => storm::<R>(&config));
-            pv::set_lock_slow_path_pv(boot_choice);
-            let fair = outcome.acquisitions as f64 / outcome.per_cpu.len() as f64;
-            let min = outcome.per_cpu.iter().copied().min().unwrap_or(0) as f64 / fair;
-            let max = outcome.per_cpu.iter().copied().max().unwrap_or(0) as f64 / fair;
-            let secs = outcome.elapsed.as_secs_f64().max(1e-9);
-            let lost = outcome.acquisitions.abs_diff(outcome.counted);
-            lost_any |= lost != 0;
-            let slow_name = if kind == LockKind::QSpin {
-                slow_path.name()
-            } else {
-                "-"
-            };
-            kernel::println!(
-                "lockstorm: kind={} slowpath={} cpus={} cs={} out={} acquisitions={} elapsed_ns={} per_sec={:.0} fair_min={:.3} fair_max={:.3} p50_ns={} p99_ns={} max_ns={} lost={}",
-                kind.name(),
-                slow_name,
-                outcome.per_cpu.len(),
-                config.cs,
-                config.out,
-                outcome.acquisitions,
-                outcome.elapsed.as_nanos(),
-                outcome.acquisitions as f64 / secs,
-                min,
-                max,
-                outcome.latency.percentile(500),
-                outcome.latency.percentile(990),
-                outcome.latency.max_ns.load(Ordering::Relaxed),
-                lost
-            );
+            Kind::Mutex => {
+                for &spin in &config.mutex_spins {
+                    match mutex_storm(&config, spin) {
+                        Ok(outcome) => {
+                            lost_any |= !report(kind, spin.name(), &config, &outcome);
+                        }
+                        Err(e) => {
+                            log::error!("lockstorm: cannot start a mutex thread: {e}");
+                            return status::FAILURE;
+                        }
+                    }
+                }
+            }
         }
     }
     if lost_any {
@@ -313,6 +531,52 @@ pub fn main(args: &[&str]) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mutex_is_a_kind_but_not_a_default_one() {
+        let config = parse(&[], 4).unwrap();
+        assert_eq!(config.kinds, LockKind::ALL.map(Kind::Spin));
+        assert_eq!((config.cpus, config.threads), (4, 1));
+        assert_eq!(config.mutex_spins, MutexSpin::ALL);
+
+        let config = parse(&["kinds=mutex,tas", "mutex=spin-owner-pv", "threads=2"], 4).unwrap();
+        assert_eq!(config.kinds, [Kind::Mutex, Kind::Spin(LockKind::Tas)]);
+        assert_eq!(config.mutex_spins, [MutexSpin::OwnerRunningNotPreempted]);
+        assert_eq!(config.threads, 2);
+        assert_eq!(
+            parse(&["mutex=sleep"], 4).unwrap().mutex_spins,
+            [MutexSpin::Never]
+        );
+        assert_eq!(Kind::Mutex.name(), "mutex");
+        assert_eq!(Kind::all_names(), "tas,ticket,mcs,qspinlock,mutex");
+    }
+
+    #[test]
+    fn bad_arguments_say_what_is_valid() {
+        let err = |args: &[&str]| parse(args, 4).unwrap_err();
+        assert_eq!(
+            err(&["kinds=mutex,futex"]),
+            "unknown lock kind `futex`; valid: tas,ticket,mcs,qspinlock,mutex"
+        );
+        assert_eq!(
+            err(&["mutex=spin"]),
+            "bad `mutex=spin`: expected sleep|spin-owner|spin-owner-pv|all"
+        );
+        assert_eq!(
+            err(&["threads=0"]),
+            "bad `threads=0`: expected a number in 1..=8"
+        );
+        assert_eq!(err(&["cpus=5"]), "bad `cpus=5`: expected a number in 1..=4");
+        assert!(err(&["spin=all"]).contains("mutex=sleep|spin-owner|spin-owner-pv|all"));
+    }
+
+    #[test]
+    fn a_total_is_split_across_participants() {
+        let total = Amount::Total(10);
+        let quotas: Vec<u64> = (0..4).map(|rank| total.quota(rank, 4)).collect();
+        assert_eq!(quotas, [3, 3, 2, 2]);
+        assert_eq!(Amount::For(Duration::from_millis(1)).quota(0, 4), u64::MAX);
+    }
 
     #[test]
     fn buckets_are_monotonic_and_tight() {

@@ -334,6 +334,23 @@ pub const TESTS: &[BootTest] = &[
         ],
         ..BASE
     },
+    BootTest {
+        // The sleeping mutex under each spin policy (the lock bench's mutex
+        // rows), two pinned threads per CPU so owners are also switched out
+        // by the guest's own tick; a lost update fails the run (status 1).
+        name: "lock-mutex-smp4",
+        smp: 4,
+        app: "lockstorm",
+        app_args: &["kinds=mutex", "ms=100", "threads=2"],
+        checks: &[
+            Contains("kind=mutex slowpath=sleep cpus=4 cs=50 out=100 "),
+            Contains("kind=mutex slowpath=spin-owner cpus=4 cs=50 out=100 "),
+            Contains("kind=mutex slowpath=spin-owner-pv cpus=4 cs=50 out=100 "),
+            Contains(" lost=0 threads=8 spun="),
+            Lacks("kind=tas"),
+        ],
+        ..BASE
+    },
     // loongarch64: the same contract.
     BootTest {
         name: "la-selftest-smp1",

@@ -9,6 +9,18 @@
 //! | tcg, nested-kvm, pvhost | 4 | on, off | `ms=300 slowpath=boot` | throughput, fairness, latency per kind; on nested-kvm 4 vCPUs on L1's 2 CPUs: real overcommit; on pvhost half of each vCPU's time stolen, staggered ([`PVHOST_STEAL`]) |
 //! | tcg, nested-kvm | 4 | on, off | `cpus=1 cs=0 out=0 ms=200` | uncontended cost of lock+unlock |
 //! | tcg | 2 | on, off | `ms=300 slowpath=boot` | PV-on overhead without overcommit |
+//! | tcg, nested-kvm, pvhost | 4 | on, off | `kinds=mutex ms=300` | the sleeping mutex under each spin policy ([`MUTEX_POLICIES`]), one pinned thread per CPU |
+//!
+//! `--workloads` keeps some rows only (`mutex`: the last). The mutex cells
+//! compare the policies within each boot: the preempted check
+//! (`spin-owner-pv`) against spinning on a running owner regardless
+//! (`spin-owner`) and against never spinning (`sleep`). The check sees a
+//! preempted vCPU only where the host reports it (pvhost with PV on: PV
+//! lock and PV sched); upstream KVM on arm64 offers PV time only, and
+//! `pv=off` nothing, so there `spin-owner-pv` behaves as `spin-owner`,
+//! and the ratio between them shows the noise. On nested-kvm the
+//! overcommit is the cells' 4 vCPUs on L1's 2 CPUs (plus `--l1-load`, as
+//! for every nested-kvm cell).
 //!
 //! PV on is the default boot; PV off adds the boot argument `pv=off` (and
 //! on nested-kvm and pvhost `--pv off`: the host offers nothing either).
@@ -39,9 +51,10 @@ use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
+use clap::ValueEnum;
 
 use super::render;
-use super::stats::{self, Group, Metric, Sample, Spread};
+use super::stats::{self, Group, Metric, Sample, Series, Spread};
 use crate::arch::Arch;
 use crate::host::{Host, HostKind, Preparations, Pv};
 use crate::nested_kvm::{self, Settings};
@@ -54,6 +67,13 @@ const APP: &str = "lockstorm";
 pub const KINDS: [&str; 4] = ["tas", "ticket", "mcs", "qspinlock"];
 /// The qspinlock, whose PV slow path the suite is about.
 pub const QSPINLOCK: &str = "qspinlock";
+/// The sleeping mutex's kind in `lockstorm`.
+pub const MUTEX: &str = "mutex";
+/// The mutex's spin policies (`kernel::sync::MutexSpin`), in the order
+/// `lockstorm` runs them; each a result line of every mutex boot.
+pub const MUTEX_POLICIES: [&str; 3] = ["sleep", "spin-owner", "spin-owner-pv"];
+/// The policy with the preempted check.
+pub const MUTEX_PV: &str = "spin-owner-pv";
 /// CPUs of the main cells: on nested-kvm, twice L1's CPUs.
 const SMP: u8 = 4;
 /// CPUs of the no-overcommit cell on TCG (one vCPU thread per core here).
@@ -72,12 +92,15 @@ const GUEST_COPY: &str = "locks-guest.elf";
 const TAIL_LINES: usize = 30;
 
 /// What the guest runs in one boot.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Workload {
-    /// Every CPU takes the lock: `ms=300 slowpath=boot`.
+    /// Every CPU takes each spinlock: `ms=300 slowpath=boot`.
     Contended,
     /// One CPU, nothing inside or between: the cost of lock+unlock.
     Uncontended,
+    /// A pinned thread per CPU takes the sleeping mutex, once per spin
+    /// policy: `kinds=mutex ms=300`.
+    Mutex,
 }
 
 impl Workload {
@@ -85,6 +108,7 @@ impl Workload {
         match self {
             Workload::Contended => "contended",
             Workload::Uncontended => "uncontended",
+            Workload::Mutex => "mutex",
         }
     }
 
@@ -92,14 +116,29 @@ impl Workload {
         match self {
             Workload::Contended => &["ms=300", "slowpath=boot"],
             Workload::Uncontended => &["cpus=1", "cs=0", "out=0", "ms=200"],
+            Workload::Mutex => &["kinds=mutex", "ms=300"],
         }
     }
 
     /// The `cpus=` every result line of this workload must show.
     fn cpus(self, smp: u8) -> u32 {
         match self {
-            Workload::Contended => u32::from(smp),
+            Workload::Contended | Workload::Mutex => u32::from(smp),
             Workload::Uncontended => 1,
+        }
+    }
+
+    /// The result lines every boot must print, once each: (kind, slow
+    /// path or policy; `None`: whichever).
+    fn expected(self) -> Vec<(&'static str, Option<&'static str>)> {
+        match self {
+            Workload::Contended | Workload::Uncontended => {
+                KINDS.iter().map(|&kind| (kind, None)).collect()
+            }
+            Workload::Mutex => MUTEX_POLICIES
+                .iter()
+                .map(|&policy| (MUTEX, Some(policy)))
+                .collect(),
         }
     }
 }
@@ -178,12 +217,16 @@ impl Cell {
 
     /// `tcg smp 4 pv on contended`.
     pub fn label(self) -> String {
+        format!("{} {}", self.label_without_workload(), self.workload.name())
+    }
+
+    /// `tcg smp 4 pv on`.
+    pub fn label_without_workload(self) -> String {
         format!(
-            "{} smp {} pv {} {}",
+            "{} smp {} pv {}",
             self.host_name(),
             self.smp,
-            self.pv.name(),
-            self.workload.name()
+            self.pv.name()
         )
     }
 
@@ -198,11 +241,15 @@ impl Cell {
     }
 }
 
-/// The cells for `hosts`, in the order each round boots them.
-pub fn matrix(hosts: &[HostKind]) -> Vec<Cell> {
+/// The cells for `hosts` and `workloads`, in the order each round boots
+/// them.
+pub fn matrix(hosts: &[HostKind], workloads: &[Workload]) -> Vec<Cell> {
     let mut cells = Vec::new();
     for &host in hosts {
         let mut add = |smp, workload| {
+            if !workloads.contains(&workload) {
+                return;
+            }
             for pv in [Pv::On, Pv::Off] {
                 cells.push(Cell {
                     host,
@@ -219,6 +266,7 @@ pub fn matrix(hosts: &[HostKind]) -> Vec<Cell> {
         if host == HostKind::Tcg {
             add(SMP_NO_OVERCOMMIT, Workload::Contended);
         }
+        add(SMP, Workload::Mutex);
     }
     cells
 }
@@ -229,6 +277,7 @@ pub struct Options {
     pub reps: usize,
     pub quick: bool,
     pub hosts: Vec<HostKind>,
+    pub workloads: Vec<Workload>,
     pub l1_load: u8,
     pub timeout: Option<Duration>,
     pub image: Option<PathBuf>,
@@ -261,15 +310,14 @@ impl RunRecord {
     }
 }
 
-/// A ratio between two cells, per round.
+/// A ratio between two cells (or two lines of one cell), per round.
 #[derive(Debug)]
 pub struct Ratio {
     /// What is compared, for a person.
     pub what: String,
-    pub kind: &'static str,
     pub metric: Metric,
-    pub numerator: usize,
-    pub denominator: usize,
+    pub numerator: Series,
+    pub denominator: Series,
     /// One value per round in which both runs succeeded.
     pub paired: Vec<f64>,
     pub spread: Option<Spread>,
@@ -308,7 +356,7 @@ pub struct Report {
 }
 
 pub fn main(options: Options) -> Result<ExitCode> {
-    let cells = matrix(&options.hosts);
+    let cells = matrix(&options.hosts, &options.workloads);
     let date = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let command = {
         let args: Vec<String> = std::env::args().skip(1).collect();
@@ -473,8 +521,10 @@ fn boot(
 }
 
 /// The results on a run's console, and what is wrong with the run (empty
-/// if nothing): it must exit 0 and print each of [`KINDS`] once, with the
-/// CPUs asked for, some acquisitions and no lost update.
+/// if nothing): it must exit 0 and print each line its workload expects
+/// once (each of [`KINDS`], or the mutex under each of
+/// [`MUTEX_POLICIES`], with its counters), with the CPUs asked for, some
+/// acquisitions and no lost update.
 fn judge(cell: Cell, outcome: Outcome, console: &str) -> (Vec<Sample>, Vec<String>) {
     let mut problems = Vec::new();
     if outcome != Outcome::Exited(0) {
@@ -482,23 +532,44 @@ fn judge(cell: Cell, outcome: Outcome, console: &str) -> (Vec<Sample>, Vec<Strin
     }
     let (samples, malformed) = stats::parse_console(console);
     problems.extend(malformed.iter().map(|e| format!("{e:#}")));
-    for kind in KINDS {
-        match samples.iter().filter(|s| s.kind == kind).count() {
+    for (kind, slowpath) in cell.workload.expected() {
+        let series = Series {
+            cell: 0,
+            kind,
+            slowpath,
+        };
+        let what = match slowpath {
+            Some(policy) => format!("{kind} {policy}"),
+            None => kind.to_owned(),
+        };
+        match samples
+            .iter()
+            .filter(|s| series.matches(&s.kind, &s.slowpath))
+            .count()
+        {
             1 => {}
-            0 => problems.push(format!("no result line for {kind}")),
-            n => problems.push(format!("{n} result lines for {kind}, expected one")),
+            0 => problems.push(format!("no result line for {what}")),
+            n => problems.push(format!("{n} result lines for {what}, expected one")),
         }
     }
     let cpus = cell.workload.cpus(cell.smp);
     for s in &samples {
+        let what = if s.kind == MUTEX {
+            format!("{} {}", s.kind, s.slowpath)
+        } else {
+            s.kind.clone()
+        };
         if s.cpus != cpus {
-            problems.push(format!("{}: cpus={}, expected {cpus}", s.kind, s.cpus));
+            problems.push(format!("{what}: cpus={}, expected {cpus}", s.cpus));
         }
         if s.acquisitions == 0 {
-            problems.push(format!("{}: no acquisitions", s.kind));
+            problems.push(format!("{what}: no acquisitions"));
         }
         if s.lost != 0 {
-            problems.push(format!("{}: {} lost updates", s.kind, s.lost));
+            problems.push(format!("{what}: {} lost updates", s.lost));
+        }
+        if s.kind == MUTEX && s.mutex.is_none() {
+            problems.push(format!("{what}: no spun/slept/preempted_owner counters"));
         }
     }
     (samples, problems)
@@ -517,11 +588,51 @@ fn tail(text: &str, lines: usize) -> String {
 /// The ratios the report shows: for each host and CPU count measured with
 /// PV on and off, the qspinlock's contended throughput (on nested-kvm
 /// with overcommit and on pvhost with its steal: PV against native; on TCG
-/// smp 2: the PV-on overhead) and its uncontended cost.
+/// smp 2: the PV-on overhead) and its uncontended cost; and in every mutex
+/// cell, the throughput of `spin-owner-pv` against `spin-owner` and
+/// against `sleep`, from the same boot.
 pub fn ratios(cells: &[Cell], runs: &[RunRecord]) -> Vec<Ratio> {
     let find = |cell: Cell| cells.iter().position(|&c| c == cell);
+    let qspinlock = |cell| Series {
+        cell,
+        kind: QSPINLOCK,
+        slowpath: None,
+    };
     let mut ratios = Vec::new();
+    let mut push = |what, metric, numerator, denominator, overhead_goal| {
+        let paired = stats::paired_ratios(runs, numerator, denominator, metric);
+        ratios.push(Ratio {
+            what,
+            metric,
+            numerator,
+            denominator,
+            spread: Spread::of(&paired),
+            paired,
+            overhead_goal,
+        });
+    };
     for (index, &on) in cells.iter().enumerate() {
+        if on.workload == Workload::Mutex {
+            let policy = |slowpath| Series {
+                cell: index,
+                kind: MUTEX,
+                slowpath: Some(slowpath),
+            };
+            for other in ["spin-owner", "sleep"] {
+                push(
+                    format!(
+                        "{} ({}): mutex {MUTEX_PV} / {other}, throughput",
+                        on.label_without_workload(),
+                        mutex_context(on)
+                    ),
+                    Metric::PerSec,
+                    policy(MUTEX_PV),
+                    policy(other),
+                    None,
+                );
+            }
+            continue;
+        }
         if on.pv != Pv::On {
             continue;
         }
@@ -564,20 +675,39 @@ pub fn ratios(cells: &[Cell], runs: &[RunRecord]) -> Vec<Ratio> {
                 Metric::NsPerOp,
                 None,
             ),
+            Workload::Mutex => unreachable!("handled above"),
         };
-        let paired = stats::paired_ratios(runs, index, off, QSPINLOCK, metric);
-        ratios.push(Ratio {
+        push(
             what,
-            kind: QSPINLOCK,
             metric,
-            numerator: index,
-            denominator: off,
-            spread: Spread::of(&paired),
-            paired,
+            qspinlock(index),
+            qspinlock(off),
             overhead_goal,
-        });
+        );
     }
     ratios
+}
+
+/// What a mutex cell's preempted check can see, for its ratio lines.
+pub fn mutex_context(cell: Cell) -> String {
+    let sees = match (cell.host, cell.pv) {
+        (_, Pv::Off) => "pv=off: the check sees no preemption".to_owned(),
+        (HostKind::Pvhost, Pv::On) => {
+            format!("steal {PVHOST_STEAL}, reported by PV lock and PV sched: the check sees it")
+        }
+        (HostKind::NestedKvm, Pv::On) => {
+            "KVM offers no preempted flag on arm64: the check sees no preemption".to_owned()
+        }
+        (HostKind::Tcg, Pv::On) => "no hypervisor: the check sees no preemption".to_owned(),
+    };
+    match cell.host {
+        HostKind::NestedKvm => format!(
+            "{} vCPUs on L1's {} CPUs; {sees}",
+            cell.smp,
+            nested_kvm::L1_CPUS
+        ),
+        _ => sees,
+    }
 }
 
 /// The checked-out commit, `-dirty` if tracked files changed; `unknown`
@@ -633,9 +763,13 @@ mod tests {
         }
     }
 
+    fn all() -> &'static [Workload] {
+        Workload::value_variants()
+    }
+
     #[test]
     fn the_matrix() {
-        let labels: Vec<String> = matrix(&[HostKind::Tcg, HostKind::NestedKvm])
+        let labels: Vec<String> = matrix(&[HostKind::Tcg, HostKind::NestedKvm], all())
             .iter()
             .map(|c| c.label())
             .collect();
@@ -648,14 +782,18 @@ mod tests {
                 "tcg smp 4 pv off uncontended",
                 "tcg smp 2 pv on contended",
                 "tcg smp 2 pv off contended",
+                "tcg smp 4 pv on mutex",
+                "tcg smp 4 pv off mutex",
                 "nested-kvm smp 4 pv on contended",
                 "nested-kvm smp 4 pv off contended",
                 "nested-kvm smp 4 pv on uncontended",
                 "nested-kvm smp 4 pv off uncontended",
+                "nested-kvm smp 4 pv on mutex",
+                "nested-kvm smp 4 pv off mutex",
             ]
         );
-        assert_eq!(matrix(&[HostKind::NestedKvm]).len(), 4);
-        let pvhost: Vec<String> = matrix(&[HostKind::Pvhost])
+        assert_eq!(matrix(&[HostKind::NestedKvm], all()).len(), 6);
+        let pvhost: Vec<String> = matrix(&[HostKind::Pvhost], all())
             .iter()
             .map(|c| c.label())
             .collect();
@@ -663,8 +801,43 @@ mod tests {
             pvhost,
             [
                 "pvhost smp 4 pv on contended",
-                "pvhost smp 4 pv off contended"
+                "pvhost smp 4 pv off contended",
+                "pvhost smp 4 pv on mutex",
+                "pvhost smp 4 pv off mutex"
             ]
+        );
+        let mutex: Vec<String> =
+            matrix(&[HostKind::NestedKvm, HostKind::Pvhost], &[Workload::Mutex])
+                .iter()
+                .map(|c| c.label())
+                .collect();
+        assert_eq!(
+            mutex,
+            [
+                "nested-kvm smp 4 pv on mutex",
+                "nested-kvm smp 4 pv off mutex",
+                "pvhost smp 4 pv on mutex",
+                "pvhost smp 4 pv off mutex"
+            ]
+        );
+        assert_eq!(matrix(&[HostKind::Pvhost], &[Workload::Uncontended]), []);
+    }
+
+    #[test]
+    fn mutex_cells_run_every_policy_on_threads() {
+        let on = cell(HostKind::NestedKvm, 4, Pv::On, Workload::Mutex);
+        assert_eq!(
+            on.command(0),
+            "cargo xtask run --host nested-kvm --smp 4 --app lockstorm -- kinds=mutex ms=300"
+        );
+        let off = cell(HostKind::Pvhost, 4, Pv::Off, Workload::Mutex);
+        assert_eq!(
+            off.bootargs().unwrap(),
+            "app=lockstorm pv=off -- kinds=mutex ms=300"
+        );
+        assert_eq!(
+            off.command(0),
+            "cargo xtask run --host pvhost --pv off --steal periodic:10000,50,2500 --smp 4 --app lockstorm --bootargs pv=off -- kinds=mutex ms=300"
         );
     }
 
@@ -699,7 +872,7 @@ mod tests {
             "app=lockstorm pv=off -- ms=300 slowpath=boot"
         );
         assert!(crate::pvhost::check_steal(PVHOST_STEAL).is_ok());
-        let whats: Vec<String> = ratios(&matrix(&[HostKind::Pvhost]), &[])
+        let whats: Vec<String> = ratios(&matrix(&[HostKind::Pvhost], &[Workload::Contended]), &[])
             .into_iter()
             .map(|r| r.what)
             .collect();
@@ -780,7 +953,10 @@ mod tests {
 
     #[test]
     fn ratios_name_what_the_issue_asks_for() {
-        let cells = matrix(&[HostKind::Tcg, HostKind::NestedKvm]);
+        let cells = matrix(
+            &[HostKind::Tcg, HostKind::NestedKvm],
+            &[Workload::Contended, Workload::Uncontended],
+        );
         let whats: Vec<(String, Option<f64>)> = ratios(&cells, &[])
             .into_iter()
             .map(|r| (r.what, r.overhead_goal))
@@ -795,6 +971,103 @@ mod tests {
                 ("nested-kvm: uncontended qspinlock lock+unlock cost, PV on / PV off".to_owned(), None),
             ]
         );
+    }
+
+    #[test]
+    fn mutex_ratios_compare_policies_within_each_cell() {
+        let cells = matrix(&[HostKind::NestedKvm, HostKind::Pvhost], &[Workload::Mutex]);
+        let ratios = ratios(&cells, &[]);
+        let whats: Vec<&str> = ratios.iter().map(|r| r.what.as_str()).collect();
+        assert_eq!(
+            whats,
+            [
+                "nested-kvm smp 4 pv on (4 vCPUs on L1's 2 CPUs; KVM offers no preempted flag on arm64: the check sees no preemption): mutex spin-owner-pv / spin-owner, throughput",
+                "nested-kvm smp 4 pv on (4 vCPUs on L1's 2 CPUs; KVM offers no preempted flag on arm64: the check sees no preemption): mutex spin-owner-pv / sleep, throughput",
+                "nested-kvm smp 4 pv off (4 vCPUs on L1's 2 CPUs; pv=off: the check sees no preemption): mutex spin-owner-pv / spin-owner, throughput",
+                "nested-kvm smp 4 pv off (4 vCPUs on L1's 2 CPUs; pv=off: the check sees no preemption): mutex spin-owner-pv / sleep, throughput",
+                "pvhost smp 4 pv on (steal periodic:10000,50,2500, reported by PV lock and PV sched: the check sees it): mutex spin-owner-pv / spin-owner, throughput",
+                "pvhost smp 4 pv on (steal periodic:10000,50,2500, reported by PV lock and PV sched: the check sees it): mutex spin-owner-pv / sleep, throughput",
+                "pvhost smp 4 pv off (pv=off: the check sees no preemption): mutex spin-owner-pv / spin-owner, throughput",
+                "pvhost smp 4 pv off (pv=off: the check sees no preemption): mutex spin-owner-pv / sleep, throughput",
+            ]
+        );
+        // Both sides are lines of the same cell.
+        assert_eq!(
+            (ratios[4].numerator, ratios[4].denominator),
+            (
+                Series {
+                    cell: 2,
+                    kind: "mutex",
+                    slowpath: Some("spin-owner-pv")
+                },
+                Series {
+                    cell: 2,
+                    kind: "mutex",
+                    slowpath: Some("spin-owner")
+                }
+            )
+        );
+        assert_eq!(
+            cell(HostKind::Tcg, 4, Pv::On, Workload::Mutex).label_without_workload(),
+            "tcg smp 4 pv on"
+        );
+        assert_eq!(
+            mutex_context(cell(HostKind::Tcg, 4, Pv::On, Workload::Mutex)),
+            "no hypervisor: the check sees no preemption"
+        );
+    }
+
+    fn mutex_console(policies: &[&str]) -> String {
+        let mut text = String::from("[   0.1 0] lodger 0.1.0 (aarch64), entered at EL1\r\n");
+        for policy in policies {
+            text.push_str(&OK.replace(
+                "kind=KIND slowpath=-",
+                &format!("kind=mutex slowpath={policy}"),
+            ));
+            text.push_str(" threads=4 spun=1 slept=2 preempted_owner=0\r\n");
+        }
+        text.push_str("[[lodger:exit=0]]\r\n");
+        text
+    }
+
+    #[test]
+    fn judging_a_mutex_run() {
+        let mutex = cell(HostKind::Pvhost, 4, Pv::On, Workload::Mutex);
+        let all = mutex_console(&MUTEX_POLICIES);
+        let (samples, problems) = judge(mutex, Outcome::Exited(0), &all);
+        assert_eq!(samples.len(), 3);
+        assert_eq!(problems, [""; 0]);
+        assert_eq!(samples[2].mutex.unwrap().slept, 2);
+
+        let (_, problems) = judge(
+            mutex,
+            Outcome::Exited(0),
+            &mutex_console(&["sleep", "sleep", "spin-owner-pv"]),
+        );
+        assert_eq!(
+            problems,
+            [
+                "2 result lines for mutex sleep, expected one",
+                "no result line for mutex spin-owner"
+            ]
+        );
+
+        let bare = all.replace(" threads=4 spun=1 slept=2 preempted_owner=0", "");
+        let lost = all.replacen("lost=0", "lost=3", 1);
+        let (_, problems) = judge(mutex, Outcome::Exited(1), &lost);
+        assert_eq!(
+            problems,
+            ["guest exited with status 1", "mutex sleep: 3 lost updates"]
+        );
+        let (_, problems) = judge(mutex, Outcome::Exited(0), &bare);
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert_eq!(
+            problems[0],
+            "mutex sleep: no spun/slept/preempted_owner counters"
+        );
+        // A spinlock boot's lines are not a mutex boot's.
+        let (_, problems) = judge(mutex, Outcome::Exited(0), &console(&KINDS));
+        assert_eq!(problems[0], "no result line for mutex sleep");
     }
 
     #[test]

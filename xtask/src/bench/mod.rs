@@ -18,6 +18,7 @@ use anyhow::{bail, Result};
 use clap::ValueEnum;
 
 use crate::host::{HostKind, MAX_L1_LOAD};
+use locks::Workload;
 
 /// The exit status for a bad command line (clap's and `run`'s too).
 const BAD_COMMAND_LINE: u8 = 2;
@@ -28,7 +29,8 @@ const QUICK_REPS: u32 = 2;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Suite {
-    /// `lockstorm` per lock kind, PV on and off, on TCG, nested KVM and pvhost.
+    /// `lockstorm` per lock kind and mutex spin policy, PV on and off, on
+    /// TCG, nested KVM and pvhost.
     Locks,
 }
 
@@ -52,6 +54,15 @@ pub struct Args {
         default_value = "tcg,nested-kvm,pvhost"
     )]
     hosts: Vec<HostKind>,
+    /// Rows of the matrix to run, comma-separated (`mutex`: only the
+    /// sleeping mutex's cells).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "contended,uncontended,mutex"
+    )]
+    workloads: Vec<Workload>,
     /// nested-kvm: busy loops in L1 next to the guest (see `run --l1-load`).
     #[arg(long, value_name = "K", default_value_t = 0,
           value_parser = clap::value_parser!(u8).range(0..=i64::from(MAX_L1_LOAD)))]
@@ -105,10 +116,23 @@ fn options(args: &Args) -> Result<locks::Options> {
     if args.l1_load > 0 && !hosts.contains(&HostKind::NestedKvm) {
         bail!("--l1-load only with nested-kvm among --hosts");
     }
+    let mut workloads = Vec::new();
+    for &workload in &args.workloads {
+        if !workloads.contains(&workload) {
+            workloads.push(workload);
+        }
+    }
+    if workloads.is_empty() {
+        bail!("--workloads names no workload");
+    }
+    if locks::matrix(&hosts, &workloads).is_empty() {
+        bail!("no cell: pvhost has no uncontended one");
+    }
     Ok(locks::Options {
         reps: reps as usize,
         quick: args.quick,
         hosts,
+        workloads,
         l1_load: args.l1_load,
         timeout: args.timeout.map(Duration::from_secs),
         image: args.image.clone(),
@@ -142,6 +166,7 @@ mod tests {
             o.hosts,
             [HostKind::Tcg, HostKind::NestedKvm, HostKind::Pvhost]
         );
+        assert_eq!(o.workloads, Workload::value_variants());
         assert_eq!((o.l1_load, o.timeout, o.verbose), (0, None, false));
         assert!(parse("").is_err(), "--suite is required");
     }
@@ -154,6 +179,20 @@ mod tests {
         for bad in ["--reps 4", "--reps 0", "--quick --reps 3", "--reps 101"] {
             assert!(parse(&format!("--suite locks {bad}")).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn workloads_are_a_list() {
+        let o = parse("--suite locks --workloads mutex,mutex").unwrap();
+        assert_eq!(o.workloads, [Workload::Mutex]);
+        assert_eq!(
+            parse("--suite locks --workloads uncontended,contended")
+                .unwrap()
+                .workloads,
+            [Workload::Uncontended, Workload::Contended]
+        );
+        assert!(parse("--suite locks --workloads futex").is_err());
+        assert!(parse("--suite locks --hosts pvhost --workloads uncontended").is_err());
     }
 
     #[test]

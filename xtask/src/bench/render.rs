@@ -1,10 +1,12 @@
 //! The suite's report, three ways, in `target/bench/`:
 //!
 //! * `locks.md`: how it ran, the ratios, then per host a table of the
-//!   contended cells and one of the uncontended cells (also printed);
+//!   contended cells, one of the uncontended cells and one of the mutex
+//!   cells (also printed);
 //! * `locks.json`: every run with its raw result lines, and the summary;
 //! * `locks.svg`: contended throughput per lock kind, PV on next to PV off,
-//!   a panel per host and CPU count, log scale, whiskers from min to max.
+//!   a panel per host and CPU count, log scale, whiskers from min to max;
+//!   and a panel per host of the mutex per spin policy.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -15,8 +17,8 @@ use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
 use plotters::prelude::*;
 use serde_json::{json, Value};
 
-use super::locks::{Cell, Report, Workload, KINDS, PVHOST_STEAL};
-use super::stats::{Group, Spread};
+use super::locks::{Cell, Report, Workload, KINDS, MUTEX, MUTEX_POLICIES, PVHOST_STEAL};
+use super::stats::{Group, Series, Spread};
 use crate::host::{HostKind, Pv};
 
 /// The files written, and the Markdown (to print it too).
@@ -145,8 +147,20 @@ fn table(out: &mut String, header: &[&str], align: &str, rows: &[Vec<String>]) {
     }
 }
 
-/// The groups of cells matching `keep`, kinds in [`KINDS`] order (others
-/// after), then by CPUs (more first), then PV on before off.
+/// Where a group goes among its cell's: kinds in [`KINDS`] order, then the
+/// mutex's policies in [`MUTEX_POLICIES`] order, then anything else.
+fn group_rank(g: &Group) -> (usize, usize) {
+    let kind = KINDS.iter().position(|&k| k == g.kind);
+    let policy = MUTEX_POLICIES.iter().position(|&p| p == g.slowpath);
+    match (kind, g.kind == MUTEX) {
+        (Some(k), _) => (k, 0),
+        (None, true) => (KINDS.len(), policy.unwrap_or(MUTEX_POLICIES.len())),
+        (None, false) => (KINDS.len() + 1, 0),
+    }
+}
+
+/// The groups of cells matching `keep`, by CPUs (more first), then kind
+/// and policy ([`group_rank`]), then PV on before off.
 fn rows(report: &Report, keep: impl Fn(&Cell) -> bool) -> Vec<(&Cell, &Group)> {
     let mut rows: Vec<(&Cell, &Group)> = report
         .groups
@@ -154,11 +168,10 @@ fn rows(report: &Report, keep: impl Fn(&Cell) -> bool) -> Vec<(&Cell, &Group)> {
         .map(|g| (&report.cells[g.cell], g))
         .filter(|(c, _)| keep(c))
         .collect();
-    let kind_rank = |kind: &str| KINDS.iter().position(|&k| k == kind).unwrap_or(KINDS.len());
     rows.sort_by_key(|(c, g)| {
         (
             std::cmp::Reverse(c.smp),
-            kind_rank(&g.kind),
+            group_rank(g),
             c.pv == Pv::Off,
             g.cell,
         )
@@ -250,12 +263,66 @@ fn uncontended_table(out: &mut String, report: &Report, host: HostKind) {
     );
 }
 
-/// The group of `kind` in cell `cell`, if any run of it succeeded.
-fn group<'a>(report: &'a Report, cell: usize, kind: &str) -> Option<&'a Group> {
+fn mutex_table(out: &mut String, report: &Report, host: HostKind) {
+    let rows: Vec<Vec<String>> = rows(report, |c| c.host == host && c.workload == Workload::Mutex)
+        .into_iter()
+        .map(|(c, g)| {
+            let count = |f: fn(&super::stats::MutexSpreads) -> Spread| {
+                g.mutex
+                    .as_ref()
+                    .map_or("-".to_owned(), |m| format!("{:.0}", f(m).median))
+            };
+            vec![
+                c.smp.to_string(),
+                g.slowpath.clone(),
+                c.pv.name().to_owned(),
+                format!("**{}**", rate(g.per_sec.median)),
+                range(&g.per_sec, rate),
+                percent(g.per_sec.relative_iqr()),
+                format!("{:.2} / {:.2}", g.fair_min.median, g.fair_max.median),
+                time(g.p50_ns.median),
+                time(g.p99_ns.median),
+                time(g.max_ns.median),
+                count(|m| m.spun),
+                count(|m| m.slept),
+                count(|m| m.preempted_owner),
+                g.per_sec.n.to_string(),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        out.push_str("No successful mutex run.\n");
+        return;
+    }
+    table(
+        out,
+        &[
+            "smp",
+            "policy",
+            "pv",
+            "acq/s",
+            "min..max",
+            "IQR",
+            "fair min / max",
+            "p50",
+            "p99",
+            "max",
+            "spun",
+            "slept",
+            "preempted owner",
+            "runs",
+        ],
+        "rllrrrlrrrrrrr",
+        &rows,
+    );
+}
+
+/// The group of `series`, if any run of it succeeded.
+fn group<'a>(report: &'a Report, series: &Series) -> Option<&'a Group> {
     report
         .groups
         .iter()
-        .find(|g| g.cell == cell && g.kind == kind)
+        .find(|g| g.cell == series.cell && series.matches(&g.kind, &g.slowpath))
 }
 
 fn ratio_lines(out: &mut String, report: &Report) {
@@ -290,17 +357,19 @@ fn ratio_lines(out: &mut String, report: &Report) {
                 );
             }
         }
-        let side = |cell: usize| {
-            let c = report.cells[cell];
-            group(report, cell, ratio.kind).map(|g| {
+        let side = |series: &Series| {
+            let c = report.cells[series.cell];
+            group(report, series).map(|g| {
                 let value = match c.workload {
-                    Workload::Contended => format!("{} acq/s", rate(g.per_sec.median)),
+                    Workload::Contended | Workload::Mutex => {
+                        format!("{} acq/s", rate(g.per_sec.median))
+                    }
                     Workload::Uncontended => time(g.ns_per_op.median),
                 };
                 format!("pv {} {value} ({})", c.pv.name(), g.slowpath)
             })
         };
-        if let (Some(num), Some(den)) = (side(ratio.numerator), side(ratio.denominator)) {
+        if let (Some(num), Some(den)) = (side(&ratio.numerator), side(&ratio.denominator)) {
             let _ = write!(out, "; {num}, {den}");
         }
         out.push('\n');
@@ -364,7 +433,14 @@ fn markdown(report: &Report) -> String {
          the lock call to holding the lock, guest clock, per-run p50/p99/max (histogram \
          floors, within 12.5%), medians over the runs. Uncontended lock+unlock: \
          elapsed / acquisitions on one CPU, including the loop's two clock reads and \
-         histogram update.\n\n",
+         histogram update. The sleeping mutex (`kernel::sync::Mutex`) runs in one \
+         pinned thread per CPU, once per spin policy in the same boot: `sleep` never \
+         spins; `spin-owner` spins while the owner is the running thread of its CPU; \
+         `spin-owner-pv` (the default) also stops when the PV view reports the \
+         owner's vCPU preempted, which only pvhost with PV on does. Its latency \
+         includes sleeping; `spun`, `slept`, `preempted owner`: the mutex's counters \
+         (acquisitions that spun and won, sleeps, spins the preempted check \
+         ended), medians over the runs.\n\n",
     );
     out.push_str("## Ratios (reported, not asserted)\n\n");
     ratio_lines(&mut out, report);
@@ -375,21 +451,36 @@ fn markdown(report: &Report) -> String {
         }
     }
     for host in hosts {
-        let _ = writeln!(out, "\n## {}\n", host_title(host));
-        let _ = writeln!(
-            out,
-            "Contended (`{}`; cs=50 out=100):\n",
-            Workload::Contended.app_args().join(" ")
-        );
-        contended_table(&mut out, report, host);
-        let measured = |c: &Cell| c.host == host && c.workload == Workload::Uncontended;
-        if report.cells.iter().any(measured) {
+        let _ = writeln!(out, "\n## {}", host_title(host));
+        let measured = |workload| {
+            report
+                .cells
+                .iter()
+                .any(|c| c.host == host && c.workload == workload)
+        };
+        if measured(Workload::Contended) {
+            let _ = writeln!(
+                out,
+                "\nContended (`{}`; cs=50 out=100):\n",
+                Workload::Contended.app_args().join(" ")
+            );
+            contended_table(&mut out, report, host);
+        }
+        if measured(Workload::Uncontended) {
             let _ = writeln!(
                 out,
                 "\nUncontended (`{}`):\n",
                 Workload::Uncontended.app_args().join(" ")
             );
             uncontended_table(&mut out, report, host);
+        }
+        if measured(Workload::Mutex) {
+            let _ = writeln!(
+                out,
+                "\nSleeping mutex (`{}`; cs=50 out=100, one pinned thread per CPU):\n",
+                Workload::Mutex.app_args().join(" ")
+            );
+            mutex_table(&mut out, report, host);
         }
     }
     let _ = writeln!(out, "\n## How it ran\n");
@@ -502,10 +593,12 @@ fn json(report: &Report) -> Value {
             }).collect::<Vec<_>>(),
             "ratios": report.ratios.iter().map(|r| json!({
                 "what": r.what,
-                "kind": r.kind,
+                "kind": r.numerator.kind,
                 "metric": r.metric.name(),
-                "numerator_cell": r.numerator,
-                "denominator_cell": r.denominator,
+                "numerator_cell": r.numerator.cell,
+                "numerator_slowpath": r.numerator.slowpath,
+                "denominator_cell": r.denominator.cell,
+                "denominator_slowpath": r.denominator.slowpath,
                 "paired": r.paired,
                 "spread": r.spread,
                 "overhead_goal": r.overhead_goal,
@@ -537,50 +630,84 @@ struct Panel {
     off: Vec<Bar>,
 }
 
+/// `nested-kvm, smp 4 (4 vCPUs on L1's 2 CPUs)`.
+fn host_caption(host: HostKind, smp: u8) -> String {
+    match (host, smp) {
+        (HostKind::NestedKvm, smp) => format!("nested-kvm, smp {smp} ({smp} vCPUs on L1's 2 CPUs)"),
+        (HostKind::Tcg, 2) => "tcg, smp 2 (no overcommit)".to_owned(),
+        (HostKind::Pvhost, smp) => format!("pvhost, smp {smp} (steal {PVHOST_STEAL})"),
+        (host, smp) => format!("{}, smp {smp}", super::locks::host_name(host)),
+    }
+}
+
+/// A panel per host and CPU count of the contended cells (a bar per lock
+/// kind) and of the mutex cells (a bar per spin policy), PV on next to off.
 fn panels(report: &Report) -> Vec<Panel> {
     let mut panels = Vec::new();
-    let contended = |host, smp, pv| {
+    let find = |host, smp, pv, workload| {
         report.cells.iter().position(|c| {
             *c == Cell {
                 host,
                 smp,
                 pv,
-                workload: Workload::Contended,
+                workload,
             }
         })
     };
-    let mut seen: Vec<(HostKind, u8)> = Vec::new();
+    let mut seen: Vec<(HostKind, u8, Workload)> = Vec::new();
     for cell in &report.cells {
-        if cell.workload != Workload::Contended || seen.contains(&(cell.host, cell.smp)) {
+        let key = (cell.host, cell.smp, cell.workload);
+        if cell.workload == Workload::Uncontended || seen.contains(&key) {
             continue;
         }
-        seen.push((cell.host, cell.smp));
+        seen.push(key);
         let (on, off) = (
-            contended(cell.host, cell.smp, Pv::On),
-            contended(cell.host, cell.smp, Pv::Off),
+            find(cell.host, cell.smp, Pv::On, cell.workload),
+            find(cell.host, cell.smp, Pv::Off, cell.workload),
         );
-        let mut kinds: Vec<String> = KINDS.iter().map(|k| (*k).to_owned()).collect();
-        for g in &report.groups {
-            if (Some(g.cell) == on || Some(g.cell) == off) && !kinds.contains(&g.kind) {
-                kinds.push(g.kind.clone());
+        let mutex = cell.workload == Workload::Mutex;
+        // What a bar is: a lock kind, or one of the mutex's policies.
+        fn bar_name(mutex: bool, g: &Group) -> &String {
+            if mutex {
+                &g.slowpath
+            } else {
+                &g.kind
             }
         }
-        let find = |cell: Option<usize>, kind: &str| cell.and_then(|c| group(report, c, kind));
+        let mut names: Vec<String> = if mutex {
+            &MUTEX_POLICIES[..]
+        } else {
+            &KINDS[..]
+        }
+        .iter()
+        .map(|k| (*k).to_owned())
+        .collect();
+        for g in &report.groups {
+            if (Some(g.cell) == on || Some(g.cell) == off) && !names.contains(bar_name(mutex, g)) {
+                names.push(bar_name(mutex, g).clone());
+            }
+        }
+        let find_group = |cell: Option<usize>, name: &str| {
+            cell.and_then(|c| {
+                report
+                    .groups
+                    .iter()
+                    .find(|g| g.cell == c && bar_name(mutex, g) == name)
+            })
+        };
+        let caption = host_caption(cell.host, cell.smp);
         let mut panel = Panel {
-            caption: match (cell.host, cell.smp) {
-                (HostKind::NestedKvm, smp) => {
-                    format!("nested-kvm, smp {smp} ({smp} vCPUs on L1's 2 CPUs)")
-                }
-                (HostKind::Tcg, 2) => "tcg, smp 2 (no overcommit)".to_owned(),
-                (HostKind::Pvhost, smp) => format!("pvhost, smp {smp} (steal {PVHOST_STEAL})"),
-                (host, smp) => format!("{}, smp {smp}", super::locks::host_name(host)),
+            caption: if mutex {
+                format!("{caption}: sleeping mutex per spin policy")
+            } else {
+                caption
             },
             labels: Vec::new(),
             on: Vec::new(),
             off: Vec::new(),
         };
-        for kind in kinds {
-            let (g_on, g_off) = (find(on, &kind), find(off, &kind));
+        for name in names {
+            let (g_on, g_off) = (find_group(on, &name), find_group(off, &name));
             if g_on.is_none() && g_off.is_none() {
                 continue;
             }
@@ -591,10 +718,10 @@ fn panels(report: &Report) -> Vec<Panel> {
                 .map(|g| g.slowpath.as_str())
                 .filter(|s| *s != "-")
                 .collect();
-            panel.labels.push(if slow.is_empty() {
-                kind.clone()
+            panel.labels.push(if mutex || slow.is_empty() {
+                name.clone()
             } else {
-                format!("{kind} ({})", slow.join(" / "))
+                format!("{name} ({})", slow.join(" / "))
             });
             if let Some(g) = g_on {
                 panel.on.push(Bar {
@@ -652,7 +779,7 @@ fn svg(report: &Report) -> Result<String> {
         let root = SVGBackend::with_string(&mut text, (WIDTH, height)).into_drawing_area();
         root.fill(&WHITE)?;
         let title = format!(
-            "lockstorm: contended throughput per lock kind, PV on vs off (bar: median of {}; whiskers: min..max)",
+            "lockstorm: contended throughput per lock kind or mutex policy, PV on vs off (bar: median of {}; whiskers: min..max)",
             plural(report.meta.reps, "rep")
         );
         let root = root.titled(&title, (FONT, 17))?;
@@ -782,7 +909,8 @@ mod tests {
 
     use super::*;
     use crate::bench::locks::{self, Meta, RunRecord};
-    use crate::bench::stats::{self, Sample};
+    use crate::bench::stats::{self, MutexCounts, Sample};
+    use clap::ValueEnum;
 
     #[test]
     fn numbers_read_well() {
@@ -822,12 +950,15 @@ mod tests {
             p99_ns: 106_496,
             max_ns: 5_995_015,
             lost: 0,
+            mutex: None,
         }
     }
 
-    /// A small report: tcg only, two rounds, one run failed.
+    /// A small report: tcg only, two rounds, one run failed; the mutex's
+    /// policies at 1k, 2k and 3k acquisitions/s times the round, PV on and
+    /// off alike.
     fn report() -> Report {
-        let cells = locks::matrix(&[HostKind::Tcg]);
+        let cells = locks::matrix(&[HostKind::Tcg], Workload::value_variants());
         let mut runs = Vec::new();
         for rep in 0..2 {
             for (index, cell) in cells.iter().enumerate() {
@@ -839,13 +970,29 @@ mod tests {
                     u32::from(cell.smp)
                 };
                 let scale = if on { 2.0 } else { 1.0 } * (rep + 1) as f64;
-                let samples = KINDS
-                    .iter()
-                    .map(|&k| {
-                        let slow = if k == "qspinlock" { slow } else { "-" };
-                        sample(k, slow, cpus, 1000.0 * scale)
-                    })
-                    .collect();
+                let samples = if cell.workload == Workload::Mutex {
+                    MUTEX_POLICIES
+                        .iter()
+                        .zip(1..)
+                        .map(|(&policy, i)| Sample {
+                            mutex: Some(MutexCounts {
+                                threads: 4,
+                                spun: 10 * i,
+                                slept: 100 / i,
+                                preempted_owner: 0,
+                            }),
+                            ..sample(MUTEX, policy, cpus, 1000.0 * (i * (rep as u64 + 1)) as f64)
+                        })
+                        .collect()
+                } else {
+                    KINDS
+                        .iter()
+                        .map(|&k| {
+                            let slow = if k == "qspinlock" { slow } else { "-" };
+                            sample(k, slow, cpus, 1000.0 * scale)
+                        })
+                        .collect()
+                };
                 let failed = rep == 1 && index == 1;
                 runs.push(RunRecord {
                     seq: runs.len(),
@@ -887,7 +1034,7 @@ mod tests {
         for needed in [
             "`cargo xtask bench --suite locks --hosts tcg` on 2026-01-02T03:04:05Z: guest lodger 0.1.0 (aarch64) at commit 0123456789ab; 2 reps per cell",
             "**Smoke run**",
-            "**1 of 12 runs failed**",
+            "**1 of 16 runs failed**",
             "## tcg: QEMU TCG",
             "| smp | kind | pv | slow path | acq/s |",
             "| 4 | qspinlock | on | halt | **3.00k** | 2.00k..4.00k | 33.3% | 0.90 / 1.10 | 448 ns | 106 µs | 6.00 ms | 2 |",
@@ -897,6 +1044,13 @@ mod tests {
             "- tcg smp 2 (no overcommit): PV-on overhead, qspinlock throughput: **-100.0%** (1 - on/off; on/off 2.00x, median of 2 paired rounds, min..max 2.00x..2.00x; goal <= 2.0%: met)",
             "- tcg pv on: uncontended lock+unlock: tas 1.27 µs, ticket 1.27 µs, mcs 1.27 µs, qspinlock 1.27 µs",
             "| 2 | `cargo xtask run --host tcg --smp 4 --app lockstorm --bootargs pv=off -- ms=300 slowpath=boot` | 1/2 | 1.5 s |",
+            "Sleeping mutex (`kinds=mutex ms=300`; cs=50 out=100, one pinned thread per CPU):",
+            "| smp | policy | pv | acq/s | min..max | IQR | fair min / max | p50 | p99 | max | spun | slept | preempted owner | runs |",
+            "| 4 | sleep | on | **1.50k** | 1.00k..2.00k | 33.3% | 0.90 / 1.10 | 448 ns | 106 µs | 6.00 ms | 10 | 100 | 0 | 2 |",
+            "| 4 | spin-owner-pv | off | **4.50k** | 3.00k..6.00k | 33.3% | 0.90 / 1.10 | 448 ns | 106 µs | 6.00 ms | 30 | 33 | 0 | 2 |",
+            "- tcg smp 4 pv on (no hypervisor: the check sees no preemption): mutex spin-owner-pv / spin-owner, throughput: **1.50x** (median of 2 paired rounds, min..max 1.50x..1.50x); pv on 4.50k acq/s (spin-owner-pv), pv on 3.00k acq/s (spin-owner)",
+            "- tcg smp 4 pv off (pv=off: the check sees no preemption): mutex spin-owner-pv / sleep, throughput: **3.00x**",
+            "| 8 | `cargo xtask run --host tcg --smp 4 --app lockstorm --bootargs pv=off -- kinds=mutex ms=300` | 2/2 | 1.5 s |",
         ] {
             assert!(md.contains(needed), "locks.md lacks {needed:?}:\n{md}");
         }
@@ -906,22 +1060,41 @@ mod tests {
     fn json_has_every_run_and_the_summary() {
         let report = report();
         let v = json(&report);
-        assert_eq!(v["meta"]["runs"], 12);
+        assert_eq!(v["meta"]["runs"], 16);
         assert_eq!(v["meta"]["runs_failed"], 1);
-        assert_eq!(v["runs"].as_array().unwrap().len(), 12);
+        assert_eq!(v["runs"].as_array().unwrap().len(), 16);
         assert_eq!(v["runs"][1]["host"], "tcg");
         assert_eq!(v["runs"][1]["pv"], "off");
         assert_eq!(v["runs"][0]["samples"][3]["kind"], "qspinlock");
-        assert_eq!(v["runs"][7]["ok"], false);
+        assert_eq!(v["runs"][9]["ok"], false);
+        assert_eq!(v["runs"][6]["workload"], "mutex");
+        assert_eq!(v["runs"][6]["samples"][2]["slowpath"], "spin-owner-pv");
+        assert_eq!(v["runs"][6]["samples"][2]["slept"], 33);
         assert_eq!(
             v["cells"][5]["bootargs"],
             "app=lockstorm pv=off -- ms=300 slowpath=boot"
         );
         let groups = v["summary"]["groups"].as_array().unwrap();
-        assert_eq!(groups.len(), 6 * 4);
+        assert_eq!(groups.len(), 6 * 4 + 2 * 3);
         assert_eq!(groups[0]["workload"], "contended");
         assert_eq!(groups[0]["per_sec"]["median"], 3000.0);
-        assert_eq!(v["summary"]["ratios"][2]["overhead_goal"], 0.02);
+        assert!(groups[0].get("mutex").is_none());
+        assert_eq!(groups[24]["workload"], "mutex");
+        assert_eq!(groups[24]["mutex"]["slept"]["median"], 100.0);
+        let ratios = &v["summary"]["ratios"];
+        assert_eq!(ratios[2]["overhead_goal"], 0.02);
+        assert_eq!(ratios[2]["numerator_slowpath"], Value::Null);
+        assert_eq!(ratios[3]["kind"], "mutex");
+        assert_eq!(
+            (
+                ratios[3]["numerator_cell"].clone(),
+                ratios[3]["denominator_cell"].clone()
+            ),
+            (json!(6), json!(6))
+        );
+        assert_eq!(ratios[3]["numerator_slowpath"], "spin-owner-pv");
+        assert_eq!(ratios[3]["denominator_slowpath"], "spin-owner");
+        assert_eq!(ratios[3]["paired"], json!([1.5, 1.5]));
     }
 
     #[test]
@@ -932,6 +1105,8 @@ mod tests {
             "tcg, smp 4",
             "tcg, smp 2 (no overcommit)",
             "qspinlock (halt / spin)",
+            "tcg, smp 4: sleeping mutex per spin policy",
+            "spin-owner-pv",
             "PV off (pv=off)",
             "3.00k",
         ] {

@@ -22,11 +22,13 @@ use super::locks::RunRecord;
 /// without it are not results (the banner, `app: lockstorm ...`, L1).
 const RESULT_TAG: &str = "lockstorm: kind=";
 
-/// One result line: one lock kind (and qspinlock slow path) in one boot.
+/// One result line: one lock kind (and qspinlock slow path or mutex spin
+/// policy) in one boot.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Sample {
     pub kind: String,
-    /// `halt` or `spin` for the qspinlock, `-` for the other kinds.
+    /// `halt` or `spin` for the qspinlock, the spin policy for the mutex
+    /// (`sleep`, `spin-owner`, `spin-owner-pv`), `-` for the other kinds.
     pub slowpath: String,
     pub cpus: u32,
     pub cs: u32,
@@ -40,6 +42,23 @@ pub struct Sample {
     pub p99_ns: u64,
     pub max_ns: u64,
     pub lost: u64,
+    /// The mutex's own counters (`kind=mutex` lines only).
+    #[serde(skip_serializing_if = "Option::is_none", flatten)]
+    pub mutex: Option<MutexCounts>,
+}
+
+/// What a `kind=mutex` line adds: how its contended acquisitions went
+/// (`kernel::sync::MutexStats`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct MutexCounts {
+    /// Mutex threads (one per CPU unless `threads=` said otherwise).
+    pub threads: u32,
+    /// Acquisitions that spun and got it without sleeping.
+    pub spun: u64,
+    /// Times a contender went to sleep.
+    pub slept: u64,
+    /// Spins ended because the owner's vCPU was reported preempted.
+    pub preempted_owner: u64,
 }
 
 impl Sample {
@@ -105,6 +124,16 @@ fn parse_fields(text: &str) -> Result<Sample> {
         p99_ns: get(&fields, "p99_ns")?,
         max_ns: get(&fields, "max_ns")?,
         lost: get(&fields, "lost")?,
+        mutex: if fields.contains_key("spun") {
+            Some(MutexCounts {
+                threads: get(&fields, "threads")?,
+                spun: get(&fields, "spun")?,
+                slept: get(&fields, "slept")?,
+                preempted_owner: get(&fields, "preempted_owner")?,
+            })
+        } else {
+            None
+        },
     })
 }
 
@@ -224,6 +253,17 @@ pub struct Group {
     pub p99_ns: Spread,
     pub max_ns: Spread,
     pub ns_per_op: Spread,
+    /// Medians of the mutex's counters (`kind=mutex` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mutex: Option<MutexSpreads>,
+}
+
+/// [`MutexCounts`] over the runs of a group.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct MutexSpreads {
+    pub spun: Spread,
+    pub slept: Spread,
+    pub preempted_owner: Spread,
 }
 
 /// Groups the samples of the successful runs by (cell, kind, slow path,
@@ -256,6 +296,19 @@ pub fn summarize(runs: &[RunRecord]) -> Vec<Group> {
             let list = &samples[&key];
             let spread =
                 |f: fn(&Sample) -> f64| Spread::of(&list.iter().map(|s| f(s)).collect::<Vec<_>>());
+            let counts: Vec<MutexCounts> = list.iter().filter_map(|s| s.mutex).collect();
+            let mutex = if counts.len() == list.len() {
+                let spread = |f: fn(&MutexCounts) -> u64| {
+                    Spread::of(&counts.iter().map(|c| f(c) as f64).collect::<Vec<_>>())
+                };
+                Some(MutexSpreads {
+                    spun: spread(|c| c.spun)?,
+                    slept: spread(|c| c.slept)?,
+                    preempted_owner: spread(|c| c.preempted_owner)?,
+                })
+            } else {
+                None
+            };
             let (cell, kind, slowpath, cpus, cs, out) = key;
             Some(Group {
                 cell,
@@ -271,24 +324,46 @@ pub fn summarize(runs: &[RunRecord]) -> Vec<Group> {
                 p99_ns: spread(|s| s.p99_ns as f64)?,
                 max_ns: spread(|s| s.max_ns as f64)?,
                 ns_per_op: spread(Sample::ns_per_op)?,
+                mutex,
             })
         })
         .collect()
 }
 
-/// `metric` of `numerator` over `metric` of `denominator` for `kind`, per repetition in
-/// which both cells' runs succeeded.
+/// The result lines of one kind in one cell's runs: one side of a ratio.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Series {
+    /// Index into the suite's cells.
+    pub cell: usize,
+    pub kind: &'static str,
+    /// The slow path or spin policy; `None`: whichever the line has (the
+    /// qspinlock's follows the PV setting).
+    pub slowpath: Option<&'static str>,
+}
+
+impl Series {
+    pub fn matches(&self, kind: &str, slowpath: &str) -> bool {
+        kind == self.kind && self.slowpath.is_none_or(|p| p == slowpath)
+    }
+}
+
+/// `metric` of `numerator` over `metric` of `denominator`, per repetition
+/// in which the runs of both succeeded (one run, if both sides are lines of
+/// the same cell).
 pub fn paired_ratios(
     runs: &[RunRecord],
-    numerator: usize,
-    denominator: usize,
-    kind: &str,
+    numerator: Series,
+    denominator: Series,
     metric: Metric,
 ) -> Vec<f64> {
-    let value = |cell: usize, rep: usize| {
+    let value = |series: Series, rep: usize| {
         runs.iter()
-            .find(|r| r.cell == cell && r.rep == rep && r.ok())
-            .and_then(|r| r.samples.iter().find(|s| s.kind == kind))
+            .find(|r| r.cell == series.cell && r.rep == rep && r.ok())
+            .and_then(|r| {
+                r.samples
+                    .iter()
+                    .find(|s| series.matches(&s.kind, &s.slowpath))
+            })
             .map(|s| metric.of(s))
     };
     let reps = runs.iter().map(|r| r.rep + 1).max().unwrap_or(0);
@@ -325,12 +400,44 @@ mod tests {
             p99_ns: 106_496,
             max_ns: 5_995_015,
             lost: 0,
+            mutex: None,
         }
     }
 
     #[test]
     fn parses_the_line_lockstorm_prints() {
         assert_eq!(parse_line(LINE).unwrap().unwrap(), sample());
+    }
+
+    #[test]
+    fn parses_a_mutex_line_with_its_counters() {
+        let line = LINE.replace(
+            "kind=qspinlock slowpath=halt",
+            "kind=mutex slowpath=spin-owner-pv",
+        ) + " threads=4 spun=3142 slept=31 preempted_owner=32";
+        let s = parse_line(&line).unwrap().unwrap();
+        assert_eq!(
+            (s.kind.as_str(), s.slowpath.as_str()),
+            ("mutex", "spin-owner-pv")
+        );
+        assert_eq!(
+            s.mutex,
+            Some(MutexCounts {
+                threads: 4,
+                spun: 3142,
+                slept: 31,
+                preempted_owner: 32
+            })
+        );
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["preempted_owner"], 32);
+        assert!(serde_json::to_value(sample())
+            .unwrap()
+            .get("spun")
+            .is_none());
+        let cut = line.replace(" slept=31", "");
+        let err = parse_line(&cut).unwrap().unwrap_err();
+        assert!(format!("{err:#}").ends_with("no `slept`"), "{err:#}");
     }
 
     #[test]
@@ -479,10 +586,71 @@ mod tests {
         );
         let ns = groups[0].ns_per_op.median;
         assert!((ns - 306_759_500.0 / 54669.0).abs() < 1e-9, "{ns}");
+        let series = |cell, kind| Series {
+            cell,
+            kind,
+            slowpath: None,
+        };
         assert_eq!(
-            paired_ratios(&runs, 0, 1, "qspinlock", Metric::PerSec),
+            paired_ratios(
+                &runs,
+                series(0, "qspinlock"),
+                series(1, "qspinlock"),
+                Metric::PerSec
+            ),
             [2.0, 4.0]
         );
-        assert_eq!(paired_ratios(&runs, 0, 1, "mcs", Metric::PerSec), [0.0; 0]);
+        assert_eq!(
+            paired_ratios(&runs, series(0, "mcs"), series(1, "mcs"), Metric::PerSec),
+            [0.0; 0]
+        );
+        assert!(groups.iter().all(|g| g.mutex.is_none()));
+    }
+
+    #[test]
+    fn mutex_policies_pair_within_one_run() {
+        let mut runs = Vec::new();
+        for (rep, ok) in [(0, true), (1, false), (2, true)] {
+            let mut run = run(0, rep, &[("mutex", 100.0), ("mutex", 300.0)], ok);
+            for (s, (policy, slept)) in run
+                .samples
+                .iter_mut()
+                .zip([("sleep", 7), ("spin-owner-pv", 0)])
+            {
+                s.slowpath = policy.into();
+                s.mutex = Some(MutexCounts {
+                    threads: 4,
+                    spun: 10 * rep as u64,
+                    slept,
+                    preempted_owner: 0,
+                });
+            }
+            run.samples[1].per_sec *= (rep + 1) as f64;
+            runs.push(run);
+        }
+        let policy = |slowpath| Series {
+            cell: 0,
+            kind: "mutex",
+            slowpath: Some(slowpath),
+        };
+        assert_eq!(
+            paired_ratios(
+                &runs,
+                policy("spin-owner-pv"),
+                policy("sleep"),
+                Metric::PerSec
+            ),
+            [3.0, 9.0]
+        );
+        assert_eq!(
+            paired_ratios(&runs, policy("spin-owner"), policy("sleep"), Metric::PerSec),
+            [0.0; 0]
+        );
+        let groups = summarize(&runs);
+        assert_eq!(groups.len(), 2);
+        assert_eq!(groups[0].slowpath, "sleep");
+        let counts = groups[0].mutex.unwrap();
+        assert_eq!((counts.slept.median, counts.spun.median), (7.0, 10.0));
+        assert_eq!(groups[1].per_sec.median, 600.0);
     }
 }
