@@ -292,8 +292,9 @@ pub fn mutex_condvar() -> TestResult {
 }
 
 /// Each CPU's accounting covers guest time exactly once: busy + idle +
-/// interrupt + steal grows by the wall time that passed, and the ticks of a
-/// 200 ms sleep show as interrupt time on every CPU.
+/// interrupt + steal grows by the wall time that passed, the ticks of a
+/// 200 ms sleep show as interrupt time on every CPU, and a job run by the
+/// idle thread as busy time.
 pub fn accounting() -> TestResult {
     let before: Vec<_> = {
         smp::run_on_all(&|_| sched::account_now());
@@ -323,8 +324,28 @@ pub fn accounting() -> TestResult {
         }
         irq_us.push(irq / 1000);
     }
+    // An smp job runs in the idle thread, but it is work: busy time.
+    const JOB: Duration = Duration::from_millis(20);
+    let before: Vec<_> = {
+        smp::run_on_all(&|_| sched::account_now());
+        smp::online_cpus().map(sched::cpu_times).collect()
+    };
+    smp::run_on_all(&|_| {
+        time::spin_until(JOB, || false);
+    });
+    smp::run_on_all(&|_| sched::account_now());
+    for (cpu, before) in smp::online_cpus().zip(before) {
+        let after = sched::cpu_times(cpu);
+        let busy = (after.busy_ns + after.steal_ns) - (before.busy_ns + before.steal_ns);
+        if busy < JOB.as_nanos() as u64 * 3 / 4 {
+            return Err(format!(
+                "CPU {cpu}: a {} ms job accounted as {busy} ns of busy (+ steal) time",
+                JOB.as_millis()
+            ));
+        }
+    }
     Ok(format!(
-        "{} CPUs: busy + idle + irq + steal = guest time (+/- 10%); irq us {:?}",
+        "{} CPUs: busy + idle + irq + steal = guest time (+/- 10%); irq us {:?}; jobs count as busy",
         smp::online_count(),
         irq_us
     ))

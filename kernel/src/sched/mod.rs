@@ -265,6 +265,8 @@ struct CpuSched {
     preempt_count: AtomicUsize,
     /// Inside an interrupt handler (from the kernel's dispatch to irq exit).
     in_irq: AtomicBool,
+    /// The idle thread is running an smp job (busy time, not idle).
+    in_job: AtomicBool,
     /// Set once this CPU schedules.
     running: AtomicBool,
     clock: SpinNoIrq<CpuClock>,
@@ -286,6 +288,7 @@ static CPUS: PerCpu<CpuSched> = per_cpu!(CpuSched {
     need_resched: AtomicBool::new(false),
     preempt_count: AtomicUsize::new(0),
     in_irq: AtomicBool::new(false),
+    in_job: AtomicBool::new(false),
     running: AtomicBool::new(false),
     clock: SpinNoIrq::new(CpuClock::new()),
     sleepers: SpinNoIrq::new(Vec::new()),
@@ -554,7 +557,9 @@ extern "C" fn idle_entry(_: usize) -> ! {
 /// that arrives after the check ends the wait).
 pub(crate) fn idle_loop() -> ! {
     loop {
-        smp::run_pending_job();
+        if smp::job_pending() {
+            run_job();
+        }
         let irq = A::irq_save();
         schedule(Reason::Yield);
         let s = cpu_sched(A::cpu_id());
@@ -563,6 +568,16 @@ pub(crate) fn idle_loop() -> ! {
         }
         A::irq_restore(irq);
     }
+}
+
+/// Runs this CPU's smp job in the idle thread, its time accounted as busy.
+fn run_job() {
+    let s = cpu_sched(A::cpu_id());
+    account_now();
+    s.in_job.store(true, Ordering::Relaxed);
+    smp::run_pending_job();
+    account_now();
+    s.in_job.store(false, Ordering::Relaxed);
 }
 
 /// Offers the CPU to other runnable threads of this CPU (a no-op where the
@@ -740,7 +755,7 @@ fn account(cpu: usize, s: &CpuSched, t: &Thread) {
 fn account_until(cpu: usize, s: &CpuSched, t: &Thread, now_ns: u64) {
     let ran = if s.in_irq.load(Ordering::Relaxed) {
         Ran::Irq
-    } else if t.is_idle {
+    } else if t.is_idle && !s.in_job.load(Ordering::Relaxed) {
         Ran::Idle
     } else {
         Ran::Thread
