@@ -48,6 +48,7 @@
 //! and the per-CPU queue nodes of the lock algorithms stay consistent.
 
 mod account;
+mod placement;
 pub mod preempt;
 mod runqueue;
 mod wait;
@@ -65,6 +66,7 @@ use core::time::Duration;
 use arch::Arch;
 
 pub use account::{Charge, CpuClock, CpuTimes, Ran};
+use placement::CpuView;
 pub use runqueue::{RunQueue, Runnable};
 pub use wait::WaitQueue;
 
@@ -697,19 +699,21 @@ fn select_cpu(t: &Thread) -> usize {
     if let Some(cpu) = t.pinned {
         return cpu;
     }
-    let last = t.cpu();
-    let usable = |cpu: usize| {
-        smp::is_online(cpu)
-            && cpu_sched(cpu).running.load(Ordering::Acquire)
-            && !pv::vcpu_is_preempted(cpu)
-    };
-    if usable(last) && load(last) == 0 {
-        return last;
-    }
-    smp::online_cpus()
-        .filter(|&c| usable(c))
-        .min_by_key(|&c| (load(c), c != last, c))
-        .unwrap_or(last)
+    placement::wake_target(t.cpu(), cpu_views())
+}
+
+/// Every online CPU as placement sees it now.
+fn cpu_views() -> impl Iterator<Item = CpuView> + Clone {
+    smp::online_cpus().map(|cpu| {
+        let s = cpu_sched(cpu);
+        CpuView {
+            cpu,
+            up: s.running.load(Ordering::Acquire),
+            preempted: pv::vcpu_is_preempted(cpu),
+            load: load(cpu),
+            queued: s.queued.load(Ordering::Acquire),
+        }
+    })
 }
 
 /// Threads on `cpu`: queued, plus the running one unless it is idle.
@@ -810,15 +814,7 @@ fn schedule(reason: Reason) {
 /// Takes a thread from the busiest other CPU, preferring CPUs whose vCPU is
 /// preempted (their queued threads are not running anyway).
 fn pull(cpu: usize) -> Option<Arc<Thread>> {
-    let victim = smp::online_cpus()
-        .filter(|&c| c != cpu && cpu_sched(c).queued.load(Ordering::Acquire) > 0)
-        .max_by_key(|&c| {
-            (
-                pv::vcpu_is_preempted(c),
-                cpu_sched(c).queued.load(Ordering::Relaxed),
-            )
-        })?;
-    steal_from(victim)
+    steal_from(placement::pull_victim(cpu, cpu_views())?)
 }
 
 fn switch_to(cpu: usize, s: &CpuSched, next: Arc<Thread>, requeue_prev: bool) {
@@ -917,11 +913,7 @@ pub(crate) fn on_tick() {
 
 /// Pulls one thread if another CPU has two or more threads more than this one.
 fn balance(cpu: usize) {
-    let mine = load(cpu);
-    let busiest = smp::online_cpus()
-        .filter(|&c| c != cpu)
-        .max_by_key(|&c| (load(c), pv::vcpu_is_preempted(c)));
-    if let Some(victim) = busiest.filter(|&v| load(v) >= mine + 2) {
+    if let Some(victim) = placement::balance_victim(cpu, load(cpu), cpu_views()) {
         if let Some(t) = steal_from(victim) {
             enqueue(cpu, t);
         }
