@@ -1,8 +1,7 @@
-//! Exception vectors, the saved register frame, and the fault report.
+//! The EL1 exception vectors and the fault report.
 //!
-//! Every exception saves the full register state — general registers, ELR,
-//! SPSR and the FP/SIMD registers (the kernel is built with NEON, so compiled
-//! code anywhere may use them) — on the current stack, then calls
+//! Every exception saves the full register state on the current stack
+//! ([`crate::trap_frame`], shared with pvhost's EL2 vectors), then calls
 //! [`trap_entry`]. Interrupts go to the GIC driver; a synchronous exception or
 //! SError is a fault: it is reported and the kernel's `fatal` hook ends the run.
 
@@ -10,148 +9,17 @@ use core::fmt;
 
 use aarch64_cpu::registers::{Readable, Writeable, ESR_EL1, FAR_EL1, VBAR_EL1};
 
-/// Register state saved on exception entry (layout shared with the assembly).
-#[repr(C)]
-pub struct TrapFrame {
-    pub x: [u64; 31],
-    pub elr: u64,
-    pub spsr: u64,
-    _pad: u64,
-    pub q: [u128; 32],
-    pub fpcr: u64,
-    pub fpsr: u64,
-}
-
-const FRAME_SIZE: usize = core::mem::size_of::<TrapFrame>();
-const _: () = assert!(FRAME_SIZE == 800 && FRAME_SIZE.is_multiple_of(16));
-const _: () = assert!(core::mem::offset_of!(TrapFrame, elr) == 248);
-const _: () = assert!(core::mem::offset_of!(TrapFrame, q) == 272);
-const _: () = assert!(core::mem::offset_of!(TrapFrame, fpcr) == 784);
+use crate::trap_frame::TrapFrame;
 
 /// Vector-table slot of an IRQ taken at EL1 on SP_EL1 (the only IRQ vector
 /// lodger expects; slots are numbered 0-15 in table order).
 const VECTOR_IRQ_CURRENT_EL: u64 = 5;
 
-core::arch::global_asm!(
-    r#"
-.macro VECTOR kind
-.balign 0x80
-    sub     sp, sp, #{frame}
-    stp     x0, x1, [sp, #0]
-    mov     x0, #\kind
-    b       trap_common
-.endm
-
-.section .text.vectors, "ax"
-.balign 0x800
-.global exception_vectors
-exception_vectors:
-    VECTOR 0
-    VECTOR 1
-    VECTOR 2
-    VECTOR 3
-    VECTOR 4
-    VECTOR 5
-    VECTOR 6
-    VECTOR 7
-    VECTOR 8
-    VECTOR 9
-    VECTOR 10
-    VECTOR 11
-    VECTOR 12
-    VECTOR 13
-    VECTOR 14
-    VECTOR 15
-
-trap_common:
-    stp     x2, x3, [sp, #16]
-    stp     x4, x5, [sp, #32]
-    stp     x6, x7, [sp, #48]
-    stp     x8, x9, [sp, #64]
-    stp     x10, x11, [sp, #80]
-    stp     x12, x13, [sp, #96]
-    stp     x14, x15, [sp, #112]
-    stp     x16, x17, [sp, #128]
-    stp     x18, x19, [sp, #144]
-    stp     x20, x21, [sp, #160]
-    stp     x22, x23, [sp, #176]
-    stp     x24, x25, [sp, #192]
-    stp     x26, x27, [sp, #208]
-    stp     x28, x29, [sp, #224]
-    mrs     x9, elr_el1
-    stp     x30, x9, [sp, #240]
-    mrs     x9, spsr_el1
-    str     x9, [sp, #256]
-    add     x9, sp, #272
-    stp     q0, q1, [x9, #0]
-    stp     q2, q3, [x9, #32]
-    stp     q4, q5, [x9, #64]
-    stp     q6, q7, [x9, #96]
-    stp     q8, q9, [x9, #128]
-    stp     q10, q11, [x9, #160]
-    stp     q12, q13, [x9, #192]
-    stp     q14, q15, [x9, #224]
-    stp     q16, q17, [x9, #256]
-    stp     q18, q19, [x9, #288]
-    stp     q20, q21, [x9, #320]
-    stp     q22, q23, [x9, #352]
-    stp     q24, q25, [x9, #384]
-    stp     q26, q27, [x9, #416]
-    stp     q28, q29, [x9, #448]
-    stp     q30, q31, [x9, #480]
-    mrs     x10, fpcr
-    mrs     x11, fpsr
-    str     x10, [sp, #784]
-    str     x11, [sp, #792]
-
-    mov     x1, sp
-    bl      {entry}
-
-    ldr     x10, [sp, #784]
-    ldr     x11, [sp, #792]
-    add     x9, sp, #272
-    msr     fpcr, x10
-    msr     fpsr, x11
-    ldp     q0, q1, [x9, #0]
-    ldp     q2, q3, [x9, #32]
-    ldp     q4, q5, [x9, #64]
-    ldp     q6, q7, [x9, #96]
-    ldp     q8, q9, [x9, #128]
-    ldp     q10, q11, [x9, #160]
-    ldp     q12, q13, [x9, #192]
-    ldp     q14, q15, [x9, #224]
-    ldp     q16, q17, [x9, #256]
-    ldp     q18, q19, [x9, #288]
-    ldp     q20, q21, [x9, #320]
-    ldp     q22, q23, [x9, #352]
-    ldp     q24, q25, [x9, #384]
-    ldp     q26, q27, [x9, #416]
-    ldp     q28, q29, [x9, #448]
-    ldp     q30, q31, [x9, #480]
-    ldr     x9, [sp, #256]
-    msr     spsr_el1, x9
-    ldp     x30, x9, [sp, #240]
-    msr     elr_el1, x9
-    ldp     x0, x1, [sp, #0]
-    ldp     x2, x3, [sp, #16]
-    ldp     x4, x5, [sp, #32]
-    ldp     x6, x7, [sp, #48]
-    ldp     x8, x9, [sp, #64]
-    ldp     x10, x11, [sp, #80]
-    ldp     x12, x13, [sp, #96]
-    ldp     x14, x15, [sp, #112]
-    ldp     x16, x17, [sp, #128]
-    ldp     x18, x19, [sp, #144]
-    ldp     x20, x21, [sp, #160]
-    ldp     x22, x23, [sp, #176]
-    ldp     x24, x25, [sp, #192]
-    ldp     x26, x27, [sp, #208]
-    ldp     x28, x29, [sp, #224]
-    add     sp, sp, #{frame}
-    eret
-"#,
-    frame = const FRAME_SIZE,
-    entry = sym trap_entry,
+crate::trap_vectors!(
+    el: "1",
+    vectors: "exception_vectors",
+    restore: "exception_restore",
+    handler: trap_entry,
 );
 
 /// Points VBAR_EL1 at the vector table; called first thing on every CPU.

@@ -825,7 +825,10 @@ extern "C" fn boot_main() -> ! {
     gic::init_distributor(gicd.starting_address as u64, 16 + hyp_ppi);
     VCPUS[0].power.store(POWER_ON, Ordering::Release);
     init_pcpu(0);
-    trap::enter_guest(0, Frame::entry(image.entry, guest_ram.start))
+    trap::enter_guest(
+        0,
+        Frame::entry(image.entry, trap::SPSR_EL1H_MASKED, guest_ram.start),
+    )
 }
 
 /// A secondary pCPU, started by [`Host::cpu_on`] for the guest's CPU_ON.
@@ -837,7 +840,7 @@ extern "C" fn secondary_main(cpu: usize) -> ! {
         v.context.load(Ordering::Acquire),
     );
     v.power.store(POWER_ON, Ordering::Release);
-    trap::enter_guest(cpu, Frame::entry(entry, context))
+    trap::enter_guest(cpu, Frame::entry(entry, trap::SPSR_EL1H_MASKED, context))
 }
 
 #[panic_handler]
