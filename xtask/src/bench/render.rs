@@ -468,35 +468,32 @@ fn markdown(report: &Report) -> String {
     }
     for host in hosts {
         let _ = writeln!(out, "\n## {}", host_title(host));
-        let measured = |workload| {
-            report
+        type Table = fn(&mut String, &Report, HostKind);
+        let sections: [(Workload, &str, &str, Table); 3] = [
+            (
+                Workload::Contended,
+                "Contended",
+                "; cs=50 out=100",
+                contended_table,
+            ),
+            (Workload::Uncontended, "Uncontended", "", uncontended_table),
+            (
+                Workload::Mutex,
+                "Sleeping mutex",
+                "; cs=50 out=100, one pinned thread per CPU",
+                mutex_table,
+            ),
+        ];
+        for (workload, title, note, table) in sections {
+            if report
                 .cells
                 .iter()
                 .any(|c| c.host == host && c.workload == workload)
-        };
-        if measured(Workload::Contended) {
-            let _ = writeln!(
-                out,
-                "\nContended (`{}`; cs=50 out=100):\n",
-                Workload::Contended.app_args().join(" ")
-            );
-            contended_table(&mut out, report, host);
-        }
-        if measured(Workload::Uncontended) {
-            let _ = writeln!(
-                out,
-                "\nUncontended (`{}`):\n",
-                Workload::Uncontended.app_args().join(" ")
-            );
-            uncontended_table(&mut out, report, host);
-        }
-        if measured(Workload::Mutex) {
-            let _ = writeln!(
-                out,
-                "\nSleeping mutex (`{}`; cs=50 out=100, one pinned thread per CPU):\n",
-                Workload::Mutex.app_args().join(" ")
-            );
-            mutex_table(&mut out, report, host);
+            {
+                let args = workload.app_args().join(" ");
+                let _ = writeln!(out, "\n{title} (`{args}`{note}):\n");
+                table(&mut out, report, host);
+            }
         }
     }
     let _ = writeln!(out, "\n## How it ran\n");
