@@ -34,6 +34,25 @@ impl WaitQueue {
         should_block: impl FnOnce() -> bool,
         before_block: impl FnOnce(),
     ) -> bool {
+        self.wait(false, should_block, before_block)
+    }
+
+    /// [`WaitQueue::wait_if`], queueing at the head: for a waiter that has
+    /// waited before and must not go behind the newcomers.
+    pub fn wait_first_if(
+        &self,
+        should_block: impl FnOnce() -> bool,
+        before_block: impl FnOnce(),
+    ) -> bool {
+        self.wait(true, should_block, before_block)
+    }
+
+    fn wait(
+        &self,
+        first: bool,
+        should_block: impl FnOnce() -> bool,
+        before_block: impl FnOnce(),
+    ) -> bool {
         let me = current();
         let id = me.id();
         {
@@ -42,7 +61,11 @@ impl WaitQueue {
                 return false;
             }
             prepare_to_block();
-            waiters.push_back(me);
+            if first {
+                waiters.push_front(me);
+            } else {
+                waiters.push_back(me);
+            }
         }
         before_block();
         block();
@@ -59,13 +82,14 @@ impl WaitQueue {
         first.map(wake).is_some()
     }
 
-    /// Wakes the longest waiter, first calling `then(now_empty)` under the
-    /// queue's lock (so no thread can queue in between); false if none.
-    pub fn wake_one_then(&self, then: impl FnOnce(bool)) -> bool {
+    /// Wakes the head waiter, first calling `then(its id, now empty)`
+    /// under the queue's lock (so no thread can queue in between); false if
+    /// there was none.
+    pub fn wake_one_then(&self, then: impl FnOnce(Option<u64>, bool)) -> bool {
         let first = {
             let mut waiters = self.waiters.lock();
             let first = waiters.pop_front();
-            then(waiters.is_empty());
+            then(first.as_ref().map(|t| t.id()), waiters.is_empty());
             first
         };
         first.map(wake).is_some()

@@ -14,6 +14,7 @@
 
 pub mod atomic;
 pub mod mcs;
+pub mod mutex;
 pub mod qspinlock;
 pub mod ticket;
 
@@ -23,8 +24,6 @@ mod condvar;
 mod kernel;
 #[cfg(not(loom))]
 mod lock;
-#[cfg(not(loom))]
-mod mutex;
 #[cfg(not(loom))]
 mod semaphore;
 

@@ -143,3 +143,156 @@ fn mcs_lock() {
         assert_eq!(counter.with(|c| unsafe { *c }), 2);
     });
 }
+
+/// The sleeping mutex over a model of `sched::WaitQueue`: blocking is
+/// loom's park, waking its unpark. As in the kernel, a wake that comes
+/// before the block is kept (the thread does not sleep) and a late wake
+/// from an earlier wait can end a later one early. A lost wake-up leaves a
+/// thread parked for good, which loom reports as a deadlock.
+mod sleeping_mutex {
+    use std::cell::Cell;
+    use std::collections::VecDeque;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use loom::cell::UnsafeCell;
+    use loom::sync::{Arc, Mutex as QueueLock};
+    use loom::thread;
+
+    use super::model;
+    use crate::sync::mutex::{MutexSpin, RawMutex, Threads, WaitList};
+
+    loom::thread_local! {
+        /// The model thread's id (the kernel's queue asks the scheduler).
+        static ME: Cell<u64> = Cell::new(0);
+    }
+
+    struct ParkQueue {
+        waiters: QueueLock<VecDeque<(u64, thread::Thread)>>,
+    }
+
+    impl ParkQueue {
+        fn new() -> Self {
+            Self {
+                waiters: QueueLock::new(VecDeque::new()),
+            }
+        }
+    }
+
+    impl WaitList for ParkQueue {
+        fn wait_if(&self, first: bool, should_block: impl FnOnce() -> bool) -> bool {
+            let id = ME.with(Cell::get);
+            {
+                let mut waiters = self.waiters.lock().unwrap();
+                if !should_block() {
+                    return false;
+                }
+                let entry = (id, thread::current());
+                if first {
+                    waiters.push_front(entry);
+                } else {
+                    waiters.push_back(entry);
+                }
+            }
+            thread::park();
+            self.waiters.lock().unwrap().retain(|(t, _)| *t != id);
+            true
+        }
+
+        fn wake_one_then(&self, then: impl FnOnce(Option<u64>, bool)) -> bool {
+            let head = {
+                let mut waiters = self.waiters.lock().unwrap();
+                let head = waiters.pop_front();
+                then(head.as_ref().map(|(id, _)| *id), waiters.is_empty());
+                head
+            };
+            head.map(|(_, t)| t.unpark()).is_some()
+        }
+    }
+
+    /// A model thread on CPU `id - 1`; odd CPUs' vCPUs read as preempted.
+    struct ModelThread {
+        id: u64,
+    }
+
+    impl Threads for ModelThread {
+        fn current(&self) -> u64 {
+            self.id
+        }
+        fn cpu(&self) -> usize {
+            self.id as usize - 1
+        }
+        fn is_running_on(&self, _: u64, _: usize) -> bool {
+            true
+        }
+        fn need_resched(&self) -> bool {
+            false
+        }
+        fn vcpu_is_preempted(&self, cpu: usize) -> bool {
+            cpu % 2 == 1
+        }
+    }
+
+    /// `threads` threads each take the mutex `rounds` times; returns
+    /// whether any execution handed it off.
+    fn check(threads: u64, rounds: u32, spin: MutexSpin, bound: usize) -> bool {
+        static HANDED_OFF: AtomicBool = AtomicBool::new(false);
+        HANDED_OFF.store(false, Ordering::Relaxed);
+        model(bound, move || {
+            let mutex = Arc::new(RawMutex::new(spin, ParkQueue::new()));
+            let counter = Arc::new(UnsafeCell::new(0u32));
+            let run =
+                move |id: u64, mutex: Arc<RawMutex<ParkQueue>>, counter: Arc<UnsafeCell<u32>>| {
+                    ME.with(|me| me.set(id));
+                    let me = ModelThread { id };
+                    for _ in 0..rounds {
+                        mutex.lock(&me);
+                        // SAFETY: the mutex orders these accesses; loom checks that it does.
+                        counter.with_mut(|c| unsafe { *c += 1 });
+                        // SAFETY: taken just above.
+                        unsafe { mutex.unlock() };
+                    }
+                };
+            let spawned: Vec<_> = (2..=threads)
+                .map(|id| {
+                    let (mutex, counter) = (Arc::clone(&mutex), Arc::clone(&counter));
+                    thread::spawn(move || run(id, mutex, counter))
+                })
+                .collect();
+            run(1, Arc::clone(&mutex), Arc::clone(&counter));
+            for t in spawned {
+                t.join().unwrap();
+            }
+            // SAFETY: every thread has been joined.
+            let total = counter.with(|c| unsafe { *c });
+            assert_eq!(total, threads as u32 * rounds);
+            assert_eq!(mutex.word(), 0, "released, and no waiter flag left behind");
+            if mutex.stats().handed_off.load(Ordering::Relaxed) > 0 {
+                HANDED_OFF.store(true, Ordering::Relaxed);
+            }
+        });
+        HANDED_OFF.load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn sleeping_two_threads() {
+        check(2, 2, MutexSpin::Never, 3);
+    }
+
+    #[test]
+    fn sleeping_three_threads_hand_off() {
+        // A woken waiter beaten to it by a newcomer starves and is handed
+        // the mutex: the model must reach that path.
+        assert!(check(3, 1, MutexSpin::Never, 2), "no execution handed off");
+    }
+
+    #[test]
+    fn spinning_on_running_owners() {
+        // CPU 0's owner is spun on, CPU 1's (preempted vCPU) slept behind.
+        check(2, 2, MutexSpin::OwnerRunningNotPreempted, 3);
+    }
+
+    #[test]
+    fn spinning_and_sleeping_three_threads() {
+        check(3, 1, MutexSpin::OwnerRunningNotPreempted, 1);
+    }
+}
