@@ -32,11 +32,12 @@
 //!
 //! ```text
 //! lockstorm: kind=mutex slowpath=spin-owner-pv cpus=4 ... lost=0 threads=4
-//!   spun=S slept=P preempted_owner=O
+//!   spun=S slept=P preempted_owner=O handed_off=H
 //! ```
 //! (`spun`: acquisitions that spun and got it without sleeping; `slept`:
 //! times a contender slept; `preempted_owner`: spins the owner's preempted
-//! vCPU ended, only with `spin-owner-pv` and a host that reports it.)
+//! vCPU ended, only with `spin-owner-pv` and a host that reports it;
+//! `handed_off`: unlocks that gave it straight to a starving waiter.)
 
 use alloc::format;
 use alloc::string::String;
@@ -325,8 +326,8 @@ struct Outcome {
     shares: Vec<u64>,
     /// p50, p99 and max latency in ns.
     latency: [u64; 3],
-    /// The mutex's counters: spun, slept, preempted_owner.
-    mutex: Option<[u64; 3]>,
+    /// The mutex's counters: spun, slept, preempted_owner, handed_off.
+    mutex: Option<[u64; 4]>,
 }
 
 fn storm<R: RawLock + Send + Sync>(config: &Config) -> Outcome {
@@ -423,8 +424,13 @@ fn mutex_storm(config: &Arc<Config>, spin: MutexSpin) -> Result<Outcome, SpawnEr
         .collect();
     let counted = *shared.mutex.lock();
     let stats = shared.mutex.stats();
-    let mutex =
-        [&stats.spun, &stats.slept, &stats.preempted_owner].map(|c| c.load(Ordering::Relaxed));
+    let mutex = [
+        &stats.spun,
+        &stats.slept,
+        &stats.preempted_owner,
+        &stats.handed_off,
+    ]
+    .map(|c| c.load(Ordering::Relaxed));
     Ok(Outcome {
         acquisitions: shares.iter().sum(),
         counted,
@@ -443,8 +449,8 @@ fn report(kind: Kind, slow_name: &str, config: &Config, outcome: &Outcome) -> bo
     let secs = outcome.elapsed.as_secs_f64().max(1e-9);
     let lost = outcome.acquisitions.abs_diff(outcome.counted);
     let mutex = match outcome.mutex {
-        Some([spun, slept, preempted_owner]) => format!(
-            " threads={} spun={spun} slept={slept} preempted_owner={preempted_owner}",
+        Some([spun, slept, preempted_owner, handed_off]) => format!(
+            " threads={} spun={spun} slept={slept} preempted_owner={preempted_owner} handed_off={handed_off}",
             outcome.shares.len()
         ),
         None => String::new(),

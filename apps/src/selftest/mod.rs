@@ -34,6 +34,7 @@ const TESTS: &[(&str, Test)] = &[
     ("sleep-accuracy", threads::sleep_accuracy),
     ("no-lost-wakeups", threads::no_lost_wakeups),
     ("mutex-condvar", threads::mutex_condvar),
+    ("mutex-hand-off", threads::mutex_hand_off),
     ("cpu-accounting", threads::accounting),
 ];
 
