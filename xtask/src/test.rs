@@ -31,7 +31,8 @@ pub struct Args {
     /// Stream each guest's console while it runs.
     #[arg(long, short)]
     verbose: bool,
-    /// Kill a guest after this many seconds [default: 60, nested-kvm 180]
+    /// Kill a guest after this many seconds [default: the test's own if
+    /// it has one, else 60, nested-kvm 180]
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     timeout: Option<u64>,
 }
@@ -174,6 +175,7 @@ fn boot(
     };
     let timeout = args
         .timeout
+        .or(test.timeout)
         .map_or(test.host.default_timeout(), Duration::from_secs);
     let launch = boot.command(prep).map_err(error)?;
     let run = qemu::run(launch, timeout, args.verbose).map_err(error)?;
