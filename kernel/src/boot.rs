@@ -16,7 +16,7 @@ use crate::bootargs;
 use crate::bootinfo::{self, BootInfo};
 use crate::exit::{exit, status};
 use crate::heap::Heap;
-use crate::{console, mm, pv, sched, smp, time, A};
+use crate::{console, mm, pv, sched, smp, sync, time, A};
 
 /// Version printed in the banner.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -106,7 +106,8 @@ pub fn primary(handoff: &BootHandoff, heap: &'static Heap, apps: &'static [App])
             info.cpu_hw_ids[*cpu]
         );
     }
-    banner(info, heap);
+    let spin = sync::set_spin_limit(args.as_ref().ok().and_then(|a| a.spin_limit));
+    banner(info, heap, spin);
 
     let args = match args {
         Ok(args) => args,
@@ -141,7 +142,7 @@ pub fn secondary(cpu: usize) -> ! {
     smp::secondary_main(cpu)
 }
 
-fn banner(info: &BootInfo, heap: &Heap) {
+fn banner(info: &BootInfo, heap: &Heap, spin: sync::SpinLimit) {
     log::info!(
         "lodger {VERSION} ({}), entered at {}",
         A::NAME,
@@ -175,5 +176,5 @@ fn banner(info: &BootInfo, heap: &Heap) {
     let report = pv::report();
     log::info!("pv: {report}");
     log::info!("pv: probe calls: {}", arch::pv::CallList(&report.calls));
-    log::info!("locks: {}", pv::lock_slow_path_summary());
+    log::info!("locks: {}; {spin}", pv::lock_slow_path_summary());
 }

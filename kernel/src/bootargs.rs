@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! app=NAME [log=LEVEL] [pv=on|off] [pv.time=on|off] [pv.lock=off|v2|v3]
-//!          [pv.sched=on|off] [pv.ipi=on|off] [-- APP-ARGUMENT ...]
+//!          [pv.sched=on|off] [pv.ipi=on|off] [lock.spin=auto|N]
+//!          [-- APP-ARGUMENT ...]
 //! ```
 //!
 //! Kernel arguments are `key=value` pairs from [`KEYS`]; everything after a
@@ -29,7 +30,14 @@ pub const KEYS: &[(&str, &str)] = &[
     ("pv.lock", "off|v2|v3"),
     ("pv.sched", "on|off"),
     ("pv.ipi", "on|off"),
+    (
+        "lock.spin",
+        "auto|N spins before a qspinlock waiter halts, 1..=1048576",
+    ),
 ];
+
+/// The largest `lock.spin=N`: a halt is bounded by the tick anyway.
+pub const MAX_SPIN_LIMIT: u32 = 1 << 20;
 
 const LOG_LEVELS: &[(&str, log::LevelFilter)] = &[
     ("error", log::LevelFilter::Error),
@@ -46,6 +54,8 @@ pub struct BootArgs<'a> {
     pub app_args: Vec<&'a str, MAX_APP_ARGS>,
     pub log_level: log::LevelFilter,
     pub pv: PvSwitches,
+    /// `lock.spin=N`; `None` (`auto`, the default): measured at boot.
+    pub spin_limit: Option<u32>,
 }
 
 /// What was wrong with the boot arguments.
@@ -92,8 +102,9 @@ pub fn parse(line: &str) -> Result<BootArgs<'_>, BootArgError<'_>> {
         app_args: Vec::new(),
         log_level: log::LevelFilter::Info,
         pv: PvSwitches::default(),
+        spin_limit: None,
     };
-    let mut seen: Vec<&str, 8> = Vec::new();
+    let mut seen: Vec<&str, { KEYS.len() }> = Vec::new();
     let mut tokens = line.split_ascii_whitespace();
     for token in tokens.by_ref() {
         if token == "--" {
@@ -134,6 +145,17 @@ pub fn parse(line: &str) -> Result<BootArgs<'_>, BootArgError<'_>> {
                     "v2" => LockChoice::V2,
                     "v3" => LockChoice::V3,
                     _ => return Err(bad()),
+                }
+            }
+            "lock.spin" => {
+                args.spin_limit = match value {
+                    "auto" => None,
+                    n => Some(
+                        n.parse()
+                            .ok()
+                            .filter(|n| (1..=MAX_SPIN_LIMIT).contains(n))
+                            .ok_or_else(bad)?,
+                    ),
                 }
             }
             _ => return Err(bad()),
@@ -235,6 +257,23 @@ mod tests {
             msg.contains("pv.time=<on|off>") && msg.contains("pv.lock=<off|v2|v3>"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn spin_limit() {
+        assert_eq!(parse("").unwrap().spin_limit, None);
+        assert_eq!(parse("lock.spin=auto").unwrap().spin_limit, None);
+        assert_eq!(parse("lock.spin=32768").unwrap().spin_limit, Some(32768));
+        for bad in ["0", "1048577", "-1", "lots", ""] {
+            assert_eq!(
+                parse(&std::format!("lock.spin={bad}")),
+                Err(BootArgError::BadValue {
+                    key: "lock.spin",
+                    value: bad
+                }),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

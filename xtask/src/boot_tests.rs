@@ -118,6 +118,8 @@ pub const TESTS: &[BootTest] = &[
         checks: &[
             Contains("passed, 0 failed"),
             Contains("CPUs online: 2"),
+            // No hypervisor: the qspinlock's spin limit is not calibrated.
+            Contains("; spin limit 4096 (not measured: no hypervisor)"),
             Lacks("panicked"),
         ],
         ..BASE
@@ -284,6 +286,26 @@ pub const TESTS: &[BootTest] = &[
             Contains("bad value `on` for boot argument `pv.lock`"),
             Contains("pv.lock=<off|v2|v3>"),
         ],
+        ..BASE
+    },
+    BootTest {
+        // `lock.spin=N` fixes the qspinlock's spin limit (no calibration).
+        name: "lock-spin-fixed",
+        smp: 2,
+        app_args: &["lock-counter"],
+        bootargs: "lock.spin=32768",
+        checks: &[
+            Contains("spin limit 32768 (lock.spin=32768)"),
+            Contains("1 passed, 0 failed"),
+        ],
+        ..BASE
+    },
+    BootTest {
+        name: "lock-spin-bad",
+        smp: 1,
+        bootargs: "lock.spin=0",
+        expect: USAGE,
+        checks: &[Contains("bad value `0` for boot argument `lock.spin`")],
         ..BASE
     },
     // --- Locks: 10^6 acquisitions per kind, zero lost updates ---
@@ -597,6 +619,10 @@ pub const TESTS: &[BootTest] = &[
             Contains("sched: not offered"),
             Contains("passed, 0 failed"),
             Contains("CPUs online: 4"),
+            // A kicked halt costs 0.3-1.2 ms here: the calibrated spin limit
+            // is 8k-47k, never the 4096 floor (TCG measures 1-2.6k).
+            Contains(" (a kicked halt took "),
+            Lacks("spin limit 4096 (a kicked"),
             Lacks("panicked"),
         ],
         ..BASE
@@ -617,6 +643,19 @@ pub const TESTS: &[BootTest] = &[
         host: PVHOST_STEAL,
         smp: 2,
         checks: PVHOST_SELFTEST_CHECKS,
+        ..BASE
+    },
+    BootTest {
+        // The qspinlock's spin limit, calibrated against pvhost's KICK_CPU.
+        name: "pvhost-spin-calibrated",
+        host: PVHOST_STEAL,
+        smp: 2,
+        app_args: &["lock-counter"],
+        checks: &[
+            Contains("kicked by PV sched KICK_CPU; spin limit "),
+            Contains(" (a kicked halt took "),
+            Contains("1 passed, 0 failed"),
+        ],
         ..BASE
     },
     BootTest {

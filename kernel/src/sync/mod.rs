@@ -36,6 +36,8 @@ pub use lock::{
 #[cfg(not(loom))]
 pub use condvar::Condvar;
 #[cfg(not(loom))]
+pub use kernel::{set_spin_limit, spin_limit, SpinCalibration, SpinLimit};
+#[cfg(not(loom))]
 pub use mutex::{Mutex, MutexGuard, MutexSpin, MutexStats};
 #[cfg(not(loom))]
 pub use semaphore::Semaphore;

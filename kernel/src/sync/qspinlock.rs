@@ -80,8 +80,9 @@ pub const MAX_NODES: usize = 1 << TAIL_IDX_BITS;
 
 /// How long a native pending waiter waits for a pending->locked hand-over.
 const PENDING_LOOPS: u32 = 1;
-/// PV: spins before a waiter halts (Linux: 1 << 15).
-pub const SPIN_THRESHOLD: u32 = 1 << 12;
+/// PV: spins before a waiter halts, until the kernel has measured its own
+/// (`Platform::spin_limit`; Linux uses a constant 1 << 15).
+pub const DEFAULT_SPIN_LIMIT: u32 = 1 << 12;
 /// PV: a queued waiter looks at its predecessor every this+1 spins.
 pub const PREV_CHECK_MASK: u32 = 0xff;
 
@@ -240,6 +241,10 @@ pub trait Platform {
     fn kick(&self, cpu: usize);
     /// Whether `cpu`'s vCPU is preempted by the host.
     fn vcpu_is_preempted(&self, cpu: usize) -> bool;
+    /// PV: how many times a waiter spins before it halts.
+    fn spin_limit(&self) -> u32 {
+        DEFAULT_SPIN_LIMIT
+    }
 }
 
 // --- The lock ---------------------------------------------------------------
@@ -575,7 +580,7 @@ impl Mode for Pv {
     /// its unlock kick us.
     fn wait_node<P: Platform>(p: &P, node: &McsNode, prev: &McsNode) {
         loop {
-            for spin in (1..=SPIN_THRESHOLD).rev() {
+            for spin in (1..=p.spin_limit()).rev() {
                 if node.locked.load(Ordering::Acquire) != 0 {
                     return;
                 }
@@ -636,7 +641,7 @@ impl Mode for Pv {
         let mut hashed = node.state.load(Ordering::Relaxed) == VCPU_HASHED;
         loop {
             node.state.store(VCPU_RUNNING, Ordering::Relaxed);
-            for _ in 0..SPIN_THRESHOLD {
+            for _ in 0..p.spin_limit() {
                 if lock.pv_trylock() {
                     return lock.val.load(Ordering::Relaxed);
                 }
