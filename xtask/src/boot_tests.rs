@@ -619,10 +619,9 @@ pub const TESTS: &[BootTest] = &[
             Contains("sched: not offered"),
             Contains("passed, 0 failed"),
             Contains("CPUs online: 4"),
-            // A kicked halt costs 0.3-1.2 ms here: the calibrated spin limit
-            // is 8k-47k, never the 4096 floor (TCG measures 1-2.6k).
+            // Calibrated: under a hypervisor the spin limit is measured
+            // (here usually 8k-47k spins; a slow boot can land at the floor).
             Contains(" (a kicked halt took "),
-            Lacks("spin limit 4096 (a kicked"),
             Lacks("panicked"),
         ],
         ..BASE
