@@ -119,7 +119,7 @@ impl fmt::Display for SpinLimit {
 /// lock that was about to come (the classic rule: spin for as long as
 /// blocking costs, then block, never worse than twice the best choice).
 /// That cost differs a hundredfold between hosts (TCG ~50 us, nested KVM
-/// under TCG 0.3-1.2 ms, real KVM microseconds), so no constant fits all:
+/// under TCG 0.25-1.2 ms, real KVM microseconds), so no constant fits all:
 /// under nested KVM 4,096 spins halted far too early.
 ///
 /// Measured with the lock's own primitives ([`pv::wait`], [`pv::kick`])
