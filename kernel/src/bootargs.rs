@@ -37,7 +37,7 @@ pub const KEYS: &[(&str, &str)] = &[
 ];
 
 /// The largest `lock.spin=N`: a halt is bounded by the tick anyway.
-pub const MAX_SPIN_LIMIT: u32 = 1 << 20;
+pub const MAX_LOCK_SPIN: u32 = 1 << 20;
 
 const LOG_LEVELS: &[(&str, log::LevelFilter)] = &[
     ("error", log::LevelFilter::Error),
@@ -153,7 +153,7 @@ pub fn parse(line: &str) -> Result<BootArgs<'_>, BootArgError<'_>> {
                     n => Some(
                         n.parse()
                             .ok()
-                            .filter(|n| (1..=MAX_SPIN_LIMIT).contains(n))
+                            .filter(|n| (1..=MAX_LOCK_SPIN).contains(n))
                             .ok_or_else(bad)?,
                     ),
                 }

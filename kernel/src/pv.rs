@@ -16,7 +16,7 @@
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use arch::pv::{CpuMask, LockChoice, PvReport, PvSwitches};
+use arch::pv::{CpuMask, Hypervisor, LockChoice, PvReport, PvSwitches};
 use arch::Arch;
 
 pub use arch::pv::RawCallError;
@@ -76,6 +76,12 @@ pub(crate) fn init_cpu(cpu: usize) {
 /// What the probe found (the boot report).
 pub fn report() -> &'static PvReport {
     REPORT.get().expect("pv::report() before pv::init()")
+}
+
+/// Whether the probe found no hypervisor at all (bare metal, TCG, SMCCC
+/// 1.0); false if it found one or was not run (`pv=off`).
+pub fn no_hypervisor() -> bool {
+    report().hypervisor == Hypervisor::None
 }
 
 /// Whether a steal clock is in use.

@@ -6,7 +6,6 @@ use core::fmt;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use core::time::Duration;
 
-use arch::pv::Hypervisor;
 use arch::Arch;
 
 use super::mcs::McsCpuNodes;
@@ -52,11 +51,6 @@ impl Platform for KernelCpu {
     fn spin_limit(&self) -> u32 {
         SPIN_LIMIT.load(Ordering::Relaxed)
     }
-}
-
-/// PV: spins before a queued qspinlock waiter halts, now.
-pub fn spin_limit() -> u32 {
-    SPIN_LIMIT.load(Ordering::Relaxed)
 }
 
 /// The least spins calibration may choose. The halt it measures at boot is
@@ -131,7 +125,7 @@ pub fn set_spin_limit(fixed: Option<u32>) -> SpinLimit {
         SPIN_LIMIT.store(limit, Ordering::Relaxed);
         return SpinLimit::Fixed(limit);
     }
-    if pv::report().hypervisor == Hypervisor::None {
+    if pv::no_hypervisor() {
         // The probe found no hypervisor: a halt costs what the hardware's
         // (or TCG's) wake-up costs, which calibrates below the floor (TCG:
         // 1-2.6k spins) and only slows the boot down (cross-CPU round trips

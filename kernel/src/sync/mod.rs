@@ -36,7 +36,7 @@ pub use lock::{
 #[cfg(not(loom))]
 pub use condvar::Condvar;
 #[cfg(not(loom))]
-pub use kernel::{set_spin_limit, spin_limit, SpinCalibration, SpinLimit};
+pub use kernel::{set_spin_limit, SpinCalibration, SpinLimit};
 #[cfg(not(loom))]
 pub use mutex::{Mutex, MutexGuard, MutexSpin, MutexStats};
 #[cfg(not(loom))]

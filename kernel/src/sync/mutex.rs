@@ -165,11 +165,6 @@ impl<W> RawMutex<W> {
         self.spin
     }
 
-    /// Whether some thread holds it.
-    pub fn is_locked(&self) -> bool {
-        owner_of(self.state.load(Ordering::Relaxed)) != 0
-    }
-
     /// The state word (owner and flags), for the model checks.
     #[cfg(all(test, loom))]
     pub(crate) fn word(&self) -> u64 {

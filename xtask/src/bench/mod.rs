@@ -104,24 +104,14 @@ fn options(args: &Args) -> Result<locks::Options> {
         }
         (Some(n), _) => n,
     };
-    let mut hosts = Vec::new();
-    for &host in &args.hosts {
-        if !hosts.contains(&host) {
-            hosts.push(host);
-        }
-    }
+    let hosts = unique(&args.hosts);
     if hosts.is_empty() {
         bail!("--hosts names no host");
     }
     if args.l1_load > 0 && !hosts.contains(&HostKind::NestedKvm) {
         bail!("--l1-load only with nested-kvm among --hosts");
     }
-    let mut workloads = Vec::new();
-    for &workload in &args.workloads {
-        if !workloads.contains(&workload) {
-            workloads.push(workload);
-        }
-    }
+    let workloads = unique(&args.workloads);
     if workloads.is_empty() {
         bail!("--workloads names no workload");
     }
@@ -138,6 +128,17 @@ fn options(args: &Args) -> Result<locks::Options> {
         image: args.image.clone(),
         verbose: args.verbose,
     })
+}
+
+/// `items` in order, each once (a flag named twice runs once).
+fn unique<T: Copy + PartialEq>(items: &[T]) -> Vec<T> {
+    let mut seen = Vec::new();
+    for &item in items {
+        if !seen.contains(&item) {
+            seen.push(item);
+        }
+    }
+    seen
 }
 
 #[cfg(test)]
