@@ -11,7 +11,7 @@ use loom::sync::Arc;
 use loom::thread;
 
 use super::mcs::{McsCpuNodes, McsLock};
-use super::qspinlock::QSpinLock;
+use super::qspinlock::{QSpinLock, SlowPath};
 use super::test_platform::{shared, Cpu};
 use super::ticket::TicketLock;
 
@@ -25,26 +25,21 @@ fn model(preemption_bound: usize, f: impl Fn() + Sync + Send + 'static) {
 }
 
 /// `cpus` CPUs each take the qspinlock `rounds` times.
-fn qspinlock(cpus: usize, rounds: u32, pv: bool, bound: usize) {
+fn qspinlock(cpus: usize, rounds: u32, slow_path: SlowPath, bound: usize) {
     model(bound, move || {
-        let shared = shared(cpus, pv);
+        let shared = shared(cpus, slow_path);
         let lock = Arc::new(QSpinLock::new());
         let counter = Arc::new(UnsafeCell::new(0u32));
         let threads: Vec<_> = (1..cpus)
             .map(|id| {
-                let cpu = Cpu {
-                    id,
-                    shared: Arc::clone(&shared),
-                };
+                let shared = Arc::clone(&shared);
                 let (lock, counter) = (Arc::clone(&lock), Arc::clone(&counter));
-                thread::spawn(move || critical_sections(&cpu, &lock, &counter, rounds))
+                thread::spawn(move || {
+                    critical_sections(&Cpu::new(id, &shared), &lock, &counter, rounds)
+                })
             })
             .collect();
-        let cpu0 = Cpu {
-            id: 0,
-            shared: Arc::clone(&shared),
-        };
-        critical_sections(&cpu0, &lock, &counter, rounds);
+        critical_sections(&Cpu::new(0, &shared), &lock, &counter, rounds);
         for t in threads {
             t.join().unwrap();
         }
@@ -66,31 +61,31 @@ fn critical_sections(cpu: &Cpu, lock: &QSpinLock, counter: &UnsafeCell<u32>, rou
 
 #[test]
 fn qspinlock_native_two_cpus() {
-    qspinlock(2, 2, false, 3);
+    qspinlock(2, 2, SlowPath::Spin, 3);
 }
 
 #[test]
 fn qspinlock_native_three_cpus() {
     // Three CPUs reach the pending bit and the MCS queue.
-    qspinlock(3, 1, false, 1);
+    qspinlock(3, 1, SlowPath::Spin, 1);
 }
 
 #[test]
 fn qspinlock_native_four_cpus() {
     // Holder, pending waiter, queue head and a second queued waiter: the
     // MCS hand-over between two waiters.
-    qspinlock(4, 1, false, 1);
+    qspinlock(4, 1, SlowPath::Spin, 1);
 }
 
 #[test]
 fn qspinlock_pv_two_cpus() {
-    qspinlock(2, 2, true, 3);
+    qspinlock(2, 2, SlowPath::Halt, 3);
 }
 
 #[test]
 fn qspinlock_pv_three_cpus() {
     // Halting, hashing, SLOW_VAL unlocks and kick_node.
-    qspinlock(3, 1, true, 2);
+    qspinlock(3, 1, SlowPath::Halt, 3);
 }
 
 #[test]
