@@ -7,25 +7,26 @@
 //! | [`vcpu_is_preempted`] | the host's preempted flag | false |
 //! | [`send_ipi_mask`] | one multicast hypercall (LoongArch PV IPI) | one IPI per CPU |
 //! | [`wait`] / [`kick`] | halt, woken by the host's kick (PV sched) | WFI / `idle`, woken by an IPI |
-//! | [`lock_slow_path_is_pv`] | qspinlock waiters spin, then halt until kicked | they only spin |
+//! | [`lock_slow_path`] | qspinlock waiters spin, then halt until kicked | they only spin |
 //!
 //! The probe runs once on the boot CPU ([`init`]) as the boot switches allow;
 //! its one-line report says what was found, what is used and why not the
 //! rest. Nothing here is consulted on a fast path when PV is off: each query
 //! is one arch call that finds no record and returns the native answer.
 
-use core::sync::atomic::{AtomicBool, Ordering};
-
 use arch::pv::{CpuMask, Hypervisor, LockChoice, PvReport, PvSwitches};
 use arch::Arch;
 
 pub use arch::pv::RawCallError;
 
+use crate::sync::SlowPath;
 use crate::A;
 
 static REPORT: spin::Once<PvReport> = spin::Once::new();
-/// Whether qspinlock waiters use the PV slow path (halt and be kicked).
-static LOCK_SLOW_PATH_PV: AtomicBool = AtomicBool::new(false);
+/// How qspinlock waiters wait: chosen once, at boot, before any other CPU
+/// runs ([`init`]); never changed after (a native pending waiter and a
+/// halting head on one lock would both own it).
+static LOCK_SLOW_PATH: spin::Once<SlowPath> = spin::Once::new();
 
 /// Probes the host (boot CPU, before the secondaries, interrupts masked),
 /// and chooses the qspinlock slow path.
@@ -40,29 +41,28 @@ static LOCK_SLOW_PATH_PV: AtomicBool = AtomicBool::new(false);
 pub(crate) fn init(switches: &PvSwitches) {
     REPORT.call_once(|| A::pv_probe(switches));
     let halting = switches.enabled && switches.lock != LockChoice::Off;
-    LOCK_SLOW_PATH_PV.store(halting, Ordering::Relaxed);
+    LOCK_SLOW_PATH.call_once(|| {
+        if halting {
+            SlowPath::Halt
+        } else {
+            SlowPath::Spin
+        }
+    });
 }
 
 /// One line on how qspinlock waiters wait, for the boot report.
 pub fn lock_slow_path_summary() -> &'static str {
-    match (lock_slow_path_is_pv(), report().uses("sched")) {
-        (true, true) => "qspinlock waiters spin, then halt; kicked by PV sched KICK_CPU",
-        (true, false) => "qspinlock waiters spin, then halt; kicked by IPI",
-        (false, _) => "qspinlock waiters spin (pv.lock=off or pv=off)",
+    match (lock_slow_path(), report().uses("sched")) {
+        (SlowPath::Halt, true) => "qspinlock waiters spin, then halt; kicked by PV sched KICK_CPU",
+        (SlowPath::Halt, false) => "qspinlock waiters spin, then halt; kicked by IPI",
+        (SlowPath::Spin, _) => "qspinlock waiters spin (pv.lock=off or pv=off)",
     }
 }
 
-/// Whether the qspinlock slow path is the PV one.
+/// How qspinlock waiters wait (native spinning until [`init`] chose).
 #[inline(always)] // Read on every qspinlock slow-path entry.
-pub fn lock_slow_path_is_pv() -> bool {
-    LOCK_SLOW_PATH_PV.load(Ordering::Relaxed)
-}
-
-/// Overrides the qspinlock slow path (benchmarks compare both in one run).
-/// Safe at any time: a waiter that entered under the other mode is still
-/// woken, at worst by its tick.
-pub fn set_lock_slow_path_pv(pv: bool) {
-    LOCK_SLOW_PATH_PV.store(pv, Ordering::Relaxed);
+pub fn lock_slow_path() -> SlowPath {
+    LOCK_SLOW_PATH.get().copied().unwrap_or(SlowPath::Spin)
 }
 
 /// Registers a secondary CPU's per-vCPU records; a failure leaves that CPU

@@ -1,15 +1,18 @@
 //! The kernel's side of the lock algorithms: per-CPU queue nodes, the PV
-//! hash table, the PV primitives from the PV view, and the qspinlock's
-//! spin limit, measured at boot ([`set_spin_limit`]).
+//! hash table, the PV primitives from the PV view, the qspinlock's slow-path
+//! counters ([`qspin_stats`]), and its spin limit, measured at boot
+//! ([`set_spin_limit`]).
 
 use core::fmt;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use core::time::Duration;
 
 use arch::Arch;
 
 use super::mcs::McsCpuNodes;
-use super::qspinlock::{McsNode, Platform, PvHash, DEFAULT_SPIN_LIMIT, MAX_NODES, PV_HASH_SLOTS};
+use super::qspinlock::{
+    Event, McsNode, Platform, PvHash, SlowPath, DEFAULT_SPIN_LIMIT, MAX_NODES, PV_HASH_SLOTS,
+};
 use crate::percpu::PerCpu;
 use crate::{per_cpu, pv, smp, time, A};
 
@@ -20,8 +23,22 @@ pub(super) static MCS_NODES_PER_CPU: PerCpu<McsCpuNodes> = per_cpu!(McsCpuNodes:
 /// PV: spins before a queued qspinlock waiter halts.
 static SPIN_LIMIT: AtomicU32 = AtomicU32::new(DEFAULT_SPIN_LIMIT);
 
-/// The qspinlock's platform in the kernel (no state: all of it is static).
-pub(super) struct KernelCpu;
+/// Whether each CPU is halted in [`Platform::wait`] (for `kicks_unhalted`).
+static HALTED: PerCpu<AtomicBool> = per_cpu!(AtomicBool::new(false));
+/// Each CPU's qspinlock slow-path counters.
+static EVENTS: PerCpu<Counters> = per_cpu!(Counters::new());
+
+/// The qspinlock's platform in the kernel: all state is static; `forced`
+/// fixes the slow path for locks that must not follow the boot choice
+/// (benchmarks comparing both, [`super::QSpinWith`]).
+pub(super) struct KernelCpu {
+    pub(super) forced: Option<SlowPath>,
+}
+
+impl KernelCpu {
+    /// The kernel's locks: the slow path chosen at boot.
+    pub(super) const BOOT: Self = Self { forced: None };
+}
 
 impl Platform for KernelCpu {
     #[inline(always)]
@@ -35,11 +52,14 @@ impl Platform for KernelCpu {
         &PV_HASH
     }
     #[inline(always)] // Read once per slow-path entry.
-    fn pv(&self) -> bool {
-        pv::lock_slow_path_is_pv()
+    fn slow_path(&self) -> SlowPath {
+        self.forced.unwrap_or_else(pv::lock_slow_path)
     }
     fn wait(&self, still: &dyn Fn() -> bool) {
+        let halted = HALTED.current();
+        halted.store(true, Ordering::Relaxed);
         pv::wait(still);
+        halted.store(false, Ordering::Relaxed);
     }
     fn kick(&self, cpu: usize) {
         pv::kick(cpu);
@@ -51,6 +71,130 @@ impl Platform for KernelCpu {
     fn spin_limit(&self) -> u32 {
         SPIN_LIMIT.load(Ordering::Relaxed)
     }
+    fn event(&self, event: Event) {
+        let c = EVENTS.current();
+        let bump = |counter: &AtomicU64| {
+            counter.fetch_add(1, Ordering::Relaxed);
+        };
+        match event {
+            Event::Halt => bump(&c.halts),
+            Event::Kick(cpu) => {
+                bump(&c.kicks);
+                if !HALTED.of(cpu).load(Ordering::Relaxed) {
+                    bump(&c.kicks_unhalted);
+                }
+            }
+            Event::HandOver { cpu, halted } => {
+                if halted {
+                    bump(&c.handover_halted);
+                }
+                if pv::vcpu_is_preempted(cpu) {
+                    bump(&c.handover_preempted);
+                }
+            }
+            Event::Steal { head_spinning } => {
+                bump(&c.steals);
+                if !head_spinning {
+                    bump(&c.steals_head_halted);
+                }
+            }
+        }
+    }
+}
+
+/// One CPU's counters (see [`QSpinStats`]).
+struct Counters {
+    halts: AtomicU64,
+    kicks: AtomicU64,
+    kicks_unhalted: AtomicU64,
+    handover_halted: AtomicU64,
+    handover_preempted: AtomicU64,
+    steals: AtomicU64,
+    steals_head_halted: AtomicU64,
+}
+
+impl Counters {
+    const fn new() -> Self {
+        Self {
+            halts: AtomicU64::new(0),
+            kicks: AtomicU64::new(0),
+            kicks_unhalted: AtomicU64::new(0),
+            handover_halted: AtomicU64::new(0),
+            handover_preempted: AtomicU64::new(0),
+            steals: AtomicU64::new(0),
+            steals_head_halted: AtomicU64::new(0),
+        }
+    }
+}
+
+/// What the qspinlock slow paths of all CPUs did since boot, over every
+/// qspinlock (take two and subtract for one stretch of time).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QSpinStats {
+    /// Waiters that halted (queued or at the head).
+    pub halts: u64,
+    /// Kicks an unlock sent to a halted head.
+    pub kicks: u64,
+    /// Of those, kicks that found the CPU not (yet, or no longer) halted.
+    pub kicks_unhalted: u64,
+    /// MCS hand-overs to a waiter that was halted.
+    pub handover_halted: u64,
+    /// MCS hand-overs to a waiter whose vCPU the host reported preempted.
+    pub handover_preempted: u64,
+    /// Acquisitions that took the lock past a non-empty queue.
+    pub steals: u64,
+    /// Of those, steals while the queue head was not spinning (halted,
+    /// preempted or between heads).
+    pub steals_head_halted: u64,
+}
+
+impl QSpinStats {
+    /// `self - earlier`, field by field.
+    pub fn since(self, earlier: Self) -> Self {
+        Self {
+            halts: self.halts - earlier.halts,
+            kicks: self.kicks - earlier.kicks,
+            kicks_unhalted: self.kicks_unhalted - earlier.kicks_unhalted,
+            handover_halted: self.handover_halted - earlier.handover_halted,
+            handover_preempted: self.handover_preempted - earlier.handover_preempted,
+            steals: self.steals - earlier.steals,
+            steals_head_halted: self.steals_head_halted - earlier.steals_head_halted,
+        }
+    }
+}
+
+impl fmt::Display for QSpinStats {
+    /// `halts=N kicks=N ...`, as `lockstorm` prints them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "halts={} kicks={} kicks_unhalted={} handover_halted={} handover_preempted={} steals={} steals_head_halted={}",
+            self.halts,
+            self.kicks,
+            self.kicks_unhalted,
+            self.handover_halted,
+            self.handover_preempted,
+            self.steals,
+            self.steals_head_halted
+        )
+    }
+}
+
+/// The counters summed over every CPU.
+pub fn qspin_stats() -> QSpinStats {
+    let mut total = QSpinStats::default();
+    for cpu in 0..crate::MAX_CPUS {
+        let c = EVENTS.of(cpu);
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        total.halts += get(&c.halts);
+        total.kicks += get(&c.kicks);
+        total.kicks_unhalted += get(&c.kicks_unhalted);
+        total.handover_halted += get(&c.handover_halted);
+        total.handover_preempted += get(&c.handover_preempted);
+        total.steals += get(&c.steals);
+        total.steals_head_halted += get(&c.steals_head_halted);
+    }
+    total
 }
 
 /// The least spins calibration may choose. The halt it measures at boot is

@@ -24,7 +24,7 @@ use arch::{Arch, IrqState};
 
 use super::kernel::{KernelCpu, MCS_NODES_PER_CPU};
 use super::mcs::McsLock;
-use super::qspinlock::QSpinLock;
+use super::qspinlock::{QSpinLock, SlowPath};
 use super::ticket::TicketLock;
 use crate::A;
 
@@ -61,14 +61,40 @@ unsafe impl RawLock for QSpin {
     const INIT: Self = QSpin(QSpinLock::new());
     #[inline(always)] // The fast path is one compare-and-swap.
     fn lock(&self) {
-        self.0.lock(&KernelCpu);
+        self.0.lock(&KernelCpu::BOOT);
     }
     fn try_lock(&self) -> bool {
         self.0.try_lock()
     }
     #[inline(always)]
     unsafe fn unlock(&self) {
-        self.0.unlock(&KernelCpu);
+        self.0.unlock(&KernelCpu::BOOT);
+    }
+}
+
+/// The queued spinlock with its slow path fixed, whatever the boot chose:
+/// `HALT` for halt-and-kick, else native spinning. For benchmarks that
+/// compare both in one boot; every user of one lock waits the same way.
+pub struct QSpinWith<const HALT: bool>(QSpinLock);
+
+impl<const HALT: bool> QSpinWith<HALT> {
+    const CPU: KernelCpu = KernelCpu {
+        forced: Some(if HALT { SlowPath::Halt } else { SlowPath::Spin }),
+    };
+}
+
+// SAFETY: QSpinLock admits one holder between lock and unlock.
+unsafe impl<const HALT: bool> RawLock for QSpinWith<HALT> {
+    const NAME: &'static str = "qspinlock";
+    const INIT: Self = QSpinWith(QSpinLock::new());
+    fn lock(&self) {
+        self.0.lock(&Self::CPU);
+    }
+    fn try_lock(&self) -> bool {
+        self.0.try_lock()
+    }
+    unsafe fn unlock(&self) {
+        self.0.unlock(&Self::CPU);
     }
 }
 

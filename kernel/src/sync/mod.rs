@@ -29,16 +29,17 @@ mod semaphore;
 
 #[cfg(not(loom))]
 pub use lock::{
-    Guard, IrqMasked, IrqPolicy, Lock, LockKind, Mcs, PreemptOff, QSpin, RawLock, SpinLock,
-    SpinNoIrq, Tas, Ticket,
+    Guard, IrqMasked, IrqPolicy, Lock, LockKind, Mcs, PreemptOff, QSpin, QSpinWith, RawLock,
+    SpinLock, SpinNoIrq, Tas, Ticket,
 };
 
 #[cfg(not(loom))]
 pub use condvar::Condvar;
 #[cfg(not(loom))]
-pub use kernel::{set_spin_limit, SpinCalibration, SpinLimit};
+pub use kernel::{qspin_stats, set_spin_limit, QSpinStats, SpinCalibration, SpinLimit};
 #[cfg(not(loom))]
 pub use mutex::{Mutex, MutexGuard, MutexSpin, MutexStats};
+pub use qspinlock::SlowPath;
 #[cfg(not(loom))]
 pub use semaphore::Semaphore;
 

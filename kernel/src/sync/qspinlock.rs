@@ -12,7 +12,7 @@
 //! | bits  | field   | meaning |
 //! |-------|---------|---------|
 //! | 0-7   | locked  | 0 free; 1 held; 3 held, a halted waiter is hashed ([`SLOW_VAL`]); 2 held, the unlocker is waking it |
-//! | 8     | pending | one waiter spins on the word itself (native mode only) |
+//! | 8     | pending | native: one waiter spins on the word itself; halting: the queue head is spinning for the lock (no stealing) |
 //! | 9-15  | -       | unused |
 //! | 16-17 | tail index | nesting level of the tail's MCS node |
 //! | 18-31 | tail cpu   | tail CPU + 1 (0: no queue) |
@@ -25,27 +25,33 @@
 //! and the tail exchange is a compare-and-swap loop (Linux's variant for
 //! `NR_CPUS >= 16K` does the same).
 //!
-//! # Native and paravirtual slow paths
+//! # Native and halting slow paths
 //!
-//! The slow path is generic over [`Mode`]: [`Native`] spins, [`Pv`] spins for
-//! a bounded time and then halts ([`Platform::wait`]) until kicked
-//! ([`Platform::kick`]). The mode is chosen once at boot
-//! ([`Platform::pv`]); the fast paths are the same for both: `lock` is one
-//! compare-and-swap, `unlock` one atomic subtract whose result is checked for
-//! [`SLOW_VAL`] — a branch never taken in native mode.
+//! The slow path is generic over [`Mode`], chosen per platform
+//! ([`Platform::slow_path`]; in the kernel once at boot, so every user of a
+//! lock waits the same way): [`Native`] is Linux's native qspinlock; [`Halt`]
+//! is Linux's pvqspinlock — bounded spinning, then a halt until kicked, and
+//! lock stealing while the queue head is not spinning for the lock (read
+//! its doc). The fast paths are the same for both: `lock` is one
+//! compare-and-swap, `unlock` one atomic subtract whose result is checked
+//! for [`SLOW_VAL`] — a branch never taken in native mode.
 //!
 //! `wait(cond)` / `kick(cpu)` contract: `wait` halts the calling CPU while
 //! `cond()` holds, re-checking it with interrupts masked, and may return early
-//! (every halt is bounded by the CPU's tick); `kick(cpu)` ends a `wait` on
-//! `cpu` (an IPI or the host's kick call), and is harmless if `cpu` is not
-//! waiting. Halting needs no cooperation from the lock word's cache line, so
-//! it never hangs on a store that a WFE would miss (no WFE is used).
+//! (every halt is bounded: by the CPU's tick, which the kernel arms if it was
+//! silenced); `kick(cpu)` ends a `wait` on `cpu` (an IPI or the host's kick
+//! call), and is harmless if `cpu` is not waiting. Halting needs no
+//! cooperation from the lock word's cache line, so it never hangs on a store
+//! that a WFE would miss (no WFE is used).
 //!
 //! `vcpu_is_preempted` is consulted only by a queued waiter about its
 //! predecessor, every [`PREV_CHECK_MASK`]+1 spins, in addition to Linux's
 //! check of the predecessor's halted state: a waiter behind a preempted
 //! predecessor halts early instead of burning its time slice. It is never
 //! used to make the *head* waiter yield (the 2019 revert: that cascaded).
+//!
+//! [`Platform::event`] counts what the slow path did (halts, kicks,
+//! hand-overs to halted waiters, steals) for `lockstorm`'s reports.
 
 use core::ptr;
 
@@ -134,8 +140,10 @@ lock_new!(McsNode, {
 // --- The PV hash table -------------------------------------------------------
 
 /// Hash table from a lock to the node of its halted queue head, so unlock
-/// kicks exactly that CPU. At most one entry per lock; at most one halted
-/// head per CPU, so twice that many slots never fill.
+/// kicks exactly that CPU. At most one entry per lock, and one per queue
+/// node: a CPU halted as a head can take an interrupt (the halt ends, its
+/// entry stays) whose handler halts as the head of another lock, once per
+/// nesting level. Twice that many slots never fill.
 pub struct PvHash<const N: usize> {
     locks: [AtomicUsize; N],
     nodes: [AtomicPtr<McsNode>; N],
@@ -219,8 +227,8 @@ impl<const N: usize> Default for PvHash<N> {
     }
 }
 
-/// Hash slots the kernel uses: two per CPU.
-pub const PV_HASH_SLOTS: usize = 2 * crate::MAX_CPUS;
+/// Hash slots the kernel uses: two per queue node.
+pub const PV_HASH_SLOTS: usize = 2 * MAX_NODES * crate::MAX_CPUS;
 
 // --- What the lock needs from its surroundings ------------------------------
 
@@ -233,8 +241,9 @@ pub trait Platform {
     fn node(&self, cpu: usize, idx: usize) -> &McsNode;
     /// The PV hash table.
     fn hash(&self) -> &PvHash<{ PV_HASH_SLOTS }>;
-    /// Whether the PV slow path is in use (chosen once at boot).
-    fn pv(&self) -> bool;
+    /// How waiters wait: chosen once at boot (the kernel), or per test
+    /// platform; never changed while a lock is held or waited on.
+    fn slow_path(&self) -> SlowPath;
     /// Halts while `still()` (bounded; may return early).
     fn wait(&self, still: &dyn Fn() -> bool);
     /// Ends `cpu`'s [`Platform::wait`].
@@ -245,6 +254,39 @@ pub trait Platform {
     fn spin_limit(&self) -> u32 {
         DEFAULT_SPIN_LIMIT
     }
+    /// Counts a slow-path event (statistics; the default counts nothing).
+    #[inline(always)]
+    fn event(&self, _event: Event) {}
+}
+
+/// How a contended qspinlock is waited for. Every user of one lock must
+/// use the same: a native pending waiter's blind add and a halting head's
+/// compare-and-swap would both own the lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlowPath {
+    /// Linux's native qspinlock: the pending bit, then the MCS queue; every
+    /// waiter spins until its turn.
+    Spin,
+    /// Halt-and-kick (Linux's pvqspinlock, [`Halt`]): waiters spin for a
+    /// bounded time, then halt until kicked; running CPUs may take the lock
+    /// while the queue head is not actively spinning for it.
+    Halt,
+}
+
+/// What [`Platform::event`] counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A waiter halted (queued waiter or head; [`Platform::wait`] called).
+    Halt,
+    /// The unlocker kicked the halted head it had to wake.
+    Kick(usize),
+    /// The MCS queue was handed to a waiter; `halted` if it was halted
+    /// (so the hand-over waits for its wake-up), with its CPU.
+    HandOver { cpu: usize, halted: bool },
+    /// A CPU took the lock past a non-empty queue; `head_spinning` if the
+    /// queue head was actively spinning for it (it had left the lock free
+    /// too long: not running).
+    Steal { head_spinning: bool },
 }
 
 // --- The lock ---------------------------------------------------------------
@@ -282,10 +324,9 @@ impl QSpinLock {
             self.val
                 .compare_exchange(0, LOCKED_VAL, Ordering::Acquire, Ordering::Relaxed)
         {
-            if p.pv() {
-                self.slow_path::<Pv, P>(p, val);
-            } else {
-                self.slow_path::<Native, P>(p, val);
+            match p.slow_path() {
+                SlowPath::Halt => self.slow_path::<Halt, P>(p, val),
+                SlowPath::Spin => self.slow_path::<Native, P>(p, val),
             }
         }
     }
@@ -315,13 +356,15 @@ impl QSpinLock {
         let node = p.hash().unhash(self);
         // `*,*,2 -> *,*,0`. Release: the critical section before the free lock.
         self.val.fetch_and(!LOCKED_MASK, Ordering::Release);
-        p.kick(node.cpu.load(Ordering::Relaxed) as usize);
+        let cpu = node.cpu.load(Ordering::Relaxed) as usize;
+        p.event(Event::Kick(cpu));
+        p.kick(cpu);
     }
 
     /// The contended path. `val` is the word the fast path saw.
     #[inline(never)]
     fn slow_path<M: Mode, P: Platform>(&self, p: &P, mut val: u32) {
-        if !M::PV {
+        if !M::HALTS {
             // A pending->locked hand-over in progress (0,1,0 -> 0,0,1): give
             // it a moment rather than queueing behind it.
             if val == PENDING_VAL {
@@ -384,10 +427,12 @@ impl QSpinLock {
         let node = p.node(cpu, idx);
         node.locked.store(0, Ordering::Relaxed);
         node.next.store(ptr::null_mut(), Ordering::Relaxed);
-        M::init_node(node, cpu);
+        node.cpu.store(cpu as u32, Ordering::Relaxed);
+        node.state.store(VCPU_RUNNING, Ordering::Relaxed);
 
-        // The lock may have come free while we set up.
-        if self.try_lock() {
+        // The lock may have come free while we set up (halting: or be free
+        // to take past a queue whose head is not spinning for it).
+        if M::trylock_before_queueing(p, self) {
             first.count.fetch_sub(1, Ordering::Relaxed);
             return;
         }
@@ -416,25 +461,29 @@ impl QSpinLock {
         }
 
         // We are the head: wait for the owner and the pending waiter to go:
-        // `*,*,* -> *,0,0` (native), or take the lock (PV).
+        // `*,*,* -> *,0,0` (native), or take the lock (halting).
         let val = M::wait_head_or_lock(p, self, node);
 
         // Claim the lock. If we are the only one queued, clear the tail too:
-        // `n,0,0 -> 0,0,1`.
+        // `n,0,0 -> 0,0,1` (halting: `n,*,L -> 0,*,L`, the lock already ours).
         if val & TAIL_MASK == tail {
-            let locked = if M::PV { val & LOCKED_MASK } else { LOCKED_VAL };
+            let new = if M::HALTS {
+                val & !TAIL_MASK
+            } else {
+                LOCKED_VAL
+            };
             // Acquire: the lock (native: pairs with unlock's Release).
             if self
                 .val
-                .compare_exchange(val, locked, Ordering::Acquire, Ordering::Relaxed)
+                .compare_exchange(val, new, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
             {
                 first.count.fetch_sub(1, Ordering::Relaxed);
                 return;
             }
         }
-        // Someone queued behind us: `*,*,0 -> *,*,1` (PV: already held).
-        if !M::PV {
+        // Someone queued behind us: `*,*,0 -> *,*,1` (halting: already held).
+        if !M::HALTS {
             self.val.fetch_or(LOCKED_VAL, Ordering::Acquire);
         }
 
@@ -468,9 +517,9 @@ impl QSpinLock {
         }
     }
 
-    /// PV head: `*,*,0 -> *,*,1` if free; true on success.
-    fn pv_trylock(&self) -> bool {
-        let mut val = self.val.load(Ordering::Relaxed);
+    /// Halting: `*,*,0 -> *,*,1` if the locked byte is clear (whatever the
+    /// tail and pending bit say); returns the old word on success.
+    fn take_if_free(&self, mut val: u32) -> Result<u32, u32> {
         while val & LOCKED_MASK == 0 {
             match self.val.compare_exchange_weak(
                 val,
@@ -478,15 +527,31 @@ impl QSpinLock {
                 Ordering::Acquire,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return true,
+                Ok(_) => return Ok(val),
                 Err(now) => val = now,
             }
         }
-        false
+        Err(val)
     }
 
-    /// PV head: set the locked byte to [`SLOW_VAL`]; returns the old byte.
-    fn pv_set_slow(&self) -> u32 {
+    /// Halting head: `*,1,0 -> *,0,1` (the lock taken, our pending bit
+    /// cleared with it); the new word on success.
+    fn take_clearing_pending(&self, mut val: u32) -> Result<u32, u32> {
+        while val & LOCKED_MASK == 0 {
+            let new = (val & !PENDING_VAL) | LOCKED_VAL;
+            match self
+                .val
+                .compare_exchange_weak(val, new, Ordering::Acquire, Ordering::Relaxed)
+            {
+                Ok(_) => return Ok(new),
+                Err(now) => val = now,
+            }
+        }
+        Err(val)
+    }
+
+    /// Halting head: set the locked byte to [`SLOW_VAL`]; returns the old byte.
+    fn set_slow(&self) -> u32 {
         let mut val = self.val.load(Ordering::Relaxed);
         loop {
             // Acquire: if the lock was free, this takes it. Release: our
@@ -504,17 +569,18 @@ impl QSpinLock {
     }
 }
 
-// --- Native and PV slow-path hooks --------------------------------------------
+// --- Native and halting slow-path hooks ---------------------------------------
 
 /// The slow-path variant (STYLE: PV layered over native, never mixed in).
 trait Mode {
-    const PV: bool;
-    fn init_node(node: &McsNode, cpu: usize);
+    const HALTS: bool;
+    /// With our node set up, before publishing it: true if we took the lock.
+    fn trylock_before_queueing<P: Platform>(p: &P, lock: &QSpinLock) -> bool;
     /// Before waiting for our MCS `locked` flag.
     fn wait_node<P: Platform>(p: &P, node: &McsNode, prev: &McsNode);
     /// As queue head: wait until we may take the lock; returns the word.
-    /// Native: returns once `*,0,0` (lock not yet taken). PV: returns with
-    /// the lock taken.
+    /// Native: returns once `*,0,0` (lock not yet taken). Halting: returns
+    /// with the lock taken.
     fn wait_head_or_lock<P: Platform>(p: &P, lock: &QSpinLock, node: &McsNode) -> u32;
     /// After handing the MCS lock to `next`.
     fn kick_node<P: Platform>(p: &P, lock: &QSpinLock, next: &McsNode);
@@ -523,10 +589,12 @@ trait Mode {
 struct Native;
 
 impl Mode for Native {
-    const PV: bool = false;
+    const HALTS: bool = false;
 
-    #[inline(always)] // No-op: native code is a plain qspinlock.
-    fn init_node(_: &McsNode, _: usize) {}
+    #[inline(always)]
+    fn trylock_before_queueing<P: Platform>(_: &P, lock: &QSpinLock) -> bool {
+        lock.try_lock()
+    }
 
     #[inline(always)] // No-op.
     fn wait_node<P: Platform>(_: &P, _: &McsNode, _: &McsNode) {}
@@ -543,13 +611,38 @@ impl Mode for Native {
         }
     }
 
-    #[inline(always)] // No-op.
-    fn kick_node<P: Platform>(_: &P, _: &QSpinLock, _: &McsNode) {}
+    #[inline(always)]
+    fn kick_node<P: Platform>(p: &P, _: &QSpinLock, next: &McsNode) {
+        p.event(Event::HandOver {
+            cpu: next.cpu.load(Ordering::Relaxed) as usize,
+            halted: false,
+        });
+    }
 }
 
-struct Pv;
+/// Halt-and-kick, after Linux's `qspinlock_paravirt.h`.
+///
+/// - The pending bit means "the queue head is spinning for the lock": the
+///   head sets it while it spins and clears it before it halts.
+/// - A CPU entering the slow path may take the lock past the queue (lock
+///   stealing) while the head is not spinning for it (Linux's hybrid
+///   unfair trylock): a halted or preempted head's turn goes to a running
+///   CPU instead of waiting for the head's wake-up. It also steals when
+///   the head is spinning but leaves the lock free for a while
+///   ([`STALE_HEAD_SHIFT`])
+///   (it is not running: a preempted vCPU that nobody reports).
+/// - Queued waiters spin [`Platform::spin_limit`] times, or less behind a
+///   halted or preempted predecessor, then halt; the predecessor that makes
+///   a halted waiter the head hashes it, and the unlock kicks it.
+struct Halt;
 
-impl Pv {
+/// Halting: a stealer lets the lock lie free, with the head's pending bit
+/// set, for the spin limit divided by this before it takes the lock anyway.
+/// A running head takes a free lock within a cache-line transfer; that is
+/// hundreds of spins at the kernel's limits (4,096 and up).
+pub const STALE_HEAD_SHIFT: u32 = 4;
+
+impl Halt {
     /// Whether a queued waiter should stop spinning early: its predecessor
     /// is halted (Linux) or its vCPU is preempted (checked rarely).
     fn wait_early<P: Platform>(p: &P, prev: &McsNode, loop_count: u32) -> bool {
@@ -561,23 +654,54 @@ impl Pv {
     }
 }
 
-impl Mode for Pv {
-    const PV: bool = true;
+impl Mode for Halt {
+    const HALTS: bool = true;
 
-    fn init_node(node: &McsNode, cpu: usize) {
-        node.cpu.store(cpu as u32, Ordering::Relaxed);
-        node.state.store(VCPU_RUNNING, Ordering::Relaxed);
+    /// Lock stealing. Without a queue we queue (and become the head, which
+    /// spins); with one, we spin for the lock as long as its head is not
+    /// spinning for it, or leaves it free too long.
+    fn trylock_before_queueing<P: Platform>(p: &P, lock: &QSpinLock) -> bool {
+        let stale = (p.spin_limit() >> STALE_HEAD_SHIFT).max(1);
+        let mut free_under_head = 0;
+        loop {
+            let val = lock.val.load(Ordering::Relaxed);
+            let head_spinning = val & PENDING_MASK != 0;
+            if val & LOCKED_MASK == 0 && (!head_spinning || free_under_head >= stale) {
+                match lock.take_if_free(val) {
+                    Ok(old) => {
+                        if old & TAIL_MASK != 0 {
+                            p.event(Event::Steal {
+                                head_spinning: old & PENDING_MASK != 0,
+                            });
+                        }
+                        return true;
+                    }
+                    Err(_) => continue,
+                }
+            }
+            if val & TAIL_MASK == 0 {
+                return false;
+            }
+            if head_spinning {
+                if val & LOCKED_MASK != 0 {
+                    return false; // A running head waits for a holder: queue.
+                }
+                free_under_head += 1;
+            }
+            spin_hint();
+        }
     }
 
     /// Spin a while on `node.locked`, then halt until the predecessor kicks.
     ///
     /// ```text
     ///   waiter (us)                          predecessor (kick_node)
-    ///   [S] state = HALTED (SeqCst)          [S] next.locked = 1 (Release)
-    ///   [L] node.locked (SeqCst)             [RmW] state HALTED -> HASHED (SeqCst)
+    ///   [S] state = HALTED                   [S] next.locked = 1
+    ///   fence(SeqCst)                        fence(SeqCst)
+    ///   [L] node.locked                      [RmW] state HALTED -> HASHED
     /// ```
     /// Either we see `locked` and skip the halt, or it sees HALTED and makes
-    /// its unlock kick us.
+    /// its unlock kick us (store buffering: both fences are needed).
     fn wait_node<P: Platform>(p: &P, node: &McsNode, prev: &McsNode) {
         loop {
             for spin in (1..=p.spin_limit()).rev() {
@@ -589,8 +713,10 @@ impl Mode for Pv {
                 }
                 spin_hint();
             }
-            node.state.store(VCPU_HALTED, Ordering::SeqCst);
-            if node.locked.load(Ordering::SeqCst) == 0 {
+            node.state.store(VCPU_HALTED, Ordering::Relaxed);
+            fence(Ordering::SeqCst);
+            if node.locked.load(Ordering::Relaxed) == 0 {
+                p.event(Event::Halt);
                 p.wait(&|| {
                     node.state.load(Ordering::Acquire) == VCPU_HALTED
                         && node.locked.load(Ordering::Acquire) == 0
@@ -615,16 +741,22 @@ impl Mode for Pv {
     /// us now (we would only spin on the lock word): mark the lock SLOW and
     /// hash us, so the lock holder's unlock kicks us.
     fn kick_node<P: Platform>(p: &P, lock: &QSpinLock, next: &McsNode) {
-        if next
+        // Pairs with the fence in `wait_node` (see there).
+        fence(Ordering::SeqCst);
+        let halted = next
             .state
             .compare_exchange(
                 VCPU_HALTED,
                 VCPU_HASHED,
-                Ordering::SeqCst,
+                Ordering::Relaxed,
                 Ordering::Relaxed,
             )
-            .is_err()
-        {
+            .is_ok();
+        p.event(Event::HandOver {
+            cpu: next.cpu.load(Ordering::Relaxed) as usize,
+            halted,
+        });
+        if !halted {
             return; // Running: it sees `locked` itself.
         }
         // We hold the lock (1): `*,*,1 -> *,*,3`. Hash first: the only
@@ -634,31 +766,37 @@ impl Mode for Pv {
         lock.val.fetch_or(SLOW_VAL, Ordering::Relaxed);
     }
 
-    /// As head: spin for the lock, then hash ourselves, set SLOW_VAL and halt
+    /// As head: spin for the lock with the pending bit set (no stealing
+    /// meanwhile), then clear it, hash ourselves, set SLOW_VAL and halt
     /// until the unlocker kicks us. Returns with the lock held.
     fn wait_head_or_lock<P: Platform>(p: &P, lock: &QSpinLock, node: &McsNode) -> u32 {
         // kick_node already hashed us (and unlock has unhashed us, or will).
         let mut hashed = node.state.load(Ordering::Relaxed) == VCPU_HASHED;
         loop {
             node.state.store(VCPU_RUNNING, Ordering::Relaxed);
+            lock.val.fetch_or(PENDING_VAL, Ordering::Relaxed);
             for _ in 0..p.spin_limit() {
-                if lock.pv_trylock() {
-                    return lock.val.load(Ordering::Relaxed);
+                let val = lock.val.load(Ordering::Relaxed);
+                if let Ok(now) = lock.take_clearing_pending(val) {
+                    return now;
                 }
                 spin_hint();
             }
+            lock.val.fetch_and(!PENDING_VAL, Ordering::Relaxed);
             if !hashed {
                 hashed = true;
                 p.hash().hash(lock, node);
-                if lock.pv_set_slow() == 0 {
+                if lock.set_slow() == 0 {
                     // It was free: ours, with SLOW_VAL; undo the marking.
-                    lock.val
-                        .fetch_and(!LOCKED_MASK | LOCKED_VAL, Ordering::Relaxed);
                     p.hash().unhash_own(lock);
-                    return lock.val.load(Ordering::Relaxed);
+                    let slow = lock
+                        .val
+                        .fetch_and(!LOCKED_MASK | LOCKED_VAL, Ordering::Relaxed);
+                    return (slow & !LOCKED_MASK) | LOCKED_VAL;
                 }
             }
             node.state.store(VCPU_HASHED, Ordering::SeqCst);
+            p.event(Event::Halt);
             p.wait(&|| lock.val.load(Ordering::Acquire) & LOCKED_MASK == SLOW_VAL);
             // Lock stealing may beat us to it after the kick: loop.
         }
@@ -683,20 +821,18 @@ mod tests {
         assert_eq!(encode_tail(0, 0), 1 << 18);
     }
 
-    fn stress(pv: bool, cpus: usize, per_cpu: u64) {
-        let shared = shared(cpus, pv);
+    fn stress(slow_path: SlowPath, cpus: usize, per_cpu: u64) {
+        let shared = shared(cpus, slow_path);
         let lock = Arc::new(QSpinLock::new());
         let counter = Arc::new(AtomicU32::new(0));
         let inside = Arc::new(AtomicBool::new(false));
         let threads: Vec<_> = (0..cpus)
             .map(|id| {
-                let cpu = Cpu {
-                    id,
-                    shared: Arc::clone(&shared),
-                };
+                let shared = Arc::clone(&shared);
                 let (lock, counter, inside) =
                     (Arc::clone(&lock), Arc::clone(&counter), Arc::clone(&inside));
                 thread::spawn(move || {
+                    let cpu = Cpu::new(id, &shared);
                     for _ in 0..per_cpu {
                         lock.lock(&cpu);
                         assert!(!inside.swap(true, Ordering::Relaxed), "two holders at once");
@@ -728,18 +864,18 @@ mod tests {
 
     #[test]
     fn native_stress() {
-        stress(false, 8, 20_000);
+        stress(SlowPath::Spin, 8, 20_000);
     }
 
     #[test]
     fn pv_stress() {
-        stress(true, 8, 20_000);
+        stress(SlowPath::Halt, 8, 20_000);
     }
 
     #[test]
     fn nesting_uses_the_next_node() {
-        let shared = shared(2, false);
-        let cpu = Cpu { id: 0, shared };
+        let shared = shared(2, SlowPath::Spin);
+        let cpu = Cpu::new(0, &shared);
         let (a, b) = (QSpinLock::new(), QSpinLock::new());
         a.lock(&cpu);
         b.lock(&cpu);
@@ -747,5 +883,46 @@ mod tests {
         b.unlock(&cpu);
         a.unlock(&cpu);
         assert!(!a.is_locked() && !b.is_locked());
+    }
+}
+
+/// The hand-over to a halting waiter in isolation, where loom explores it
+/// fully: either the waiter sees `locked` and does not halt, or the
+/// predecessor sees it halted and the unlock kicks it. A lost kick leaves
+/// the waiter halted for good: a deadlock to loom.
+#[cfg(all(test, loom))]
+mod handshake {
+    use loom::sync::Arc;
+    use loom::thread;
+
+    use super::super::test_platform::{shared, Cpu};
+    use super::*;
+
+    #[test]
+    fn hand_over_to_a_halting_waiter() {
+        loom::model(|| {
+            let shared = shared(2, SlowPath::Halt);
+            // CPU 1 holds the lock and is the queue head; CPU 0's node is
+            // queued behind CPU 1's.
+            let lock = Arc::new(QSpinLock::new());
+            lock.val
+                .store(LOCKED_VAL | encode_tail(0, 0), Ordering::Relaxed);
+            let waiter = {
+                let shared = Arc::clone(&shared);
+                thread::spawn(move || {
+                    let cpu = Cpu::new(0, &shared);
+                    let (node, prev) = (cpu.node(0, 0), cpu.node(1, 0));
+                    Halt::wait_node(&cpu, node, prev);
+                    assert_eq!(node.locked.load(Ordering::Acquire), 1);
+                })
+            };
+            let cpu = Cpu::new(1, &shared);
+            cpu.node(1, 0).cpu.store(1, Ordering::Relaxed);
+            let next = cpu.node(0, 0);
+            next.locked.store(1, Ordering::Release);
+            Halt::kick_node(&cpu, &lock, next);
+            lock.unlock(&cpu);
+            waiter.join().unwrap();
+        });
     }
 }
