@@ -15,11 +15,18 @@
 //! ```text
 //! lockstorm: kind=qspinlock slowpath=halt cpus=4 cs=50 out=100 acquisitions=N
 //!   elapsed_ns=T per_sec=R fair_min=F fair_max=G p50_ns=A p99_ns=B max_ns=C lost=0
+//!   gap_p50_ns=D gap_p99_ns=E halts=H kicks=K kicks_unhalted=U
+//!   handover_halted=V handover_preempted=W steals=S steals_head_halted=X
 //! ```
 //! (on one line). `fair_min`/`fair_max` are the smallest and largest per-CPU
 //! share of acquisitions divided by the fair share (1.0 = perfectly fair);
 //! latencies are from the lock call to holding the lock, in guest time,
-//! from a log-linear histogram (within 12.5%). Any lost update fails the run.
+//! from a log-linear histogram (within 12.5%). `gap_*` is the time from an
+//! unlock to the next owner holding the lock, counted when that owner was
+//! already waiting (the hand-over's cost). The qspinlock's lines add its
+//! slow-path counters over the storm ([`kernel::sync::QSpinStats`]; all
+//! qspinlocks of the kernel count, the storm's lock nearly all of it).
+//! Any lost update fails the run.
 //!
 //! The spinlocks run as jobs of each CPU's idle thread ([`smp::run_on_cpus`]).
 //! Kind `mutex` (not in the default `kinds`: name it) is the sleeping
@@ -49,7 +56,9 @@ use core::time::Duration;
 
 use kernel::exit::status;
 use kernel::sched::{self, Builder, SpawnError};
-use kernel::sync::{LockKind, Mutex, MutexSpin, RawLock, SpinLock};
+use kernel::sync::{
+    qspin_stats, LockKind, Mutex, MutexSpin, QSpinStats, QSpinWith, RawLock, SpinLock,
+};
 use kernel::{pv, smp, time, with_lock_kind};
 
 /// Log-linear latency histogram: exact below 16 ns, then 8 buckets per
@@ -113,6 +122,11 @@ impl Histogram {
         0
     }
 
+    /// p50 and p99.
+    fn summary2(&self) -> [u64; 2] {
+        [self.percentile(500), self.percentile(990)]
+    }
+
     /// p50, p99 and max.
     fn summary(&self) -> [u64; 3] {
         [
@@ -134,8 +148,10 @@ enum SlowPath {
 impl SlowPath {
     fn name(self) -> &'static str {
         match self {
-            SlowPath::Boot if pv::lock_slow_path_is_pv() => "halt",
-            SlowPath::Boot => "spin",
+            SlowPath::Boot => match pv::lock_slow_path() {
+                kernel::sync::SlowPath::Halt => "halt",
+                kernel::sync::SlowPath::Spin => "spin",
+            },
             SlowPath::Halt => "halt",
             SlowPath::Spin => "spin",
         }
@@ -291,12 +307,36 @@ fn work(n: u32) {
     }
 }
 
+/// What the lock protects: the plain counter, and when its last holder
+/// let go (for the hand-over gap).
+#[derive(Default)]
+struct Protected {
+    count: u64,
+    released_at: u64,
+}
+
+/// Latencies: from the lock call to holding it, and from an unlock to the
+/// next (already waiting) owner holding it.
+struct Latencies {
+    wait: Histogram,
+    gap: Histogram,
+}
+
+impl Latencies {
+    fn new() -> Self {
+        Self {
+            wait: Histogram::new(),
+            gap: Histogram::new(),
+        }
+    }
+}
+
 /// One participant's loop: `lock()` takes the lock and returns the guard
 /// of the counter. Returns the acquisitions taken.
-fn participate<G: DerefMut<Target = u64>>(
+fn participate<G: DerefMut<Target = Protected>>(
     config: &Config,
     quota: u64,
-    latency: &Histogram,
+    latency: &Latencies,
     lock: impl Fn() -> G,
 ) -> u64 {
     let deadline = config.amount.deadline();
@@ -305,10 +345,14 @@ fn participate<G: DerefMut<Target = u64>>(
         let before = time::now_ns();
         let mut guard = lock();
         let held = time::now_ns();
-        *guard += 1;
+        if before <= guard.released_at {
+            latency.gap.record(held.saturating_sub(guard.released_at));
+        }
+        guard.count += 1;
         work(config.cs);
+        guard.released_at = time::now_ns();
         drop(guard);
-        latency.record(held - before);
+        latency.wait.record(held - before);
         mine += 1;
         work(config.out);
         if deadline.is_some_and(|d| held >= d) {
@@ -326,13 +370,21 @@ struct Outcome {
     shares: Vec<u64>,
     /// p50, p99 and max latency in ns.
     latency: [u64; 3],
+    /// p50 and p99 of the hand-over gap in ns.
+    gap: [u64; 2],
+    /// The qspinlock's slow-path counters over the storm.
+    qspin: Option<QSpinStats>,
     /// The mutex's counters: spun, slept, preempted_owner, handed_off.
     mutex: Option<[u64; 4]>,
 }
 
 fn storm<R: RawLock + Send + Sync>(config: &Config) -> Outcome {
-    let lock: SpinLock<u64, R> = SpinLock::new(0);
-    let latency = Histogram::new();
+    let lock: SpinLock<Protected, R> = SpinLock::new(Protected {
+        count: 0,
+        released_at: 0,
+    });
+    let latency = Latencies::new();
+    let stats_before = qspin_stats();
     let counts: Vec<AtomicU64> = (0..kernel::MAX_CPUS).map(|_| AtomicU64::new(0)).collect();
     let participants = || smp::online_cpus().take(config.cpus);
     let start = time::now_ns();
@@ -346,21 +398,24 @@ fn storm<R: RawLock + Send + Sync>(config: &Config) -> Outcome {
     let shares: Vec<u64> = participants()
         .map(|c| counts[c].load(Ordering::Relaxed))
         .collect();
-    let counted = *lock.lock();
+    let qspin = (R::NAME == LockKind::QSpin.name()).then(|| qspin_stats().since(stats_before));
+    let counted = lock.lock().count;
     Outcome {
         acquisitions: shares.iter().sum(),
         counted,
         elapsed,
         shares,
-        latency: latency.summary(),
+        latency: latency.wait.summary(),
+        gap: latency.gap.summary2(),
+        qspin,
         mutex: None,
     }
 }
 
 /// What the mutex threads share.
 struct MutexStorm {
-    mutex: Mutex<u64>,
-    latency: Histogram,
+    mutex: Mutex<Protected>,
+    latency: Latencies,
     /// Acquisitions per thread, by rank.
     counts: Vec<AtomicU64>,
     ready: AtomicUsize,
@@ -374,8 +429,8 @@ fn mutex_storm(config: &Arc<Config>, spin: MutexSpin) -> Result<Outcome, SpawnEr
     let cpus: Vec<usize> = smp::online_cpus().take(config.cpus).collect();
     let n = cpus.len() * config.threads;
     let shared = Arc::new(MutexStorm {
-        mutex: Mutex::with_spin(0, spin),
-        latency: Histogram::new(),
+        mutex: Mutex::with_spin(Protected::default(), spin),
+        latency: Latencies::new(),
         counts: (0..n).map(|_| AtomicU64::new(0)).collect(),
         ready: AtomicUsize::new(0),
         go: AtomicBool::new(false),
@@ -422,7 +477,7 @@ fn mutex_storm(config: &Arc<Config>, spin: MutexSpin) -> Result<Outcome, SpawnEr
         .iter()
         .map(|c| c.load(Ordering::Relaxed))
         .collect();
-    let counted = *shared.mutex.lock();
+    let counted = shared.mutex.lock().count;
     let stats = shared.mutex.stats();
     let mutex = [
         &stats.spun,
@@ -436,7 +491,9 @@ fn mutex_storm(config: &Arc<Config>, spin: MutexSpin) -> Result<Outcome, SpawnEr
         counted,
         elapsed,
         shares,
-        latency: shared.latency.summary(),
+        latency: shared.latency.wait.summary(),
+        gap: shared.latency.gap.summary2(),
+        qspin: None,
         mutex: Some(mutex),
     })
 }
@@ -455,8 +512,12 @@ fn report(kind: Kind, slow_name: &str, config: &Config, outcome: &Outcome) -> bo
         ),
         None => String::new(),
     };
+    let qspin = match outcome.qspin {
+        Some(stats) => format!(" {stats}"),
+        None => String::new(),
+    };
     kernel::println!(
-        "lockstorm: kind={} slowpath={} cpus={} cs={} out={} acquisitions={} elapsed_ns={} per_sec={:.0} fair_min={:.3} fair_max={:.3} p50_ns={} p99_ns={} max_ns={} lost={}{}",
+        "lockstorm: kind={} slowpath={} cpus={} cs={} out={} acquisitions={} elapsed_ns={} per_sec={:.0} fair_min={:.3} fair_max={:.3} p50_ns={} p99_ns={} max_ns={} lost={} gap_p50_ns={} gap_p99_ns={}{}{}",
         kind.name(),
         slow_name,
         config.cpus,
@@ -471,6 +532,9 @@ fn report(kind: Kind, slow_name: &str, config: &Config, outcome: &Outcome) -> bo
         outcome.latency[1],
         outcome.latency[2],
         lost,
+        outcome.gap[0],
+        outcome.gap[1],
+        qspin,
         mutex
     );
     lost == 0
@@ -484,7 +548,6 @@ pub fn main(args: &[&str]) -> u8 {
             return status::USAGE;
         }
     };
-    let boot_choice = pv::lock_slow_path_is_pv();
     let mut lost_any = false;
     for &kind in &config.kinds {
         match kind {
@@ -496,13 +559,13 @@ pub fn main(args: &[&str]) -> u8 {
                     &[SlowPath::Boot]
                 };
                 for &slow_path in slow_paths {
-                    match slow_path {
-                        SlowPath::Boot => pv::set_lock_slow_path_pv(boot_choice),
-                        SlowPath::Halt => pv::set_lock_slow_path_pv(true),
-                        SlowPath::Spin => pv::set_lock_slow_path_pv(false),
-                    }
-                    let outcome = with_lock_kind!(lock_kind, R => storm::<R>(&config));
-                    pv::set_lock_slow_path_pv(boot_choice);
+                    // A lock of its own per slow path: the kernel's follow
+                    // the boot choice, which never changes.
+                    let outcome = match (lock_kind, slow_path) {
+                        (LockKind::QSpin, SlowPath::Halt) => storm::<QSpinWith<true>>(&config),
+                        (LockKind::QSpin, SlowPath::Spin) => storm::<QSpinWith<false>>(&config),
+                        _ => with_lock_kind!(lock_kind, R => storm::<R>(&config)),
+                    };
                     let slow_name = if lock_kind == LockKind::QSpin {
                         slow_path.name()
                     } else {
