@@ -1,0 +1,131 @@
+//! `locks.json`: every run with its raw result lines, and the summary.
+
+use serde_json::{json, Value};
+
+use super::super::locks::{Cell, Report};
+
+fn cell_json(cell: &Cell, l1_load: u8) -> Value {
+    json!({
+        "host": cell.host_name(),
+        "smp": cell.smp,
+        "pv": cell.pv.name(),
+        "workload": cell.workload.name(),
+        "bootargs": cell.bootargs().unwrap_or_default(),
+        "command": cell.command(l1_load),
+    })
+}
+
+/// Adds the fields of `cell` to the object `value`.
+fn with_cell(mut value: Value, cell: &Cell, l1_load: u8) -> Value {
+    if let (Value::Object(map), Value::Object(cell)) = (&mut value, cell_json(cell, l1_load)) {
+        for (key, v) in cell {
+            if key == "host" || key == "smp" || key == "pv" || key == "workload" {
+                map.insert(key, v);
+            }
+        }
+    }
+    value
+}
+
+pub(super) fn json(report: &Report) -> Value {
+    let meta = &report.meta;
+    let l1_load = meta.l1_load;
+    json!({
+        "suite": "locks",
+        "meta": {
+            "date": meta.date,
+            "command": meta.command,
+            "reps": meta.reps,
+            "quick": meta.quick,
+            "l1_load": l1_load,
+            "guest": meta.guest,
+            "git": meta.git,
+            "qemu": meta.qemu,
+            "image": meta.image.display().to_string(),
+            "wall_s": meta.wall.as_secs_f64(),
+            "runs": report.runs.len(),
+            "runs_failed": report.runs.iter().filter(|r| !r.ok()).count(),
+        },
+        "cells": report.cells.iter().enumerate().map(|(i, c)| {
+            let mut v = cell_json(c, l1_load);
+            v["index"] = json!(i);
+            v
+        }).collect::<Vec<_>>(),
+        "runs": report.runs.iter().map(|r| with_cell(json!({
+            "seq": r.seq,
+            "rep": r.rep,
+            "cell": r.cell,
+            "wall_s": r.wall.as_secs_f64(),
+            "outcome": r.outcome,
+            "ok": r.ok(),
+            "error": r.error,
+            "samples": r.samples,
+            "console_tail": r.console_tail,
+        }), &report.cells[r.cell], l1_load)).collect::<Vec<_>>(),
+        "summary": {
+            "groups": report.groups.iter().map(|g| {
+                let value = serde_json::to_value(g).unwrap_or(Value::Null);
+                with_cell(value, &report.cells[g.cell], l1_load)
+            }).collect::<Vec<_>>(),
+            "ratios": report.ratios.iter().map(|r| json!({
+                "what": r.what,
+                "kind": r.numerator.kind,
+                "metric": r.metric.name(),
+                "numerator_cell": r.numerator.cell,
+                "numerator_slowpath": r.numerator.slowpath,
+                "denominator_cell": r.denominator.cell,
+                "denominator_slowpath": r.denominator.slowpath,
+                "paired": r.paired,
+                "spread": r.spread,
+                "overhead_goal": r.overhead_goal,
+            })).collect::<Vec<_>>(),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::report;
+    use super::*;
+
+    #[test]
+    fn json_has_every_run_and_the_summary() {
+        let report = report();
+        let v = json(&report);
+        assert_eq!(v["meta"]["runs"], 16);
+        assert_eq!(v["meta"]["runs_failed"], 1);
+        assert_eq!(v["runs"].as_array().unwrap().len(), 16);
+        assert_eq!(v["runs"][1]["host"], "tcg");
+        assert_eq!(v["runs"][1]["pv"], "off");
+        assert_eq!(v["runs"][0]["samples"][3]["kind"], "qspinlock");
+        assert_eq!(v["runs"][9]["ok"], false);
+        assert_eq!(v["runs"][6]["workload"], "mutex");
+        assert_eq!(v["runs"][6]["samples"][2]["slowpath"], "spin-owner-pv");
+        assert_eq!(v["runs"][6]["samples"][2]["slept"], 33);
+        assert_eq!(
+            v["cells"][5]["bootargs"],
+            "app=lockstorm pv=off -- ms=300 slowpath=boot"
+        );
+        let groups = v["summary"]["groups"].as_array().unwrap();
+        assert_eq!(groups.len(), 6 * 4 + 2 * 3);
+        assert_eq!(groups[0]["workload"], "contended");
+        assert_eq!(groups[0]["per_sec"]["median"], 3000.0);
+        assert!(groups[0].get("mutex").is_none());
+        assert_eq!(groups[24]["workload"], "mutex");
+        assert_eq!(groups[24]["mutex"]["slept"]["median"], 100.0);
+        let ratios = &v["summary"]["ratios"];
+        assert_eq!(ratios[2]["overhead_goal"], 0.02);
+        assert_eq!(ratios[2]["numerator_slowpath"], Value::Null);
+        assert_eq!(ratios[3]["kind"], "mutex");
+        assert_eq!(
+            (
+                ratios[3]["numerator_cell"].clone(),
+                ratios[3]["denominator_cell"].clone()
+            ),
+            (json!(6), json!(6))
+        );
+        assert_eq!(ratios[3]["numerator_slowpath"], "spin-owner-pv");
+        assert_eq!(ratios[3]["denominator_slowpath"], "spin-owner");
+        assert_eq!(ratios[3]["paired"], json!([1.5, 1.5]));
+    }
+}

@@ -1,0 +1,485 @@
+//! `locks.md`: how it ran, the ratios, then per host a table of the
+//! contended cells, one of the uncontended cells and one of the mutex
+//! cells.
+
+use std::fmt::Write as _;
+
+use super::super::locks::{Cell, Report, Workload, KINDS, MUTEX, MUTEX_POLICIES, PVHOST_STEAL};
+use super::super::stats::{Group, MutexSpreads, Series, Spread};
+use super::{percent, plural, range, rate, signed_percent, time};
+use crate::host::{HostKind, Pv};
+
+fn host_title(host: HostKind) -> &'static str {
+    match host {
+        HostKind::Tcg => "tcg: QEMU TCG (aarch64), vCPUs as threads on this machine's 2 cores",
+        HostKind::NestedKvm => {
+            "nested-kvm: QEMU+KVM in an L1 Linux under TCG (aarch64), L1 has 2 CPUs"
+        }
+        HostKind::Pvhost => {
+            "pvhost: lodger's EL2 host under TCG (aarch64), half of each vCPU's time stolen in windows staggered across CPUs"
+        }
+    }
+}
+
+/// A Markdown table; `align` has one `l` or `r` per column.
+fn table(out: &mut String, header: &[&str], align: &str, rows: &[Vec<String>]) {
+    let _ = writeln!(out, "| {} |", header.join(" | "));
+    let rule: Vec<&str> = align
+        .chars()
+        .map(|a| if a == 'r' { "---:" } else { "---" })
+        .collect();
+    let _ = writeln!(out, "|{}|", rule.join("|"));
+    for row in rows {
+        let _ = writeln!(out, "| {} |", row.join(" | "));
+    }
+}
+
+/// Where a group goes among its cell's: kinds in [`KINDS`] order, then the
+/// mutex's policies in [`MUTEX_POLICIES`] order, then anything else.
+fn group_rank(g: &Group) -> (usize, usize) {
+    let kind = KINDS.iter().position(|&k| k == g.kind);
+    let policy = MUTEX_POLICIES.iter().position(|&p| p == g.slowpath);
+    match (kind, g.kind == MUTEX) {
+        (Some(k), _) => (k, 0),
+        (None, true) => (KINDS.len(), policy.unwrap_or(MUTEX_POLICIES.len())),
+        (None, false) => (KINDS.len() + 1, 0),
+    }
+}
+
+/// The groups of cells matching `keep`, by CPUs (more first), then kind
+/// and policy ([`group_rank`]), then PV on before off.
+fn rows(report: &Report, keep: impl Fn(&Cell) -> bool) -> Vec<(&Cell, &Group)> {
+    let mut rows: Vec<(&Cell, &Group)> = report
+        .groups
+        .iter()
+        .map(|g| (&report.cells[g.cell], g))
+        .filter(|(c, _)| keep(c))
+        .collect();
+    rows.sort_by_key(|(c, g)| {
+        (
+            std::cmp::Reverse(c.smp),
+            group_rank(g),
+            c.pv == Pv::Off,
+            g.cell,
+        )
+    });
+    rows
+}
+
+fn contended_table(out: &mut String, report: &Report, host: HostKind) {
+    let rows: Vec<Vec<String>> = rows(report, |c| {
+        c.host == host && c.workload == Workload::Contended
+    })
+    .into_iter()
+    .map(|(c, g)| {
+        vec![
+            c.smp.to_string(),
+            g.kind.clone(),
+            c.pv.name().to_owned(),
+            g.slowpath.clone(),
+            format!("**{}**", rate(g.per_sec.median)),
+            range(&g.per_sec, rate),
+            percent(g.per_sec.relative_iqr()),
+            format!("{:.2} / {:.2}", g.fair_min.median, g.fair_max.median),
+            time(g.p50_ns.median),
+            time(g.p99_ns.median),
+            time(g.max_ns.median),
+            g.per_sec.n.to_string(),
+        ]
+    })
+    .collect();
+    if rows.is_empty() {
+        out.push_str("No successful contended run.\n");
+        return;
+    }
+    table(
+        out,
+        &[
+            "smp",
+            "kind",
+            "pv",
+            "slow path",
+            "acq/s",
+            "min..max",
+            "IQR",
+            "fair min / max",
+            "p50",
+            "p99",
+            "max",
+            "runs",
+        ],
+        "rlllrrrlrrrr",
+        &rows,
+    );
+}
+
+fn uncontended_table(out: &mut String, report: &Report, host: HostKind) {
+    let rows: Vec<Vec<String>> = rows(report, |c| {
+        c.host == host && c.workload == Workload::Uncontended
+    })
+    .into_iter()
+    .map(|(c, g)| {
+        vec![
+            g.kind.clone(),
+            c.pv.name().to_owned(),
+            g.slowpath.clone(),
+            format!("**{}**", time(g.ns_per_op.median)),
+            range(&g.ns_per_op, time),
+            percent(g.ns_per_op.relative_iqr()),
+            g.ns_per_op.n.to_string(),
+        ]
+    })
+    .collect();
+    if rows.is_empty() {
+        out.push_str("No successful uncontended run.\n");
+        return;
+    }
+    table(
+        out,
+        &[
+            "kind",
+            "pv",
+            "slow path",
+            "lock+unlock",
+            "min..max",
+            "IQR",
+            "runs",
+        ],
+        "llllrrr",
+        &rows,
+    );
+}
+
+fn mutex_table(out: &mut String, report: &Report, host: HostKind) {
+    let rows: Vec<Vec<String>> = rows(report, |c| c.host == host && c.workload == Workload::Mutex)
+        .into_iter()
+        .map(|(c, g)| {
+            let count = |f: fn(&MutexSpreads) -> Spread| {
+                g.mutex
+                    .as_ref()
+                    .map_or("-".to_owned(), |m| format!("{:.0}", f(m).median))
+            };
+            vec![
+                c.smp.to_string(),
+                g.slowpath.clone(),
+                c.pv.name().to_owned(),
+                format!("**{}**", rate(g.per_sec.median)),
+                range(&g.per_sec, rate),
+                percent(g.per_sec.relative_iqr()),
+                format!("{:.2} / {:.2}", g.fair_min.median, g.fair_max.median),
+                time(g.p50_ns.median),
+                time(g.p99_ns.median),
+                time(g.max_ns.median),
+                count(|m| m.spun),
+                count(|m| m.slept),
+                count(|m| m.preempted_owner),
+                g.per_sec.n.to_string(),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        out.push_str("No successful mutex run.\n");
+        return;
+    }
+    table(
+        out,
+        &[
+            "smp",
+            "policy",
+            "pv",
+            "acq/s",
+            "min..max",
+            "IQR",
+            "fair min / max",
+            "p50",
+            "p99",
+            "max",
+            "spun",
+            "slept",
+            "preempted owner",
+            "runs",
+        ],
+        "rllrrrlrrrrrrr",
+        &rows,
+    );
+}
+
+/// The group of `series`, if any run of it succeeded.
+fn group<'a>(report: &'a Report, series: &Series) -> Option<&'a Group> {
+    report
+        .groups
+        .iter()
+        .find(|g| g.cell == series.cell && series.matches(&g.kind, &g.slowpath))
+}
+
+/// Whether the PV-on overhead (`1 - on/off` over the paired rounds) meets
+/// `goal`: judged on the middle half of the rounds, so that a round where
+/// one side collapsed (noise on a loaded machine) decides nothing. When
+/// the interquartile range straddles the goal, the run cannot tell.
+fn overhead_verdict(ratio: &Spread, goal: f64) -> &'static str {
+    // The overhead falls as the ratio rises: its quartiles swap.
+    let (least, most) = (1.0 - ratio.q3, 1.0 - ratio.q1);
+    if most <= goal {
+        "met"
+    } else if least > goal {
+        "not met"
+    } else {
+        "inconclusive: the middle half of the rounds straddles it"
+    }
+}
+
+fn ratio_lines(out: &mut String, report: &Report) {
+    for ratio in &report.ratios {
+        let _ = write!(out, "- {}: ", ratio.what);
+        let Some(s) = ratio.spread else {
+            out.push_str("no round with both runs successful\n");
+            continue;
+        };
+        let rounds = format!("median of {}", plural(s.n, "paired round"));
+        match ratio.overhead_goal {
+            Some(goal) => {
+                // The ratio first: an overhead of -2600% reads worse than
+                // "27x faster".
+                let overhead = 1.0 - s.median;
+                let _ = write!(
+                    out,
+                    "**{}** (1 - on/off; on/off {:.2}x, {rounds}, min..max {:.2}x..{:.2}x; goal <= {}: {})",
+                    signed_percent(overhead),
+                    s.median,
+                    s.min,
+                    s.max,
+                    percent(goal),
+                    overhead_verdict(&s, goal)
+                );
+            }
+            None => {
+                let _ = write!(
+                    out,
+                    "**{:.2}x** ({rounds}, min..max {:.2}x..{:.2}x)",
+                    s.median, s.min, s.max
+                );
+            }
+        }
+        let side = |series: &Series| {
+            let c = report.cells[series.cell];
+            group(report, series).map(|g| {
+                let value = match c.workload {
+                    Workload::Contended | Workload::Mutex => {
+                        format!("{} acq/s", rate(g.per_sec.median))
+                    }
+                    Workload::Uncontended => time(g.ns_per_op.median),
+                };
+                format!("pv {} {value} ({})", c.pv.name(), g.slowpath)
+            })
+        };
+        if let (Some(num), Some(den)) = (side(&ratio.numerator), side(&ratio.denominator)) {
+            let _ = write!(out, "; {num}, {den}");
+        }
+        out.push('\n');
+    }
+    // The uncontended cost of every kind, per host and PV setting.
+    for cell in &report.cells {
+        if cell.workload != Workload::Uncontended {
+            continue;
+        }
+        let costs: Vec<String> = rows(report, |c| c == cell)
+            .into_iter()
+            .map(|(_, g)| format!("{} {}", g.kind, time(g.ns_per_op.median)))
+            .collect();
+        if !costs.is_empty() {
+            let _ = writeln!(
+                out,
+                "- {} pv {}: uncontended lock+unlock: {}",
+                cell.host_name(),
+                cell.pv.name(),
+                costs.join(", ")
+            );
+        }
+    }
+}
+
+pub(super) fn markdown(report: &Report) -> String {
+    let meta = &report.meta;
+    let mut out = String::new();
+    let boots = report.runs.len();
+    let failed = report.runs.iter().filter(|r| !r.ok()).count();
+    let _ = writeln!(out, "# Lock benchmark: `lockstorm`, PV on and off\n");
+    let _ = writeln!(
+        out,
+        "`{}` on {}: guest {} at commit {}; {} per cell, rounds interleaved; {boots} boots in {:.1} min.\n",
+        meta.command,
+        meta.date,
+        meta.guest.as_deref().unwrap_or("(no banner seen)"),
+        meta.git,
+        plural(meta.reps, "rep"),
+        meta.wall.as_secs_f64() / 60.0
+    );
+    if meta.quick {
+        out.push_str("> **Smoke run** (`--quick`): too few reps to compare figures.\n\n");
+    }
+    if failed > 0 {
+        let _ = writeln!(
+            out,
+            "> **{failed} of {boots} runs failed**; their figures are left out (`locks.json` has why).\n"
+        );
+    }
+    let _ = write!(
+        out,
+        "Each figure is the median over the reps, with its spread: min..max and IQR \
+         (interquartile range over the median). PV on is the default boot; PV off boots \
+         with `pv=off` (on nested-kvm and pvhost also `--pv off`: the host offers nothing). \
+         pvhost preempts every vCPU on the schedule `--steal {PVHOST_STEAL}` (period µs, \
+         share %, CPU c's windows c * phase µs later). The qspinlock takes \
+         the slow path chosen at boot (`halt`: spin, then halt and be kicked; `spin`: \
+         spin only). Throughput: acquisitions per second over all CPUs; fairness: the \
+         smallest / largest per-CPU share over the fair share (1 = fair); latency: from \
+         the lock call to holding the lock, guest clock, per-run p50/p99/max (histogram \
+         floors, within 12.5%), medians over the runs. Uncontended lock+unlock: \
+         elapsed / acquisitions on one CPU, including the loop's two clock reads and \
+         histogram update. The sleeping mutex (`kernel::sync::Mutex`) runs in one \
+         pinned thread per CPU, once per spin policy in the same boot: `sleep` never \
+         spins; `spin-owner` spins while the owner is the running thread of its CPU; \
+         `spin-owner-pv` (the default) also stops when the PV view reports the \
+         owner's vCPU preempted, which only pvhost with PV on does. Its latency \
+         includes sleeping; `spun`, `slept`, `preempted owner`: the mutex's counters \
+         (acquisitions that spun and won, sleeps, spins the preempted check \
+         ended), medians over the runs.\n\n",
+    );
+    out.push_str("## Ratios (reported, not asserted)\n\n");
+    ratio_lines(&mut out, report);
+    let mut hosts: Vec<HostKind> = Vec::new();
+    for cell in &report.cells {
+        if !hosts.contains(&cell.host) {
+            hosts.push(cell.host);
+        }
+    }
+    for host in hosts {
+        let _ = writeln!(out, "\n## {}", host_title(host));
+        type Table = fn(&mut String, &Report, HostKind);
+        let sections: [(Workload, &str, &str, Table); 3] = [
+            (
+                Workload::Contended,
+                "Contended",
+                "; cs=50 out=100",
+                contended_table,
+            ),
+            (Workload::Uncontended, "Uncontended", "", uncontended_table),
+            (
+                Workload::Mutex,
+                "Sleeping mutex",
+                "; cs=50 out=100, one pinned thread per CPU",
+                mutex_table,
+            ),
+        ];
+        for (workload, title, note, table) in sections {
+            if report
+                .cells
+                .iter()
+                .any(|c| c.host == host && c.workload == workload)
+            {
+                let args = workload.app_args().join(" ");
+                let _ = writeln!(out, "\n{title} (`{args}`{note}):\n");
+                table(&mut out, report, host);
+            }
+        }
+    }
+    let _ = writeln!(out, "\n## How it ran\n");
+    let _ = writeln!(
+        out,
+        "- command: `{}`; guest `{}` (copied to `target/bench/` at the start, booted from there); L0 QEMU: {}{}",
+        meta.command,
+        meta.image.display(),
+        meta.qemu,
+        if meta.l1_load > 0 {
+            format!("; nested-kvm with {} busy loops in L1", meta.l1_load)
+        } else {
+            String::new()
+        }
+    );
+    let _ = writeln!(
+        out,
+        "- every round boots each cell once, in this order (one boot alone: the command shown):\n"
+    );
+    let rows: Vec<Vec<String>> = report
+        .cells
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let runs: Vec<_> = report.runs.iter().filter(|r| r.cell == i).collect();
+            let ok = runs.iter().filter(|r| r.ok()).count();
+            let wall: f64 =
+                runs.iter().map(|r| r.wall.as_secs_f64()).sum::<f64>() / runs.len().max(1) as f64;
+            vec![
+                (i + 1).to_string(),
+                format!("`{}`", c.command(meta.l1_load)),
+                format!("{ok}/{}", runs.len()),
+                format!("{wall:.1} s"),
+            ]
+        })
+        .collect();
+    table(
+        &mut out,
+        &["#", "cell", "runs ok", "mean wall"],
+        "lllr",
+        &rows,
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::report;
+    use super::*;
+
+    #[test]
+    fn the_overhead_verdict_needs_the_middle_half_on_one_side() {
+        let spread = |values: &[f64]| Spread::of(values).unwrap();
+        // PV on within 1% of off in every round: met.
+        assert_eq!(
+            overhead_verdict(&spread(&[0.99, 1.0, 1.01, 0.995, 1.005]), 0.02),
+            "met"
+        );
+        // 10% slower throughout: not met.
+        assert_eq!(
+            overhead_verdict(&spread(&[0.9, 0.89, 0.91, 0.9, 0.88]), 0.02),
+            "not met"
+        );
+        // One round where PV off collapsed (ratio 11.9) decides nothing.
+        assert_eq!(
+            overhead_verdict(&spread(&[0.99, 1.0, 11.9, 0.995, 1.005]), 0.02),
+            "met"
+        );
+        // Rounds on both sides of the goal: cannot tell.
+        assert!(
+            overhead_verdict(&spread(&[0.7, 0.9, 1.0, 1.2, 1.5]), 0.02).starts_with("inconclusive")
+        );
+    }
+
+    #[test]
+    fn markdown_has_tables_ratios_and_provenance() {
+        let md = markdown(&report());
+        for needed in [
+            "`cargo xtask bench --suite locks --hosts tcg` on 2026-01-02T03:04:05Z: guest lodger 0.1.0 (aarch64) at commit 0123456789ab; 2 reps per cell",
+            "**Smoke run**",
+            "**1 of 16 runs failed**",
+            "## tcg: QEMU TCG",
+            "| smp | kind | pv | slow path | acq/s |",
+            "| 4 | qspinlock | on | halt | **3.00k** | 2.00k..4.00k | 33.3% | 0.90 / 1.10 | 448 ns | 106 µs | 6.00 ms | 2 |",
+            "| 4 | qspinlock | off | spin | **1.00k** | 1.00k..1.00k | 0.0% | 0.90 / 1.10 | 448 ns | 106 µs | 6.00 ms | 1 |",
+            "| tas | on | - | **1.27 µs** | 1.27 µs..1.27 µs | 0.0% | 2 |",
+            "- tcg smp 4: qspinlock throughput, PV on / PV off: **2.00x** (median of 1 paired round, min..max 2.00x..2.00x); pv on 3.00k acq/s (halt), pv off 1.00k acq/s (spin)",
+            "- tcg smp 2 (no overcommit): PV-on overhead, qspinlock throughput: **-100.0%** (1 - on/off; on/off 2.00x, median of 2 paired rounds, min..max 2.00x..2.00x; goal <= 2.0%: met)",
+            "- tcg pv on: uncontended lock+unlock: tas 1.27 µs, ticket 1.27 µs, mcs 1.27 µs, qspinlock 1.27 µs",
+            "| 2 | `cargo xtask run --host tcg --smp 4 --app lockstorm --bootargs pv=off -- ms=300 slowpath=boot` | 1/2 | 1.5 s |",
+            "Sleeping mutex (`kinds=mutex ms=300`; cs=50 out=100, one pinned thread per CPU):",
+            "| smp | policy | pv | acq/s | min..max | IQR | fair min / max | p50 | p99 | max | spun | slept | preempted owner | runs |",
+            "| 4 | sleep | on | **1.50k** | 1.00k..2.00k | 33.3% | 0.90 / 1.10 | 448 ns | 106 µs | 6.00 ms | 10 | 100 | 0 | 2 |",
+            "| 4 | spin-owner-pv | off | **4.50k** | 3.00k..6.00k | 33.3% | 0.90 / 1.10 | 448 ns | 106 µs | 6.00 ms | 30 | 33 | 0 | 2 |",
+            "- tcg smp 4 pv on (no hypervisor: the check sees no preemption): mutex spin-owner-pv / spin-owner, throughput: **1.50x** (median of 2 paired rounds, min..max 1.50x..1.50x); pv on 4.50k acq/s (spin-owner-pv), pv on 3.00k acq/s (spin-owner)",
+            "- tcg smp 4 pv off (pv=off: the check sees no preemption): mutex spin-owner-pv / sleep, throughput: **3.00x**",
+            "| 8 | `cargo xtask run --host tcg --smp 4 --app lockstorm --bootargs pv=off -- kinds=mutex ms=300` | 2/2 | 1.5 s |",
+        ] {
+            assert!(md.contains(needed), "locks.md lacks {needed:?}:\n{md}");
+        }
+    }
+}
