@@ -53,6 +53,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, Result};
 use clap::ValueEnum;
 
+use super::ci::Ci;
 use super::render;
 use super::stats::{self, Group, Metric, Sample, Series, Spread};
 use crate::arch::Arch;
@@ -310,17 +311,47 @@ impl RunRecord {
     }
 }
 
-/// A ratio between two cells (or two lines of one cell), per round.
+impl Ratio {
+    /// `metric` of `numerator` over `denominator`'s (or alone) in each
+    /// round of `runs`, with its median, spread and interval.
+    pub fn new(
+        what: String,
+        metric: Metric,
+        numerator: Series,
+        denominator: Option<Series>,
+        runs: &[RunRecord],
+    ) -> Ratio {
+        let paired = match denominator {
+            Some(den) => stats::paired_ratios(runs, numerator, den, metric),
+            None => stats::per_round(runs, numerator, metric),
+        };
+        Ratio {
+            what,
+            metric,
+            numerator,
+            denominator,
+            spread: Spread::of(&paired),
+            ci: Ci::of(&paired),
+            paired,
+            overhead_goal: None,
+        }
+    }
+}
+
+/// A ratio between two cells (or two lines of one cell), per round; or,
+/// without a denominator, a figure of one line per round.
 #[derive(Debug)]
 pub struct Ratio {
     /// What is compared, for a person.
     pub what: String,
     pub metric: Metric,
     pub numerator: Series,
-    pub denominator: Series,
-    /// One value per round in which both runs succeeded.
+    pub denominator: Option<Series>,
+    /// One value per round in which both runs (or the one) succeeded.
     pub paired: Vec<f64>,
     pub spread: Option<Spread>,
+    /// The median of `paired` and its 95% bootstrap interval.
+    pub ci: Option<Ci>,
     /// Shown as an overhead (`1 - ratio`) against this goal.
     pub overhead_goal: Option<f64>,
 }
@@ -600,15 +631,9 @@ pub fn ratios(cells: &[Cell], runs: &[RunRecord]) -> Vec<Ratio> {
     };
     let mut ratios = Vec::new();
     let mut push = |what, metric, numerator, denominator, overhead_goal| {
-        let paired = stats::paired_ratios(runs, numerator, denominator, metric);
         ratios.push(Ratio {
-            what,
-            metric,
-            numerator,
-            denominator,
-            spread: Spread::of(&paired),
-            paired,
             overhead_goal,
+            ..Ratio::new(what, metric, numerator, Some(denominator), runs)
         });
     };
     for (index, &on) in cells.iter().enumerate() {
@@ -993,7 +1018,7 @@ mod tests {
         );
         // Both sides are lines of the same cell.
         assert_eq!(
-            (ratios[4].numerator, ratios[4].denominator),
+            (ratios[4].numerator, ratios[4].denominator.unwrap()),
             (
                 Series {
                     cell: 2,

@@ -6,6 +6,7 @@
 //! [`stats`] parses the guest's result lines and summarises them,
 //! [`render`] writes `target/bench/locks.{md,json,svg}`.
 
+mod ci;
 mod locks;
 mod render;
 mod stats;

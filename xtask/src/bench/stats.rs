@@ -67,6 +67,16 @@ impl Sample {
     pub fn ns_per_op(&self) -> f64 {
         self.elapsed_ns as f64 / self.acquisitions.max(1) as f64
     }
+
+    /// How evenly the CPUs shared the lock: the smallest per-CPU share over
+    /// the largest (1: all alike; 0 when a CPU got none).
+    pub fn fairness(&self) -> f64 {
+        if self.fair_max > 0.0 {
+            self.fair_min / self.fair_max
+        } else {
+            0.0
+        }
+    }
 }
 
 /// The result on `line`: `None` if it is not a result line, an error if it
@@ -144,6 +154,8 @@ pub enum Metric {
     PerSec,
     /// [`Sample::ns_per_op`].
     NsPerOp,
+    /// [`Sample::fairness`].
+    Fairness,
 }
 
 impl Metric {
@@ -151,6 +163,7 @@ impl Metric {
         match self {
             Metric::PerSec => "per_sec",
             Metric::NsPerOp => "ns_per_op",
+            Metric::Fairness => "fair_min/fair_max",
         }
     }
 
@@ -158,6 +171,7 @@ impl Metric {
         match self {
             Metric::PerSec => sample.per_sec,
             Metric::NsPerOp => sample.ns_per_op(),
+            Metric::Fairness => sample.fairness(),
         }
     }
 }
@@ -228,7 +242,7 @@ impl Spread {
 
 /// The `p` quantile of sorted values, interpolating linearly between the
 /// closest ranks (numpy's default, R's type 7).
-fn quantile(sorted: &[f64], p: f64) -> f64 {
+pub(super) fn quantile(sorted: &[f64], p: f64) -> f64 {
     let h = (sorted.len() - 1) as f64 * p;
     let below = h.floor() as usize;
     let above = (below + 1).min(sorted.len() - 1);
@@ -347,6 +361,23 @@ impl Series {
     }
 }
 
+/// `metric` of `series` in the successful run of round `rep`, if any.
+fn value(runs: &[RunRecord], series: Series, rep: usize, metric: Metric) -> Option<f64> {
+    runs.iter()
+        .find(|r| r.cell == series.cell && r.rep == rep && r.ok())
+        .and_then(|r| {
+            r.samples
+                .iter()
+                .find(|s| series.matches(&s.kind, &s.slowpath))
+        })
+        .map(|s| metric.of(s))
+}
+
+/// The rounds the runs span.
+fn rounds(runs: &[RunRecord]) -> std::ops::Range<usize> {
+    0..runs.iter().map(|r| r.rep + 1).max().unwrap_or(0)
+}
+
 /// `metric` of `numerator` over `metric` of `denominator`, per repetition
 /// in which the runs of both succeeded (one run, if both sides are lines of
 /// the same cell).
@@ -356,23 +387,19 @@ pub fn paired_ratios(
     denominator: Series,
     metric: Metric,
 ) -> Vec<f64> {
-    let value = |series: Series, rep: usize| {
-        runs.iter()
-            .find(|r| r.cell == series.cell && r.rep == rep && r.ok())
-            .and_then(|r| {
-                r.samples
-                    .iter()
-                    .find(|s| series.matches(&s.kind, &s.slowpath))
-            })
-            .map(|s| metric.of(s))
-    };
-    let reps = runs.iter().map(|r| r.rep + 1).max().unwrap_or(0);
-    (0..reps)
+    rounds(runs)
         .filter_map(|rep| {
-            let num = value(numerator, rep)?;
-            let den = value(denominator, rep)?;
+            let num = value(runs, numerator, rep, metric)?;
+            let den = value(runs, denominator, rep, metric)?;
             (den > 0.0).then(|| num / den)
         })
+        .collect()
+}
+
+/// `metric` of `series`, per repetition in which its run succeeded.
+pub fn per_round(runs: &[RunRecord], series: Series, metric: Metric) -> Vec<f64> {
+    rounds(runs)
+        .filter_map(|rep| value(runs, series, rep, metric))
         .collect()
 }
 
@@ -604,6 +631,14 @@ mod tests {
             paired_ratios(&runs, series(0, "mcs"), series(1, "mcs"), Metric::PerSec),
             [0.0; 0]
         );
+        // Round 1 of cell 1 failed.
+        assert_eq!(
+            per_round(&runs, series(1, "qspinlock"), Metric::PerSec),
+            [100.0, 100.0]
+        );
+        let fairness = per_round(&runs, series(0, "tas"), Metric::Fairness);
+        assert_eq!(fairness.len(), 3);
+        assert!((fairness[0] - 0.841 / 1.117).abs() < 1e-12, "{fairness:?}");
         assert!(groups.iter().all(|g| g.mutex.is_none()));
     }
 

@@ -73,10 +73,11 @@ pub(super) fn json(report: &Report) -> Value {
                 "metric": r.metric.name(),
                 "numerator_cell": r.numerator.cell,
                 "numerator_slowpath": r.numerator.slowpath,
-                "denominator_cell": r.denominator.cell,
-                "denominator_slowpath": r.denominator.slowpath,
+                "denominator_cell": r.denominator.map(|d| d.cell),
+                "denominator_slowpath": r.denominator.and_then(|d| d.slowpath),
                 "paired": r.paired,
                 "spread": r.spread,
+                "ci95": r.ci,
                 "overhead_goal": r.overhead_goal,
             })).collect::<Vec<_>>(),
         },
@@ -127,5 +128,9 @@ mod tests {
         assert_eq!(ratios[3]["numerator_slowpath"], "spin-owner-pv");
         assert_eq!(ratios[3]["denominator_slowpath"], "spin-owner");
         assert_eq!(ratios[3]["paired"], json!([1.5, 1.5]));
+        assert_eq!(
+            ratios[3]["ci95"],
+            json!({"median": 1.5, "low": 1.5, "high": 1.5})
+        );
     }
 }

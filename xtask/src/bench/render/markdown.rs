@@ -4,7 +4,10 @@
 
 use std::fmt::Write as _;
 
-use super::super::locks::{Cell, Report, Workload, KINDS, MUTEX, MUTEX_POLICIES, PVHOST_STEAL};
+use super::super::ci::Ci;
+use super::super::locks::{
+    Cell, Ratio, Report, Workload, KINDS, MUTEX, MUTEX_POLICIES, PVHOST_STEAL,
+};
 use super::super::stats::{Group, MutexSpreads, Series, Spread};
 use super::{percent, plural, range, rate, signed_percent, time};
 use crate::host::{HostKind, Pv};
@@ -212,54 +215,58 @@ fn group<'a>(report: &'a Report, series: &Series) -> Option<&'a Group> {
         .find(|g| g.cell == series.cell && series.matches(&g.kind, &g.slowpath))
 }
 
-/// Whether the PV-on overhead (`1 - on/off` over the paired rounds) meets
-/// `goal`: judged on the middle half of the rounds, so that a round where
-/// one side collapsed (noise on a loaded machine) decides nothing. When
-/// the interquartile range straddles the goal, the run cannot tell.
-fn overhead_verdict(ratio: &Spread, goal: f64) -> &'static str {
-    // The overhead falls as the ratio rises: its quartiles swap.
-    let (least, most) = (1.0 - ratio.q3, 1.0 - ratio.q1);
-    if most <= goal {
-        "met"
-    } else if least > goal {
-        "not met"
-    } else {
-        "inconclusive: the middle half of the rounds straddles it"
+/// `1.23x` for a ratio; a figure of one line (fairness) without the `x`.
+fn times(ratio: &Ratio, v: f64) -> String {
+    match ratio.denominator {
+        Some(_) => format!("{v:.2}x"),
+        None => format!("{v:.2}"),
     }
+}
+
+/// `95% CI 1.80x..2.20x`.
+fn ci_text(ratio: &Ratio, ci: &Ci) -> String {
+    format!("95% CI {}..{}", times(ratio, ci.low), times(ratio, ci.high))
+}
+
+/// A ratio's figure with its interval and spread, and what the interval
+/// says: against 1x, or for an overhead goal whether PV on keeps at least
+/// `1 - goal` of PV off's throughput over the whole interval (met), over
+/// none of it (not met), or the interval straddles that bar.
+fn ratio_figure(ratio: &Ratio) -> Option<String> {
+    let (s, ci) = (ratio.spread?, ratio.ci?);
+    let rounds = format!(
+        "{}, median of {}, min..max {}..{}",
+        ci_text(ratio, &ci),
+        plural(s.n, "paired round"),
+        times(ratio, s.min),
+        times(ratio, s.max)
+    );
+    Some(match ratio.overhead_goal {
+        // The ratio first: an overhead of -2600% reads worse than "27x
+        // faster".
+        Some(goal) => format!(
+            "**{}** (1 - on/off; on/off {}, {rounds}; goal <= {}: {})",
+            signed_percent(1.0 - ci.median),
+            times(ratio, ci.median),
+            percent(goal),
+            ci.at_least(1.0 - goal).name()
+        ),
+        None => format!(
+            "**{}** ({rounds}; {})",
+            times(ratio, ci.median),
+            ci.against_one()
+        ),
+    })
 }
 
 fn ratio_lines(out: &mut String, report: &Report) {
     for ratio in &report.ratios {
         let _ = write!(out, "- {}: ", ratio.what);
-        let Some(s) = ratio.spread else {
+        let Some(figure) = ratio_figure(ratio) else {
             out.push_str("no round with both runs successful\n");
             continue;
         };
-        let rounds = format!("median of {}", plural(s.n, "paired round"));
-        match ratio.overhead_goal {
-            Some(goal) => {
-                // The ratio first: an overhead of -2600% reads worse than
-                // "27x faster".
-                let overhead = 1.0 - s.median;
-                let _ = write!(
-                    out,
-                    "**{}** (1 - on/off; on/off {:.2}x, {rounds}, min..max {:.2}x..{:.2}x; goal <= {}: {})",
-                    signed_percent(overhead),
-                    s.median,
-                    s.min,
-                    s.max,
-                    percent(goal),
-                    overhead_verdict(&s, goal)
-                );
-            }
-            None => {
-                let _ = write!(
-                    out,
-                    "**{:.2}x** ({rounds}, min..max {:.2}x..{:.2}x)",
-                    s.median, s.min, s.max
-                );
-            }
-        }
+        out.push_str(&figure);
         let side = |series: &Series| {
             let c = report.cells[series.cell];
             group(report, series).map(|g| {
@@ -272,7 +279,10 @@ fn ratio_lines(out: &mut String, report: &Report) {
                 format!("pv {} {value} ({})", c.pv.name(), g.slowpath)
             })
         };
-        if let (Some(num), Some(den)) = (side(&ratio.numerator), side(&ratio.denominator)) {
+        if let (Some(num), Some(den)) = (
+            side(&ratio.numerator),
+            ratio.denominator.as_ref().and_then(side),
+        ) {
             let _ = write!(out, "; {num}, {den}");
         }
         out.push('\n');
@@ -432,30 +442,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_overhead_verdict_needs_the_middle_half_on_one_side() {
-        let spread = |values: &[f64]| Spread::of(values).unwrap();
-        // PV on within 1% of off in every round: met.
-        assert_eq!(
-            overhead_verdict(&spread(&[0.99, 1.0, 1.01, 0.995, 1.005]), 0.02),
-            "met"
-        );
-        // 10% slower throughout: not met.
-        assert_eq!(
-            overhead_verdict(&spread(&[0.9, 0.89, 0.91, 0.9, 0.88]), 0.02),
-            "not met"
-        );
-        // One round where PV off collapsed (ratio 11.9) decides nothing.
-        assert_eq!(
-            overhead_verdict(&spread(&[0.99, 1.0, 11.9, 0.995, 1.005]), 0.02),
-            "met"
-        );
-        // Rounds on both sides of the goal: cannot tell.
-        assert!(
-            overhead_verdict(&spread(&[0.7, 0.9, 1.0, 1.2, 1.5]), 0.02).starts_with("inconclusive")
-        );
-    }
-
-    #[test]
     fn markdown_has_tables_ratios_and_provenance() {
         let md = markdown(&report());
         for needed in [
@@ -467,15 +453,15 @@ mod tests {
             "| 4 | qspinlock | on | halt | **3.00k** | 2.00k..4.00k | 33.3% | 0.90 / 1.10 | 448 ns | 106 µs | 6.00 ms | 2 |",
             "| 4 | qspinlock | off | spin | **1.00k** | 1.00k..1.00k | 0.0% | 0.90 / 1.10 | 448 ns | 106 µs | 6.00 ms | 1 |",
             "| tas | on | - | **1.27 µs** | 1.27 µs..1.27 µs | 0.0% | 2 |",
-            "- tcg smp 4: qspinlock throughput, PV on / PV off: **2.00x** (median of 1 paired round, min..max 2.00x..2.00x); pv on 3.00k acq/s (halt), pv off 1.00k acq/s (spin)",
-            "- tcg smp 2 (no overcommit): PV-on overhead, qspinlock throughput: **-100.0%** (1 - on/off; on/off 2.00x, median of 2 paired rounds, min..max 2.00x..2.00x; goal <= 2.0%: met)",
+            "- tcg smp 4: qspinlock throughput, PV on / PV off: **2.00x** (95% CI 2.00x..2.00x, median of 1 paired round, min..max 2.00x..2.00x; ahead: the CI is above 1x); pv on 3.00k acq/s (halt), pv off 1.00k acq/s (spin)",
+            "- tcg smp 2 (no overcommit): PV-on overhead, qspinlock throughput: **-100.0%** (1 - on/off; on/off 2.00x, 95% CI 2.00x..2.00x, median of 2 paired rounds, min..max 2.00x..2.00x; goal <= 2.0%: met)",
             "- tcg pv on: uncontended lock+unlock: tas 1.27 µs, ticket 1.27 µs, mcs 1.27 µs, qspinlock 1.27 µs",
             "| 2 | `cargo xtask run --host tcg --smp 4 --app lockstorm --bootargs pv=off -- ms=300 slowpath=boot` | 1/2 | 1.5 s |",
             "Sleeping mutex (`kinds=mutex ms=300`; cs=50 out=100, one pinned thread per CPU):",
             "| smp | policy | pv | acq/s | min..max | IQR | fair min / max | p50 | p99 | max | spun | slept | preempted owner | runs |",
             "| 4 | sleep | on | **1.50k** | 1.00k..2.00k | 33.3% | 0.90 / 1.10 | 448 ns | 106 µs | 6.00 ms | 10 | 100 | 0 | 2 |",
             "| 4 | spin-owner-pv | off | **4.50k** | 3.00k..6.00k | 33.3% | 0.90 / 1.10 | 448 ns | 106 µs | 6.00 ms | 30 | 33 | 0 | 2 |",
-            "- tcg smp 4 pv on (no hypervisor: the check sees no preemption): mutex spin-owner-pv / spin-owner, throughput: **1.50x** (median of 2 paired rounds, min..max 1.50x..1.50x); pv on 4.50k acq/s (spin-owner-pv), pv on 3.00k acq/s (spin-owner)",
+            "- tcg smp 4 pv on (no hypervisor: the check sees no preemption): mutex spin-owner-pv / spin-owner, throughput: **1.50x** (95% CI 1.50x..1.50x, median of 2 paired rounds, min..max 1.50x..1.50x; ahead: the CI is above 1x); pv on 4.50k acq/s (spin-owner-pv), pv on 3.00k acq/s (spin-owner)",
             "- tcg smp 4 pv off (pv=off: the check sees no preemption): mutex spin-owner-pv / sleep, throughput: **3.00x**",
             "| 8 | `cargo xtask run --host tcg --smp 4 --app lockstorm --bootargs pv=off -- kinds=mutex ms=300` | 2/2 | 1.5 s |",
         ] {
