@@ -45,7 +45,55 @@ pub struct Sample {
     /// The mutex's own counters (`kind=mutex` lines only).
     #[serde(skip_serializing_if = "Option::is_none", flatten)]
     pub mutex: Option<MutexCounts>,
+    /// Hand-over gaps (spinlock lines, where the guest prints them).
+    #[serde(skip_serializing_if = "Option::is_none", flatten)]
+    pub gap: Option<GapTimes>,
+    /// The qspinlock's slow-path counters (its lines, where printed).
+    #[serde(skip_serializing_if = "Option::is_none", flatten)]
+    pub qspinlock: Option<QspinlockCounts>,
 }
+
+/// How long the lock stood free between an unlock and the next owner
+/// holding it, when a waiter was waiting: the hand-over, per-run
+/// percentiles (guest clock).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct GapTimes {
+    pub gap_p50_ns: u64,
+    pub gap_p99_ns: u64,
+}
+
+/// [`GapTimes`]' keys on a result line.
+pub const GAP_KEYS: [&str; 2] = ["gap_p50_ns", "gap_p99_ns"];
+
+/// What a qspinlock line adds: how its slow path went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct QspinlockCounts {
+    /// Waiters that halted (PV `wait`).
+    pub halts: u64,
+    /// Kicks sent (PV `kick`).
+    pub kicks: u64,
+    /// Kicks sent to a waiter that had not halted (yet).
+    pub kicks_unhalted: u64,
+    /// Hand-overs to a halted queue head.
+    pub handover_halted: u64,
+    /// Hand-overs to a waiter whose vCPU was preempted.
+    pub handover_preempted: u64,
+    /// Acquisitions that took the lock ahead of the queue.
+    pub steals: u64,
+    /// Of those, while the queue's head was halted.
+    pub steals_head_halted: u64,
+}
+
+/// [`QspinlockCounts`]' keys on a result line, in its fields' order.
+pub const QSPINLOCK_KEYS: [&str; 7] = [
+    "halts",
+    "kicks",
+    "kicks_unhalted",
+    "handover_halted",
+    "handover_preempted",
+    "steals",
+    "steals_head_halted",
+];
 
 /// What a `kind=mutex` line adds: how its contended acquisitions went
 /// (`kernel::sync::MutexStats`).
@@ -66,6 +114,28 @@ impl Sample {
     /// elapsed time over acquisitions.
     pub fn ns_per_op(&self) -> f64 {
         self.elapsed_ns as f64 / self.acquisitions.max(1) as f64
+    }
+
+    /// The optional counters the line had ([`GAP_KEYS`],
+    /// [`QSPINLOCK_KEYS`]), by key.
+    pub fn counters(&self) -> Vec<(&'static str, u64)> {
+        let mut counters = Vec::new();
+        if let Some(g) = self.gap {
+            counters.extend(GAP_KEYS.into_iter().zip([g.gap_p50_ns, g.gap_p99_ns]));
+        }
+        if let Some(q) = self.qspinlock {
+            let values = [
+                q.halts,
+                q.kicks,
+                q.kicks_unhalted,
+                q.handover_halted,
+                q.handover_preempted,
+                q.steals,
+                q.steals_head_halted,
+            ];
+            counters.extend(QSPINLOCK_KEYS.into_iter().zip(values));
+        }
+        counters
     }
 
     /// How evenly the CPUs shared the lock: the smallest per-CPU share over
@@ -112,6 +182,20 @@ fn parse_fields(text: &str) -> Result<Sample> {
         }
         Ok(value)
     };
+    // A group of optional counters: absent, or every one of them.
+    fn optional<const N: usize>(
+        fields: &BTreeMap<&str, &str>,
+        keys: [&str; N],
+    ) -> Result<Option<[u64; N]>> {
+        if !keys.iter().any(|k| fields.contains_key(k)) {
+            return Ok(None);
+        }
+        let mut values = [0; N];
+        for (value, key) in values.iter_mut().zip(keys) {
+            *value = get(fields, key)?;
+        }
+        Ok(Some(values))
+    }
     let word = |key: &str| -> Result<String> {
         fields
             .get(key)
@@ -144,6 +228,23 @@ fn parse_fields(text: &str) -> Result<Sample> {
         } else {
             None
         },
+        gap: optional(&fields, GAP_KEYS)?.map(|[gap_p50_ns, gap_p99_ns]| GapTimes {
+            gap_p50_ns,
+            gap_p99_ns,
+        }),
+        qspinlock: optional(&fields, QSPINLOCK_KEYS)?.map(
+            |[halts, kicks, kicks_unhalted, handover_halted, handover_preempted, steals, steals_head_halted]| {
+                QspinlockCounts {
+                    halts,
+                    kicks,
+                    kicks_unhalted,
+                    handover_halted,
+                    handover_preempted,
+                    steals,
+                    steals_head_halted,
+                }
+            },
+        ),
     })
 }
 
@@ -270,6 +371,10 @@ pub struct Group {
     /// Medians of the mutex's counters (`kind=mutex` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mutex: Option<MutexSpreads>,
+    /// The optional counters ([`Sample::counters`]) every run of the group
+    /// had, by key.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub counters: BTreeMap<&'static str, Spread>,
 }
 
 /// [`MutexCounts`] over the runs of a group.
@@ -323,6 +428,17 @@ pub fn summarize(runs: &[RunRecord]) -> Vec<Group> {
             } else {
                 None
             };
+            let mut values: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
+            for s in list {
+                for (key, value) in s.counters() {
+                    values.entry(key).or_default().push(value as f64);
+                }
+            }
+            let counters = values
+                .into_iter()
+                .filter(|(_, v)| v.len() == list.len())
+                .filter_map(|(key, v)| Some((key, Spread::of(&v)?)))
+                .collect();
             let (cell, kind, slowpath, cpus, cs, out) = key;
             Some(Group {
                 cell,
@@ -339,6 +455,7 @@ pub fn summarize(runs: &[RunRecord]) -> Vec<Group> {
                 max_ns: spread(|s| s.max_ns as f64)?,
                 ns_per_op: spread(Sample::ns_per_op)?,
                 mutex,
+                counters,
             })
         })
         .collect()
@@ -428,12 +545,55 @@ mod tests {
             max_ns: 5_995_015,
             lost: 0,
             mutex: None,
+            gap: None,
+            qspinlock: None,
         }
     }
 
     #[test]
     fn parses_the_line_lockstorm_prints() {
         assert_eq!(parse_line(LINE).unwrap().unwrap(), sample());
+        assert_eq!(sample().counters(), []);
+    }
+
+    const COUNTERS: &str = " gap_p50_ns=320 gap_p99_ns=81920 halts=120 kicks=118 kicks_unhalted=3 handover_halted=40 handover_preempted=7 steals=900 steals_head_halted=12";
+
+    #[test]
+    fn parses_the_lock_counters_where_present() {
+        let s = parse_line(&format!("{LINE}{COUNTERS}")).unwrap().unwrap();
+        assert_eq!(
+            s.gap,
+            Some(GapTimes {
+                gap_p50_ns: 320,
+                gap_p99_ns: 81920
+            })
+        );
+        let q = s.qspinlock.unwrap();
+        assert_eq!((q.halts, q.kicks, q.kicks_unhalted), (120, 118, 3));
+        assert_eq!((q.handover_halted, q.handover_preempted), (40, 7));
+        assert_eq!((q.steals, q.steals_head_halted), (900, 12));
+        let keys: Vec<&str> = s.counters().iter().map(|c| c.0).collect();
+        assert_eq!(keys[..2], GAP_KEYS);
+        assert_eq!(keys[2..], QSPINLOCK_KEYS);
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(
+            (json["gap_p99_ns"].clone(), json["steals"].clone()),
+            (81920.into(), 900.into())
+        );
+        // A spinlock line with the gaps only (tas, ticket, mcs).
+        let tas = LINE.replace("kind=qspinlock slowpath=halt", "kind=tas slowpath=-")
+            + " gap_p50_ns=1 gap_p99_ns=2";
+        let s = parse_line(&tas).unwrap().unwrap();
+        assert!(s.gap.is_some() && s.qspinlock.is_none());
+        // Part of a group is malformed.
+        let cut = format!("{LINE}{COUNTERS}").replace(" kicks_unhalted=3", "");
+        let err = parse_line(&cut).unwrap().unwrap_err();
+        assert!(
+            format!("{err:#}").ends_with("no `kicks_unhalted`"),
+            "{err:#}"
+        );
+        let cut = format!("{LINE} gap_p99_ns=2");
+        assert!(parse_line(&cut).unwrap().is_err());
     }
 
     #[test]

@@ -112,6 +112,9 @@ mod tests {
         assert_eq!(groups[0]["workload"], "contended");
         assert_eq!(groups[0]["per_sec"]["median"], 3000.0);
         assert!(groups[0].get("mutex").is_none());
+        assert_eq!(groups[0]["counters"]["gap_p50_ns"]["median"], 320.0);
+        assert_eq!(groups[3]["counters"]["halts"]["median"], 120.0);
+        assert_eq!(v["runs"][0]["samples"][3]["steals"], 900);
         assert_eq!(groups[24]["workload"], "mutex");
         assert_eq!(groups[24]["mutex"]["slept"]["median"], 100.0);
         let ratios = &v["summary"]["ratios"];

@@ -6,9 +6,9 @@ use std::fmt::Write as _;
 
 use super::super::ci::Ci;
 use super::super::locks::{
-    Cell, Ratio, Report, Workload, KINDS, MUTEX, MUTEX_POLICIES, PVHOST_STEAL,
+    Cell, Ratio, Report, Workload, KINDS, MUTEX, MUTEX_POLICIES, PVHOST_STEAL, QSPINLOCK,
 };
-use super::super::stats::{Group, MutexSpreads, Series, Spread};
+use super::super::stats::{Group, MutexSpreads, Series, Spread, QSPINLOCK_KEYS};
 use super::{percent, plural, range, rate, signed_percent, time};
 use crate::host::{HostKind, Pv};
 
@@ -70,27 +70,27 @@ fn rows(report: &Report, keep: impl Fn(&Cell) -> bool) -> Vec<(&Cell, &Group)> {
 }
 
 fn contended_table(out: &mut String, report: &Report, host: HostKind) {
-    let rows: Vec<Vec<String>> = rows(report, |c| {
-        c.host == host && c.workload == Workload::Contended
-    })
-    .into_iter()
-    .map(|(c, g)| {
-        vec![
-            c.smp.to_string(),
-            g.kind.clone(),
-            c.pv.name().to_owned(),
-            g.slowpath.clone(),
-            format!("**{}**", rate(g.per_sec.median)),
-            range(&g.per_sec, rate),
-            percent(g.per_sec.relative_iqr()),
-            format!("{:.2} / {:.2}", g.fair_min.median, g.fair_max.median),
-            time(g.p50_ns.median),
-            time(g.p99_ns.median),
-            time(g.max_ns.median),
-            g.per_sec.n.to_string(),
-        ]
-    })
-    .collect();
+    let rows: Vec<Vec<String>> = rows(report, |c| c.host == host && contended(c))
+        .into_iter()
+        .map(|(c, g)| {
+            vec![
+                c.smp.to_string(),
+                g.kind.clone(),
+                c.pv.name().to_owned(),
+                g.slowpath.clone(),
+                format!("**{}**", rate(g.per_sec.median)),
+                range(&g.per_sec, rate),
+                percent(g.per_sec.relative_iqr()),
+                format!("{:.2} / {:.2}", g.fair_min.median, g.fair_max.median),
+                time(g.p50_ns.median),
+                time(g.p99_ns.median),
+                time(g.max_ns.median),
+                counter(g, "gap_p50_ns", time),
+                counter(g, "gap_p99_ns", time),
+                g.per_sec.n.to_string(),
+            ]
+        })
+        .collect();
     if rows.is_empty() {
         out.push_str("No successful contended run.\n");
         return;
@@ -109,11 +109,65 @@ fn contended_table(out: &mut String, report: &Report, host: HostKind) {
             "p50",
             "p99",
             "max",
+            "gap p50",
+            "gap p99",
             "runs",
         ],
-        "rlllrrrlrrrr",
+        "rlllrrrlrrrrrr",
         &rows,
     );
+}
+
+/// The median of the optional counter `key` ([`Sample::counters`]) through
+/// `f`; `-` where the guest did not print it.
+///
+/// [`Sample::counters`]: super::super::stats::Sample::counters
+fn counter(g: &Group, key: &str, f: fn(f64) -> String) -> String {
+    g.counters.get(key).map_or("-".to_owned(), |s| f(s.median))
+}
+
+/// The contended and overcommitted cells of `host`.
+fn contended(c: &Cell) -> bool {
+    c.workload == Workload::Contended
+}
+
+/// The qspinlock's slow-path counters per contended cell of `host`, PV on
+/// next to off; nothing if the guest printed none.
+fn qspinlock_counters_table(out: &mut String, report: &Report, host: HostKind) {
+    let rows: Vec<Vec<String>> = rows(report, |c| c.host == host && contended(c))
+        .into_iter()
+        .filter(|(_, g)| {
+            g.kind == QSPINLOCK && QSPINLOCK_KEYS.iter().all(|k| g.counters.contains_key(k))
+        })
+        .map(|(c, g)| {
+            let mut row = vec![
+                c.smp.to_string(),
+                c.pv.name().to_owned(),
+                g.slowpath.clone(),
+            ];
+            row.extend(
+                QSPINLOCK_KEYS
+                    .iter()
+                    .map(|k| counter(g, k, |v| format!("{v:.0}"))),
+            );
+            row.push(g.per_sec.n.to_string());
+            row
+        })
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    out.push_str("\nqspinlock slow-path counters (medians over the runs, per 300 ms run):\n\n");
+    let mut header = vec!["smp", "pv", "slow path"];
+    header.extend(QSPINLOCK_KEYS);
+    header.push("runs");
+    table(out, &header, "rllrrrrrrrr", &rows);
+}
+
+/// The contended table, and the qspinlock's counters under it.
+fn contended_tables(out: &mut String, report: &Report, host: HostKind) {
+    contended_table(out, report, host);
+    qspinlock_counters_table(out, report, host);
 }
 
 fn uncontended_table(out: &mut String, report: &Report, host: HostKind) {
@@ -353,7 +407,15 @@ pub(super) fn markdown(report: &Report) -> String {
          owner's vCPU preempted, which only pvhost with PV on does. Its latency \
          includes sleeping; `spun`, `slept`, `preempted owner`: the mutex's counters \
          (acquisitions that spun and won, sleeps, spins the preempted check \
-         ended), medians over the runs.\n\n",
+         ended), medians over the runs. Gap p50/p99 (where the guest prints \
+         them): from an unlock to the next owner holding the lock, when a waiter \
+         was waiting, per-run percentiles, medians over the runs. The qspinlock's \
+         slow-path counters (where printed): `halts` (waiters that halted), `kicks` \
+         (kicks sent), `kicks_unhalted` (kicks to a waiter not halted), \
+         `handover_halted` / `handover_preempted` (hand-overs to a halted queue \
+         head / to a waiter on a preempted vCPU), `steals` (acquisitions ahead of \
+         the queue), `steals_head_halted` (steals while the queue's head was \
+         halted).\n\n",
     );
     out.push_str("## Ratios (reported, not asserted)\n\n");
     ratio_lines(&mut out, report);
@@ -371,7 +433,7 @@ pub(super) fn markdown(report: &Report) -> String {
                 Workload::Contended,
                 "Contended",
                 "; cs=50 out=100",
-                contended_table,
+                contended_tables,
             ),
             (Workload::Uncontended, "Uncontended", "", uncontended_table),
             (
@@ -450,8 +512,12 @@ mod tests {
             "**1 of 16 runs failed**",
             "## tcg: QEMU TCG",
             "| smp | kind | pv | slow path | acq/s |",
-            "| 4 | qspinlock | on | halt | **3.00k** | 2.00k..4.00k | 33.3% | 0.90 / 1.10 | 448 ns | 106 µs | 6.00 ms | 2 |",
-            "| 4 | qspinlock | off | spin | **1.00k** | 1.00k..1.00k | 0.0% | 0.90 / 1.10 | 448 ns | 106 µs | 6.00 ms | 1 |",
+            "| 4 | qspinlock | on | halt | **3.00k** | 2.00k..4.00k | 33.3% | 0.90 / 1.10 | 448 ns | 106 µs | 6.00 ms | 320 ns | 81.9 µs | 2 |",
+            "| 4 | qspinlock | off | spin | **1.00k** | 1.00k..1.00k | 0.0% | 0.90 / 1.10 | 448 ns | 106 µs | 6.00 ms | 320 ns | 81.9 µs | 1 |",
+            "qspinlock slow-path counters (medians over the runs, per 300 ms run):",
+            "| smp | pv | slow path | halts | kicks | kicks_unhalted | handover_halted | handover_preempted | steals | steals_head_halted | runs |",
+            "| 4 | on | halt | 120 | 118 | 3 | 40 | 7 | 900 | 12 | 2 |",
+            "| 2 | off | spin | 0 | 0 | 3 | 40 | 7 | 900 | 12 | 2 |",
             "| tas | on | - | **1.27 µs** | 1.27 µs..1.27 µs | 0.0% | 2 |",
             "- tcg smp 4: qspinlock throughput, PV on / PV off: **2.00x** (95% CI 2.00x..2.00x, median of 1 paired round, min..max 2.00x..2.00x; ahead: the CI is above 1x); pv on 3.00k acq/s (halt), pv off 1.00k acq/s (spin)",
             "- tcg smp 2 (no overcommit): PV-on overhead, qspinlock throughput: **-100.0%** (1 - on/off; on/off 2.00x, 95% CI 2.00x..2.00x, median of 2 paired rounds, min..max 2.00x..2.00x; goal <= 2.0%: met)",

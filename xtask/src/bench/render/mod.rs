@@ -128,7 +128,7 @@ pub(super) mod tests {
 
     use super::*;
     use crate::bench::locks::{self, Meta, RunRecord, Workload, KINDS, MUTEX, MUTEX_POLICIES};
-    use crate::bench::stats::{self, MutexCounts, Sample};
+    use crate::bench::stats::{self, GapTimes, MutexCounts, QspinlockCounts, Sample};
     use crate::host::{HostKind, Pv};
     use clap::ValueEnum;
 
@@ -169,6 +169,21 @@ pub(super) mod tests {
             max_ns: 5_995_015,
             lost: 0,
             mutex: None,
+            // The spinlocks print hand-over gaps, the qspinlock its
+            // counters: halts only on the halting slow path.
+            gap: (kind != MUTEX).then_some(GapTimes {
+                gap_p50_ns: 320,
+                gap_p99_ns: 81_920,
+            }),
+            qspinlock: (kind == "qspinlock").then_some(QspinlockCounts {
+                halts: if slowpath == "halt" { 120 } else { 0 },
+                kicks: if slowpath == "halt" { 118 } else { 0 },
+                kicks_unhalted: 3,
+                handover_halted: 40,
+                handover_preempted: 7,
+                steals: 900,
+                steals_head_halted: 12,
+            }),
         }
     }
 
