@@ -76,9 +76,14 @@ pub const MUTEX_POLICIES: [&str; 3] = ["sleep", "spin-owner", "spin-owner-pv"];
 /// The policy with the preempted check.
 pub const MUTEX_PV: &str = "spin-owner-pv";
 /// CPUs of the main cells: on nested-kvm, twice L1's CPUs.
-const SMP: u8 = 4;
+pub const SMP: u8 = 4;
 /// CPUs of the no-overcommit cell on TCG (one vCPU thread per core here).
-const SMP_NO_OVERCOMMIT: u8 = 2;
+pub const SMP_NO_OVERCOMMIT: u8 = 2;
+/// CPUs of the overcommitted TCG cell: 8 vCPU threads per core of this
+/// 2-core machine, preempted by the host's scheduler.
+pub const SMP_OVERCOMMIT: u8 = 16;
+/// The guest's architecture: every host here runs aarch64.
+pub const ARCH: Arch = Arch::Aarch64;
 /// pvhost's schedule: half of every 10 ms stolen from each vCPU, CPU `c`'s
 /// windows 2.5 ms after CPU `c-1`'s, so two of the four vCPUs are preempted
 /// at any time and a lock holder or the next waiter often is: the
@@ -102,6 +107,9 @@ pub enum Workload {
     /// A pinned thread per CPU takes the sleeping mutex, once per spin
     /// policy: `kinds=mutex ms=300`.
     Mutex,
+    /// TCG with 16 CPUs (8 per core here) takes each spinlock:
+    /// `ms=300 slowpath=boot`.
+    Overcommit,
 }
 
 impl Workload {
@@ -110,12 +118,18 @@ impl Workload {
             Workload::Contended => "contended",
             Workload::Uncontended => "uncontended",
             Workload::Mutex => "mutex",
+            Workload::Overcommit => "overcommit",
         }
+    }
+
+    /// Every CPU takes each spinlock (the contended tables and plots).
+    pub fn contended(self) -> bool {
+        matches!(self, Workload::Contended | Workload::Overcommit)
     }
 
     pub fn app_args(self) -> &'static [&'static str] {
         match self {
-            Workload::Contended => &["ms=300", "slowpath=boot"],
+            Workload::Contended | Workload::Overcommit => &["ms=300", "slowpath=boot"],
             Workload::Uncontended => &["cpus=1", "cs=0", "out=0", "ms=200"],
             Workload::Mutex => &["kinds=mutex", "ms=300"],
         }
@@ -124,7 +138,7 @@ impl Workload {
     /// The `cpus=` every result line of this workload must show.
     fn cpus(self, smp: u8) -> u32 {
         match self {
-            Workload::Contended | Workload::Mutex => u32::from(smp),
+            Workload::Contended | Workload::Overcommit | Workload::Mutex => u32::from(smp),
             Workload::Uncontended => 1,
         }
     }
@@ -133,7 +147,7 @@ impl Workload {
     /// path or policy; `None`: whichever).
     fn expected(self) -> Vec<(&'static str, Option<&'static str>)> {
         match self {
-            Workload::Contended | Workload::Uncontended => {
+            Workload::Contended | Workload::Overcommit | Workload::Uncontended => {
                 KINDS.iter().map(|&kind| (kind, None)).collect()
             }
             Workload::Mutex => MUTEX_POLICIES
@@ -231,9 +245,56 @@ impl Cell {
         )
     }
 
+    /// What the host does to this cell's vCPUs, for the report: the
+    /// overcommit (with `--l1-load`'s busy loops on nested-kvm) or pvhost's
+    /// steal; `None` on TCG at 4 CPUs.
+    pub fn overcommit_note(self, l1_load: u8) -> Option<String> {
+        match self.host {
+            HostKind::NestedKvm => Some(format!(
+                "{} vCPUs on L1's {} CPUs{}",
+                self.smp,
+                nested_kvm::L1_CPUS,
+                if l1_load > 0 {
+                    format!(", {l1_load} busy loops in L1 (--l1-load {l1_load})")
+                } else {
+                    String::new()
+                }
+            )),
+            HostKind::Pvhost => Some(format!(
+                "half of each vCPU's time stolen, staggered: {PVHOST_STEAL}"
+            )),
+            HostKind::Tcg if self.smp == SMP_NO_OVERCOMMIT => Some("no overcommit".into()),
+            HostKind::Tcg if self.smp == SMP_OVERCOMMIT => {
+                Some(format!("{} vCPUs on this machine's 2 cores", self.smp))
+            }
+            HostKind::Tcg => None,
+        }
+    }
+
+    /// `nested-kvm smp 4 (4 vCPUs on L1's 2 CPUs)`, `tcg smp 4`.
+    pub fn host_label(self, l1_load: u8) -> String {
+        let base = format!("{} smp {}", self.host_name(), self.smp);
+        match self.overcommit_note(l1_load) {
+            Some(note) => format!("{base} ({note})"),
+            None => base,
+        }
+    }
+
+    /// Whether the host preempts this cell's vCPUs (the cells the issue's
+    /// goals for overcommit are about): nested-kvm beyond L1's CPUs,
+    /// pvhost's steal, TCG at 16 CPUs.
+    pub fn overcommitted(self) -> bool {
+        match self.host {
+            HostKind::NestedKvm => self.smp > nested_kvm::L1_CPUS,
+            HostKind::Pvhost => true,
+            HostKind::Tcg => self.smp == SMP_OVERCOMMIT,
+        }
+    }
+
     /// A rough time for one boot, for the estimate printed up front.
     fn estimate(self) -> Duration {
         match self.host {
+            HostKind::Tcg if self.smp > SMP => Duration::from_secs(5),
             HostKind::Tcg => Duration::from_millis(1500),
             HostKind::Pvhost => Duration::from_secs(2),
             // L1 boots under TCG first, then the guest under KVM in it.
@@ -266,6 +327,7 @@ pub fn matrix(hosts: &[HostKind], workloads: &[Workload]) -> Vec<Cell> {
         }
         if host == HostKind::Tcg {
             add(SMP_NO_OVERCOMMIT, Workload::Contended);
+            add(SMP_OVERCOMMIT, Workload::Overcommit);
         }
         add(SMP, Workload::Mutex);
     }
@@ -453,7 +515,7 @@ pub fn main(options: Options) -> Result<ExitCode> {
     let wall = start.elapsed();
 
     let groups = stats::summarize(&runs);
-    let ratios = ratios(&cells, &runs);
+    let ratios = ratios(&cells, &runs, options.l1_load);
     let failed = runs.iter().filter(|r| !r.ok()).count();
     let report = Report {
         meta: Meta {
@@ -622,20 +684,9 @@ fn tail(text: &str, lines: usize) -> String {
 /// smp 2: the PV-on overhead) and its uncontended cost; and in every mutex
 /// cell, the throughput of `spin-owner-pv` against `spin-owner` and
 /// against `sleep`, from the same boot.
-pub fn ratios(cells: &[Cell], runs: &[RunRecord]) -> Vec<Ratio> {
+pub fn ratios(cells: &[Cell], runs: &[RunRecord], l1_load: u8) -> Vec<Ratio> {
     let find = |cell: Cell| cells.iter().position(|&c| c == cell);
-    let qspinlock = |cell| Series {
-        cell,
-        kind: QSPINLOCK,
-        slowpath: None,
-    };
     let mut ratios = Vec::new();
-    let mut push = |what, metric, numerator, denominator, overhead_goal| {
-        ratios.push(Ratio {
-            overhead_goal,
-            ..Ratio::new(what, metric, numerator, Some(denominator), runs)
-        });
-    };
     for (index, &on) in cells.iter().enumerate() {
         if on.workload == Workload::Mutex {
             let policy = |slowpath| Series {
@@ -644,17 +695,17 @@ pub fn ratios(cells: &[Cell], runs: &[RunRecord]) -> Vec<Ratio> {
                 slowpath: Some(slowpath),
             };
             for other in ["spin-owner", "sleep"] {
-                push(
+                ratios.push(Ratio::new(
                     format!(
                         "{} ({}): mutex {MUTEX_PV} / {other}, throughput",
                         on.label_without_workload(),
-                        mutex_context(on)
+                        mutex_context(on, l1_load)
                     ),
                     Metric::PerSec,
                     policy(MUTEX_PV),
-                    policy(other),
-                    None,
-                );
+                    Some(policy(other)),
+                    runs,
+                ));
             }
             continue;
         }
@@ -664,57 +715,52 @@ pub fn ratios(cells: &[Cell], runs: &[RunRecord]) -> Vec<Ratio> {
         let Some(off) = find(Cell { pv: Pv::Off, ..on }) else {
             continue;
         };
-        let (host, smp) = (on.host_name(), on.smp);
+        let label = on.host_label(l1_load);
         let (what, metric, overhead_goal) = match on.workload {
-            Workload::Contended
-                if on.host == HostKind::NestedKvm && on.smp > nested_kvm::L1_CPUS =>
-            {
-                (
-                    format!(
-                        "{host} smp {smp} ({smp} vCPUs on L1's {} CPUs): PV qspinlock / native qspinlock (pv=off), throughput",
-                        nested_kvm::L1_CPUS
-                    ),
-                    Metric::PerSec,
-                    None,
-                )
-            }
-            Workload::Contended if on.host == HostKind::Pvhost => (
-                format!(
-                    "{host} smp {smp} (half of each vCPU's time stolen, staggered: {PVHOST_STEAL}): PV qspinlock / native qspinlock (pv=off), throughput"
-                ),
+            Workload::Contended if on.host != HostKind::Tcg => (
+                format!("{label}: PV qspinlock / native qspinlock (pv=off), throughput"),
                 Metric::PerSec,
                 None,
             ),
-            Workload::Contended if on.host == HostKind::Tcg && on.smp == SMP_NO_OVERCOMMIT => (
-                format!("{host} smp {smp} (no overcommit): PV-on overhead, qspinlock throughput"),
+            Workload::Contended if on.smp == SMP_NO_OVERCOMMIT => (
+                format!("{label}: PV-on overhead, qspinlock throughput"),
                 Metric::PerSec,
                 Some(OVERHEAD_GOAL),
             ),
-            Workload::Contended => (
-                format!("{host} smp {smp}: qspinlock throughput, PV on / PV off"),
+            Workload::Contended | Workload::Overcommit => (
+                format!("{label}: qspinlock throughput, PV on / PV off"),
                 Metric::PerSec,
                 None,
             ),
             Workload::Uncontended => (
-                format!("{host}: uncontended qspinlock lock+unlock cost, PV on / PV off"),
+                format!(
+                    "{}: uncontended qspinlock lock+unlock cost, PV on / PV off",
+                    on.host_name()
+                ),
                 Metric::NsPerOp,
                 None,
             ),
             Workload::Mutex => unreachable!("handled above"),
         };
-        push(
-            what,
-            metric,
-            qspinlock(index),
-            qspinlock(off),
+        ratios.push(Ratio {
             overhead_goal,
-        );
+            ..Ratio::new(what, metric, qspinlock(index), Some(qspinlock(off)), runs)
+        });
     }
     ratios
 }
 
+/// The qspinlock's lines in cell `cell`, whichever its slow path.
+pub fn qspinlock(cell: usize) -> Series {
+    Series {
+        cell,
+        kind: QSPINLOCK,
+        slowpath: None,
+    }
+}
+
 /// What a mutex cell's preempted check can see, for its ratio lines.
-pub fn mutex_context(cell: Cell) -> String {
+pub fn mutex_context(cell: Cell, l1_load: u8) -> String {
     let sees = match (cell.host, cell.pv) {
         (_, Pv::Off) => "pv=off: the check sees no preemption".to_owned(),
         (HostKind::Pvhost, Pv::On) => {
@@ -727,9 +773,8 @@ pub fn mutex_context(cell: Cell) -> String {
     };
     match cell.host {
         HostKind::NestedKvm => format!(
-            "{} vCPUs on L1's {} CPUs; {sees}",
-            cell.smp,
-            nested_kvm::L1_CPUS
+            "{}; {sees}",
+            cell.overcommit_note(l1_load).unwrap_or_default()
         ),
         _ => sees,
     }
@@ -807,6 +852,8 @@ mod tests {
                 "tcg smp 4 pv off uncontended",
                 "tcg smp 2 pv on contended",
                 "tcg smp 2 pv off contended",
+                "tcg smp 16 pv on overcommit",
+                "tcg smp 16 pv off overcommit",
                 "tcg smp 4 pv on mutex",
                 "tcg smp 4 pv off mutex",
                 "nested-kvm smp 4 pv on contended",
@@ -846,6 +893,23 @@ mod tests {
             ]
         );
         assert_eq!(matrix(&[HostKind::Pvhost], &[Workload::Uncontended]), []);
+        assert_eq!(matrix(&[HostKind::NestedKvm], &[Workload::Overcommit]), []);
+        let tcg16 = cell(HostKind::Tcg, 16, Pv::Off, Workload::Overcommit);
+        assert_eq!(
+            tcg16.command(0),
+            "cargo xtask run --host tcg --smp 16 --app lockstorm --bootargs pv=off -- ms=300 slowpath=boot"
+        );
+        assert!(tcg16.overcommitted());
+        assert_eq!(
+            tcg16.host_label(0),
+            "tcg smp 16 (16 vCPUs on this machine's 2 cores)"
+        );
+        let nested = cell(HostKind::NestedKvm, 4, Pv::On, Workload::Contended);
+        assert_eq!(
+            nested.host_label(2),
+            "nested-kvm smp 4 (4 vCPUs on L1's 2 CPUs, 2 busy loops in L1 (--l1-load 2))"
+        );
+        assert!(!cell(HostKind::Tcg, 4, Pv::On, Workload::Contended).overcommitted());
     }
 
     #[test]
@@ -897,10 +961,11 @@ mod tests {
             "app=lockstorm pv=off -- ms=300 slowpath=boot"
         );
         assert!(crate::pvhost::check_steal(PVHOST_STEAL).is_ok());
-        let whats: Vec<String> = ratios(&matrix(&[HostKind::Pvhost], &[Workload::Contended]), &[])
-            .into_iter()
-            .map(|r| r.what)
-            .collect();
+        let whats: Vec<String> =
+            ratios(&matrix(&[HostKind::Pvhost], &[Workload::Contended]), &[], 0)
+                .into_iter()
+                .map(|r| r.what)
+                .collect();
         assert_eq!(
             whats,
             ["pvhost smp 4 (half of each vCPU's time stolen, staggered: periodic:10000,50,2500): PV qspinlock / native qspinlock (pv=off), throughput"]
@@ -982,7 +1047,7 @@ mod tests {
             &[HostKind::Tcg, HostKind::NestedKvm],
             &[Workload::Contended, Workload::Uncontended],
         );
-        let whats: Vec<(String, Option<f64>)> = ratios(&cells, &[])
+        let whats: Vec<(String, Option<f64>)> = ratios(&cells, &[], 0)
             .into_iter()
             .map(|r| (r.what, r.overhead_goal))
             .collect();
@@ -1001,7 +1066,7 @@ mod tests {
     #[test]
     fn mutex_ratios_compare_policies_within_each_cell() {
         let cells = matrix(&[HostKind::NestedKvm, HostKind::Pvhost], &[Workload::Mutex]);
-        let ratios = ratios(&cells, &[]);
+        let ratios = ratios(&cells, &[], 0);
         let whats: Vec<&str> = ratios.iter().map(|r| r.what.as_str()).collect();
         assert_eq!(
             whats,
@@ -1037,7 +1102,7 @@ mod tests {
             "tcg smp 4 pv on"
         );
         assert_eq!(
-            mutex_context(cell(HostKind::Tcg, 4, Pv::On, Workload::Mutex)),
+            mutex_context(cell(HostKind::Tcg, 4, Pv::On, Workload::Mutex), 0),
             "no hypervisor: the check sees no preemption"
         );
     }

@@ -93,46 +93,46 @@ mod tests {
     fn json_has_every_run_and_the_summary() {
         let report = report();
         let v = json(&report);
-        assert_eq!(v["meta"]["runs"], 16);
+        assert_eq!(v["meta"]["runs"], 20);
         assert_eq!(v["meta"]["runs_failed"], 1);
-        assert_eq!(v["runs"].as_array().unwrap().len(), 16);
+        assert_eq!(v["runs"].as_array().unwrap().len(), 20);
         assert_eq!(v["runs"][1]["host"], "tcg");
         assert_eq!(v["runs"][1]["pv"], "off");
         assert_eq!(v["runs"][0]["samples"][3]["kind"], "qspinlock");
-        assert_eq!(v["runs"][9]["ok"], false);
-        assert_eq!(v["runs"][6]["workload"], "mutex");
-        assert_eq!(v["runs"][6]["samples"][2]["slowpath"], "spin-owner-pv");
-        assert_eq!(v["runs"][6]["samples"][2]["slept"], 33);
+        assert_eq!(v["runs"][11]["ok"], false);
+        assert_eq!(v["runs"][8]["workload"], "mutex");
+        assert_eq!(v["runs"][8]["samples"][2]["slowpath"], "spin-owner-pv");
+        assert_eq!(v["runs"][8]["samples"][2]["slept"], 33);
         assert_eq!(
             v["cells"][5]["bootargs"],
             "app=lockstorm pv=off -- ms=300 slowpath=boot"
         );
         let groups = v["summary"]["groups"].as_array().unwrap();
-        assert_eq!(groups.len(), 6 * 4 + 2 * 3);
+        assert_eq!(groups.len(), 8 * 4 + 2 * 3);
         assert_eq!(groups[0]["workload"], "contended");
         assert_eq!(groups[0]["per_sec"]["median"], 3000.0);
         assert!(groups[0].get("mutex").is_none());
         assert_eq!(groups[0]["counters"]["gap_p50_ns"]["median"], 320.0);
         assert_eq!(groups[3]["counters"]["halts"]["median"], 120.0);
         assert_eq!(v["runs"][0]["samples"][3]["steals"], 900);
-        assert_eq!(groups[24]["workload"], "mutex");
-        assert_eq!(groups[24]["mutex"]["slept"]["median"], 100.0);
+        assert_eq!(groups[32]["workload"], "mutex");
+        assert_eq!(groups[32]["mutex"]["slept"]["median"], 100.0);
         let ratios = &v["summary"]["ratios"];
         assert_eq!(ratios[2]["overhead_goal"], 0.02);
         assert_eq!(ratios[2]["numerator_slowpath"], Value::Null);
-        assert_eq!(ratios[3]["kind"], "mutex");
+        assert_eq!(ratios[4]["kind"], "mutex");
         assert_eq!(
             (
-                ratios[3]["numerator_cell"].clone(),
-                ratios[3]["denominator_cell"].clone()
+                ratios[4]["numerator_cell"].clone(),
+                ratios[4]["denominator_cell"].clone()
             ),
-            (json!(6), json!(6))
+            (json!(8), json!(8))
         );
-        assert_eq!(ratios[3]["numerator_slowpath"], "spin-owner-pv");
-        assert_eq!(ratios[3]["denominator_slowpath"], "spin-owner");
-        assert_eq!(ratios[3]["paired"], json!([1.5, 1.5]));
+        assert_eq!(ratios[4]["numerator_slowpath"], "spin-owner-pv");
+        assert_eq!(ratios[4]["denominator_slowpath"], "spin-owner");
+        assert_eq!(ratios[4]["paired"], json!([1.5, 1.5]));
         assert_eq!(
-            ratios[3]["ci95"],
+            ratios[4]["ci95"],
             json!({"median": 1.5, "low": 1.5, "high": 1.5})
         );
     }

@@ -240,7 +240,7 @@ pub(super) mod tests {
             }
         }
         let groups = stats::summarize(&runs);
-        let ratios = locks::ratios(&cells, &runs);
+        let ratios = locks::ratios(&cells, &runs, 0);
         Report {
             meta: Meta {
                 date: "2026-01-02T03:04:05Z".into(),

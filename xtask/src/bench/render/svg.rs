@@ -37,6 +37,7 @@ fn host_caption(host: HostKind, smp: u8) -> String {
     match (host, smp) {
         (HostKind::NestedKvm, smp) => format!("nested-kvm, smp {smp} ({smp} vCPUs on L1's 2 CPUs)"),
         (HostKind::Tcg, 2) => "tcg, smp 2 (no overcommit)".to_owned(),
+        (HostKind::Tcg, 16) => "tcg, smp 16 (16 vCPUs on 2 cores)".to_owned(),
         (HostKind::Pvhost, smp) => format!("pvhost, smp {smp} (steal {PVHOST_STEAL})"),
         (host, smp) => format!("{}, smp {smp}", locks::host_name(host)),
     }
@@ -323,6 +324,7 @@ mod tests {
         for needed in [
             "tcg, smp 4",
             "tcg, smp 2 (no overcommit)",
+            "tcg, smp 16 (16 vCPUs on 2 cores)",
             "qspinlock (halt / spin)",
             "tcg, smp 4: sleeping mutex per spin policy",
             "spin-owner-pv",
