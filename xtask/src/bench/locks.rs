@@ -54,6 +54,7 @@ use anyhow::{Context, Result};
 use clap::ValueEnum;
 
 use super::ci::Ci;
+use super::goals::{self, Goal};
 use super::render;
 use super::stats::{self, Group, Metric, Sample, Series, Spread};
 use crate::arch::Arch;
@@ -446,6 +447,9 @@ pub struct Report {
     pub runs: Vec<RunRecord>,
     pub groups: Vec<Group>,
     pub ratios: Vec<Ratio>,
+    /// Lodger's default lock over Linux's choice, per contended cell.
+    pub versus_linux: Vec<Ratio>,
+    pub goals: Vec<Goal>,
 }
 
 pub fn main(options: Options) -> Result<ExitCode> {
@@ -457,7 +461,7 @@ pub fn main(options: Options) -> Result<ExitCode> {
     };
     let built = match &options.image {
         Some(image) => image.clone(),
-        None => build::image(Arch::Aarch64)?,
+        None => build::image(ARCH)?,
     };
     // Boot a copy: a build during the run (`cargo xtask test` in another
     // shell) would otherwise change the guest between rounds.
@@ -516,6 +520,8 @@ pub fn main(options: Options) -> Result<ExitCode> {
 
     let groups = stats::summarize(&runs);
     let ratios = ratios(&cells, &runs, options.l1_load);
+    let versus_linux = goals::versus_linux(&cells, &runs, options.l1_load);
+    let goals = goals::goals(&cells, &runs, options.l1_load);
     let failed = runs.iter().filter(|r| !r.ok()).count();
     let report = Report {
         meta: Meta {
@@ -534,6 +540,8 @@ pub fn main(options: Options) -> Result<ExitCode> {
         runs,
         groups,
         ratios,
+        versus_linux,
+        goals,
     };
     let files = render::write(&report, &dir)?;
     println!("{}", files.markdown_text);
@@ -575,7 +583,7 @@ fn boot(
     let host = cell.host(options.l1_load);
     let launched = cell.bootargs().and_then(|bootargs| {
         let boot = Boot {
-            arch: Arch::Aarch64,
+            arch: ARCH,
             host,
             smp: cell.smp,
             el2: false,
@@ -800,7 +808,7 @@ fn git_version() -> String {
 
 /// The first line of `qemu-system-aarch64 --version` (L0's QEMU).
 fn qemu_version() -> String {
-    let mut qemu = Command::new(Arch::Aarch64.qemu());
+    let mut qemu = Command::new(ARCH.qemu());
     qemu.arg("--version");
     cmd::output(&mut qemu)
         .context("asking QEMU its version")

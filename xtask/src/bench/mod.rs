@@ -3,10 +3,13 @@
 //! (see each suite).
 //!
 //! Suites: `locks` ([`locks`]). The files: [`locks`] drives the suite,
-//! [`stats`] parses the guest's result lines and summarises them,
-//! [`render`] writes `target/bench/locks.{md,json,svg}`.
+//! [`stats`] parses the guest's result lines and summarises them, [`ci`]
+//! gives ratios their confidence intervals, [`goals`] holds the issue's
+//! goals and the comparison with Linux's choice of lock, [`render`] writes
+//! `target/bench/locks.{md,json,svg}`.
 
 mod ci;
+mod goals;
 mod locks;
 mod render;
 mod stats;

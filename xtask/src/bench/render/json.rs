@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use super::super::locks::{Cell, Report};
+use super::super::locks::{Cell, Ratio, Report};
 
 fn cell_json(cell: &Cell, l1_load: u8) -> Value {
     json!({
@@ -67,20 +67,37 @@ pub(super) fn json(report: &Report) -> Value {
                 let value = serde_json::to_value(g).unwrap_or(Value::Null);
                 with_cell(value, &report.cells[g.cell], l1_load)
             }).collect::<Vec<_>>(),
-            "ratios": report.ratios.iter().map(|r| json!({
-                "what": r.what,
-                "kind": r.numerator.kind,
-                "metric": r.metric.name(),
-                "numerator_cell": r.numerator.cell,
-                "numerator_slowpath": r.numerator.slowpath,
-                "denominator_cell": r.denominator.map(|d| d.cell),
-                "denominator_slowpath": r.denominator.and_then(|d| d.slowpath),
-                "paired": r.paired,
-                "spread": r.spread,
-                "ci95": r.ci,
-                "overhead_goal": r.overhead_goal,
+            "ratios": report.ratios.iter().map(ratio_json).collect::<Vec<_>>(),
+            "versus_linux": report.versus_linux.iter().map(ratio_json).collect::<Vec<_>>(),
+            "goals": report.goals.iter().map(|g| json!({
+                "what": g.what,
+                "verdict": g.verdict(),
+                "parts": g.parts.iter().map(|p| {
+                    let mut v = ratio_json(&p.ratio);
+                    v["bar"] = json!(p.bar);
+                    v["aim"] = json!(p.aim);
+                    v["verdict"] = json!(p.verdict());
+                    v
+                }).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
         },
+    })
+}
+
+fn ratio_json(r: &Ratio) -> Value {
+    json!({
+        "what": r.what,
+        "kind": r.numerator.kind,
+        "metric": r.metric.name(),
+        "numerator_cell": r.numerator.cell,
+        "numerator_slowpath": r.numerator.slowpath,
+        "denominator_cell": r.denominator.map(|d| d.cell),
+        "denominator_kind": r.denominator.map(|d| d.kind),
+        "denominator_slowpath": r.denominator.and_then(|d| d.slowpath),
+        "paired": r.paired,
+        "spread": r.spread,
+        "ci95": r.ci,
+        "overhead_goal": r.overhead_goal,
     })
 }
 
@@ -131,6 +148,13 @@ mod tests {
         assert_eq!(ratios[4]["numerator_slowpath"], "spin-owner-pv");
         assert_eq!(ratios[4]["denominator_slowpath"], "spin-owner");
         assert_eq!(ratios[4]["paired"], json!([1.5, 1.5]));
+        let goals = &v["summary"]["goals"];
+        assert_eq!(goals[0]["verdict"], Value::Null, "not measured");
+        assert_eq!(goals[1]["verdict"], "met");
+        assert_eq!(goals[1]["parts"][0]["bar"], 0.98);
+        assert_eq!(goals[5]["parts"][1]["metric"], "fair_min/fair_max");
+        assert_eq!(goals[5]["parts"][1]["denominator_cell"], Value::Null);
+        assert_eq!(v["summary"]["versus_linux"][2]["numerator_cell"], 6);
         assert_eq!(
             ratios[4]["ci95"],
             json!({"median": 1.5, "low": 1.5, "high": 1.5})

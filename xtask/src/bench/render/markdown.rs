@@ -9,11 +9,11 @@ use super::super::locks::{
     Cell, Ratio, Report, Workload, KINDS, MUTEX, MUTEX_POLICIES, PVHOST_STEAL, QSPINLOCK,
 };
 use super::super::stats::{Group, MutexSpreads, Series, Spread, QSPINLOCK_KEYS};
-use super::{percent, plural, range, rate, signed_percent, time};
+use super::{goals, percent, plural, range, rate, signed_percent, time};
 use crate::host::{HostKind, Pv};
 
-fn host_title(host: HostKind) -> &'static str {
-    match host {
+fn host_title(host: HostKind, l1_load: u8) -> String {
+    let title = match host {
         HostKind::Tcg => "tcg: QEMU TCG (aarch64), vCPUs as threads on this machine's 2 cores",
         HostKind::NestedKvm => {
             "nested-kvm: QEMU+KVM in an L1 Linux under TCG (aarch64), L1 has 2 CPUs"
@@ -21,6 +21,11 @@ fn host_title(host: HostKind) -> &'static str {
         HostKind::Pvhost => {
             "pvhost: lodger's EL2 host under TCG (aarch64), half of each vCPU's time stolen in windows staggered across CPUs"
         }
+    };
+    if host == HostKind::NestedKvm && l1_load > 0 {
+        format!("{title}, with {l1_load} busy loops in L1 (`--l1-load {l1_load}`)")
+    } else {
+        title.to_owned()
     }
 }
 
@@ -270,7 +275,7 @@ fn group<'a>(report: &'a Report, series: &Series) -> Option<&'a Group> {
 }
 
 /// `1.23x` for a ratio; a figure of one line (fairness) without the `x`.
-fn times(ratio: &Ratio, v: f64) -> String {
+pub(super) fn times(ratio: &Ratio, v: f64) -> String {
     match ratio.denominator {
         Some(_) => format!("{v:.2}x"),
         None => format!("{v:.2}"),
@@ -278,7 +283,7 @@ fn times(ratio: &Ratio, v: f64) -> String {
 }
 
 /// `95% CI 1.80x..2.20x`.
-fn ci_text(ratio: &Ratio, ci: &Ci) -> String {
+pub(super) fn ci_text(ratio: &Ratio, ci: &Ci) -> String {
     format!("95% CI {}..{}", times(ratio, ci.low), times(ratio, ci.high))
 }
 
@@ -313,8 +318,10 @@ fn ratio_figure(ratio: &Ratio) -> Option<String> {
     })
 }
 
-fn ratio_lines(out: &mut String, report: &Report) {
-    for ratio in &report.ratios {
+/// A line per ratio: what, the figure with its CI ([`ratio_figure`]),
+/// and each side's median.
+pub(super) fn ratio_list(out: &mut String, report: &Report, ratios: &[Ratio]) {
+    for ratio in ratios {
         let _ = write!(out, "- {}: ", ratio.what);
         let Some(figure) = ratio_figure(ratio) else {
             out.push_str("no round with both runs successful\n");
@@ -341,6 +348,10 @@ fn ratio_lines(out: &mut String, report: &Report) {
         }
         out.push('\n');
     }
+}
+
+fn ratio_lines(out: &mut String, report: &Report) {
+    ratio_list(out, report, &report.ratios);
     // The uncontended cost of every kind, per host and PV setting.
     for cell in &report.cells {
         if cell.workload != Workload::Uncontended {
@@ -387,10 +398,14 @@ pub(super) fn markdown(report: &Report) -> String {
             "> **{failed} of {boots} runs failed**; their figures are left out (`locks.json` has why).\n"
         );
     }
+    goals::goals_section(&mut out, report);
     let _ = write!(
         out,
         "Each figure is the median over the reps, with its spread: min..max and IQR \
-         (interquartile range over the median). PV on is the default boot; PV off boots \
+         (interquartile range over the median). A ratio is the median of the per-round \
+         ratios (the two runs of one round), with its 95% CI: the percentile bootstrap \
+         of that median, 10,000 resamples of the rounds, from a fixed seed; \
+         \"inconclusive\" where the CI straddles 1x (or the goal's bar). PV on is the default boot; PV off boots \
          with `pv=off` (on nested-kvm and pvhost also `--pv off`: the host offers nothing). \
          pvhost preempts every vCPU on the schedule `--steal {PVHOST_STEAL}` (period µs, \
          share %, CPU c's windows c * phase µs later). The qspinlock takes \
@@ -419,6 +434,7 @@ pub(super) fn markdown(report: &Report) -> String {
     );
     out.push_str("## Ratios (reported, not asserted)\n\n");
     ratio_lines(&mut out, report);
+    goals::versus_linux_section(&mut out, report);
     let mut hosts: Vec<HostKind> = Vec::new();
     for cell in &report.cells {
         if !hosts.contains(&cell.host) {
@@ -426,7 +442,7 @@ pub(super) fn markdown(report: &Report) -> String {
         }
     }
     for host in hosts {
-        let _ = writeln!(out, "\n## {}", host_title(host));
+        let _ = writeln!(out, "\n## {}", host_title(host, meta.l1_load));
         type Table = fn(&mut String, &Report, HostKind);
         // The overcommit workload's cell goes in the contended table.
         let sections: [(Workload, &str, &str, Table); 3] = [
@@ -530,6 +546,12 @@ mod tests {
             "| 4 | spin-owner-pv | off | **4.50k** | 3.00k..6.00k | 33.3% | 0.90 / 1.10 | 448 ns | 106 µs | 6.00 ms | 30 | 33 | 0 | 2 |",
             "- tcg smp 4 pv on (no hypervisor: the check sees no preemption): mutex spin-owner-pv / spin-owner, throughput: **1.50x** (95% CI 1.50x..1.50x, median of 2 paired rounds, min..max 1.50x..1.50x; ahead: the CI is above 1x); pv on 4.50k acq/s (spin-owner-pv), pv on 3.00k acq/s (spin-owner)",
             "- tcg smp 4 pv off (pv=off: the check sees no preemption): mutex spin-owner-pv / sleep, throughput: **3.00x**",
+            "## Goals (issue 11)",
+            "- **not measured in this run**: nested-kvm smp 4: PV-on / native qspinlock throughput >= 1.0x (aim 1.5x)",
+            "- **met**: tcg smp 2 (no overcommit): PV-on overhead <= 2% (PV on / off >= 0.98x)\n  - tcg smp 2 (no overcommit): qspinlock throughput, PV on / PV off: 2.00x, 95% CI 2.00x..2.00x over 2 rounds (overhead -100.0%, CI -100.0%..-100.0%); >= 0.98x: **met**",
+            "  - tcg smp 16 (16 vCPUs on this machine's 2 cores): qspinlock fairness, fair_min / fair_max: 0.82, 95% CI 0.82..0.82 over 2 rounds; >= 0.50: **met**",
+            "## Lodger's default against Linux's choice",
+            "- tcg smp 16 (16 vCPUs on this machine's 2 cores): lodger default (qspinlock, PV on) / Linux's choice (qspinlock, pv off), throughput: **2.00x** (95% CI 2.00x..2.00x, median of 2 paired rounds",
             "| 10 | `cargo xtask run --host tcg --smp 4 --app lockstorm --bootargs pv=off -- kinds=mutex ms=300` | 2/2 | 1.5 s |",
         ] {
             assert!(md.contains(needed), "locks.md lacks {needed:?}:\n{md}");

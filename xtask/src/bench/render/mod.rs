@@ -9,9 +9,11 @@
 //!   and a panel per host of the mutex per spin policy.
 
 //!
-//! The files: [`markdown`], [`json`], [`svg`]; this one writes them and
+//! The files: [`markdown`] (its goals and Linux sections in [`goals`]),
+//! [`json`], [`svg`]; this one writes them and
 //! holds the number formats they share.
 
+mod goals;
 mod json;
 mod markdown;
 mod svg;
@@ -127,6 +129,7 @@ pub(super) mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::bench::goals;
     use crate::bench::locks::{self, Meta, RunRecord, Workload, KINDS, MUTEX, MUTEX_POLICIES};
     use crate::bench::stats::{self, GapTimes, MutexCounts, QspinlockCounts, Sample};
     use crate::host::{HostKind, Pv};
@@ -241,6 +244,8 @@ pub(super) mod tests {
         }
         let groups = stats::summarize(&runs);
         let ratios = locks::ratios(&cells, &runs, 0);
+        let versus_linux = goals::versus_linux(&cells, &runs, 0);
+        let goals = goals::goals(&cells, &runs, 0);
         Report {
             meta: Meta {
                 date: "2026-01-02T03:04:05Z".into(),
@@ -258,6 +263,8 @@ pub(super) mod tests {
             runs,
             groups,
             ratios,
+            versus_linux,
+            goals,
         }
     }
 }
