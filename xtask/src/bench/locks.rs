@@ -338,7 +338,10 @@ pub fn matrix(hosts: &[HostKind], workloads: &[Workload]) -> Vec<Cell> {
 /// What `cargo xtask bench --suite locks` was asked to do.
 #[derive(Debug)]
 pub struct Options {
+    /// The first rounds.
     pub reps: usize,
+    /// The most rounds, growing while a goal's figure is unsettled.
+    pub max_reps: usize,
     pub quick: bool,
     pub hosts: Vec<HostKind>,
     pub workloads: Vec<Workload>,
@@ -426,7 +429,11 @@ pub struct Meta {
     pub date: String,
     /// The command line, as typed.
     pub command: String,
+    /// The rounds run.
     pub reps: usize,
+    /// The first rounds (`--reps`) and the most (`--max-reps`).
+    pub first_reps: usize,
+    pub max_reps: usize,
     pub quick: bool,
     pub l1_load: u8,
     /// From the guest's banner.
@@ -473,29 +480,29 @@ pub fn main(options: Options) -> Result<ExitCode> {
     let git = git_version();
     let qemu = qemu_version();
 
-    let boots = cells.len() * options.reps;
     let estimate: Duration =
         cells.iter().map(|c| c.estimate()).sum::<Duration>() * options.reps as u32;
     eprintln!(
-        "bench: locks: {} cells x {} reps = {boots} boots, about {} min",
+        "bench: locks: {} cells x {} rounds = {} boots, about {} min; up to {} rounds while a goal's figure is unsettled",
         cells.len(),
         options.reps,
-        estimate.as_secs().div_ceil(60)
+        cells.len() * options.reps,
+        estimate.as_secs().div_ceil(60),
+        options.max_reps
     );
 
     let start = Instant::now();
     let mut prep = Preparations::default();
-    let mut runs = Vec::with_capacity(boots);
+    let mut runs: Vec<RunRecord> = Vec::new();
     let mut guest_version = None;
-    for rep in 0..options.reps {
+    let mut rounds = options.reps;
+    let mut rep = 0;
+    while rep < rounds {
         for (index, &cell) in cells.iter().enumerate() {
             let seq = runs.len();
             eprintln!(
-                "bench: [{}/{boots}] round {}/{}: {}",
-                seq + 1,
-                rep + 1,
-                options.reps,
-                cell.label()
+                "{}",
+                progress(&cells, &runs, index, rep, rounds, &options, start.elapsed())
             );
             let (record, console) = boot(cell, &image, &options, &mut prep, seq, rep, index);
             if guest_version.is_none() {
@@ -515,7 +522,22 @@ pub fn main(options: Options) -> Result<ExitCode> {
             }
             runs.push(record);
         }
+        rep += 1;
+        if rep == rounds && rounds < options.max_reps {
+            let goals = goals::goals(&cells, &runs, options.l1_load);
+            let unsettled = goals::unsettled(&goals);
+            if !unsettled.is_empty() {
+                rounds += 1;
+                eprintln!(
+                    "bench: round {rounds} of at most {}: {} unsettled, e.g. {}",
+                    options.max_reps,
+                    render::plural(unsettled.len(), "goal figure"),
+                    unsettled[0]
+                );
+            }
+        }
     }
+    let boots = runs.len();
     let wall = start.elapsed();
 
     let groups = stats::summarize(&runs);
@@ -527,7 +549,9 @@ pub fn main(options: Options) -> Result<ExitCode> {
         meta: Meta {
             date,
             command,
-            reps: options.reps,
+            reps: rounds,
+            first_reps: options.reps,
+            max_reps: options.max_reps,
             quick: options.quick,
             l1_load: options.l1_load,
             guest: guest_version,
@@ -557,6 +581,65 @@ pub fn main(options: Options) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The line printed before each boot: the cell, the round (of the first
+/// rounds, or of the most while growing), the time so far, and what is
+/// left of the planned rounds, from each cell's mean boot time so far (its
+/// [`Cell::estimate`] until it has booted).
+fn progress(
+    cells: &[Cell],
+    runs: &[RunRecord],
+    index: usize,
+    rep: usize,
+    rounds: usize,
+    options: &Options,
+    elapsed: Duration,
+) -> String {
+    let mean = |cell: usize| {
+        let walls: Vec<Duration> = runs
+            .iter()
+            .filter(|r| r.cell == cell)
+            .map(|r| r.wall)
+            .collect();
+        match walls.len() {
+            0 => cells[cell].estimate(),
+            n => walls.iter().sum::<Duration>() / n as u32,
+        }
+    };
+    let round: Duration = (0..cells.len()).map(mean).sum();
+    let this_round: Duration = (index..cells.len()).map(mean).sum();
+    let left = this_round + round * (rounds - rep - 1) as u32;
+    let of = if rep < options.reps {
+        format!("{}/{}", rep + 1, options.reps)
+    } else {
+        format!("{}/{} (growing)", rep + 1, options.max_reps)
+    };
+    format!(
+        "bench: {}: round {of}, boot {}; {} elapsed, about {} left{}",
+        cells[index].label(),
+        runs.len() + 1,
+        minutes(elapsed),
+        minutes(left),
+        if rounds < options.max_reps {
+            format!(
+                " (up to {} more if it grows to {} rounds)",
+                minutes(round * (options.max_reps - rounds) as u32),
+                options.max_reps
+            )
+        } else {
+            String::new()
+        }
+    )
+}
+
+/// `42 s`, `3.4 min`.
+fn minutes(d: Duration) -> String {
+    if d.as_secs() < 100 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{:.1} min", d.as_secs_f64() / 60.0)
+    }
 }
 
 /// Boots `cell` once and judges the run; also returns the console.
@@ -1166,6 +1249,45 @@ mod tests {
         // A spinlock boot's lines are not a mutex boot's.
         let (_, problems) = judge(mutex, Outcome::Exited(0), &console(&KINDS));
         assert_eq!(problems[0], "no result line for mutex sleep");
+    }
+
+    #[test]
+    fn progress_lines_estimate_what_is_left_from_the_boots_so_far() {
+        let cells = matrix(&[HostKind::Tcg], &[Workload::Contended]);
+        let options = Options {
+            reps: 5,
+            max_reps: 15,
+            quick: false,
+            hosts: vec![HostKind::Tcg],
+            workloads: vec![Workload::Contended],
+            l1_load: 0,
+            timeout: None,
+            image: None,
+            verbose: false,
+        };
+        let run = |cell, secs| RunRecord {
+            seq: 0,
+            rep: 0,
+            cell,
+            wall: Duration::from_secs(secs),
+            outcome: String::new(),
+            samples: Vec::new(),
+            error: None,
+            console_tail: None,
+        };
+        // 4 cells; after cells 0 and 1 of round 1 (2 s and 4 s a boot),
+        // cells 2 and 3 still at their estimate (1.5 s).
+        let runs = [run(0, 2), run(1, 4)];
+        let line = progress(&cells, &runs, 2, 0, 5, &options, Duration::from_secs(6));
+        assert_eq!(
+            line,
+            "bench: tcg smp 2 pv on contended: round 1/5, boot 3; 6 s elapsed, about 39 s left (up to 90 s more if it grows to 15 rounds)"
+        );
+        let line = progress(&cells, &runs, 0, 7, 8, &options, Duration::from_secs(300));
+        assert!(
+            line.starts_with("bench: tcg smp 4 pv on contended: round 8/15 (growing), boot 3; 5.0 min elapsed, about 9 s left (up to"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub(super) fn json(report: &Report) -> Value {
             "date": meta.date,
             "command": meta.command,
             "reps": meta.reps,
+            "first_reps": meta.first_reps,
+            "max_reps": meta.max_reps,
             "quick": meta.quick,
             "l1_load": l1_load,
             "guest": meta.guest,

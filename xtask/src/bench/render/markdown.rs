@@ -381,12 +381,20 @@ pub(super) fn markdown(report: &Report) -> String {
     let _ = writeln!(out, "# Lock benchmark: `lockstorm`, PV on and off\n");
     let _ = writeln!(
         out,
-        "`{}` on {}: guest {} at commit {}; {} per cell, rounds interleaved; {boots} boots in {:.1} min.\n",
+        "`{}` on {}: guest {} at commit {}; {} per cell, rounds interleaved{}; {boots} boots in {:.1} min.\n",
         meta.command,
         meta.date,
         meta.guest.as_deref().unwrap_or("(no banner seen)"),
         meta.git,
         plural(meta.reps, "rep"),
+        if meta.max_reps > meta.first_reps {
+            format!(
+                " (the first {}, then more while a goal's figure was unsettled, up to {})",
+                meta.first_reps, meta.max_reps
+            )
+        } else {
+            String::new()
+        },
         meta.wall.as_secs_f64() / 60.0
     );
     if meta.quick {

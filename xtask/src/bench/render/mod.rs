@@ -251,6 +251,8 @@ pub(super) mod tests {
                 date: "2026-01-02T03:04:05Z".into(),
                 command: "cargo xtask bench --suite locks --hosts tcg".into(),
                 reps: 2,
+                first_reps: 2,
+                max_reps: 2,
                 quick: true,
                 l1_load: 0,
                 guest: Some("lodger 0.1.0 (aarch64)".into()),
