@@ -16,7 +16,7 @@
 
 use serde::Serialize;
 
-use super::stats::quantile;
+use super::stats::{quantile, sorted};
 
 /// Bootstrap resamples per interval.
 pub const RESAMPLES: usize = 10_000;
@@ -91,11 +91,7 @@ impl Ci {
     /// The median of `values` and its interval; `None` for no values (or
     /// a NaN among them).
     pub fn of(values: &[f64]) -> Option<Ci> {
-        if values.is_empty() || values.iter().any(|v| v.is_nan()) {
-            return None;
-        }
-        let mut sorted = values.to_vec();
-        sorted.sort_by(f64::total_cmp);
+        let sorted = sorted(values)?;
         let mut rng = SplitMix64(SEED);
         let mut draw = vec![0.0; sorted.len()];
         let mut medians: Vec<f64> = (0..RESAMPLES)

@@ -9,9 +9,11 @@
 //! | tcg, nested-kvm, pvhost | 4 | on, off | `ms=300 slowpath=boot` | throughput, fairness, latency per kind; on nested-kvm 4 vCPUs on L1's 2 CPUs: real overcommit; on pvhost half of each vCPU's time stolen, staggered ([`PVHOST_STEAL`]) |
 //! | tcg, nested-kvm | 4 | on, off | `cpus=1 cs=0 out=0 ms=200` | uncontended cost of lock+unlock |
 //! | tcg | 2 | on, off | `ms=300 slowpath=boot` | PV-on overhead without overcommit |
+//! | tcg | 16 | on, off | `ms=300 slowpath=boot` (workload `overcommit`) | 8 vCPU threads per core of this 2-core machine, preempted by its scheduler |
 //! | tcg, nested-kvm, pvhost | 4 | on, off | `kinds=mutex ms=300` | the sleeping mutex under each spin policy ([`MUTEX_POLICIES`]), one pinned thread per CPU |
 //!
-//! `--workloads` keeps some rows only (`mutex`: the last). The mutex cells
+//! `--workloads` keeps some rows only (`mutex`: the last; `overcommit`:
+//! tcg smp 16). The mutex cells
 //! compare the policies within each boot: the preempted check
 //! (`spin-owner-pv`) against spinning on a running owner regardless
 //! (`spin-owner`) and against never spinning (`sleep`). The check sees a
@@ -38,7 +40,9 @@
 //!
 //! Round `r` boots every cell once, in the same order, before round `r+1`
 //! starts, so drift over the run (the machine's load, its clock) hits every
-//! cell alike and the two runs of a ratio come from the same round.
+//! cell alike and the two runs of a ratio come from the same round. After
+//! `--reps` rounds, whole rounds are added while a goal's figure is
+//! unsettled ([`goals::unsettled`]), up to `--max-reps`.
 //!
 //! A benchmark, not a test: the figures never fail it. A run fails when
 //! the guest does not exit 0, loses an update, or leaves out a result line;
@@ -446,6 +450,22 @@ pub struct Meta {
     pub wall: Duration,
 }
 
+impl Report {
+    /// The report of `runs`: their summary, ratios and goals.
+    pub fn new(meta: Meta, cells: Vec<Cell>, runs: Vec<RunRecord>) -> Report {
+        let l1_load = meta.l1_load;
+        Report {
+            groups: stats::summarize(&runs),
+            ratios: ratios(&cells, &runs, l1_load),
+            versus_linux: goals::versus_linux(&cells, &runs, l1_load),
+            goals: goals::goals(&cells, &runs, l1_load),
+            meta,
+            cells,
+            runs,
+        }
+    }
+}
+
 /// Everything the report is made of.
 #[derive(Debug)]
 pub struct Report {
@@ -540,13 +560,9 @@ pub fn main(options: Options) -> Result<ExitCode> {
     let boots = runs.len();
     let wall = start.elapsed();
 
-    let groups = stats::summarize(&runs);
-    let ratios = ratios(&cells, &runs, options.l1_load);
-    let versus_linux = goals::versus_linux(&cells, &runs, options.l1_load);
-    let goals = goals::goals(&cells, &runs, options.l1_load);
     let failed = runs.iter().filter(|r| !r.ok()).count();
-    let report = Report {
-        meta: Meta {
+    let report = Report::new(
+        Meta {
             date,
             command,
             reps: rounds,
@@ -562,11 +578,7 @@ pub fn main(options: Options) -> Result<ExitCode> {
         },
         cells,
         runs,
-        groups,
-        ratios,
-        versus_linux,
-        goals,
-    };
+    );
     let files = render::write(&report, &dir)?;
     println!("{}", files.markdown_text);
     eprintln!(

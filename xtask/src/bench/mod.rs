@@ -53,7 +53,7 @@ pub struct Args {
     reps: Option<u32>,
     /// After the first --reps rounds, add whole rounds while a goal's
     /// figure is unsettled (its 95% CI contains its bar, e.g. straddles
-    /// 1x, or is wider than ±25% of its median), up to M rounds in all
+    /// 1x, or is wider than ±25% of its median), up to M rounds in all (at most 40)
     /// [default: 15, or --reps if more; with --quick: --reps]
     #[arg(long, value_name = "M", value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_REPS_CAP)))]
     max_reps: Option<u32>,
@@ -78,7 +78,8 @@ pub struct Args {
         default_value = "contended,uncontended,mutex,overcommit"
     )]
     workloads: Vec<Workload>,
-    /// nested-kvm: busy loops in L1 next to the guest (see `run --l1-load`).
+    /// nested-kvm: busy loops in L1 next to the guest (see `run --l1-load`);
+    /// the report's nested-kvm figures say so.
     #[arg(long, value_name = "K", default_value_t = 0,
           value_parser = clap::value_parser!(u8).range(0..=i64::from(MAX_L1_LOAD)))]
     l1_load: u8,

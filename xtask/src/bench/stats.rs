@@ -316,11 +316,7 @@ pub struct Spread {
 impl Spread {
     /// `None` for no values (or a NaN among them).
     pub fn of(values: &[f64]) -> Option<Spread> {
-        if values.is_empty() || values.iter().any(|v| v.is_nan()) {
-            return None;
-        }
-        let mut sorted = values.to_vec();
-        sorted.sort_by(f64::total_cmp);
+        let sorted = sorted(values)?;
         Some(Spread {
             n: sorted.len(),
             median: quantile(&sorted, 0.5),
@@ -339,6 +335,16 @@ impl Spread {
             (self.q3 - self.q1) / self.median.abs()
         }
     }
+}
+
+/// `values` in order; `None` for none (or a NaN among them).
+pub(super) fn sorted(values: &[f64]) -> Option<Vec<f64>> {
+    if values.is_empty() || values.iter().any(|v| v.is_nan()) {
+        return None;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    Some(sorted)
 }
 
 /// The `p` quantile of sorted values, interpolating linearly between the

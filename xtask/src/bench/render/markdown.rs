@@ -42,6 +42,15 @@ fn table(out: &mut String, header: &[&str], align: &str, rows: &[Vec<String>]) {
     }
 }
 
+/// [`table`], or a line saying there was no successful `what` run.
+fn table_or_none(out: &mut String, what: &str, header: &[&str], align: &str, rows: &[Vec<String>]) {
+    if rows.is_empty() {
+        let _ = writeln!(out, "No successful {what} run.");
+    } else {
+        table(out, header, align, rows);
+    }
+}
+
 /// Where a group goes among its cell's: kinds in [`KINDS`] order, then the
 /// mutex's policies in [`MUTEX_POLICIES`] order, then anything else.
 fn group_rank(g: &Group) -> (usize, usize) {
@@ -74,50 +83,58 @@ fn rows(report: &Report, keep: impl Fn(&Cell) -> bool) -> Vec<(&Cell, &Group)> {
     rows
 }
 
+/// The header of [`throughput_columns`].
+const THROUGHPUT_HEADER: [&str; 7] = [
+    "acq/s",
+    "min..max",
+    "IQR",
+    "fair min / max",
+    "p50",
+    "p99",
+    "max",
+];
+
+/// acq/s, min..max, IQR, fair min / max, p50, p99, max.
+fn throughput_columns(g: &Group) -> [String; 7] {
+    [
+        format!("**{}**", rate(g.per_sec.median)),
+        range(&g.per_sec, rate),
+        percent(g.per_sec.relative_iqr()),
+        format!("{:.2} / {:.2}", g.fair_min.median, g.fair_max.median),
+        time(g.p50_ns.median),
+        time(g.p99_ns.median),
+        time(g.max_ns.median),
+    ]
+}
+
 fn contended_table(out: &mut String, report: &Report, host: HostKind) {
     let rows: Vec<Vec<String>> = rows(report, |c| c.host == host && contended(c))
         .into_iter()
         .map(|(c, g)| {
-            vec![
+            let mut row = vec![
                 c.smp.to_string(),
                 g.kind.clone(),
                 c.pv.name().to_owned(),
                 g.slowpath.clone(),
-                format!("**{}**", rate(g.per_sec.median)),
-                range(&g.per_sec, rate),
-                percent(g.per_sec.relative_iqr()),
-                format!("{:.2} / {:.2}", g.fair_min.median, g.fair_max.median),
-                time(g.p50_ns.median),
-                time(g.p99_ns.median),
-                time(g.max_ns.median),
+            ];
+            row.extend(throughput_columns(g));
+            row.extend([
                 counter(g, "gap_p50_ns", time),
                 counter(g, "gap_p99_ns", time),
                 g.per_sec.n.to_string(),
-            ]
+            ]);
+            row
         })
         .collect();
-    if rows.is_empty() {
-        out.push_str("No successful contended run.\n");
-        return;
-    }
-    table(
+    table_or_none(
         out,
+        "contended",
         &[
-            "smp",
-            "kind",
-            "pv",
-            "slow path",
-            "acq/s",
-            "min..max",
-            "IQR",
-            "fair min / max",
-            "p50",
-            "p99",
-            "max",
-            "gap p50",
-            "gap p99",
-            "runs",
-        ],
+            &["smp", "kind", "pv", "slow path"][..],
+            &THROUGHPUT_HEADER,
+            &["gap p50", "gap p99", "runs"],
+        ]
+        .concat(),
         "rlllrrrlrrrrrr",
         &rows,
     );
@@ -192,12 +209,9 @@ fn uncontended_table(out: &mut String, report: &Report, host: HostKind) {
         ]
     })
     .collect();
-    if rows.is_empty() {
-        out.push_str("No successful uncontended run.\n");
-        return;
-    }
-    table(
+    table_or_none(
         out,
+        "uncontended",
         &[
             "kind",
             "pv",
@@ -221,46 +235,30 @@ fn mutex_table(out: &mut String, report: &Report, host: HostKind) {
                     .as_ref()
                     .map_or("-".to_owned(), |m| format!("{:.0}", f(m).median))
             };
-            vec![
+            let mut row = vec![
                 c.smp.to_string(),
                 g.slowpath.clone(),
                 c.pv.name().to_owned(),
-                format!("**{}**", rate(g.per_sec.median)),
-                range(&g.per_sec, rate),
-                percent(g.per_sec.relative_iqr()),
-                format!("{:.2} / {:.2}", g.fair_min.median, g.fair_max.median),
-                time(g.p50_ns.median),
-                time(g.p99_ns.median),
-                time(g.max_ns.median),
+            ];
+            row.extend(throughput_columns(g));
+            row.extend([
                 count(|m| m.spun),
                 count(|m| m.slept),
                 count(|m| m.preempted_owner),
                 g.per_sec.n.to_string(),
-            ]
+            ]);
+            row
         })
         .collect();
-    if rows.is_empty() {
-        out.push_str("No successful mutex run.\n");
-        return;
-    }
-    table(
+    table_or_none(
         out,
+        "mutex",
         &[
-            "smp",
-            "policy",
-            "pv",
-            "acq/s",
-            "min..max",
-            "IQR",
-            "fair min / max",
-            "p50",
-            "p99",
-            "max",
-            "spun",
-            "slept",
-            "preempted owner",
-            "runs",
-        ],
+            &["smp", "policy", "pv"][..],
+            &THROUGHPUT_HEADER,
+            &["spun", "slept", "preempted owner", "runs"],
+        ]
+        .concat(),
         "rllrrrlrrrrrrr",
         &rows,
     );
