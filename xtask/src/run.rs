@@ -20,8 +20,8 @@ pub struct Args {
     /// Guest architecture.
     #[arg(long, value_enum, default_value_t = Arch::Aarch64)]
     arch: Arch,
-    /// Number of CPUs (1..=8).
-    #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=8))]
+    /// Number of CPUs (1..=16, the kernel's MAX_CPUS).
+    #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=16))]
     smp: u8,
     /// Where the guest runs.
     #[arg(long, value_enum, default_value_t = HostKind::Tcg)]

@@ -9,9 +9,11 @@
 //! | tcg, nested-kvm, pvhost | 4 | on, off | `ms=300 slowpath=boot` | throughput, fairness, latency per kind; on nested-kvm 4 vCPUs on L1's 2 CPUs: real overcommit; on pvhost half of each vCPU's time stolen, staggered ([`PVHOST_STEAL`]) |
 //! | tcg, nested-kvm | 4 | on, off | `cpus=1 cs=0 out=0 ms=200` | uncontended cost of lock+unlock |
 //! | tcg | 2 | on, off | `ms=300 slowpath=boot` | PV-on overhead without overcommit |
+//! | tcg | 16 | on, off | `ms=300 slowpath=boot` (workload `overcommit`) | 8 vCPU threads per core of this 2-core machine, preempted by its scheduler |
 //! | tcg, nested-kvm, pvhost | 4 | on, off | `kinds=mutex ms=300` | the sleeping mutex under each spin policy ([`MUTEX_POLICIES`]), one pinned thread per CPU |
 //!
-//! `--workloads` keeps some rows only (`mutex`: the last). The mutex cells
+//! `--workloads` keeps some rows only (`mutex`: the last; `overcommit`:
+//! tcg smp 16). The mutex cells
 //! compare the policies within each boot: the preempted check
 //! (`spin-owner-pv`) against spinning on a running owner regardless
 //! (`spin-owner`) and against never spinning (`sleep`). The check sees a
@@ -38,7 +40,9 @@
 //!
 //! Round `r` boots every cell once, in the same order, before round `r+1`
 //! starts, so drift over the run (the machine's load, its clock) hits every
-//! cell alike and the two runs of a ratio come from the same round.
+//! cell alike and the two runs of a ratio come from the same round. After
+//! `--reps` rounds, whole rounds are added while a goal's figure is
+//! unsettled ([`goals::unsettled`]), up to `--max-reps`.
 //!
 //! A benchmark, not a test: the figures never fail it. A run fails when
 //! the guest does not exit 0, loses an update, or leaves out a result line;
@@ -53,6 +57,8 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, Result};
 use clap::ValueEnum;
 
+use super::ci::Ci;
+use super::goals::{self, Goal};
 use super::render;
 use super::stats::{self, Group, Metric, Sample, Series, Spread};
 use crate::arch::Arch;
@@ -75,9 +81,14 @@ pub const MUTEX_POLICIES: [&str; 3] = ["sleep", "spin-owner", "spin-owner-pv"];
 /// The policy with the preempted check.
 pub const MUTEX_PV: &str = "spin-owner-pv";
 /// CPUs of the main cells: on nested-kvm, twice L1's CPUs.
-const SMP: u8 = 4;
+pub const SMP: u8 = 4;
 /// CPUs of the no-overcommit cell on TCG (one vCPU thread per core here).
-const SMP_NO_OVERCOMMIT: u8 = 2;
+pub const SMP_NO_OVERCOMMIT: u8 = 2;
+/// CPUs of the overcommitted TCG cell: 8 vCPU threads per core of this
+/// 2-core machine, preempted by the host's scheduler.
+pub const SMP_OVERCOMMIT: u8 = 16;
+/// The guest's architecture: every host here runs aarch64.
+pub const ARCH: Arch = Arch::Aarch64;
 /// pvhost's schedule: half of every 10 ms stolen from each vCPU, CPU `c`'s
 /// windows 2.5 ms after CPU `c-1`'s, so two of the four vCPUs are preempted
 /// at any time and a lock holder or the next waiter often is: the
@@ -101,6 +112,9 @@ pub enum Workload {
     /// A pinned thread per CPU takes the sleeping mutex, once per spin
     /// policy: `kinds=mutex ms=300`.
     Mutex,
+    /// TCG with 16 CPUs (8 per core here) takes each spinlock:
+    /// `ms=300 slowpath=boot`.
+    Overcommit,
 }
 
 impl Workload {
@@ -109,12 +123,18 @@ impl Workload {
             Workload::Contended => "contended",
             Workload::Uncontended => "uncontended",
             Workload::Mutex => "mutex",
+            Workload::Overcommit => "overcommit",
         }
+    }
+
+    /// Every CPU takes each spinlock (the contended tables and plots).
+    pub fn contended(self) -> bool {
+        matches!(self, Workload::Contended | Workload::Overcommit)
     }
 
     pub fn app_args(self) -> &'static [&'static str] {
         match self {
-            Workload::Contended => &["ms=300", "slowpath=boot"],
+            Workload::Contended | Workload::Overcommit => &["ms=300", "slowpath=boot"],
             Workload::Uncontended => &["cpus=1", "cs=0", "out=0", "ms=200"],
             Workload::Mutex => &["kinds=mutex", "ms=300"],
         }
@@ -123,7 +143,7 @@ impl Workload {
     /// The `cpus=` every result line of this workload must show.
     fn cpus(self, smp: u8) -> u32 {
         match self {
-            Workload::Contended | Workload::Mutex => u32::from(smp),
+            Workload::Contended | Workload::Overcommit | Workload::Mutex => u32::from(smp),
             Workload::Uncontended => 1,
         }
     }
@@ -132,7 +152,7 @@ impl Workload {
     /// path or policy; `None`: whichever).
     fn expected(self) -> Vec<(&'static str, Option<&'static str>)> {
         match self {
-            Workload::Contended | Workload::Uncontended => {
+            Workload::Contended | Workload::Overcommit | Workload::Uncontended => {
                 KINDS.iter().map(|&kind| (kind, None)).collect()
             }
             Workload::Mutex => MUTEX_POLICIES
@@ -230,9 +250,56 @@ impl Cell {
         )
     }
 
+    /// What the host does to this cell's vCPUs, for the report: the
+    /// overcommit (with `--l1-load`'s busy loops on nested-kvm) or pvhost's
+    /// steal; `None` on TCG at 4 CPUs.
+    pub fn overcommit_note(self, l1_load: u8) -> Option<String> {
+        match self.host {
+            HostKind::NestedKvm => Some(format!(
+                "{} vCPUs on L1's {} CPUs{}",
+                self.smp,
+                nested_kvm::L1_CPUS,
+                if l1_load > 0 {
+                    format!(", {l1_load} busy loops in L1 (--l1-load {l1_load})")
+                } else {
+                    String::new()
+                }
+            )),
+            HostKind::Pvhost => Some(format!(
+                "half of each vCPU's time stolen, staggered: {PVHOST_STEAL}"
+            )),
+            HostKind::Tcg if self.smp == SMP_NO_OVERCOMMIT => Some("no overcommit".into()),
+            HostKind::Tcg if self.smp == SMP_OVERCOMMIT => {
+                Some(format!("{} vCPUs on this machine's 2 cores", self.smp))
+            }
+            HostKind::Tcg => None,
+        }
+    }
+
+    /// `nested-kvm smp 4 (4 vCPUs on L1's 2 CPUs)`, `tcg smp 4`.
+    pub fn host_label(self, l1_load: u8) -> String {
+        let base = format!("{} smp {}", self.host_name(), self.smp);
+        match self.overcommit_note(l1_load) {
+            Some(note) => format!("{base} ({note})"),
+            None => base,
+        }
+    }
+
+    /// Whether the host preempts this cell's vCPUs (the cells the issue's
+    /// goals for overcommit are about): nested-kvm beyond L1's CPUs,
+    /// pvhost's steal, TCG at 16 CPUs.
+    pub fn overcommitted(self) -> bool {
+        match self.host {
+            HostKind::NestedKvm => self.smp > nested_kvm::L1_CPUS,
+            HostKind::Pvhost => true,
+            HostKind::Tcg => self.smp == SMP_OVERCOMMIT,
+        }
+    }
+
     /// A rough time for one boot, for the estimate printed up front.
     fn estimate(self) -> Duration {
         match self.host {
+            HostKind::Tcg if self.smp > SMP => Duration::from_secs(5),
             HostKind::Tcg => Duration::from_millis(1500),
             HostKind::Pvhost => Duration::from_secs(2),
             // L1 boots under TCG first, then the guest under KVM in it.
@@ -265,6 +332,7 @@ pub fn matrix(hosts: &[HostKind], workloads: &[Workload]) -> Vec<Cell> {
         }
         if host == HostKind::Tcg {
             add(SMP_NO_OVERCOMMIT, Workload::Contended);
+            add(SMP_OVERCOMMIT, Workload::Overcommit);
         }
         add(SMP, Workload::Mutex);
     }
@@ -274,7 +342,10 @@ pub fn matrix(hosts: &[HostKind], workloads: &[Workload]) -> Vec<Cell> {
 /// What `cargo xtask bench --suite locks` was asked to do.
 #[derive(Debug)]
 pub struct Options {
+    /// The first rounds.
     pub reps: usize,
+    /// The most rounds, growing while a goal's figure is unsettled.
+    pub max_reps: usize,
     pub quick: bool,
     pub hosts: Vec<HostKind>,
     pub workloads: Vec<Workload>,
@@ -310,17 +381,47 @@ impl RunRecord {
     }
 }
 
-/// A ratio between two cells (or two lines of one cell), per round.
+impl Ratio {
+    /// `metric` of `numerator` over `denominator`'s (or alone) in each
+    /// round of `runs`, with its median, spread and interval.
+    pub fn new(
+        what: String,
+        metric: Metric,
+        numerator: Series,
+        denominator: Option<Series>,
+        runs: &[RunRecord],
+    ) -> Ratio {
+        let paired = match denominator {
+            Some(den) => stats::paired_ratios(runs, numerator, den, metric),
+            None => stats::per_round(runs, numerator, metric),
+        };
+        Ratio {
+            what,
+            metric,
+            numerator,
+            denominator,
+            spread: Spread::of(&paired),
+            ci: Ci::of(&paired),
+            paired,
+            overhead_goal: None,
+        }
+    }
+}
+
+/// A ratio between two cells (or two lines of one cell), per round; or,
+/// without a denominator, a figure of one line per round.
 #[derive(Debug)]
 pub struct Ratio {
     /// What is compared, for a person.
     pub what: String,
     pub metric: Metric,
     pub numerator: Series,
-    pub denominator: Series,
-    /// One value per round in which both runs succeeded.
+    pub denominator: Option<Series>,
+    /// One value per round in which both runs (or the one) succeeded.
     pub paired: Vec<f64>,
     pub spread: Option<Spread>,
+    /// The median of `paired` and its 95% bootstrap interval.
+    pub ci: Option<Ci>,
     /// Shown as an overhead (`1 - ratio`) against this goal.
     pub overhead_goal: Option<f64>,
 }
@@ -332,7 +433,11 @@ pub struct Meta {
     pub date: String,
     /// The command line, as typed.
     pub command: String,
+    /// The rounds run.
     pub reps: usize,
+    /// The first rounds (`--reps`) and the most (`--max-reps`).
+    pub first_reps: usize,
+    pub max_reps: usize,
     pub quick: bool,
     pub l1_load: u8,
     /// From the guest's banner.
@@ -345,6 +450,22 @@ pub struct Meta {
     pub wall: Duration,
 }
 
+impl Report {
+    /// The report of `runs`: their summary, ratios and goals.
+    pub fn new(meta: Meta, cells: Vec<Cell>, runs: Vec<RunRecord>) -> Report {
+        let l1_load = meta.l1_load;
+        Report {
+            groups: stats::summarize(&runs),
+            ratios: ratios(&cells, &runs, l1_load),
+            versus_linux: goals::versus_linux(&cells, &runs, l1_load),
+            goals: goals::goals(&cells, &runs, l1_load),
+            meta,
+            cells,
+            runs,
+        }
+    }
+}
+
 /// Everything the report is made of.
 #[derive(Debug)]
 pub struct Report {
@@ -353,6 +474,9 @@ pub struct Report {
     pub runs: Vec<RunRecord>,
     pub groups: Vec<Group>,
     pub ratios: Vec<Ratio>,
+    /// Lodger's default lock over Linux's choice, per contended cell.
+    pub versus_linux: Vec<Ratio>,
+    pub goals: Vec<Goal>,
 }
 
 pub fn main(options: Options) -> Result<ExitCode> {
@@ -364,7 +488,7 @@ pub fn main(options: Options) -> Result<ExitCode> {
     };
     let built = match &options.image {
         Some(image) => image.clone(),
-        None => build::image(Arch::Aarch64)?,
+        None => build::image(ARCH)?,
     };
     // Boot a copy: a build during the run (`cargo xtask test` in another
     // shell) would otherwise change the guest between rounds.
@@ -376,29 +500,29 @@ pub fn main(options: Options) -> Result<ExitCode> {
     let git = git_version();
     let qemu = qemu_version();
 
-    let boots = cells.len() * options.reps;
     let estimate: Duration =
         cells.iter().map(|c| c.estimate()).sum::<Duration>() * options.reps as u32;
     eprintln!(
-        "bench: locks: {} cells x {} reps = {boots} boots, about {} min",
+        "bench: locks: {} cells x {} rounds = {} boots, about {} min; up to {} rounds while a goal's figure is unsettled",
         cells.len(),
         options.reps,
-        estimate.as_secs().div_ceil(60)
+        cells.len() * options.reps,
+        estimate.as_secs().div_ceil(60),
+        options.max_reps
     );
 
     let start = Instant::now();
     let mut prep = Preparations::default();
-    let mut runs = Vec::with_capacity(boots);
+    let mut runs: Vec<RunRecord> = Vec::new();
     let mut guest_version = None;
-    for rep in 0..options.reps {
+    let mut rounds = options.reps;
+    let mut rep = 0;
+    while rep < rounds {
         for (index, &cell) in cells.iter().enumerate() {
             let seq = runs.len();
             eprintln!(
-                "bench: [{}/{boots}] round {}/{}: {}",
-                seq + 1,
-                rep + 1,
-                options.reps,
-                cell.label()
+                "{}",
+                progress(&cells, &runs, index, rep, rounds, &options, start.elapsed())
             );
             let (record, console) = boot(cell, &image, &options, &mut prep, seq, rep, index);
             if guest_version.is_none() {
@@ -418,17 +542,32 @@ pub fn main(options: Options) -> Result<ExitCode> {
             }
             runs.push(record);
         }
+        rep += 1;
+        if rep == rounds && rounds < options.max_reps {
+            let goals = goals::goals(&cells, &runs, options.l1_load);
+            let unsettled = goals::unsettled(&goals);
+            if !unsettled.is_empty() {
+                rounds += 1;
+                eprintln!(
+                    "bench: round {rounds} of at most {}: {} unsettled, e.g. {}",
+                    options.max_reps,
+                    render::plural(unsettled.len(), "goal figure"),
+                    unsettled[0]
+                );
+            }
+        }
     }
+    let boots = runs.len();
     let wall = start.elapsed();
 
-    let groups = stats::summarize(&runs);
-    let ratios = ratios(&cells, &runs);
     let failed = runs.iter().filter(|r| !r.ok()).count();
-    let report = Report {
-        meta: Meta {
+    let report = Report::new(
+        Meta {
             date,
             command,
-            reps: options.reps,
+            reps: rounds,
+            first_reps: options.reps,
+            max_reps: options.max_reps,
             quick: options.quick,
             l1_load: options.l1_load,
             guest: guest_version,
@@ -439,9 +578,7 @@ pub fn main(options: Options) -> Result<ExitCode> {
         },
         cells,
         runs,
-        groups,
-        ratios,
-    };
+    );
     let files = render::write(&report, &dir)?;
     println!("{}", files.markdown_text);
     eprintln!(
@@ -456,6 +593,65 @@ pub fn main(options: Options) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The line printed before each boot: the cell, the round (of the first
+/// rounds, or of the most while growing), the time so far, and what is
+/// left of the planned rounds, from each cell's mean boot time so far (its
+/// [`Cell::estimate`] until it has booted).
+fn progress(
+    cells: &[Cell],
+    runs: &[RunRecord],
+    index: usize,
+    rep: usize,
+    rounds: usize,
+    options: &Options,
+    elapsed: Duration,
+) -> String {
+    let mean = |cell: usize| {
+        let walls: Vec<Duration> = runs
+            .iter()
+            .filter(|r| r.cell == cell)
+            .map(|r| r.wall)
+            .collect();
+        match walls.len() {
+            0 => cells[cell].estimate(),
+            n => walls.iter().sum::<Duration>() / n as u32,
+        }
+    };
+    let round: Duration = (0..cells.len()).map(mean).sum();
+    let this_round: Duration = (index..cells.len()).map(mean).sum();
+    let left = this_round + round * (rounds - rep - 1) as u32;
+    let of = if rep < options.reps {
+        format!("{}/{}", rep + 1, options.reps)
+    } else {
+        format!("{}/{} (growing)", rep + 1, options.max_reps)
+    };
+    format!(
+        "bench: {}: round {of}, boot {}; {} elapsed, about {} left{}",
+        cells[index].label(),
+        runs.len() + 1,
+        minutes(elapsed),
+        minutes(left),
+        if rounds < options.max_reps {
+            format!(
+                " (up to {} more if it grows to {} rounds)",
+                minutes(round * (options.max_reps - rounds) as u32),
+                options.max_reps
+            )
+        } else {
+            String::new()
+        }
+    )
+}
+
+/// `42 s`, `3.4 min`.
+fn minutes(d: Duration) -> String {
+    if d.as_secs() < 100 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{:.1} min", d.as_secs_f64() / 60.0)
+    }
 }
 
 /// Boots `cell` once and judges the run; also returns the console.
@@ -482,7 +678,7 @@ fn boot(
     let host = cell.host(options.l1_load);
     let launched = cell.bootargs().and_then(|bootargs| {
         let boot = Boot {
-            arch: Arch::Aarch64,
+            arch: ARCH,
             host,
             smp: cell.smp,
             el2: false,
@@ -591,26 +787,9 @@ fn tail(text: &str, lines: usize) -> String {
 /// smp 2: the PV-on overhead) and its uncontended cost; and in every mutex
 /// cell, the throughput of `spin-owner-pv` against `spin-owner` and
 /// against `sleep`, from the same boot.
-pub fn ratios(cells: &[Cell], runs: &[RunRecord]) -> Vec<Ratio> {
+pub fn ratios(cells: &[Cell], runs: &[RunRecord], l1_load: u8) -> Vec<Ratio> {
     let find = |cell: Cell| cells.iter().position(|&c| c == cell);
-    let qspinlock = |cell| Series {
-        cell,
-        kind: QSPINLOCK,
-        slowpath: None,
-    };
     let mut ratios = Vec::new();
-    let mut push = |what, metric, numerator, denominator, overhead_goal| {
-        let paired = stats::paired_ratios(runs, numerator, denominator, metric);
-        ratios.push(Ratio {
-            what,
-            metric,
-            numerator,
-            denominator,
-            spread: Spread::of(&paired),
-            paired,
-            overhead_goal,
-        });
-    };
     for (index, &on) in cells.iter().enumerate() {
         if on.workload == Workload::Mutex {
             let policy = |slowpath| Series {
@@ -619,17 +798,17 @@ pub fn ratios(cells: &[Cell], runs: &[RunRecord]) -> Vec<Ratio> {
                 slowpath: Some(slowpath),
             };
             for other in ["spin-owner", "sleep"] {
-                push(
+                ratios.push(Ratio::new(
                     format!(
                         "{} ({}): mutex {MUTEX_PV} / {other}, throughput",
                         on.label_without_workload(),
-                        mutex_context(on)
+                        mutex_context(on, l1_load)
                     ),
                     Metric::PerSec,
                     policy(MUTEX_PV),
-                    policy(other),
-                    None,
-                );
+                    Some(policy(other)),
+                    runs,
+                ));
             }
             continue;
         }
@@ -639,57 +818,52 @@ pub fn ratios(cells: &[Cell], runs: &[RunRecord]) -> Vec<Ratio> {
         let Some(off) = find(Cell { pv: Pv::Off, ..on }) else {
             continue;
         };
-        let (host, smp) = (on.host_name(), on.smp);
+        let label = on.host_label(l1_load);
         let (what, metric, overhead_goal) = match on.workload {
-            Workload::Contended
-                if on.host == HostKind::NestedKvm && on.smp > nested_kvm::L1_CPUS =>
-            {
-                (
-                    format!(
-                        "{host} smp {smp} ({smp} vCPUs on L1's {} CPUs): PV qspinlock / native qspinlock (pv=off), throughput",
-                        nested_kvm::L1_CPUS
-                    ),
-                    Metric::PerSec,
-                    None,
-                )
-            }
-            Workload::Contended if on.host == HostKind::Pvhost => (
-                format!(
-                    "{host} smp {smp} (half of each vCPU's time stolen, staggered: {PVHOST_STEAL}): PV qspinlock / native qspinlock (pv=off), throughput"
-                ),
+            Workload::Contended if on.host != HostKind::Tcg => (
+                format!("{label}: PV qspinlock / native qspinlock (pv=off), throughput"),
                 Metric::PerSec,
                 None,
             ),
-            Workload::Contended if on.host == HostKind::Tcg && on.smp == SMP_NO_OVERCOMMIT => (
-                format!("{host} smp {smp} (no overcommit): PV-on overhead, qspinlock throughput"),
+            Workload::Contended if on.smp == SMP_NO_OVERCOMMIT => (
+                format!("{label}: PV-on overhead, qspinlock throughput"),
                 Metric::PerSec,
                 Some(OVERHEAD_GOAL),
             ),
-            Workload::Contended => (
-                format!("{host} smp {smp}: qspinlock throughput, PV on / PV off"),
+            Workload::Contended | Workload::Overcommit => (
+                format!("{label}: qspinlock throughput, PV on / PV off"),
                 Metric::PerSec,
                 None,
             ),
             Workload::Uncontended => (
-                format!("{host}: uncontended qspinlock lock+unlock cost, PV on / PV off"),
+                format!(
+                    "{}: uncontended qspinlock lock+unlock cost, PV on / PV off",
+                    on.host_name()
+                ),
                 Metric::NsPerOp,
                 None,
             ),
             Workload::Mutex => unreachable!("handled above"),
         };
-        push(
-            what,
-            metric,
-            qspinlock(index),
-            qspinlock(off),
+        ratios.push(Ratio {
             overhead_goal,
-        );
+            ..Ratio::new(what, metric, qspinlock(index), Some(qspinlock(off)), runs)
+        });
     }
     ratios
 }
 
+/// The qspinlock's lines in cell `cell`, whichever its slow path.
+pub fn qspinlock(cell: usize) -> Series {
+    Series {
+        cell,
+        kind: QSPINLOCK,
+        slowpath: None,
+    }
+}
+
 /// What a mutex cell's preempted check can see, for its ratio lines.
-pub fn mutex_context(cell: Cell) -> String {
+pub fn mutex_context(cell: Cell, l1_load: u8) -> String {
     let sees = match (cell.host, cell.pv) {
         (_, Pv::Off) => "pv=off: the check sees no preemption".to_owned(),
         (HostKind::Pvhost, Pv::On) => {
@@ -702,9 +876,8 @@ pub fn mutex_context(cell: Cell) -> String {
     };
     match cell.host {
         HostKind::NestedKvm => format!(
-            "{} vCPUs on L1's {} CPUs; {sees}",
-            cell.smp,
-            nested_kvm::L1_CPUS
+            "{}; {sees}",
+            cell.overcommit_note(l1_load).unwrap_or_default()
         ),
         _ => sees,
     }
@@ -730,7 +903,7 @@ fn git_version() -> String {
 
 /// The first line of `qemu-system-aarch64 --version` (L0's QEMU).
 fn qemu_version() -> String {
-    let mut qemu = Command::new(Arch::Aarch64.qemu());
+    let mut qemu = Command::new(ARCH.qemu());
     qemu.arg("--version");
     cmd::output(&mut qemu)
         .context("asking QEMU its version")
@@ -782,6 +955,8 @@ mod tests {
                 "tcg smp 4 pv off uncontended",
                 "tcg smp 2 pv on contended",
                 "tcg smp 2 pv off contended",
+                "tcg smp 16 pv on overcommit",
+                "tcg smp 16 pv off overcommit",
                 "tcg smp 4 pv on mutex",
                 "tcg smp 4 pv off mutex",
                 "nested-kvm smp 4 pv on contended",
@@ -821,6 +996,23 @@ mod tests {
             ]
         );
         assert_eq!(matrix(&[HostKind::Pvhost], &[Workload::Uncontended]), []);
+        assert_eq!(matrix(&[HostKind::NestedKvm], &[Workload::Overcommit]), []);
+        let tcg16 = cell(HostKind::Tcg, 16, Pv::Off, Workload::Overcommit);
+        assert_eq!(
+            tcg16.command(0),
+            "cargo xtask run --host tcg --smp 16 --app lockstorm --bootargs pv=off -- ms=300 slowpath=boot"
+        );
+        assert!(tcg16.overcommitted());
+        assert_eq!(
+            tcg16.host_label(0),
+            "tcg smp 16 (16 vCPUs on this machine's 2 cores)"
+        );
+        let nested = cell(HostKind::NestedKvm, 4, Pv::On, Workload::Contended);
+        assert_eq!(
+            nested.host_label(2),
+            "nested-kvm smp 4 (4 vCPUs on L1's 2 CPUs, 2 busy loops in L1 (--l1-load 2))"
+        );
+        assert!(!cell(HostKind::Tcg, 4, Pv::On, Workload::Contended).overcommitted());
     }
 
     #[test]
@@ -872,10 +1064,11 @@ mod tests {
             "app=lockstorm pv=off -- ms=300 slowpath=boot"
         );
         assert!(crate::pvhost::check_steal(PVHOST_STEAL).is_ok());
-        let whats: Vec<String> = ratios(&matrix(&[HostKind::Pvhost], &[Workload::Contended]), &[])
-            .into_iter()
-            .map(|r| r.what)
-            .collect();
+        let whats: Vec<String> =
+            ratios(&matrix(&[HostKind::Pvhost], &[Workload::Contended]), &[], 0)
+                .into_iter()
+                .map(|r| r.what)
+                .collect();
         assert_eq!(
             whats,
             ["pvhost smp 4 (half of each vCPU's time stolen, staggered: periodic:10000,50,2500): PV qspinlock / native qspinlock (pv=off), throughput"]
@@ -957,7 +1150,7 @@ mod tests {
             &[HostKind::Tcg, HostKind::NestedKvm],
             &[Workload::Contended, Workload::Uncontended],
         );
-        let whats: Vec<(String, Option<f64>)> = ratios(&cells, &[])
+        let whats: Vec<(String, Option<f64>)> = ratios(&cells, &[], 0)
             .into_iter()
             .map(|r| (r.what, r.overhead_goal))
             .collect();
@@ -976,7 +1169,7 @@ mod tests {
     #[test]
     fn mutex_ratios_compare_policies_within_each_cell() {
         let cells = matrix(&[HostKind::NestedKvm, HostKind::Pvhost], &[Workload::Mutex]);
-        let ratios = ratios(&cells, &[]);
+        let ratios = ratios(&cells, &[], 0);
         let whats: Vec<&str> = ratios.iter().map(|r| r.what.as_str()).collect();
         assert_eq!(
             whats,
@@ -993,7 +1186,7 @@ mod tests {
         );
         // Both sides are lines of the same cell.
         assert_eq!(
-            (ratios[4].numerator, ratios[4].denominator),
+            (ratios[4].numerator, ratios[4].denominator.unwrap()),
             (
                 Series {
                     cell: 2,
@@ -1012,7 +1205,7 @@ mod tests {
             "tcg smp 4 pv on"
         );
         assert_eq!(
-            mutex_context(cell(HostKind::Tcg, 4, Pv::On, Workload::Mutex)),
+            mutex_context(cell(HostKind::Tcg, 4, Pv::On, Workload::Mutex), 0),
             "no hypervisor: the check sees no preemption"
         );
     }
@@ -1068,6 +1261,45 @@ mod tests {
         // A spinlock boot's lines are not a mutex boot's.
         let (_, problems) = judge(mutex, Outcome::Exited(0), &console(&KINDS));
         assert_eq!(problems[0], "no result line for mutex sleep");
+    }
+
+    #[test]
+    fn progress_lines_estimate_what_is_left_from_the_boots_so_far() {
+        let cells = matrix(&[HostKind::Tcg], &[Workload::Contended]);
+        let options = Options {
+            reps: 5,
+            max_reps: 15,
+            quick: false,
+            hosts: vec![HostKind::Tcg],
+            workloads: vec![Workload::Contended],
+            l1_load: 0,
+            timeout: None,
+            image: None,
+            verbose: false,
+        };
+        let run = |cell, secs| RunRecord {
+            seq: 0,
+            rep: 0,
+            cell,
+            wall: Duration::from_secs(secs),
+            outcome: String::new(),
+            samples: Vec::new(),
+            error: None,
+            console_tail: None,
+        };
+        // 4 cells; after cells 0 and 1 of round 1 (2 s and 4 s a boot),
+        // cells 2 and 3 still at their estimate (1.5 s).
+        let runs = [run(0, 2), run(1, 4)];
+        let line = progress(&cells, &runs, 2, 0, 5, &options, Duration::from_secs(6));
+        assert_eq!(
+            line,
+            "bench: tcg smp 2 pv on contended: round 1/5, boot 3; 6 s elapsed, about 39 s left (up to 90 s more if it grows to 15 rounds)"
+        );
+        let line = progress(&cells, &runs, 0, 7, 8, &options, Duration::from_secs(300));
+        assert!(
+            line.starts_with("bench: tcg smp 4 pv on contended: round 8/15 (growing), boot 3; 5.0 min elapsed, about 9 s left (up to"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -3,9 +3,13 @@
 //! (see each suite).
 //!
 //! Suites: `locks` ([`locks`]). The files: [`locks`] drives the suite,
-//! [`stats`] parses the guest's result lines and summarises them,
-//! [`render`] writes `target/bench/locks.{md,json,svg}`.
+//! [`stats`] parses the guest's result lines and summarises them, [`ci`]
+//! gives ratios their confidence intervals, [`goals`] holds the issue's
+//! goals and the comparison with Linux's choice of lock, [`render`] writes
+//! `target/bench/locks.{md,json,svg}`.
 
+mod ci;
+mod goals;
 mod locks;
 mod render;
 mod stats;
@@ -26,6 +30,10 @@ const BAD_COMMAND_LINE: u8 = 2;
 const REPS: u32 = 5;
 /// The most repetitions `--quick` takes (a smoke run, not a measurement).
 const QUICK_REPS: u32 = 2;
+/// The most rounds a run grows to while a goal's figure is unsettled: the
+/// default, and the most `--max-reps` takes.
+const MAX_REPS: u32 = 15;
+const MAX_REPS_CAP: u32 = 40;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Suite {
@@ -39,10 +47,16 @@ pub struct Args {
     /// The benchmark suite to run.
     #[arg(long, value_enum)]
     suite: Suite,
-    /// Boots per cell, interleaved round by round (at least 5, unless
-    /// --quick) [default: 5, with --quick 1]
+    /// Boots per cell, interleaved round by round: the first rounds (at
+    /// least 5, unless --quick) [default: 5, with --quick 1]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
     reps: Option<u32>,
+    /// After the first --reps rounds, add whole rounds while a goal's
+    /// figure is unsettled (its 95% CI contains its bar, e.g. straddles
+    /// 1x, or is wider than ±25% of its median), up to M rounds in all (at most 40)
+    /// [default: 15, or --reps if more; with --quick: --reps]
+    #[arg(long, value_name = "M", value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_REPS_CAP)))]
+    max_reps: Option<u32>,
     /// A smoke run: 1 or 2 reps, figures not fit for comparison.
     #[arg(long)]
     quick: bool,
@@ -55,15 +69,17 @@ pub struct Args {
     )]
     hosts: Vec<HostKind>,
     /// Rows of the matrix to run, comma-separated (`mutex`: only the
-    /// sleeping mutex's cells).
+    /// sleeping mutex's cells; `overcommit`: TCG at 16 CPUs, a few
+    /// seconds a boot).
     #[arg(
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "contended,uncontended,mutex"
+        default_value = "contended,uncontended,mutex,overcommit"
     )]
     workloads: Vec<Workload>,
-    /// nested-kvm: busy loops in L1 next to the guest (see `run --l1-load`).
+    /// nested-kvm: busy loops in L1 next to the guest (see `run --l1-load`);
+    /// the report's nested-kvm figures say so.
     #[arg(long, value_name = "K", default_value_t = 0,
           value_parser = clap::value_parser!(u8).range(0..=i64::from(MAX_L1_LOAD)))]
     l1_load: u8,
@@ -104,6 +120,13 @@ fn options(args: &Args) -> Result<locks::Options> {
         }
         (Some(n), _) => n,
     };
+    let max_reps = match (args.max_reps, args.quick) {
+        (None, false) => reps.max(MAX_REPS),
+        (None, true) => reps,
+        (Some(m), true) => bail!("--max-reps {m} with --quick: a smoke run does not grow"),
+        (Some(m), false) if m < reps => bail!("--max-reps {m} is less than --reps {reps}"),
+        (Some(m), false) => m,
+    };
     let hosts = unique(&args.hosts);
     if hosts.is_empty() {
         bail!("--hosts names no host");
@@ -116,10 +139,11 @@ fn options(args: &Args) -> Result<locks::Options> {
         bail!("--workloads names no workload");
     }
     if locks::matrix(&hosts, &workloads).is_empty() {
-        bail!("no cell: pvhost has no uncontended one");
+        bail!("no cell: pvhost has no uncontended one, and only tcg an overcommit one");
     }
     Ok(locks::Options {
         reps: reps as usize,
+        max_reps: max_reps as usize,
         quick: args.quick,
         hosts,
         workloads,
@@ -161,7 +185,7 @@ mod tests {
     #[test]
     fn defaults_are_five_reps_on_every_host() {
         let o = parse("--suite locks").unwrap();
-        assert_eq!(o.reps, 5);
+        assert_eq!((o.reps, o.max_reps), (5, 15));
         assert!(!o.quick);
         assert_eq!(
             o.hosts,
@@ -177,7 +201,21 @@ mod tests {
         assert_eq!(parse("--suite locks --reps 7").unwrap().reps, 7);
         assert_eq!(parse("--suite locks --quick").unwrap().reps, 1);
         assert_eq!(parse("--suite locks --quick --reps 2").unwrap().reps, 2);
-        for bad in ["--reps 4", "--reps 0", "--quick --reps 3", "--reps 101"] {
+        assert_eq!(parse("--suite locks --quick").unwrap().max_reps, 1);
+        assert_eq!(parse("--suite locks --reps 20").unwrap().max_reps, 20);
+        let o = parse("--suite locks --reps 6 --max-reps 40").unwrap();
+        assert_eq!((o.reps, o.max_reps), (6, 40));
+        assert_eq!(parse("--suite locks --max-reps 5").unwrap().max_reps, 5);
+        for bad in [
+            "--reps 4",
+            "--reps 0",
+            "--quick --reps 3",
+            "--reps 101",
+            "--max-reps 41",
+            "--max-reps 4",
+            "--reps 8 --max-reps 7",
+            "--quick --max-reps 2",
+        ] {
             assert!(parse(&format!("--suite locks {bad}")).is_err(), "{bad}");
         }
     }

@@ -45,7 +45,55 @@ pub struct Sample {
     /// The mutex's own counters (`kind=mutex` lines only).
     #[serde(skip_serializing_if = "Option::is_none", flatten)]
     pub mutex: Option<MutexCounts>,
+    /// Hand-over gaps (spinlock lines, where the guest prints them).
+    #[serde(skip_serializing_if = "Option::is_none", flatten)]
+    pub gap: Option<GapTimes>,
+    /// The qspinlock's slow-path counters (its lines, where printed).
+    #[serde(skip_serializing_if = "Option::is_none", flatten)]
+    pub qspinlock: Option<QspinlockCounts>,
 }
+
+/// How long the lock stood free between an unlock and the next owner
+/// holding it, when a waiter was waiting: the hand-over, per-run
+/// percentiles (guest clock).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct GapTimes {
+    pub gap_p50_ns: u64,
+    pub gap_p99_ns: u64,
+}
+
+/// [`GapTimes`]' keys on a result line.
+pub const GAP_KEYS: [&str; 2] = ["gap_p50_ns", "gap_p99_ns"];
+
+/// What a qspinlock line adds: how its slow path went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct QspinlockCounts {
+    /// Waiters that halted (PV `wait`).
+    pub halts: u64,
+    /// Kicks sent (PV `kick`).
+    pub kicks: u64,
+    /// Kicks sent to a waiter that had not halted (yet).
+    pub kicks_unhalted: u64,
+    /// Hand-overs to a halted queue head.
+    pub handover_halted: u64,
+    /// Hand-overs to a waiter whose vCPU was preempted.
+    pub handover_preempted: u64,
+    /// Acquisitions that took the lock ahead of the queue.
+    pub steals: u64,
+    /// Of those, while the queue's head was halted.
+    pub steals_head_halted: u64,
+}
+
+/// [`QspinlockCounts`]' keys on a result line, in its fields' order.
+pub const QSPINLOCK_KEYS: [&str; 7] = [
+    "halts",
+    "kicks",
+    "kicks_unhalted",
+    "handover_halted",
+    "handover_preempted",
+    "steals",
+    "steals_head_halted",
+];
 
 /// What a `kind=mutex` line adds: how its contended acquisitions went
 /// (`kernel::sync::MutexStats`).
@@ -66,6 +114,38 @@ impl Sample {
     /// elapsed time over acquisitions.
     pub fn ns_per_op(&self) -> f64 {
         self.elapsed_ns as f64 / self.acquisitions.max(1) as f64
+    }
+
+    /// The optional counters the line had ([`GAP_KEYS`],
+    /// [`QSPINLOCK_KEYS`]), by key.
+    pub fn counters(&self) -> Vec<(&'static str, u64)> {
+        let mut counters = Vec::new();
+        if let Some(g) = self.gap {
+            counters.extend(GAP_KEYS.into_iter().zip([g.gap_p50_ns, g.gap_p99_ns]));
+        }
+        if let Some(q) = self.qspinlock {
+            let values = [
+                q.halts,
+                q.kicks,
+                q.kicks_unhalted,
+                q.handover_halted,
+                q.handover_preempted,
+                q.steals,
+                q.steals_head_halted,
+            ];
+            counters.extend(QSPINLOCK_KEYS.into_iter().zip(values));
+        }
+        counters
+    }
+
+    /// How evenly the CPUs shared the lock: the smallest per-CPU share over
+    /// the largest (1: all alike; 0 when a CPU got none).
+    pub fn fairness(&self) -> f64 {
+        if self.fair_max > 0.0 {
+            self.fair_min / self.fair_max
+        } else {
+            0.0
+        }
     }
 }
 
@@ -102,6 +182,20 @@ fn parse_fields(text: &str) -> Result<Sample> {
         }
         Ok(value)
     };
+    // A group of optional counters: absent, or every one of them.
+    fn optional<const N: usize>(
+        fields: &BTreeMap<&str, &str>,
+        keys: [&str; N],
+    ) -> Result<Option<[u64; N]>> {
+        if !keys.iter().any(|k| fields.contains_key(k)) {
+            return Ok(None);
+        }
+        let mut values = [0; N];
+        for (value, key) in values.iter_mut().zip(keys) {
+            *value = get(fields, key)?;
+        }
+        Ok(Some(values))
+    }
     let word = |key: &str| -> Result<String> {
         fields
             .get(key)
@@ -134,6 +228,23 @@ fn parse_fields(text: &str) -> Result<Sample> {
         } else {
             None
         },
+        gap: optional(&fields, GAP_KEYS)?.map(|[gap_p50_ns, gap_p99_ns]| GapTimes {
+            gap_p50_ns,
+            gap_p99_ns,
+        }),
+        qspinlock: optional(&fields, QSPINLOCK_KEYS)?.map(
+            |[halts, kicks, kicks_unhalted, handover_halted, handover_preempted, steals, steals_head_halted]| {
+                QspinlockCounts {
+                    halts,
+                    kicks,
+                    kicks_unhalted,
+                    handover_halted,
+                    handover_preempted,
+                    steals,
+                    steals_head_halted,
+                }
+            },
+        ),
     })
 }
 
@@ -144,6 +255,8 @@ pub enum Metric {
     PerSec,
     /// [`Sample::ns_per_op`].
     NsPerOp,
+    /// [`Sample::fairness`].
+    Fairness,
 }
 
 impl Metric {
@@ -151,6 +264,7 @@ impl Metric {
         match self {
             Metric::PerSec => "per_sec",
             Metric::NsPerOp => "ns_per_op",
+            Metric::Fairness => "fair_min/fair_max",
         }
     }
 
@@ -158,6 +272,7 @@ impl Metric {
         match self {
             Metric::PerSec => sample.per_sec,
             Metric::NsPerOp => sample.ns_per_op(),
+            Metric::Fairness => sample.fairness(),
         }
     }
 }
@@ -201,11 +316,7 @@ pub struct Spread {
 impl Spread {
     /// `None` for no values (or a NaN among them).
     pub fn of(values: &[f64]) -> Option<Spread> {
-        if values.is_empty() || values.iter().any(|v| v.is_nan()) {
-            return None;
-        }
-        let mut sorted = values.to_vec();
-        sorted.sort_by(f64::total_cmp);
+        let sorted = sorted(values)?;
         Some(Spread {
             n: sorted.len(),
             median: quantile(&sorted, 0.5),
@@ -226,9 +337,19 @@ impl Spread {
     }
 }
 
+/// `values` in order; `None` for none (or a NaN among them).
+pub(super) fn sorted(values: &[f64]) -> Option<Vec<f64>> {
+    if values.is_empty() || values.iter().any(|v| v.is_nan()) {
+        return None;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    Some(sorted)
+}
+
 /// The `p` quantile of sorted values, interpolating linearly between the
 /// closest ranks (numpy's default, R's type 7).
-fn quantile(sorted: &[f64], p: f64) -> f64 {
+pub(super) fn quantile(sorted: &[f64], p: f64) -> f64 {
     let h = (sorted.len() - 1) as f64 * p;
     let below = h.floor() as usize;
     let above = (below + 1).min(sorted.len() - 1);
@@ -256,6 +377,10 @@ pub struct Group {
     /// Medians of the mutex's counters (`kind=mutex` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mutex: Option<MutexSpreads>,
+    /// The optional counters ([`Sample::counters`]) every run of the group
+    /// had, by key.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub counters: BTreeMap<&'static str, Spread>,
 }
 
 /// [`MutexCounts`] over the runs of a group.
@@ -309,6 +434,17 @@ pub fn summarize(runs: &[RunRecord]) -> Vec<Group> {
             } else {
                 None
             };
+            let mut values: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
+            for s in list {
+                for (key, value) in s.counters() {
+                    values.entry(key).or_default().push(value as f64);
+                }
+            }
+            let counters = values
+                .into_iter()
+                .filter(|(_, v)| v.len() == list.len())
+                .filter_map(|(key, v)| Some((key, Spread::of(&v)?)))
+                .collect();
             let (cell, kind, slowpath, cpus, cs, out) = key;
             Some(Group {
                 cell,
@@ -325,6 +461,7 @@ pub fn summarize(runs: &[RunRecord]) -> Vec<Group> {
                 max_ns: spread(|s| s.max_ns as f64)?,
                 ns_per_op: spread(Sample::ns_per_op)?,
                 mutex,
+                counters,
             })
         })
         .collect()
@@ -347,6 +484,23 @@ impl Series {
     }
 }
 
+/// `metric` of `series` in the successful run of round `rep`, if any.
+fn value(runs: &[RunRecord], series: Series, rep: usize, metric: Metric) -> Option<f64> {
+    runs.iter()
+        .find(|r| r.cell == series.cell && r.rep == rep && r.ok())
+        .and_then(|r| {
+            r.samples
+                .iter()
+                .find(|s| series.matches(&s.kind, &s.slowpath))
+        })
+        .map(|s| metric.of(s))
+}
+
+/// The rounds the runs span.
+fn rounds(runs: &[RunRecord]) -> std::ops::Range<usize> {
+    0..runs.iter().map(|r| r.rep + 1).max().unwrap_or(0)
+}
+
 /// `metric` of `numerator` over `metric` of `denominator`, per repetition
 /// in which the runs of both succeeded (one run, if both sides are lines of
 /// the same cell).
@@ -356,23 +510,19 @@ pub fn paired_ratios(
     denominator: Series,
     metric: Metric,
 ) -> Vec<f64> {
-    let value = |series: Series, rep: usize| {
-        runs.iter()
-            .find(|r| r.cell == series.cell && r.rep == rep && r.ok())
-            .and_then(|r| {
-                r.samples
-                    .iter()
-                    .find(|s| series.matches(&s.kind, &s.slowpath))
-            })
-            .map(|s| metric.of(s))
-    };
-    let reps = runs.iter().map(|r| r.rep + 1).max().unwrap_or(0);
-    (0..reps)
+    rounds(runs)
         .filter_map(|rep| {
-            let num = value(numerator, rep)?;
-            let den = value(denominator, rep)?;
+            let num = value(runs, numerator, rep, metric)?;
+            let den = value(runs, denominator, rep, metric)?;
             (den > 0.0).then(|| num / den)
         })
+        .collect()
+}
+
+/// `metric` of `series`, per repetition in which its run succeeded.
+pub fn per_round(runs: &[RunRecord], series: Series, metric: Metric) -> Vec<f64> {
+    rounds(runs)
+        .filter_map(|rep| value(runs, series, rep, metric))
         .collect()
 }
 
@@ -401,12 +551,55 @@ mod tests {
             max_ns: 5_995_015,
             lost: 0,
             mutex: None,
+            gap: None,
+            qspinlock: None,
         }
     }
 
     #[test]
     fn parses_the_line_lockstorm_prints() {
         assert_eq!(parse_line(LINE).unwrap().unwrap(), sample());
+        assert_eq!(sample().counters(), []);
+    }
+
+    const COUNTERS: &str = " gap_p50_ns=320 gap_p99_ns=81920 halts=120 kicks=118 kicks_unhalted=3 handover_halted=40 handover_preempted=7 steals=900 steals_head_halted=12";
+
+    #[test]
+    fn parses_the_lock_counters_where_present() {
+        let s = parse_line(&format!("{LINE}{COUNTERS}")).unwrap().unwrap();
+        assert_eq!(
+            s.gap,
+            Some(GapTimes {
+                gap_p50_ns: 320,
+                gap_p99_ns: 81920
+            })
+        );
+        let q = s.qspinlock.unwrap();
+        assert_eq!((q.halts, q.kicks, q.kicks_unhalted), (120, 118, 3));
+        assert_eq!((q.handover_halted, q.handover_preempted), (40, 7));
+        assert_eq!((q.steals, q.steals_head_halted), (900, 12));
+        let keys: Vec<&str> = s.counters().iter().map(|c| c.0).collect();
+        assert_eq!(keys[..2], GAP_KEYS);
+        assert_eq!(keys[2..], QSPINLOCK_KEYS);
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(
+            (json["gap_p99_ns"].clone(), json["steals"].clone()),
+            (81920.into(), 900.into())
+        );
+        // A spinlock line with the gaps only (tas, ticket, mcs).
+        let tas = LINE.replace("kind=qspinlock slowpath=halt", "kind=tas slowpath=-")
+            + " gap_p50_ns=1 gap_p99_ns=2";
+        let s = parse_line(&tas).unwrap().unwrap();
+        assert!(s.gap.is_some() && s.qspinlock.is_none());
+        // Part of a group is malformed.
+        let cut = format!("{LINE}{COUNTERS}").replace(" kicks_unhalted=3", "");
+        let err = parse_line(&cut).unwrap().unwrap_err();
+        assert!(
+            format!("{err:#}").ends_with("no `kicks_unhalted`"),
+            "{err:#}"
+        );
+        let cut = format!("{LINE} gap_p99_ns=2");
+        assert!(parse_line(&cut).unwrap().is_err());
     }
 
     #[test]
@@ -604,6 +797,14 @@ mod tests {
             paired_ratios(&runs, series(0, "mcs"), series(1, "mcs"), Metric::PerSec),
             [0.0; 0]
         );
+        // Round 1 of cell 1 failed.
+        assert_eq!(
+            per_round(&runs, series(1, "qspinlock"), Metric::PerSec),
+            [100.0, 100.0]
+        );
+        let fairness = per_round(&runs, series(0, "tas"), Metric::Fairness);
+        assert_eq!(fairness.len(), 3);
+        assert!((fairness[0] - 0.841 / 1.117).abs() < 1e-12, "{fairness:?}");
         assert!(groups.iter().all(|g| g.mutex.is_none()));
     }
 
