@@ -21,6 +21,15 @@ thread_local! {
 }
 
 /// Makes the calling thread act as logical CPU `cpu`.
+thread_local! {
+    static TIMER_ARM: Cell<Option<u64>> = const { Cell::new(None) };
+}
+
+/// The delay the calling thread last armed its timer with, taken (tests).
+pub fn take_timer_arm() -> Option<u64> {
+    TIMER_ARM.with(Cell::take)
+}
+
 pub fn set_cpu_id(cpu: usize) {
     assert!(cpu < crate::MAX_CPUS);
     CPU_ID.with(|c| c.set(cpu));
@@ -59,7 +68,9 @@ impl Arch for Hosted {
     fn ticks_per_sec() -> u64 {
         1_000_000_000
     }
-    fn timer_arm(_: u64) {}
+    fn timer_arm(ticks: u64) {
+        TIMER_ARM.with(|t| t.set(Some(ticks)));
+    }
     fn console_write(bytes: &[u8]) {
         let _ = std::io::stdout().write_all(bytes);
     }

@@ -109,12 +109,14 @@ pub fn send_ipi_mask(mask: CpuMask) {
 
 /// Halts the calling CPU while `still()`, until kicked or interrupted.
 /// May return early (spuriously): callers re-check in a loop. Bounded: the
-/// CPU's tick ends every halt.
+/// CPU's tick ends every halt, armed for the purpose if the halt is inside
+/// the timer interrupt ([`crate::time::bound_halt`]).
 pub fn wait(still: &dyn Fn() -> bool) {
     let irq = A::irq_save();
     // Checked with interrupts masked: a kick (IPI) arriving after the check
     // stays pending and ends the halt at once.
     if still() {
+        crate::time::bound_halt();
         A::wait_for_interrupt();
     }
     A::irq_restore(irq);

@@ -6,7 +6,7 @@
 //! and also at the deadline of its earliest sleeping thread, so a sleep
 //! ends when it is due, not at the next tick.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::time::Duration;
 
 use arch::Arch;
@@ -23,6 +23,9 @@ static TICKS: PerCpu<AtomicU64> = per_cpu!(AtomicU64::new(0));
 static NEXT_TICK: PerCpu<AtomicU64> = per_cpu!(AtomicU64::new(0));
 /// Counter value each CPU's timer was last armed to fire at.
 static ARMED_AT: PerCpu<AtomicU64> = per_cpu!(AtomicU64::new(0));
+/// Whether each CPU's timer is silenced: inside its timer interrupt, from
+/// the arch's silencing (before [`on_timer`]) to the re-arming at its end.
+static SILENCED: PerCpu<AtomicBool> = per_cpu!(AtomicBool::new(false));
 
 /// Counter ticks to nanoseconds at `hz`, without overflow for any u64 input.
 pub const fn ticks_to_ns(ticks: u64, hz: u64) -> u64 {
@@ -90,6 +93,18 @@ pub(crate) fn program_timer(deadline: Option<u64>) {
     let delay = at.saturating_sub(now).max(1);
     ARMED_AT.current().store(now + delay, Ordering::Relaxed);
     A::timer_arm(delay);
+    SILENCED.current().store(false, Ordering::Relaxed);
+}
+
+/// Before a halt, interrupts masked: if this CPU's timer is silenced (a
+/// lock waiter halting inside the timer interrupt: the clock lock,
+/// balancing, expiring sleepers), arm it for one tick, so that the halt
+/// ends by then even if its kick never comes. The interrupt's own re-arming
+/// at its end replaces this.
+pub(crate) fn bound_halt() {
+    if SILENCED.current().load(Ordering::Relaxed) {
+        A::timer_arm(tick_period());
+    }
 }
 
 /// Guest time at which this CPU's timer fired (or will), as last armed: a
@@ -121,6 +136,7 @@ fn tick_after(due: u64, now: u64, period: u64) -> u64 {
 /// Timer interrupt: the tick if one is due (counted, then the scheduler's),
 /// sleepers whose time has come, then re-arm.
 pub(crate) fn on_timer() {
+    SILENCED.current().store(true, Ordering::Relaxed);
     let now = A::ticks();
     let next = NEXT_TICK.current();
     let due = next.load(Ordering::Relaxed);
@@ -167,6 +183,23 @@ mod tests {
             ticks_to_ns(u64::MAX / 2, 62_500_000),
             (u64::MAX as u128 / 2 * 16) as u64
         );
+    }
+
+    #[test]
+    fn a_halt_inside_the_timer_interrupt_arms_the_timer() {
+        arch::hosted::set_cpu_id(3);
+        arch::hosted::take_timer_arm();
+        crate::pv::wait(&|| true);
+        assert_eq!(
+            arch::hosted::take_timer_arm(),
+            None,
+            "timer running: no arming"
+        );
+        SILENCED.of(3).store(true, Ordering::Relaxed);
+        crate::pv::wait(&|| false);
+        assert_eq!(arch::hosted::take_timer_arm(), None, "no halt: no arming");
+        crate::pv::wait(&|| true);
+        assert_eq!(arch::hosted::take_timer_arm(), Some(tick_period()));
     }
 
     #[test]

@@ -642,6 +642,37 @@ struct Halt;
 /// hundreds of spins at the kernel's limits (4,096 and up).
 pub const STALE_HEAD_SHIFT: u32 = 4;
 
+/// What a CPU entering the halting slow path does, seeing `val`.
+#[derive(Debug, PartialEq, Eq)]
+enum Steal {
+    /// Take the lock (it is free, and no running head is about to).
+    Take,
+    /// Queue: there is no queue (we will be its spinning head), or its
+    /// head is spinning for a held lock (fairness: wait our turn).
+    Queue,
+    /// Spin: the lock is held and the head is not spinning for it.
+    Wait,
+    /// Spin: the lock is free but the head, spinning, has not taken it yet.
+    WaitForHead,
+}
+
+/// The stealing rules: `free_under_head` is how many times this CPU has
+/// seen the lock free under a spinning head, `stale` how many make the head
+/// count as not running.
+fn steal(val: u32, free_under_head: u32, stale: u32) -> Steal {
+    let free = val & LOCKED_MASK == 0;
+    let head_spinning = val & PENDING_MASK != 0;
+    if free && (!head_spinning || free_under_head >= stale) {
+        Steal::Take
+    } else if val & TAIL_MASK == 0 || (head_spinning && !free) {
+        Steal::Queue
+    } else if head_spinning {
+        Steal::WaitForHead
+    } else {
+        Steal::Wait
+    }
+}
+
 impl Halt {
     /// Whether a queued waiter should stop spinning early: its predecessor
     /// is halted (Linux) or its vCPU is preempted (checked rarely).
@@ -665,10 +696,9 @@ impl Mode for Halt {
         let mut free_under_head = 0;
         loop {
             let val = lock.val.load(Ordering::Relaxed);
-            let head_spinning = val & PENDING_MASK != 0;
-            if val & LOCKED_MASK == 0 && (!head_spinning || free_under_head >= stale) {
-                match lock.take_if_free(val) {
-                    Ok(old) => {
+            match steal(val, free_under_head, stale) {
+                Steal::Take => {
+                    if let Ok(old) = lock.take_if_free(val) {
                         if old & TAIL_MASK != 0 {
                             p.event(Event::Steal {
                                 head_spinning: old & PENDING_MASK != 0,
@@ -676,17 +706,11 @@ impl Mode for Halt {
                         }
                         return true;
                     }
-                    Err(_) => continue,
+                    continue;
                 }
-            }
-            if val & TAIL_MASK == 0 {
-                return false;
-            }
-            if head_spinning {
-                if val & LOCKED_MASK != 0 {
-                    return false; // A running head waits for a holder: queue.
-                }
-                free_under_head += 1;
+                Steal::Queue => return false,
+                Steal::Wait => {}
+                Steal::WaitForHead => free_under_head += 1,
             }
             spin_hint();
         }
@@ -859,6 +883,43 @@ mod tests {
         );
         for n in &shared.nodes {
             assert_eq!(n[0].count.load(Ordering::Relaxed), 0);
+        }
+    }
+
+    #[test]
+    fn stealing_rules() {
+        let tail = encode_tail(1, 0);
+        // No queue: free, take it (the fast path's case); held, queue and
+        // become the head.
+        assert_eq!(steal(0, 0, 4), Steal::Take);
+        assert_eq!(steal(LOCKED_VAL, 0, 4), Steal::Queue);
+        // A queue whose head is not spinning (halted, preempted, between
+        // heads): take a free lock, spin for a held one.
+        assert_eq!(steal(tail, 0, 4), Steal::Take);
+        assert_eq!(steal(tail | LOCKED_VAL, 0, 4), Steal::Wait);
+        assert_eq!(steal(tail | SLOW_VAL, 0, 4), Steal::Wait);
+        // A spinning head waiting for a holder: queue behind it.
+        assert_eq!(steal(tail | PENDING_VAL | LOCKED_VAL, 0, 4), Steal::Queue);
+        // A spinning head that leaves the lock free: give it `stale` looks.
+        assert_eq!(steal(tail | PENDING_VAL, 0, 4), Steal::WaitForHead);
+        assert_eq!(steal(tail | PENDING_VAL, 3, 4), Steal::WaitForHead);
+        assert_eq!(steal(tail | PENDING_VAL, 4, 4), Steal::Take);
+    }
+
+    #[test]
+    fn the_hash_holds_a_halted_head_per_queue_node() {
+        // Every CPU halted as the head of one lock per nesting level (a
+        // halted head can take an interrupt whose handler halts again).
+        let hash = PvHash::<PV_HASH_SLOTS>::new();
+        let locks: Vec<QSpinLock> = (0..MAX_NODES * crate::MAX_CPUS)
+            .map(|_| QSpinLock::new())
+            .collect();
+        let node = McsNode::new();
+        for lock in &locks {
+            hash.hash(lock, &node);
+        }
+        for lock in &locks {
+            assert!(ptr::eq(hash.unhash(lock), &node));
         }
     }
 
