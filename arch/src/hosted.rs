@@ -18,10 +18,6 @@ pub struct Hosted;
 
 thread_local! {
     static CPU_ID: Cell<usize> = const { Cell::new(0) };
-}
-
-/// Makes the calling thread act as logical CPU `cpu`.
-thread_local! {
     static TIMER_ARM: Cell<Option<u64>> = const { Cell::new(None) };
 }
 
@@ -30,6 +26,7 @@ pub fn take_timer_arm() -> Option<u64> {
     TIMER_ARM.with(Cell::take)
 }
 
+/// Makes the calling thread act as logical CPU `cpu`.
 pub fn set_cpu_id(cpu: usize) {
     assert!(cpu < crate::MAX_CPUS);
     CPU_ID.with(|c| c.set(cpu));
