@@ -39,7 +39,7 @@
 //!
 //! ```text
 //! lockstorm: kind=mutex slowpath=spin-owner-pv cpus=4 ... lost=0 threads=4
-//!   spun=S slept=P preempted_owner=O handed_off=H
+//!   spun=S slept=P preempted_owner=O handed_off=H gap_p50_ns=D gap_p99_ns=E
 //! ```
 //! (`spun`: acquisitions that spun and got it without sleeping; `slept`:
 //! times a contender slept; `preempted_owner`: spins the owner's preempted
@@ -517,7 +517,7 @@ fn report(kind: Kind, slow_name: &str, config: &Config, outcome: &Outcome) -> bo
         None => String::new(),
     };
     kernel::println!(
-        "lockstorm: kind={} slowpath={} cpus={} cs={} out={} acquisitions={} elapsed_ns={} per_sec={:.0} fair_min={:.3} fair_max={:.3} p50_ns={} p99_ns={} max_ns={} lost={} gap_p50_ns={} gap_p99_ns={}{}{}",
+        "lockstorm: kind={} slowpath={} cpus={} cs={} out={} acquisitions={} elapsed_ns={} per_sec={:.0} fair_min={:.3} fair_max={:.3} p50_ns={} p99_ns={} max_ns={} lost={}{} gap_p50_ns={} gap_p99_ns={}{}",
         kind.name(),
         slow_name,
         config.cpus,
@@ -532,10 +532,10 @@ fn report(kind: Kind, slow_name: &str, config: &Config, outcome: &Outcome) -> bo
         outcome.latency[1],
         outcome.latency[2],
         lost,
+        mutex,
         outcome.gap[0],
         outcome.gap[1],
-        qspin,
-        mutex
+        qspin
     );
     lost == 0
 }

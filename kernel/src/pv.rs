@@ -50,12 +50,16 @@ pub(crate) fn init(switches: &PvSwitches) {
     });
 }
 
-/// One line on how qspinlock waiters wait, for the boot report.
+/// One line on how qspinlock waiters wait and why, for the boot report.
 pub fn lock_slow_path_summary() -> &'static str {
     match (lock_slow_path(), report().uses("sched")) {
-        (SlowPath::Halt, true) => "qspinlock waiters spin, then halt; kicked by PV sched KICK_CPU",
-        (SlowPath::Halt, false) => "qspinlock waiters spin, then halt; kicked by IPI",
-        (SlowPath::Spin, _) => "qspinlock waiters spin (pv.lock=off or pv=off)",
+        (SlowPath::Halt, true) => {
+            "qspinlock halt-and-kick with lock stealing (the default: measured best on every host, docs/bench.md); kicked by PV sched KICK_CPU"
+        }
+        (SlowPath::Halt, false) => {
+            "qspinlock halt-and-kick with lock stealing (the default: measured best on every host, docs/bench.md); kicked by IPI"
+        }
+        (SlowPath::Spin, _) => "qspinlock native spinning (pv.lock=off or pv=off)",
     }
 }
 

@@ -237,7 +237,7 @@ pub const TESTS: &[BootTest] = &[
         checks: &[
             Contains("pv: hypervisor none (SMCCC 1.0: PSCI_FEATURES(SMCCC_VERSION) = -1)"),
             Contains("pv: probe calls: 0x8400000a(0x80000000)\n"),
-            Contains("locks: qspinlock waiters spin, then halt; kicked by IPI"),
+            Contains("locks: qspinlock halt-and-kick with lock stealing (the default: measured best on every host, docs/bench.md); kicked by IPI"),
             Contains("stealwatch: steal clock absent"),
         ],
         ..BASE
@@ -260,7 +260,7 @@ pub const TESTS: &[BootTest] = &[
         checks: &[
             Contains("pv: hypervisor not probed (pv=off: no hypercall issued)"),
             Contains("pv: probe calls: none"),
-            Contains("locks: qspinlock waiters spin (pv.lock=off or pv=off)"),
+            Contains("locks: qspinlock native spinning (pv.lock=off or pv=off)"),
             Contains("passed, 0 failed"),
         ],
         ..BASE
@@ -832,7 +832,7 @@ const PVHOST_SELFTEST_CHECKS: &[Check] = &[
     Contains("time: used (record at"),
     Contains("lock: used (v2)"),
     Contains("sched: used (with KICK_CPU)"),
-    Contains("locks: qspinlock waiters spin, then halt; kicked by PV sched KICK_CPU"),
+    Contains("locks: qspinlock halt-and-kick with lock stealing (the default: measured best on every host, docs/bench.md); kicked by PV sched KICK_CPU"),
     Contains("passed, 0 failed"),
     Contains("pvhost: cpu=0 preemptions="),
     Lacks("pvhost: cpu=0 preemptions=0 "),
