@@ -485,6 +485,7 @@ fn boot(
             arch: Arch::Aarch64,
             host,
             smp: cell.smp,
+            mem: crate::qemu::GUEST_MEMORY,
             el2: false,
             image: image.to_owned(),
             bootargs,
