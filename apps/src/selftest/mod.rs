@@ -37,6 +37,7 @@ const TESTS: &[(&str, Test)] = &[
     ("mutex-condvar", threads::mutex_condvar),
     ("mutex-hand-off", threads::mutex_hand_off),
     ("cpu-accounting", threads::accounting),
+    ("job-on-busy-cpu", threads::job_on_busy_cpu),
 ];
 
 pub fn main(args: &[&str]) -> u8 {
