@@ -70,14 +70,20 @@ pub fn primary(handoff: &BootHandoff, heap: &'static Heap, apps: &'static [App])
         console::print_line(format_args!("lodger: cannot map RAM: {e:?}"));
         exit(status::BAD_PLATFORM);
     }
-    let Some((heap_start, heap_end)) = mm::heap_range(info) else {
+    let heap_ranges = mm::heap_ranges(info);
+    if heap_ranges.is_empty() {
         console::print_line(format_args!(
             "lodger: no RAM left for the heap after the image"
         ));
         exit(status::BAD_PLATFORM);
-    };
-    // SAFETY: the range is RAM after the image and the FDT, used by nothing else.
-    unsafe { heap.init(heap_start, heap_end - heap_start) };
+    }
+    for (start, end) in heap_ranges {
+        // SAFETY: each range is mapped RAM outside the image, the loader's
+        // data and the FDT, used by nothing else; the ranges are disjoint,
+        // and there are no more of them than the heap takes.
+        unsafe { heap.add_range(start, end - start) };
+    }
+    heap.publish();
     let args = bootargs::parse(info.bootargs);
     console::init_log(
         args.as_ref()
@@ -152,12 +158,14 @@ fn banner(info: &BootInfo, heap: &Heap, spin: sync::SpinLimit) {
     let _ = A::platform_summary(&mut platform);
     log::info!("platform: {platform}");
     let ram: usize = info.memory.iter().map(|r| r.size).sum();
+    let heap = heap.stats();
     log::info!(
-        "memory: {} MiB in {} region(s) from {:#x}; heap {} MiB",
+        "memory: {} MiB in {} region(s) from {:#x}; heap {} MiB in {} range(s)",
         ram >> 20,
         info.memory.len(),
         info.memory[0].start,
-        heap.stats().size >> 20
+        heap.size >> 20,
+        heap.ranges
     );
     let mut cpus = heapless::String::<64>::new();
     if info.cpus_in_fdt > info.cpu_hw_ids.len() {

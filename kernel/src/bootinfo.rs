@@ -27,7 +27,7 @@ impl MemRegion {
 #[derive(Debug)]
 pub struct BootInfo {
     pub handoff: arch::BootHandoff,
-    /// RAM from `/memory` nodes.
+    /// RAM from every `/memory` node, by address.
     pub memory: Vec<MemRegion, MAX_MEMORY_REGIONS>,
     /// Hardware id (aarch64: MPIDR; LoongArch: physical id) of each logical
     /// CPU, boot CPU first.
@@ -54,6 +54,36 @@ pub(crate) fn set(info: BootInfo) -> &'static BootInfo {
     BOOT_INFO.call_once(|| info)
 }
 
+/// RAM from every `/memory@...` node, sorted by address. QEMU's LoongArch
+/// `virt` has two beyond 256 MiB (low RAM at 0, the rest high), listed
+/// high first; `Fdt::memory()` would read only that first node.
+fn memory(fdt: &Fdt<'_>) -> Result<Vec<MemRegion, MAX_MEMORY_REGIONS>, &'static str> {
+    let mut memory: Vec<MemRegion, MAX_MEMORY_REGIONS> = Vec::new();
+    let mut nodes = 0;
+    for node in fdt.find_all_nodes("/memory") {
+        nodes += 1;
+        for region in node.reg().into_iter().flatten() {
+            let Some(size) = region.size.filter(|&s| s > 0) else {
+                continue;
+            };
+            memory
+                .push(MemRegion {
+                    start: region.starting_address as usize,
+                    size,
+                })
+                .map_err(|_| "FDT lists more RAM regions than lodger tracks")?;
+        }
+    }
+    if nodes == 0 {
+        return Err("FDT has no /memory node");
+    }
+    if memory.is_empty() {
+        return Err("FDT /memory lists no RAM");
+    }
+    memory.sort_unstable_by_key(|r| r.start);
+    Ok(memory)
+}
+
 /// Reads memory, CPUs and boot arguments from `fdt`.
 ///
 /// `boot_cpu_hw_id` is the hardware id of the CPU running this code; it
@@ -63,28 +93,11 @@ pub fn parse(
     handoff: arch::BootHandoff,
     boot_cpu_hw_id: u64,
 ) -> Result<BootInfo, &'static str> {
-    // `Fdt::memory()` and `Fdt::cpus()` panic without these nodes: check first.
-    if fdt.find_node("/memory").is_none() {
-        return Err("FDT has no /memory node");
-    }
+    // `Fdt::cpus()` panics without the node: check first.
     if fdt.find_node("/cpus").is_none() {
         return Err("FDT has no /cpus node");
     }
-    let mut memory = Vec::new();
-    for region in fdt.memory().regions() {
-        let Some(size) = region.size.filter(|&s| s > 0) else {
-            continue;
-        };
-        memory
-            .push(MemRegion {
-                start: region.starting_address as usize,
-                size,
-            })
-            .map_err(|_| "FDT lists more RAM regions than lodger tracks")?;
-    }
-    if memory.is_empty() {
-        return Err("FDT /memory lists no RAM");
-    }
+    let memory = memory(fdt)?;
 
     let mut all_ids: Vec<u64, 64> = Vec::new();
     let mut cpus_in_fdt = 0;
@@ -119,4 +132,42 @@ pub fn parse(
         bootargs: fdt.chosen().bootargs().or(handoff.cmdline).unwrap_or(""),
         fdt_range: (fdt_start, fdt_start + fdt.total_size()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// QEMU 10.0's `virt` device trees (`-M virt,dumpdtb=FILE`, the zero
+    /// padding after the strings block cut off): aarch64 `-m 4G`,
+    /// loongarch64 `-m 128M` and `-m 1G`.
+    const AARCH64_4G: &[u8] = include_bytes!("testdata/aarch64-virt-4g.dtb");
+    const LOONGARCH64_128M: &[u8] = include_bytes!("testdata/loongarch64-virt-128m.dtb");
+    const LOONGARCH64_1G: &[u8] = include_bytes!("testdata/loongarch64-virt-1g.dtb");
+
+    fn ram(blob: &[u8]) -> Vec<MemRegion, MAX_MEMORY_REGIONS> {
+        memory(&Fdt::new(blob).expect("a valid FDT")).expect("RAM in the FDT")
+    }
+
+    fn r(start: usize, size: usize) -> MemRegion {
+        MemRegion { start, size }
+    }
+
+    #[test]
+    fn one_region_on_aarch64() {
+        assert_eq!(ram(AARCH64_4G).as_slice(), [r(0x4000_0000, 4 << 30)]);
+    }
+
+    #[test]
+    fn loongarch_low_ram_only_up_to_256m() {
+        assert_eq!(ram(LOONGARCH64_128M).as_slice(), [r(0, 128 << 20)]);
+    }
+
+    #[test]
+    fn loongarch_low_and_high_ram_by_address() {
+        assert_eq!(
+            ram(LOONGARCH64_1G).as_slice(),
+            [r(0, 256 << 20), r(0x8000_0000, 768 << 20)]
+        );
+    }
 }

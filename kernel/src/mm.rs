@@ -87,35 +87,70 @@ pub fn probe_read(addr: usize) -> u64 {
     unsafe { ptr.read_volatile() }
 }
 
-/// The heap, as a virtual range: from the end of the image (and of the FDT,
-/// if it lies above the image) to the end of the RAM region holding the image.
-pub fn heap_range(info: &BootInfo) -> Option<(usize, usize)> {
-    let image_end = A::virt_to_phys(info.handoff.image.1);
+/// Ranges of the heap (virtual addresses): all RAM but the image, what lies
+/// below it in its region (the loader's: the FDT, boot data, a LoongArch
+/// command line at 0) and the FDT, page-aligned inwards, by address.
+pub fn heap_ranges(info: &BootInfo) -> HeapRanges {
+    let (image_start, image_end) = info.handoff.image;
     let (fdt_start, fdt_end) = info.fdt_range;
-    heap_range_phys(
+    heap_ranges_phys(
         &info.memory,
-        image_end,
+        (A::virt_to_phys(image_start), A::virt_to_phys(image_end)),
         (A::virt_to_phys(fdt_start), A::virt_to_phys(fdt_end)),
         A::PAGE_SIZE,
     )
+    .into_iter()
     .map(|(start, end)| (A::phys_to_virt(start), A::phys_to_virt(end)))
+    .collect()
 }
 
-fn heap_range_phys(
+/// What [`heap_ranges`] returns: at most two pieces per RAM region (a
+/// reserved range in the middle splits it), and no more than the heap takes.
+pub type HeapRanges = Vec<(usize, usize), { crate::heap::MAX_RANGES }>;
+
+fn heap_ranges_phys(
     memory: &[MemRegion],
-    image_end: usize,
+    image: (usize, usize),
     fdt: (usize, usize),
     page: usize,
-) -> Option<(usize, usize)> {
-    let region = memory
-        .iter()
-        .find(|r| r.start <= image_end && image_end < r.end())?;
-    let mut start = image_end;
-    if fdt.0 >= image_end && fdt.0 < region.end() {
-        start = start.max(fdt.1);
+) -> HeapRanges {
+    let mut out = HeapRanges::new();
+    for r in memory {
+        // In the image's region everything below the image end is reserved.
+        let below_image = if r.start <= image.0 && image.0 < r.end() {
+            (r.start, image.1)
+        } else {
+            (0, 0)
+        };
+        let mut pieces: Vec<(usize, usize), 3> = Vec::new();
+        let _ = pieces.push((r.start, r.end()));
+        for reserved in [below_image, fdt] {
+            pieces = pieces
+                .iter()
+                .flat_map(|&piece| subtract(piece, reserved))
+                .collect();
+        }
+        for (start, end) in pieces {
+            let (start, end) = (align_up(start, page), align_down(end, page));
+            if start < end && out.push((start, end)).is_err() {
+                return out; // The heap takes no more ranges.
+            }
+        }
     }
-    let start = align_up(start, page);
-    (start < region.end()).then_some((start, region.end()))
+    out
+}
+
+/// `range` without `cut`: up to two pieces (empty ones left out).
+fn subtract(range: (usize, usize), cut: (usize, usize)) -> impl Iterator<Item = (usize, usize)> {
+    let below = (range.0, range.1.min(cut.0));
+    let above = (range.0.max(cut.1), range.1);
+    let disjoint = cut.0 >= cut.1 || cut.1 <= range.0 || cut.0 >= range.1;
+    let pieces = if disjoint {
+        [Some(range), None]
+    } else {
+        [Some(below), Some(above)]
+    };
+    pieces.into_iter().flatten().filter(|(s, e)| s < e)
 }
 
 #[cfg(test)]
@@ -150,17 +185,54 @@ mod tests {
     #[test]
     fn heap_starts_after_image_and_any_fdt_above_it() {
         let ram = [r(0x4000_0000, 0x1000_0000)];
+        let image = (0x4020_0000, 0x4030_0800);
         let fdt_below = (0x4000_0000, 0x4010_0000);
         assert_eq!(
-            heap_range_phys(&ram, 0x4030_0800, fdt_below, 0x1000),
-            Some((0x4030_1000, 0x5000_0000))
+            heap_ranges_phys(&ram, image, fdt_below, 0x1000).as_slice(),
+            [(0x4030_1000, 0x5000_0000)]
         );
         let fdt_above = (0x4040_0000, 0x4041_0000);
         assert_eq!(
-            heap_range_phys(&ram, 0x4030_0000, fdt_above, 0x1000),
-            Some((0x4041_0000, 0x5000_0000))
+            heap_ranges_phys(&ram, (0x4020_0000, 0x4030_0000), fdt_above, 0x1000).as_slice(),
+            [(0x4030_0000, 0x4040_0000), (0x4041_0000, 0x5000_0000)]
         );
-        assert_eq!(heap_range_phys(&ram, 0x6000_0000, fdt_below, 0x1000), None);
+    }
+
+    #[test]
+    fn heap_covers_every_region() {
+        // QEMU LoongArch `virt` with 1 GiB: low RAM holds the FDT and the
+        // image, the rest is high.
+        let ram = [r(0, 0x1000_0000), r(0x8000_0000, 0x3000_0000)];
+        let image = (0x20_0000, 0x34_5678);
+        let fdt = (0x10_0000, 0x10_2000);
+        assert_eq!(
+            heap_ranges_phys(&ram, image, fdt, 0x1000).as_slice(),
+            [(0x34_6000, 0x1000_0000), (0x8000_0000, 0xb000_0000)]
+        );
+        // Unaligned region ends are rounded inwards; a region with no
+        // whole page is left out.
+        let ram = [
+            r(0, 0x100_0000),
+            r(0x8000_0800, 0x1000),
+            r(0x9000_0000, 0x2800),
+        ];
+        assert_eq!(
+            heap_ranges_phys(&ram, image, fdt, 0x1000).as_slice(),
+            [(0x34_6000, 0x100_0000), (0x9000_0000, 0x9000_2000)]
+        );
+    }
+
+    #[test]
+    fn heap_takes_at_most_its_ranges() {
+        let ram: std::vec::Vec<_> = (0..MAX_MEMORY_REGIONS)
+            .map(|i| r(0x1000_0000 * (i + 1), 0x10_0000))
+            .collect();
+        // An FDT in the middle of the last region splits it: one piece more
+        // than the heap takes, and the last one is left out.
+        let fdt = (0x8008_0000, 0x8009_0000);
+        let out = heap_ranges_phys(&ram, (0, 0x1000), fdt, 0x1000);
+        assert_eq!(out.len(), crate::heap::MAX_RANGES);
+        assert_eq!(out.last(), Some(&(0x8000_0000, 0x8008_0000)));
     }
 
     #[test]

@@ -1,15 +1,43 @@
 //! Bringing up secondary CPUs, and running work on other CPUs.
 //!
-//! Each CPU has a mailbox holding at most one [`Job`]. [`run_on_all`] /
-//! [`run_on`] post a job, send the IPI and wait for it to finish, so a job may
-//! borrow from the caller's stack (like a scoped thread). Idle secondaries
-//! run jobs in thread context, interrupts enabled; the IPI only wakes them.
+//! # Jobs
+//!
+//! Each CPU has a mailbox holding at most one [`Job`]. [`run_on_cpus`] (and
+//! [`run_on_all`] / [`run_on`]) puts the job in each target's mailbox, sends
+//! it the IPI and waits until every target ran it, so a job may borrow from
+//! the caller's stack (like a scoped thread). Jobs run on the target's idle
+//! thread, in thread context with interrupts enabled, and before anything
+//! else there:
+//!
+//! - The IPI handler asks for a switch ([`sched::job_arrived`]). At the
+//!   interrupt's exit the scheduler switches a running thread out (it stays
+//!   runnable, queued) for the idle thread, whose loop runs the job; then the
+//!   thread runs again. So a CPU busy with threads runs a job within an IPI,
+//!   or, where the interrupted code disabled preemption (a spinlock held),
+//!   at the first interrupt after it enabled it again (at most a tick).
+//! - A job runs to its end: the idle thread is not switched out while it
+//!   runs one (its CPU counts as busy for placement). A job must therefore
+//!   not wait for a thread of its own CPU.
+//! - The poster holds no lock while it waits, and waits with preemption
+//!   enabled (asserted), so its own CPU can run jobs meanwhile, its own
+//!   share included (the idle thread runs it like any other job): CPUs that
+//!   post to each other, or a busy thread that posts while others post to
+//!   its CPU (`sched::log_stats`), cannot deadlock. A poster that is itself
+//!   an idle thread (a job posting jobs) runs its CPU's jobs inline while it
+//!   waits, as nothing else would.
+//! - A mailbox holds one job: a poster that finds one there waits for the
+//!   target to take it (soon: its poster has sent the IPI) and claims the
+//!   mailbox with a compare-and-swap.
 //!
 //! ```text
-//!   caller CPU                         target CPU (idle loop)
-//!   [S] MAILBOX[t] = job  (Release)    [L] job = MAILBOX[t].swap(null) (Acquire)
-//!       send_ipi(t) ------------------>    run job; remaining -= 1 (Release)
-//!   [L] wait remaining == 0 (Acquire)
+//!   poster (any CPU, preemption on)        target CPU t
+//!   [S] CAS MAILBOX[t] null -> job (Release)
+//!       send_ipi(t) ---------------------> on_ipi: job pending, need_resched
+//!                                          irq exit: running thread -> queue,
+//!                                            switch to the idle thread
+//!                                          [L] job = MAILBOX[t].swap(null) (Acquire)
+//!                                              run job; remaining -= 1 (Release)
+//!   [L] wait remaining == 0 (Acquire)      idle loop: schedule -> the thread
 //! ```
 
 use alloc::boxed::Box;
@@ -19,8 +47,7 @@ use core::time::Duration;
 use arch::Arch;
 
 use crate::percpu::PerCpu;
-use crate::sync::SpinLock;
-use crate::{per_cpu, time, A, MAX_CPUS};
+use crate::{per_cpu, sched, time, A, MAX_CPUS};
 
 /// Stack size of each secondary CPU.
 const SECONDARY_STACK_SIZE: usize = 64 * 1024;
@@ -34,9 +61,6 @@ struct Job<'a> {
 }
 
 static MAILBOX: PerCpu<AtomicPtr<Job<'static>>> = per_cpu!(AtomicPtr::new(core::ptr::null_mut()));
-/// Serialises posters so a mailbox holds at most one job. A spinlock, so
-/// the poster cannot migrate while it runs its own share and waits.
-static POST_LOCK: SpinLock<()> = SpinLock::new(());
 
 static ONLINE: PerCpu<AtomicBool> = per_cpu!(AtomicBool::new(false));
 static ONLINE_COUNT: AtomicUsize = AtomicUsize::new(0);
@@ -114,6 +138,7 @@ pub(crate) fn job_pending() -> bool {
 
 /// Runs the job in this CPU's mailbox, if any (the idle thread calls it).
 pub(crate) fn run_pending_job() {
+    // Acquire: pairs with the Release CAS in `run_on_cpus`.
     let job = MAILBOX
         .current()
         .swap(core::ptr::null_mut(), Ordering::Acquire);
@@ -124,31 +149,61 @@ pub(crate) fn run_pending_job() {
     // which happens only after this CPU's decrement below.
     let job = unsafe { &*job };
     (job.f)(A::cpu_id());
+    // Release: the job's effects before the poster's Acquire load.
     job.remaining.fetch_sub(1, Ordering::Release);
 }
 
-/// Runs `f(cpu)` on every CPU in `cpus` (the caller's own share inline) and
-/// returns when all have finished.
+/// Runs `f(cpu)` on the idle thread of every online CPU in `cpus` and
+/// returns when all have finished (see the module docs).
+///
+/// # Panics
+/// In an interrupt handler, or with preemption disabled (a spinlock held)
+/// outside an idle thread: the caller's CPU could not run the jobs posted
+/// to it while it waits.
 pub fn run_on_cpus(cpus: impl Iterator<Item = usize> + Clone, f: &(dyn Fn(usize) + Sync)) {
-    let _posting = POST_LOCK.lock();
-    let me = A::cpu_id();
+    assert!(
+        sched::may_wait_for_jobs(),
+        "smp::run_on_cpus in an interrupt handler or with preemption disabled: this CPU could not run the jobs posted to it meanwhile"
+    );
+    let targets = cpus.filter(|&c| is_online(c));
     let job = Job {
         f,
-        remaining: AtomicUsize::new(0),
+        remaining: AtomicUsize::new(targets.clone().count()),
     };
-    let others = cpus.clone().filter(|&c| c != me && is_online(c));
-    job.remaining
-        .store(others.clone().count(), Ordering::Relaxed);
     // The mailbox type is 'static; the job outlives every use (see `Job`).
     let ptr = &job as *const Job<'_> as *mut Job<'static>;
-    for cpu in others {
-        MAILBOX.of(cpu).store(ptr, Ordering::Release);
+    // The caller's own CPU last: its IPI switches to its idle thread at
+    // once, and jobs that meet (lockstorm's, the spin calibration's) should
+    // start together, as far as a poster that stays on its CPU can tell.
+    let me = A::cpu_id();
+    let others_first = targets
+        .clone()
+        .filter(|&c| c != me)
+        .chain(targets.filter(|&c| c == me));
+    for cpu in others_first {
+        // Release: the job (and `remaining`) before the pointer; pairs with
+        // the Acquire swap in `run_pending_job`.
+        let mailbox = MAILBOX.of(cpu);
+        wait_serving_jobs(|| {
+            mailbox
+                .compare_exchange(
+                    core::ptr::null_mut(),
+                    ptr,
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        });
         A::send_ipi(cpu);
     }
-    if cpus.clone().any(|c| c == me) {
-        f(me);
-    }
-    while job.remaining.load(Ordering::Acquire) != 0 {
+    // Acquire: pairs with the Release decrement in `run_pending_job`.
+    wait_serving_jobs(|| job.remaining.load(Ordering::Acquire) == 0);
+}
+
+/// Spins until `done`; an idle thread runs its own CPU's jobs meanwhile.
+fn wait_serving_jobs(mut done: impl FnMut() -> bool) {
+    while !done() {
+        sched::run_job_if_idle();
         A::spin_hint();
     }
 }
@@ -190,6 +245,9 @@ pub(crate) fn on_ipi() {
         loop {
             A::wait_for_interrupt();
         }
+    }
+    if job_pending() {
+        sched::job_arrived();
     }
     let back = PONG_TO.current().swap(usize::MAX, Ordering::AcqRel);
     if back != usize::MAX {

@@ -8,8 +8,9 @@ use crate::arch::Arch;
 use crate::host::{Host, Pv};
 use crate::nested_kvm::Settings;
 use crate::pvhost;
+use crate::qemu::{self, MemSize};
 
-use Check::{Below, Contains, Lacks, StealMatchesTruth};
+use Check::{AtLeast, Below, Contains, Lacks, StealMatchesTruth};
 
 /// Exit statuses of the guest (`kernel::exit::status`).
 const SUCCESS: u8 = 0;
@@ -27,6 +28,9 @@ pub struct BootTest {
     pub host: Host,
     /// Number of CPUs (1..=8).
     pub smp: u8,
+    /// Guest RAM where the test needs its own size (TCG only); `None`:
+    /// `test --mem`, else [`qemu::GUEST_MEMORY`].
+    pub mem: Option<MemSize>,
     /// Enter the guest at EL2 (aarch64 only).
     pub el2: bool,
     pub app: &'static str,
@@ -44,6 +48,15 @@ pub struct BootTest {
     pub timeout: Option<u64>,
 }
 
+impl BootTest {
+    /// The guest RAM of this test: its own size, else `cli` (`test --mem`)
+    /// for a TCG test, else [`qemu::GUEST_MEMORY`].
+    pub fn mem(&self, cli: Option<MemSize>) -> MemSize {
+        let cli = cli.filter(|_| matches!(self.host, Host::Tcg));
+        self.mem.or(cli).unwrap_or(qemu::GUEST_MEMORY)
+    }
+}
+
 /// A condition on the console output.
 #[derive(Clone, Copy, Debug)]
 pub enum Check {
@@ -54,6 +67,9 @@ pub enum Check {
     /// The number right after the first occurrence of the text is below the
     /// bound (e.g. `Below("boot time ", 50.0)` on "boot time 18.6 ms").
     Below(&'static str, f64),
+    /// The number right after the first occurrence of the text is at least
+    /// the bound.
+    AtLeast(&'static str, f64),
     /// pvhost only, with `stealwatch`: every CPU's final steal reading
     /// (`stealwatch: final`) is within this fraction of pvhost's ground
     /// truth, plus what may accrue after the reading ([`crate::steal`]).
@@ -67,14 +83,21 @@ impl Check {
             Contains(text) if !output.contains(text) => Some(format!("output lacks {text:?}")),
             Lacks(text) if output.contains(text) => Some(format!("output contains {text:?}")),
             Below(text, bound) => match number_after(output, text) {
-                None => Some(format!("output has no number after {text:?}")),
                 Some(n) if n >= bound => Some(format!("{text:?} {n} is not below {bound}")),
-                Some(_) => None,
+                n => n.is_none().then(|| no_number(text)),
+            },
+            AtLeast(text, bound) => match number_after(output, text) {
+                Some(n) if n < bound => Some(format!("{text:?} {n} is below {bound}")),
+                n => n.is_none().then(|| no_number(text)),
             },
             StealMatchesTruth(relative) => crate::steal::compare(output, relative).err(),
             Contains(_) | Lacks(_) => None,
         }
     }
+}
+
+fn no_number(text: &str) -> String {
+    format!("output has no number after {text:?}")
 }
 
 /// The decimal number that follows the first `text` in `output`.
@@ -92,6 +115,7 @@ const BASE: BootTest = BootTest {
     arch: Arch::Aarch64,
     host: Host::Tcg,
     smp: 4,
+    mem: None,
     el2: false,
     app: "selftest",
     app_args: &[],
@@ -377,6 +401,46 @@ pub const TESTS: &[BootTest] = &[
         ],
         ..BASE
     },
+    // --- RAM sizes (`--mem`): the banner's RAM and heap, the whole selftest
+    // (its heap-covers-ram fills the heap and reads every block back) ---
+    BootTest {
+        name: "mem-128m",
+        smp: 2,
+        mem: Some(MemSize::mib(128)),
+        checks: &[
+            Contains("memory: 128 MiB in 1 region(s) from 0x40000000; heap "),
+            AtLeast("; heap ", 112.0),
+            Contains("test heap-covers-ram ... ok"),
+            Contains("passed, 0 failed"),
+        ],
+        ..BASE
+    },
+    BootTest {
+        // Not a power of two: the boot map's last 256 MiB are unmapped.
+        name: "mem-768m",
+        smp: 2,
+        mem: Some(MemSize::mib(768)),
+        checks: &[
+            Contains("memory: 768 MiB in 1 region(s) from 0x40000000; heap "),
+            AtLeast("; heap ", 752.0),
+            Contains("test heap-covers-ram ... ok"),
+            Contains("passed, 0 failed"),
+        ],
+        ..BASE
+    },
+    BootTest {
+        // RAM up to 5 GiB: 3 GiB of it above the boot map, mapped at boot.
+        name: "mem-4g",
+        smp: 2,
+        mem: Some(MemSize::mib(4096)),
+        checks: &[
+            Contains("memory: 4096 MiB in 1 region(s) from 0x40000000; heap "),
+            AtLeast("; heap ", 4080.0),
+            Contains("test heap-covers-ram ... ok"),
+            Contains("passed, 0 failed"),
+        ],
+        ..BASE
+    },
     // loongarch64: the same contract.
     BootTest {
         name: "la-selftest-smp1",
@@ -412,6 +476,46 @@ pub const TESTS: &[BootTest] = &[
         smp: 8,
         checks: &[Contains("passed, 0 failed"), Contains("CPUs online: 8")],
         timeout: Some(150),
+        ..LA
+    },
+    // RAM sizes: up to 256 MiB all low; beyond, 256 MiB low and the rest
+    // at 2 GiB, two regions and two heap ranges.
+    BootTest {
+        name: "la-mem-128m",
+        smp: 2,
+        mem: Some(MemSize::mib(128)),
+        checks: &[
+            Contains("memory: 128 MiB in 1 region(s) from 0x0; heap "),
+            AtLeast("; heap ", 112.0),
+            Contains("test heap-covers-ram ... ok"),
+            Contains("passed, 0 failed"),
+        ],
+        ..LA
+    },
+    BootTest {
+        name: "la-mem-1g",
+        smp: 2,
+        mem: Some(MemSize::mib(1024)),
+        checks: &[
+            Contains("memory: 1024 MiB in 2 region(s) from 0x0; heap "),
+            AtLeast("; heap ", 1008.0),
+            Contains(" MiB in 2 range(s)"),
+            Contains("test heap-covers-ram ... ok"),
+            Contains("passed, 0 failed"),
+        ],
+        ..LA
+    },
+    BootTest {
+        name: "la-mem-4g",
+        smp: 2,
+        mem: Some(MemSize::mib(4096)),
+        checks: &[
+            Contains("memory: 4096 MiB in 2 region(s) from 0x0; heap "),
+            AtLeast("; heap ", 4080.0),
+            Contains(" MiB in 2 range(s)"),
+            Contains("test heap-covers-ram ... ok"),
+            Contains("passed, 0 failed"),
+        ],
         ..LA
     },
     BootTest {
@@ -868,6 +972,11 @@ mod tests {
                 "{}: bootargs",
                 test.name
             );
+            assert!(
+                qemu::check_mem(test.host, test.mem(None)).is_ok(),
+                "{}: its own memory size needs TCG",
+                test.name
+            );
             // Only pvhost prints ground truth, only stealwatch its readings.
             if test
                 .checks
@@ -892,17 +1001,38 @@ mod tests {
     }
 
     #[test]
-    fn below() {
-        let out = "[ 0.1 0] boot time 18.585 ms (entry)";
-        assert_eq!(Below("boot time ", 50.0).failure(out), None);
-        assert!(Below("boot time ", 10.0)
-            .failure(out)
-            .unwrap()
-            .contains("not below"));
-        assert!(Below("boot time ", 50.0)
-            .failure("boot time ?")
-            .unwrap()
-            .contains("no number"));
-        assert!(Below("missing", 50.0).failure(out).is_some());
+    fn bounds() {
+        let out = "[ 0.1 0] boot time 18.585 ms; heap 4093 MiB";
+        for (check, fails_with) in [
+            (Below("boot time ", 50.0), None),
+            (Below("boot time ", 10.0), Some("not below")),
+            (AtLeast("; heap ", 4093.0), None),
+            (AtLeast("; heap ", 4094.0), Some("is below")),
+            (Below("missing", 50.0), Some("no number")),
+            (AtLeast("boot time ?", 1.0), Some("no number")),
+        ] {
+            match (check.failure(out), fails_with) {
+                (None, None) => {}
+                (Some(why), Some(text)) => assert!(why.contains(text), "{check:?}: {why}"),
+                (got, _) => panic!("{check:?}: {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn memory_of_a_test() {
+        let own = BootTest {
+            mem: Some(MemSize::mib(128)),
+            ..BASE
+        };
+        let big = Some(MemSize::mib(4096));
+        assert_eq!(own.mem(big), MemSize::mib(128));
+        assert_eq!(BASE.mem(big), MemSize::mib(4096));
+        assert_eq!(BASE.mem(None), qemu::GUEST_MEMORY);
+        let kvm = BootTest {
+            host: NESTED_KVM,
+            ..BASE
+        };
+        assert_eq!(kvm.mem(big), qemu::GUEST_MEMORY);
     }
 }

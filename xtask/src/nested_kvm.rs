@@ -540,6 +540,7 @@ mod tests {
             arch: Arch::Aarch64,
             host: crate::host::Host::NestedKvm(Settings::DEFAULT),
             smp: 2,
+            mem: crate::qemu::GUEST_MEMORY,
             el2: false,
             image: PathBuf::from("/t/lodger"),
             bootargs: "app=selftest".into(),

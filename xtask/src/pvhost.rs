@@ -211,7 +211,7 @@ mod tests {
             "pvhost's link address moved"
         );
         // 256 MiB of guest RAM below pvhost, as on every other host.
-        assert_eq!(crate::qemu::GUEST_MEMORY, "256M");
+        assert_eq!(crate::qemu::GUEST_MEMORY.to_string(), "256M");
         const { assert!(GUEST_ELF_PA > 0x5000_0000 + (16 << 20)) };
     }
 }

@@ -11,6 +11,7 @@ use std::fmt;
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
+use std::str::FromStr;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 use std::thread;
@@ -27,9 +28,75 @@ use crate::host::{Host, Preparations};
 use crate::nested_kvm;
 use crate::pvhost;
 
-/// Guest memory, enough for the kernel's heap and per-CPU stacks. The same
-/// on every host, so that only the host differs between runs.
-pub const GUEST_MEMORY: &str = "256M";
+/// Guest memory by default, enough for the kernel's heap and per-CPU
+/// stacks. The same on every host, so that only the host differs between
+/// runs; under TCG `--mem` chooses another size.
+pub const GUEST_MEMORY: MemSize = MemSize::mib(256);
+
+/// Guest RAM for QEMU's `-m`, a whole number of MiB from
+/// [`MemSize::MIN_MIB`] to [`MemSize::MAX_MIB`]; written `768M` or `1G`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemSize {
+    mib: u32,
+}
+
+impl MemSize {
+    /// The smallest size the boot tests cover (QEMU `virt` boots smaller).
+    pub const MIN_MIB: u32 = 128;
+    /// The largest size the boot tests cover.
+    pub const MAX_MIB: u32 = 4096;
+    /// The form and range, for error messages and `--help`.
+    pub const FORM: &str =
+        "a whole number of MiB or GiB: NM or NG, from 128M to 4G (e.g. 128M, 768M, 1G, 4G)";
+
+    /// `mib` MiB; checked at compile time where used in a constant.
+    pub const fn mib(mib: u32) -> Self {
+        assert!(mib >= Self::MIN_MIB && mib <= Self::MAX_MIB);
+        Self { mib }
+    }
+}
+
+impl FromStr for MemSize {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("bad memory size `{s}`: expected {}", Self::FORM);
+        let (digits, unit) = s.split_at(s.len().saturating_sub(1));
+        let per_unit = match unit {
+            "M" | "m" => 1,
+            "G" | "g" => 1024,
+            _ => return Err(bad()),
+        };
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        let mib = digits
+            .parse::<u32>()
+            .ok()
+            .and_then(|n| n.checked_mul(per_unit))
+            .filter(|mib| (Self::MIN_MIB..=Self::MAX_MIB).contains(mib))
+            .ok_or_else(bad)?;
+        Ok(Self { mib })
+    }
+}
+
+impl fmt::Display for MemSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.mib.is_multiple_of(1024) {
+            write!(f, "{}G", self.mib / 1024)
+        } else {
+            write!(f, "{}M", self.mib)
+        }
+    }
+}
+
+/// Only TCG boots take another memory size.
+pub fn check_mem(host: Host, mem: MemSize) -> Result<()> {
+    if mem != GUEST_MEMORY && !matches!(host, Host::Tcg) {
+        bail!("--mem is for --host tcg only: pvhost and nested-kvm give the guest {GUEST_MEMORY}");
+    }
+    Ok(())
+}
 
 /// One boot of the guest: everything that goes on QEMU's command line.
 #[derive(Debug)]
@@ -37,6 +104,9 @@ pub struct Boot {
     pub arch: Arch,
     pub host: Host,
     pub smp: u8,
+    /// Guest RAM (TCG only: pvhost and nested-kvm give the guest
+    /// [`GUEST_MEMORY`]).
+    pub mem: MemSize,
     /// Enter the guest at EL2 (aarch64's `virtualization=on`).
     pub el2: bool,
     pub image: PathBuf,
@@ -49,6 +119,7 @@ impl Boot {
     /// keeps it for later boots).
     pub fn command(&self, prep: &mut Preparations) -> Result<Launch> {
         self.host.check(self.arch, self.el2)?;
+        check_mem(self.host, self.mem)?;
         if !self.image.is_file() {
             bail!("guest image {} does not exist", self.image.display());
         }
@@ -73,7 +144,8 @@ impl Boot {
         // TCG is QEMU's default accelerator on a host of another architecture.
         cmd.arg("-smp")
             .arg(self.smp.to_string())
-            .args(["-m", GUEST_MEMORY])
+            .arg("-m")
+            .arg(self.mem.to_string())
             .args(["-nodefaults", "-display", "none"])
             .args(["-serial", "stdio", "-monitor", "none", "-no-reboot"])
             .arg("-kernel")
@@ -364,5 +436,73 @@ impl Qemu {
 impl Drop for Qemu {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_sizes() {
+        for (text, mib, shown) in [
+            ("128M", 128, "128M"),
+            ("768M", 768, "768M"),
+            ("1G", 1024, "1G"),
+            ("1024M", 1024, "1G"),
+            ("1536m", 1536, "1536M"),
+            ("4G", 4096, "4G"),
+            ("4g", 4096, "4G"),
+        ] {
+            let size: MemSize = text.parse().unwrap();
+            assert_eq!(size, MemSize::mib(mib), "{text}");
+            assert_eq!(size.to_string(), shown);
+        }
+        for bad in [
+            "",
+            "M",
+            "256",
+            "1.5G",
+            "-1G",
+            "127M",
+            "5G",
+            "8192M",
+            "1T",
+            "256 M",
+            "+1G",
+            "99999999999G",
+        ] {
+            let err = bad.parse::<MemSize>().unwrap_err();
+            assert!(err.contains("from 128M to 4G"), "{bad}: {err}");
+        }
+        assert_eq!(GUEST_MEMORY.to_string(), "256M");
+    }
+
+    #[test]
+    fn only_tcg_takes_another_size() {
+        assert!(check_mem(Host::Tcg, MemSize::mib(4096)).is_ok());
+        let kvm = Host::NestedKvm(crate::nested_kvm::Settings::DEFAULT);
+        assert!(check_mem(kvm, GUEST_MEMORY).is_ok());
+        assert!(check_mem(kvm, MemSize::mib(1024)).is_err());
+    }
+
+    #[test]
+    fn tcg_command_passes_the_size() {
+        let boot = Boot {
+            arch: Arch::Loongarch64,
+            host: Host::Tcg,
+            smp: 2,
+            mem: MemSize::mib(768),
+            el2: false,
+            image: PathBuf::from("/t/lodger"),
+            bootargs: "app=selftest".into(),
+        };
+        let cmd = boot.tcg().unwrap();
+        let args: Vec<_> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let m = args.iter().position(|a| a == "-m").unwrap();
+        assert_eq!(args[m + 1], "768M");
     }
 }

@@ -9,7 +9,7 @@ use anyhow::Result;
 
 use crate::arch::Arch;
 use crate::host::{Host, HostKind, Preparations, Pv, MAX_L1_LOAD};
-use crate::qemu::{self, Boot, Outcome};
+use crate::qemu::{self, Boot, MemSize, Outcome};
 use crate::{build, guest};
 
 /// The exit status for a bad command line (clap's too).
@@ -23,6 +23,9 @@ pub struct Args {
     /// Number of CPUs (1..=16, the kernel's MAX_CPUS).
     #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=16))]
     smp: u8,
+    /// Guest RAM (tcg only), NM or NG from 128M to 4G, e.g. 768M or 1G.
+    #[arg(long, value_name = "SIZE", default_value_t = qemu::GUEST_MEMORY)]
+    mem: MemSize,
     /// Where the guest runs.
     #[arg(long, value_enum, default_value_t = HostKind::Tcg)]
     host: HostKind,
@@ -73,6 +76,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
     let checked = guest::bootargs(&args.app, &args.bootargs, &args.args).and_then(|bootargs| {
         let host = Host::from_args(args.host, args.pv, args.l1_load, args.steal.as_deref())?;
         host.check(args.arch, args.el2)?;
+        qemu::check_mem(host, args.mem)?;
         Ok((bootargs, host))
     });
     let (bootargs, host) = match checked {
@@ -87,6 +91,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
         arch: args.arch,
         host,
         smp: args.smp,
+        mem: args.mem,
         el2: args.el2,
         image: match args.image {
             Some(image) => image,

@@ -14,7 +14,7 @@ use clap::ValueEnum;
 use crate::arch::Arch;
 use crate::boot_tests::{BootTest, TESTS};
 use crate::host::Preparations;
-use crate::qemu::{self, Boot, Outcome};
+use crate::qemu::{self, Boot, MemSize, Outcome};
 use crate::{build, cmd, guest};
 
 /// Console lines shown for a failed boot test.
@@ -35,6 +35,10 @@ pub struct Args {
     /// it has one, else 60, nested-kvm 180]
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     timeout: Option<u64>,
+    /// Guest RAM for the TCG boot tests that do not set their own
+    /// (NM or NG, 128M to 4G) [default: 256M]
+    #[arg(long, value_name = "SIZE")]
+    mem: Option<MemSize>,
 }
 
 impl Args {
@@ -169,6 +173,7 @@ fn boot(
         arch: test.arch,
         host: test.host,
         smp: test.smp,
+        mem: test.mem(args.mem),
         el2: test.el2,
         image: image.to_owned(),
         bootargs: guest::bootargs(test.app, test.bootargs, test.app_args).map_err(error)?,

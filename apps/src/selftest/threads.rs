@@ -435,3 +435,80 @@ pub fn accounting() -> TestResult {
         irq_us
     ))
 }
+
+/// A job posted to a CPU busy with a CPU-bound thread runs promptly (the
+/// thread is preempted for it), and a busy thread that posts jobs itself
+/// (as `sched::log_stats` does) while others post to its CPU finishes too.
+pub fn job_on_busy_cpu() -> TestResult {
+    /// A job waits for an IPI and a switch; not for the thread to end.
+    const PROMPT: Duration = Duration::from_millis(500);
+    /// The busy thread's life, should nothing stop it: a job stuck behind
+    /// it fails the test instead of hanging the run.
+    const HOG_FOR: Duration = Duration::from_secs(3);
+    /// How long both sides post jobs to each other.
+    const CROSS_FOR: Duration = Duration::from_millis(300);
+    let me = kernel::cpu_id();
+    let Some(target) = smp::online_cpus().find(|&c| c != me) else {
+        return Ok("skipped: needs 2 CPUs".into());
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = Arc::new(AtomicBool::new(false));
+    let cross = Arc::new(AtomicBool::new(false));
+    let posted = Arc::new(AtomicU64::new(0));
+    let hog = {
+        let (stop, running, cross, posted) =
+            (stop.clone(), running.clone(), cross.clone(), posted.clone());
+        Builder::new()
+            .name("job-hog")
+            .pin(target)
+            .spawn(move || {
+                running.store(true, Ordering::Release);
+                let until = time::now_ns() + HOG_FOR.as_nanos() as u64;
+                while !stop.load(Ordering::Acquire) && time::now_ns() < until {
+                    if cross.load(Ordering::Acquire) {
+                        smp::run_on_all(&|_| sched::account_now());
+                        posted.fetch_add(1, Ordering::Relaxed);
+                    }
+                    core::hint::spin_loop();
+                }
+            })
+            .map_err(|e| format!("spawn: {e}"))?
+    };
+    let finish = |hog: JoinHandle| {
+        stop.store(true, Ordering::Release);
+        join_within(alloc::vec![hog], PATIENCE, "job-on-busy-cpu")
+    };
+    if !time::spin_until(Duration::from_secs(1), || running.load(Ordering::Acquire)) {
+        finish(hog)?;
+        return Err(format!("the busy thread did not start on CPU {target}"));
+    }
+    let start = time::now_ns();
+    smp::run_on(target, &|_| {});
+    let waited = Duration::from_nanos(time::now_ns() - start);
+    if waited > PROMPT {
+        finish(hog)?;
+        return Err(format!(
+            "a job for CPU {target}, busy with a CPU-bound thread, ran only after {} ms",
+            waited.as_millis()
+        ));
+    }
+    cross.store(true, Ordering::Release);
+    let mut rounds = 0u64;
+    let until = time::now_ns() + CROSS_FOR.as_nanos() as u64;
+    while time::now_ns() < until {
+        smp::run_on(target, &|_| {});
+        rounds += 1;
+    }
+    finish(hog)?;
+    let posted = posted.load(Ordering::Relaxed);
+    if posted == 0 {
+        return Err(format!(
+            "the busy thread on CPU {target} never got a job of its own done"
+        ));
+    }
+    Ok(format!(
+        "a job for busy CPU {target} ran after {} us; then {rounds} jobs to it and {posted} rounds of jobs from it in {} ms",
+        waited.as_micros(),
+        CROSS_FOR.as_millis()
+    ))
+}

@@ -45,7 +45,10 @@
 //! at interrupt exit ([`on_irq_exit`], the arch's `irq_exit` hook), unless
 //! the interrupted code disabled preemption ([`preempt`]): every
 //! [`SpinLock`](crate::sync::SpinLock) does, so a lock holder never migrates
-//! and the per-CPU queue nodes of the lock algorithms stay consistent.
+//! and the per-CPU queue nodes of the lock algorithms stay consistent. A job
+//! posted to the CPU ([`smp`]) asks for a switch the same way, and the next
+//! thread is then the idle thread, which runs the job to its end before
+//! anything else runs there.
 
 mod account;
 mod placement;
@@ -352,7 +355,7 @@ pub fn may_block() -> bool {
     let ok = s.running.load(Ordering::Relaxed)
         && !s.in_irq.load(Ordering::Relaxed)
         && s.preempt_count.load(Ordering::Relaxed) == 0
-        && s.current_id.load(Ordering::Relaxed) != s.idle_id.load(Ordering::Relaxed);
+        && !is_idle_running(s);
     A::irq_restore(irq);
     ok
 }
@@ -573,13 +576,52 @@ pub(crate) fn idle_loop() -> ! {
 }
 
 /// Runs this CPU's smp job in the idle thread, its time accounted as busy.
+/// Nests: a job that posts jobs runs its CPU's jobs while it waits.
 fn run_job() {
     let s = cpu_sched(A::cpu_id());
     account_now();
-    s.in_job.store(true, Ordering::Relaxed);
+    let outer = s.in_job.swap(true, Ordering::Relaxed);
     smp::run_pending_job();
     account_now();
-    s.in_job.store(false, Ordering::Relaxed);
+    s.in_job.store(outer, Ordering::Relaxed);
+}
+
+/// A job arrived in this CPU's mailbox (the IPI handler): switch to the idle
+/// thread at interrupt exit, if the interrupted code allows (see [`smp`]).
+pub(crate) fn job_arrived() {
+    cpu_sched(A::cpu_id())
+        .need_resched
+        .store(true, Ordering::Relaxed);
+}
+
+/// Whether the caller may wait for smp jobs to finish: not in an interrupt
+/// handler, and either preemption is enabled (its CPU can switch to its
+/// idle thread for a job posted to it) or it is the idle thread, which runs
+/// such jobs itself while it waits ([`run_job_if_idle`]).
+pub(crate) fn may_wait_for_jobs() -> bool {
+    let irq = A::irq_save();
+    let s = cpu_sched(A::cpu_id());
+    let ok = !s.in_irq.load(Ordering::Relaxed)
+        && (s.preempt_count.load(Ordering::Relaxed) == 0 || is_idle_running(s));
+    A::irq_restore(irq);
+    ok
+}
+
+/// Whether `s`'s CPU runs its idle thread (for another CPU: a snapshot).
+fn is_idle_running(s: &CpuSched) -> bool {
+    s.current_id.load(Ordering::Relaxed) == s.idle_id.load(Ordering::Relaxed)
+}
+
+/// For a CPU waiting for smp jobs: if the caller is the idle thread (a job
+/// that posts jobs), runs the job posted to this CPU, if any, now: nothing
+/// else would. The idle thread is pinned, so the CPU cannot change.
+pub(crate) fn run_job_if_idle() {
+    let irq = A::irq_save();
+    let idle = is_idle_running(cpu_sched(A::cpu_id()));
+    A::irq_restore(irq);
+    if idle && smp::job_pending() {
+        run_job();
+    }
 }
 
 /// Offers the CPU to other runnable threads of this CPU (a no-op where the
@@ -716,10 +758,11 @@ fn cpu_views() -> impl Iterator<Item = CpuView> + Clone {
     })
 }
 
-/// Threads on `cpu`: queued, plus the running one unless it is idle.
+/// Threads on `cpu`: queued, plus the running one unless it is idle (an
+/// idle thread running an smp job counts: it runs it to its end).
 fn load(cpu: usize) -> usize {
     let s = cpu_sched(cpu);
-    let busy = s.current_id.load(Ordering::Relaxed) != s.idle_id.load(Ordering::Relaxed);
+    let busy = !is_idle_running(s) || s.in_job.load(Ordering::Relaxed);
     s.queued.load(Ordering::Relaxed) + busy as usize
 }
 
@@ -786,9 +829,22 @@ fn schedule(reason: Reason) {
     {
         return; // Woken before it got here.
     }
+    // A posted job runs first, on the idle thread, and to its end (see
+    // `smp`): the idle thread stays while a job waits or runs; any other
+    // thread is switched out for it.
+    let job = smp::job_pending();
+    if prev.is_idle && (job || s.in_job.load(Ordering::Relaxed)) {
+        return;
+    }
     account(cpu, s, prev);
     s.need_resched.store(false, Ordering::Relaxed);
     let stays_runnable = matches!(reason, Reason::Preempt | Reason::Yield);
+    if job {
+        // SAFETY: the idle slot owns a reference for ever.
+        let idle = unsafe { arc_from_slot(&s.idle) };
+        switch_to(cpu, s, idle, stays_runnable);
+        return;
+    }
     let next = {
         let mut rq = s.rq.lock();
         if !prev.is_idle {

@@ -681,6 +681,7 @@ fn boot(
             arch: ARCH,
             host,
             smp: cell.smp,
+            mem: crate::qemu::GUEST_MEMORY,
             el2: false,
             image: image.to_owned(),
             bootargs,
