@@ -347,6 +347,19 @@ pub const TESTS: &[BootTest] = &[
         ..BASE
     },
     BootTest {
+        // Both slow paths in one boot, each on a lock of its own (the
+        // kernel's locks keep the boot's): 10^6 per CPU each, none lost.
+        name: "lock-stress-both-smp2",
+        smp: 2,
+        app: "lockstorm",
+        app_args: &["kinds=qspinlock", "slowpath=both", "acq=2000000", "cs=0", "out=0"],
+        checks: &[
+            Contains("kind=qspinlock slowpath=halt cpus=2 cs=0 out=0 acquisitions=2000000 "),
+            Contains("kind=qspinlock slowpath=spin cpus=2 cs=0 out=0 acquisitions=2000000 "),
+        ],
+        ..BASE
+    },
+    BootTest {
         // The spin-only qspinlock path (pv=off) under the same load.
         name: "lock-stress-spin-smp2",
         smp: 2,
@@ -366,10 +379,10 @@ pub const TESTS: &[BootTest] = &[
         name: "lock-stress-smp4",
         smp: 4,
         app: "lockstorm",
-        app_args: &["kinds=qspinlock,tas", "acq=1000000", "cs=0", "out=0"],
+        app_args: &["kinds=qspinlock,tas", "acq=4000000", "cs=0", "out=0"],
         checks: &[
-            Contains("kind=qspinlock slowpath=halt cpus=4 cs=0 out=0 acquisitions=1000000 "),
-            Contains("kind=tas slowpath=- cpus=4 cs=0 out=0 acquisitions=1000000 "),
+            Contains("kind=qspinlock slowpath=halt cpus=4 cs=0 out=0 acquisitions=4000000 "),
+            Contains("kind=tas slowpath=- cpus=4 cs=0 out=0 acquisitions=4000000 "),
         ],
         ..BASE
     },
@@ -681,19 +694,29 @@ pub const TESTS: &[BootTest] = &[
         ..BASE
     },
     BootTest {
-        // 4 vCPUs on 2 L1 CPUs: zero lost updates. 2*10^4, not 10^6: the
-        // halting qspinlock there ranges 2.4k-60k acquisitions/s between runs
-        // (WFI traps and kicks through L1's emulated GIC: a tuning target), so
-        // 10^6 (125 s when run by hand, lost=0) can exceed the nested timeout.
+        // 4 vCPUs on 2 L1 CPUs: zero lost updates at 10^6 acquisitions
+        // per CPU of the default (halting, stealing) qspinlock.
         name: "kvm-lock-stress-smp4",
         host: NESTED_KVM,
         smp: 4,
         app: "lockstorm",
-        app_args: &["kinds=qspinlock,tas", "acq=20000", "cs=0", "out=0"],
-        checks: &[
-            Contains("kind=qspinlock slowpath=halt cpus=4 cs=0 out=0 acquisitions=20000 "),
-            Contains("kind=tas slowpath=- cpus=4 cs=0 out=0 acquisitions=20000 "),
-        ],
+        app_args: &["kinds=qspinlock", "acq=4000000", "cs=0", "out=0"],
+        checks: &[Contains(
+            "kind=qspinlock slowpath=halt cpus=4 cs=0 out=0 acquisitions=4000000 ",
+        )],
+        ..BASE
+    },
+    BootTest {
+        // tas under the same overcommit, fewer: it is unfair, and a vCPU
+        // starved for a whole L1 slice makes 10^6 per CPU slow.
+        name: "kvm-lock-stress-tas-smp4",
+        host: NESTED_KVM,
+        smp: 4,
+        app: "lockstorm",
+        app_args: &["kinds=tas", "acq=20000", "cs=0", "out=0"],
+        checks: &[Contains(
+            "kind=tas slowpath=- cpus=4 cs=0 out=0 acquisitions=20000 ",
+        )],
         ..BASE
     },
     BootTest {
@@ -759,6 +782,22 @@ pub const TESTS: &[BootTest] = &[
             Contains(" (a kicked halt took "),
             Contains("1 passed, 0 failed"),
         ],
+        ..BASE
+    },
+    BootTest {
+        // Half of each vCPU's time stolen, staggered: the PV qspinlock
+        // (kicked by PV sched) loses nothing at 10^6 per CPU.
+        name: "pvhost-lock-stress-smp4",
+        host: Host::Pvhost(pvhost::Settings {
+            pv: Pv::On,
+            steal: "periodic:10000,50,2500",
+        }),
+        smp: 4,
+        app: "lockstorm",
+        app_args: &["kinds=qspinlock", "acq=4000000", "cs=0", "out=0"],
+        checks: &[Contains(
+            "kind=qspinlock slowpath=halt cpus=4 cs=0 out=0 acquisitions=4000000 ",
+        )],
         ..BASE
     },
     BootTest {
