@@ -1,0 +1,120 @@
+//! Host stress tests and rule tests of the qspinlock (std threads as CPUs).
+
+use super::super::test_platform::{shared, Cpu};
+use super::halt::{steal, Steal};
+use super::hash::PvHash;
+use super::*;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::thread;
+
+#[test]
+fn word_layout() {
+    assert_eq!(LOCKED_MASK, 0xff);
+    assert_eq!(PENDING_MASK, 0x100);
+    assert_eq!(TAIL_IDX_MASK, 0x3_0000);
+    assert_eq!(TAIL_CPU_MASK, 0xfffc_0000);
+    assert_eq!(decode_tail(encode_tail(13, 3)), (13, 3));
+    assert_eq!(encode_tail(0, 0), 1 << 18);
+}
+
+fn stress(slow_path: SlowPath, cpus: usize, per_cpu: u64) {
+    let shared = shared(cpus, slow_path);
+    let lock = Arc::new(QSpinLock::new());
+    let counter = Arc::new(AtomicU32::new(0));
+    let inside = Arc::new(AtomicBool::new(false));
+    let threads: Vec<_> = (0..cpus)
+        .map(|id| {
+            let shared = Arc::clone(&shared);
+            let (lock, counter, inside) =
+                (Arc::clone(&lock), Arc::clone(&counter), Arc::clone(&inside));
+            thread::spawn(move || {
+                let cpu = Cpu::new(id, &shared);
+                for _ in 0..per_cpu {
+                    lock.lock(&cpu);
+                    assert!(!inside.swap(true, Ordering::Relaxed), "two holders at once");
+                    // A non-atomic-style update: load, then store.
+                    let v = counter.load(Ordering::Relaxed);
+                    counter.store(v + 1, Ordering::Relaxed);
+                    inside.store(false, Ordering::Relaxed);
+                    lock.unlock(&cpu);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(
+        counter.load(Ordering::Relaxed) as u64,
+        cpus as u64 * per_cpu
+    );
+    assert_eq!(
+        lock.val.load(Ordering::Relaxed),
+        0,
+        "lock word not back to 0,0,0"
+    );
+    for n in &shared.nodes {
+        assert_eq!(n[0].count.load(Ordering::Relaxed), 0);
+    }
+}
+
+#[test]
+fn stealing_rules() {
+    let tail = encode_tail(1, 0);
+    // No queue: free, take it (the fast path's case); held, queue and
+    // become the head.
+    assert_eq!(steal(0, 0, 4), Steal::Take);
+    assert_eq!(steal(LOCKED_VAL, 0, 4), Steal::Queue);
+    // A queue whose head is not spinning (halted, preempted, between
+    // heads): take a free lock, spin for a held one.
+    assert_eq!(steal(tail, 0, 4), Steal::Take);
+    assert_eq!(steal(tail | LOCKED_VAL, 0, 4), Steal::Wait);
+    assert_eq!(steal(tail | SLOW_VAL, 0, 4), Steal::Wait);
+    // A spinning head waiting for a holder: queue behind it.
+    assert_eq!(steal(tail | PENDING_VAL | LOCKED_VAL, 0, 4), Steal::Queue);
+    // A spinning head that leaves the lock free: give it `stale` looks.
+    assert_eq!(steal(tail | PENDING_VAL, 0, 4), Steal::WaitForHead);
+    assert_eq!(steal(tail | PENDING_VAL, 3, 4), Steal::WaitForHead);
+    assert_eq!(steal(tail | PENDING_VAL, 4, 4), Steal::Take);
+}
+
+#[test]
+fn the_hash_holds_a_halted_head_per_queue_node() {
+    // Every CPU halted as the head of one lock per nesting level (a
+    // halted head can take an interrupt whose handler halts again).
+    let hash = PvHash::<PV_HASH_SLOTS>::new();
+    let locks: Vec<QSpinLock> = (0..MAX_NODES * crate::MAX_CPUS)
+        .map(|_| QSpinLock::new())
+        .collect();
+    let node = McsNode::new();
+    for lock in &locks {
+        hash.hash(lock, &node);
+    }
+    for lock in &locks {
+        assert!(ptr::eq(hash.unhash(lock), &node));
+    }
+}
+
+#[test]
+fn native_stress() {
+    stress(SlowPath::Spin, 8, 20_000);
+}
+
+#[test]
+fn pv_stress() {
+    stress(SlowPath::Halt, 8, 20_000);
+}
+
+#[test]
+fn nesting_uses_the_next_node() {
+    let shared = shared(2, SlowPath::Spin);
+    let cpu = Cpu::new(0, &shared);
+    let (a, b) = (QSpinLock::new(), QSpinLock::new());
+    a.lock(&cpu);
+    b.lock(&cpu);
+    assert!(a.is_locked() && b.is_locked());
+    b.unlock(&cpu);
+    a.unlock(&cpu);
+    assert!(!a.is_locked() && !b.is_locked());
+}
