@@ -1040,7 +1040,7 @@ mod tests {
         for test in TESTS {
             assert!(!test.name.is_empty(), "a test has no name");
             assert!(names.insert(test.name), "{}: duplicate name", test.name);
-            assert!((1..=8).contains(&test.smp), "{}: smp", test.name);
+            assert!((1..=16).contains(&test.smp), "{}: smp", test.name);
             assert!(
                 test.host.check(test.arch, test.el2).is_ok(),
                 "{}: host, arch and el2 do not go together",
