@@ -33,11 +33,13 @@ usage: ./run.sh [COMMAND]
                 cargo xtask run --arch aarch64 --smp 4 --host tcg --app selftest
   test          install, then run every test: cargo xtask test
   run ARGS...   install, then cargo xtask run ARGS...  (see: cargo xtask run --help)
-  install [ARCH...] [nested-kvm]
+  install [ARCH...] [nested-kvm] [la-pvhost]
                 only install what is missing: QEMU >= 10 and the Rust
-                pieces for each ARCH (aarch64, loongarch64), and for
+                pieces for each ARCH (aarch64, loongarch64), for
                 nested-kvm what --host nested-kvm needs (cpio,
-                binutils-aarch64-linux-gnu, apt's arm64 architecture);
+                binutils-aarch64-linux-gnu, apt's arm64 architecture),
+                for la-pvhost what building the LoongArch PV QEMU needs
+                (ninja, glib, pixman, libfdt, flex, bison, meson ...);
                 default: all that the tests need
   help          this text
 
@@ -265,12 +267,55 @@ ensure_nested_kvm() {
     fi
 }
 
-# Whether an xtask command line asks for --host nested-kvm.
+# ---------------------------------------------------------------------------
+# The LoongArch PV QEMU (--arch loongarch64 --host pvhost)
+# ---------------------------------------------------------------------------
+
+# What xtask needs to build QEMU with host/qemu-loongarch-kvm-pv.patch
+# (xtask/src/qemu_pv.rs): the build tools and libraries, and meson >= 1.5
+# and pycotap from bookworm-backports (the +ds tarball bundles neither).
+readonly QEMU_PV_DEPS=(ninja-build libglib2.0-dev libpixman-1-dev libfdt-dev
+    python3-venv flex bison pkg-config patch xz-utils)
+readonly QEMU_PV_BACKPORTS=(meson python3-pycotap)
+ensure_qemu_pv() {
+    local missing=() missing_bpo=() pkg
+    command -v dpkg-query >/dev/null ||
+        die "--host pvhost for loongarch64 builds Debian's QEMU source: it needs dpkg and apt"
+    for pkg in "${QEMU_PV_DEPS[@]}"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
+    done
+    for pkg in "${QEMU_PV_BACKPORTS[@]}"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing_bpo+=("$pkg")
+    done
+    # meson from bookworm itself (1.0) is too old for QEMU 10.
+    if [[ ${#missing_bpo[@]} -eq 0 ]] && ! dpkg --compare-versions \
+        "$(dpkg-query -W -f='${Version}' meson)" ge 1.5; then
+        missing_bpo+=(meson)
+    fi
+    if [[ ${#missing[@]} -eq 0 && ${#missing_bpo[@]} -eq 0 ]]; then
+        return 0
+    fi
+    can_be_root ||
+        die "not root and no sudo: please install ${missing[*]} and, from bookworm-backports, ${missing_bpo[*]}, then re-run"
+    say "installing what the LoongArch PV QEMU build needs: ${missing[*]} ${missing_bpo[*]}"
+    if [[ ${#missing[@]} -gt 0 ]]; then
+        as_root env DEBIAN_FRONTEND=noninteractive \
+            apt-get -y -q install --no-install-recommends "${missing[@]}"
+    fi
+    if [[ ${#missing_bpo[@]} -gt 0 ]]; then
+        enable_backports
+        as_root env DEBIAN_FRONTEND=noninteractive \
+            apt-get -y -q install --no-install-recommends -t bookworm-backports "${missing_bpo[@]}"
+    fi
+}
+
+# Whether an xtask command line asks for --host HOST (default nested-kvm).
 wants_nested_kvm() {
+    local host=${WANTS_HOST:-nested-kvm}
     while [[ $# -gt 0 ]]; do
         case $1 in
-        --host) [[ ${2:-} == nested-kvm ]] && return 0 ;;
-        --host=nested-kvm) return 0 ;;
+        --host) [[ ${2:-} == "$host" ]] && return 0 ;;
+        --host="$host") return 0 ;;
         --) break ;;
         esac
         shift
@@ -327,6 +372,7 @@ install() {
     for what in "$@"; do
         case $what in
         nested-kvm) ensure_nested_kvm ;;
+        la-pvhost) ensure_qemu_pv ;;
         *) ensure_arch "$what" ;;
         esac
     done
@@ -342,8 +388,8 @@ main() {
         exec cargo xtask run --arch aarch64 --smp 4 --host tcg --app selftest
         ;;
     test)
-        # The boot tests include nested-KVM ones.
-        install "${TEST_ARCHES[@]}" nested-kvm
+        # The boot tests include nested-KVM and LoongArch pvhost ones.
+        install "${TEST_ARCHES[@]}" nested-kvm la-pvhost
         ensure_rust_tools
         exec cargo xtask test "$@"
         ;;
@@ -352,11 +398,14 @@ main() {
         if wants_nested_kvm "$@"; then
             install nested-kvm
         fi
+        if [[ $(arch_of "$@") == loongarch64 ]] && WANTS_HOST=pvhost wants_nested_kvm "$@"; then
+            install la-pvhost
+        fi
         exec cargo xtask run "$@"
         ;;
     install)
         if [[ $# -eq 0 ]]; then
-            set -- "${TEST_ARCHES[@]}" nested-kvm
+            set -- "${TEST_ARCHES[@]}" nested-kvm la-pvhost
         fi
         install "$@"
         ensure_rust_tools

@@ -13,7 +13,7 @@
 //! Then, as its very last act, it reads every CPU's steal clock once more
 //! and prints one line per CPU for comparison with the host's ground truth
 //! (pvhost's `pvhost: cpu=N ... stolen_ns=S ...` at SYSTEM_OFF):
-//! `stealwatch: final cpu=N stolen_ns=S at_ns=T` — `stolen_ns` the clock's
+//! `stealwatch: final cpu=N hw_id=H stolen_ns=S at_ns=T` — `stolen_ns` the clock's
 //! value (stolen since boot, as the host counts it), `at_ns` the guest time
 //! just before the readings. Steal keeps accruing until the machine is off
 //! (the idle CPUs wake for their ticks, the exiting CPU runs the exit
@@ -157,9 +157,13 @@ fn print_final_readings() {
     for cpu in smp::online_cpus() {
         readings[cpu] = pv::steal_ns(cpu);
     }
+    let hw_ids = &kernel::bootinfo::boot_info().cpu_hw_ids;
     for cpu in smp::online_cpus() {
+        // The hardware id lets a host's ground truth, keyed by its own vCPU
+        // numbering, be matched to this CPU.
         kernel::println!(
-            "stealwatch: final cpu={cpu} stolen_ns={} at_ns={at_ns}",
+            "stealwatch: final cpu={cpu} hw_id={} stolen_ns={} at_ns={at_ns}",
+            hw_ids[cpu],
             readings[cpu]
         );
     }

@@ -10,7 +10,7 @@ use crate::nested_kvm::Settings;
 use crate::pvhost;
 use crate::qemu::{self, MemSize};
 
-use Check::{AtLeast, Below, Contains, Lacks, StealMatchesTruth};
+use Check::{AtLeast, Below, Contains, Lacks, StealMatchesTruth, Truth};
 
 /// Exit statuses of the guest (`kernel::exit::status`).
 const SUCCESS: u8 = 0;
@@ -74,6 +74,15 @@ pub enum Check {
     /// (`stealwatch: final`) is within this fraction of pvhost's ground
     /// truth, plus what may accrue after the reading ([`crate::steal`]).
     StealMatchesTruth(f64),
+    /// pvhost's ground truth: the `KEY=` counts of its `pvhost: cpu=` lines
+    /// (of every vCPU, or of the one given) add up to a number in
+    /// `[min, max]` ([`crate::steal::truth_count`]).
+    Truth {
+        key: &'static str,
+        cpu: Option<u64>,
+        min: u64,
+        max: u64,
+    },
 }
 
 impl Check {
@@ -91,6 +100,14 @@ impl Check {
                 n => n.is_none().then(|| no_number(text)),
             },
             StealMatchesTruth(relative) => crate::steal::compare(output, relative).err(),
+            Truth { key, cpu, min, max } => match crate::steal::truth_count(output, key, cpu) {
+                Ok(n) if (min..=max).contains(&n) => None,
+                Ok(n) => Some(format!(
+                    "ground truth {key} = {n} ({}), expected {min}..={max}",
+                    cpu.map_or("all vCPUs".to_owned(), |c| format!("vCPU {c}"))
+                )),
+                Err(why) => Some(why),
+            },
             Contains(_) | Lacks(_) => None,
         }
     }
@@ -990,7 +1007,98 @@ pub const TESTS: &[BootTest] = &[
         ],
         ..BASE
     },
+    // --- LoongArch under the PV QEMU (xtask/src/qemu_pv.rs) ----------------
+    BootTest {
+        // Every feature offered and used; the PV IPI carries every doorbell
+        // (CPU 0 never gets a start IPI, so no IOCSR IPI at all there); no
+        // hvcl for anything not advertised.
+        name: "la-pvhost-detect-all",
+        host: LA_PVHOST,
+        checks: &[
+            Contains("pv: hypervisor KVM (IOCSR FEATURES bit 11, KVM signature, features 0xe)"),
+            Contains("time: used (record at PA"),
+            Contains("ipi: used (FUNC_IPI multicast"),
+            Contains("preempt: used"),
+            Contains(" 0 failed"),
+            Truth { key: "hvcl_unadvertised", cpu: None, min: 0, max: 0 },
+            Truth { key: "hvcl_notify", cpu: None, min: 4, max: 8 },
+            Truth { key: "hvcl_ipi", cpu: None, min: 1, max: u64::MAX },
+            Truth { key: "ipis_pv", cpu: None, min: 1, max: u64::MAX },
+            Truth { key: "ipis_iocsr", cpu: Some(0), min: 0, max: 0 },
+        ],
+        ..LA
+    },
+    BootTest {
+        // The hypervisor and its signature, but no feature: nothing is used
+        // and not one hvcl is issued.
+        name: "la-pvhost-none-offered",
+        host: Host::Pvhost(pvhost::Settings {
+            pv: Pv::Off,
+            steal: "none",
+        }),
+        checks: &[
+            Contains("pv: hypervisor KVM (IOCSR FEATURES bit 11, KVM signature, features 0x0)"),
+            Contains("time: not offered"),
+            Contains("ipi: not offered"),
+            Contains("preempt: not offered"),
+            Contains(" 0 failed"),
+            Truth { key: "pv_calls", cpu: None, min: 0, max: 0 },
+        ],
+        ..LA
+    },
+    BootTest {
+        // pv=off: nothing probed, no hvcl. (Only the IPI and page-table
+        // tests: pv=off spins natively, and the whole selftest then takes
+        // 10-60 s on 2 busy cores.)
+        name: "la-pvhost-pv-off",
+        host: LA_PVHOST,
+        bootargs: "pv=off",
+        app_args: &["ipi", "page-map"],
+        checks: &[
+            Contains("nothing probed"),
+            Contains(" 0 failed"),
+            Truth { key: "pv_calls", cpu: None, min: 0, max: 0 },
+        ],
+        ..LA
+    },
+    BootTest {
+        // pv.ipi=off: no FUNC_IPI, every doorbell is an IOCSR IPI, and the
+        // selftest (TLB shootdowns included) still passes.
+        name: "la-pvhost-ipi-off",
+        host: LA_PVHOST,
+        bootargs: "pv.ipi=off",
+        checks: &[
+            Contains("ipi: off (pv.ipi=off)"),
+            Contains(" 0 failed"),
+            Truth { key: "hvcl_ipi", cpu: None, min: 0, max: 0 },
+            Truth { key: "ipis_pv", cpu: None, min: 0, max: 0 },
+            Truth { key: "ipis_iocsr", cpu: Some(0), min: 1, max: u64::MAX },
+        ],
+        ..LA
+    },
+    BootTest {
+        // As pvhost-steal-truth-smp4: the QEMU thread of each vCPU sleeps
+        // for 20% of every 10 ms (staggered by 2.5 ms) until 1.5 s; the
+        // guest reads at about 2 s.
+        name: "la-pvhost-steal-truth-smp4",
+        host: Host::Pvhost(pvhost::Settings {
+            pv: Pv::On,
+            steal: "periodic:10000,20,2500@1500",
+        }),
+        app: "stealwatch",
+        app_args: &["ms=2000", "expect=steal"],
+        checks: &[
+            Contains("stealwatch: steal clock used"),
+            Lacks("monotonic=no"),
+            Contains("pvhost: cpu=3 hw_id=3 preemptions="),
+            StealMatchesTruth(STEAL_TOLERANCE),
+        ],
+        ..LA
+    },
 ];
+
+/// The LoongArch PV QEMU offering every feature, no preemption.
+const LA_PVHOST: Host = Host::Pvhost(pvhost::Settings::DEFAULT);
 
 /// How far the guest's steal clock may be from pvhost's ground truth
 /// (issue 7), besides what accrues after the guest's reading.

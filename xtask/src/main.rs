@@ -24,6 +24,7 @@ mod host;
 mod nested_kvm;
 mod pvhost;
 mod qemu;
+mod qemu_pv;
 mod run;
 mod steal;
 mod test;

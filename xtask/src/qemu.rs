@@ -27,6 +27,7 @@ use crate::guest::{self, Console};
 use crate::host::{Host, Preparations};
 use crate::nested_kvm;
 use crate::pvhost;
+use crate::qemu_pv;
 
 /// Guest memory by default, enough for the kernel's heap and per-CPU
 /// stacks. The same on every host, so that only the host differs between
@@ -131,7 +132,10 @@ impl Boot {
             }),
             Host::NestedKvm(settings) => nested_kvm::launch(self, settings, prep.l1()?),
             Host::Pvhost(settings) => Ok(Launch {
-                command: pvhost::command(self, settings, prep.pvhost()?)?,
+                command: match self.arch {
+                    Arch::Aarch64 => pvhost::command(self, settings, prep.pvhost()?)?,
+                    Arch::Loongarch64 => qemu_pv::command(self, settings, prep.qemu_pv()?)?,
+                },
                 scratch: None,
                 grace: self.host.power_off_grace(),
             }),
@@ -139,8 +143,14 @@ impl Boot {
     }
 
     fn tcg(&self) -> Result<Command> {
-        let mut cmd = Command::new(self.arch.qemu());
-        cmd.args(self.arch.machine_args(self.el2)?);
+        self.tcg_with(self.arch.qemu().as_ref(), &[])
+    }
+
+    /// The TCG command with another QEMU binary and `extra` arguments after
+    /// the board's (the LoongArch PV QEMU, [`qemu_pv`]).
+    pub fn tcg_with(&self, program: &std::ffi::OsStr, extra: &[String]) -> Result<Command> {
+        let mut cmd = Command::new(program);
+        cmd.args(self.arch.machine_args(self.el2)?).args(extra);
         // TCG is QEMU's default accelerator on a host of another architecture.
         cmd.arg("-smp")
             .arg(self.smp.to_string())

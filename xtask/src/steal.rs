@@ -4,9 +4,14 @@
 //! Two kinds of console line take part, one per CPU each:
 //!
 //! ```text
-//! stealwatch: final cpu=N stolen_ns=S at_ns=T                          <- the guest (apps/src/stealwatch.rs)
+//! stealwatch: final cpu=N hw_id=H stolen_ns=S at_ns=T                   <- the guest (apps/src/stealwatch.rs)
 //! pvhost: cpu=N preemptions=K stolen_ns=S pv_calls=C last_end_ns=E     <- pvhost at SYSTEM_OFF
 //! ```
+//!
+//! The LoongArch PV QEMU ([`crate::qemu_pv`]) numbers its lines by vCPU
+//! and adds `hw_id=` (CSR.CPUID), which the guest's numbering need not
+//! follow (the boot CPU first, then the FDT's order): where a truth line
+//! has `hw_id=`, it is matched to the guest's line with the same `hw_id=`.
 //!
 //! Both times are the same counter (pvhost runs the guest with CNTVOFF = 0):
 //! `at_ns` is taken just before the guest reads its PV time records,
@@ -27,6 +32,7 @@ use std::fmt::Write as _;
 pub struct Reading {
     pub stolen_ns: u64,
     pub at_ns: u64,
+    pub hw_id: Option<u64>,
 }
 
 /// pvhost's count for one vCPU at SYSTEM_OFF.
@@ -34,6 +40,7 @@ pub struct Reading {
 pub struct Truth {
     pub stolen_ns: u64,
     pub last_end_ns: u64,
+    pub hw_id: Option<u64>,
 }
 
 /// The `key=value` words of `line` after `lead`, if the first of them is
@@ -55,6 +62,14 @@ fn number(fields: &BTreeMap<&str, &str>, key: &str, line: &str) -> Result<u64, S
     value
         .parse()
         .map_err(|_| format!("{key}={value} is not a number in {line:?}"))
+}
+
+/// The number under `key` if the line has one.
+fn optional(fields: &BTreeMap<&str, &str>, key: &str, line: &str) -> Result<Option<u64>, String> {
+    fields
+        .contains_key(key)
+        .then(|| number(fields, key, line))
+        .transpose()
 }
 
 /// Collects one entry per CPU from the lines that start with `lead` and
@@ -83,6 +98,7 @@ pub fn guest_readings(console: &str) -> Result<BTreeMap<u64, Reading>, String> {
         Ok(Reading {
             stolen_ns: number(f, "stolen_ns", line)?,
             at_ns: number(f, "at_ns", line)?,
+            hw_id: optional(f, "hw_id", line)?,
         })
     })
 }
@@ -93,8 +109,25 @@ pub fn ground_truth(console: &str) -> Result<BTreeMap<u64, Truth>, String> {
         Ok(Truth {
             stolen_ns: number(f, "stolen_ns", line)?,
             last_end_ns: number(f, "last_end_ns", line)?,
+            hw_id: optional(f, "hw_id", line)?,
         })
     })
+}
+
+/// The sum of the `key=` numbers of the host's `pvhost: cpu=` lines, of
+/// every vCPU or of `cpu` only.
+pub fn truth_count(console: &str, key: &str, cpu: Option<u64>) -> Result<u64, String> {
+    let counts = per_cpu(console, "pvhost: ", |f, line| number(f, key, line))?;
+    if counts.is_empty() {
+        return Err("no pvhost ground-truth lines".into());
+    }
+    match cpu {
+        None => Ok(counts.values().sum()),
+        Some(c) => counts
+            .get(&c)
+            .copied()
+            .ok_or_else(|| format!("no ground-truth line for vCPU {c}")),
+    }
 }
 
 /// Why one CPU's reading is not within `relative` of the truth (or cannot
@@ -128,8 +161,20 @@ pub fn mismatch(cpu: u64, guest: Reading, truth: Truth, relative: f64) -> Option
 /// Compares every CPU's final steal reading on `console` with pvhost's
 /// ground truth; `Err` says what is missing or which CPUs differ.
 pub fn compare(console: &str, relative: f64) -> Result<(), String> {
-    let guest = guest_readings(console)?;
+    let mut guest = guest_readings(console)?;
     let truth = ground_truth(console)?;
+    if truth.values().any(|t| t.hw_id.is_some()) {
+        // Re-key the guest's readings by hardware id, then the truth's
+        // vCPU numbers name them.
+        let by_hw: BTreeMap<u64, Reading> = guest
+            .values()
+            .filter_map(|g| Some((g.hw_id?, *g)))
+            .collect();
+        guest = truth
+            .iter()
+            .filter_map(|(&cpu, t)| Some((cpu, *by_hw.get(&t.hw_id?)?)))
+            .collect();
+    }
     if truth.is_empty() {
         return Err("no pvhost ground-truth lines".into());
     }
@@ -189,14 +234,16 @@ mod tests {
             guest_readings(&text).unwrap()[&0],
             Reading {
                 stolen_ns: 10,
-                at_ns: 20
+                at_ns: 20,
+                hw_id: None
             }
         );
         assert_eq!(
             ground_truth(&text).unwrap()[&0],
             Truth {
                 stolen_ns: 30,
-                last_end_ns: 40
+                last_end_ns: 40,
+                hw_id: None
             }
         );
     }
@@ -234,6 +281,33 @@ mod tests {
         let err = compare(&console(&[late]), 0.01).unwrap_err();
         assert!(err.contains("after the guest's reading"), "{err}");
         assert!(compare(&console(&[(S, 2 * S, S, 2 * S)]), 0.01).is_err());
+    }
+
+    #[test]
+    fn truth_counts_add_up() {
+        let text = "pvhost: header\npvhost: cpu=0 ipis_pv=2\npvhost: cpu=1 ipis_pv=5\n";
+        assert_eq!(truth_count(text, "ipis_pv", None), Ok(7));
+        assert_eq!(truth_count(text, "ipis_pv", Some(1)), Ok(5));
+        assert!(truth_count(text, "ipis_pv", Some(2)).is_err());
+        assert!(truth_count(text, "hvcl_ipi", None).is_err());
+        assert!(truth_count("", "ipis_pv", None).is_err());
+    }
+
+    #[test]
+    fn hw_ids_match_lines_whose_numbering_differs() {
+        // The guest's CPU 1 is the host's vCPU 2 and the other way round.
+        let text = "stealwatch: final cpu=0 hw_id=0 stolen_ns=5 at_ns=900\n\
+                    stealwatch: final cpu=1 hw_id=2 stolen_ns=70 at_ns=900\n\
+                    stealwatch: final cpu=2 hw_id=1 stolen_ns=30 at_ns=900\n\
+                    pvhost: cpu=0 hw_id=0 stolen_ns=5 last_end_ns=1\n\
+                    pvhost: cpu=1 hw_id=1 stolen_ns=30 last_end_ns=1\n\
+                    pvhost: cpu=2 hw_id=2 stolen_ns=70 last_end_ns=1\n";
+        assert_eq!(compare(text, 0.01), Ok(()));
+        let swapped = text.replace("cpu=1 hw_id=2", "cpu=1 hw_id=9");
+        assert_eq!(
+            compare(&swapped, 0.01).unwrap_err(),
+            "cpu 2: no \"stealwatch: final\" line"
+        );
     }
 
     #[test]

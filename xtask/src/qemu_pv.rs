@@ -1,0 +1,353 @@
+//! `--arch loongarch64 --host pvhost`: the guest under a patched QEMU that
+//! models the KVM guest interface of upstream Linux's `arch/loongarch/kvm/`
+//! under TCG (`host/qemu-loongarch-kvm-pv.patch`, GPL-2.0-or-later like
+//! QEMU itself; its header says what each file gets).
+//!
+//! The binary is built on demand and cached under
+//! `target/qemu-pv/<patch hash>/`; a changed patch builds a new one:
+//!
+//! 1. the source: Debian's `qemu_10.0.2+ds.orig.tar.xz`, fetched once into
+//!    `target/qemu-pv/` by `apt-get source --download-only --tar-only` with a
+//!    private apt setup (a `deb-src` entry for bookworm-backports on the
+//!    mirror the machine's apt sources already use; the system's sources are
+//!    not changed), apt checking it against the archive's index;
+//! 2. unpack, `patch -p1`, `configure` (loongarch64-softmmu, TCG only),
+//!    `ninja qemu-system-loongarch64`;
+//! 3. the binary moves to `target/qemu-pv/<hash>/`, the tree is removed.
+//!
+//! The QEMU command is the TCG one plus the model's CPU properties
+//! (`-global la464-loongarch-cpu.pvhost=on`, the offered features, the
+//! injector's policy). At exit the model prints its ground truth after the
+//! guest's exit marker, one line per vCPU:
+//! `pvhost: cpu=N hw_id=H preemptions=K stolen_ns=S held_ns=A pv_calls=C
+//! last_end_ns=E record_updates=U hvcl_ipi=I hvcl_notify=M hvcl_other=O
+//! hvcl_unadvertised=X ipis_pv=P ipis_iocsr=Q` ([`crate::steal`] reads it as
+//! it reads aarch64 pvhost's).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+use crate::cmd;
+use crate::host::Pv;
+use crate::pvhost::Settings;
+use crate::qemu::Boot;
+
+/// The patch, relative to the workspace root.
+pub const PATCH: &str = "host/qemu-loongarch-kvm-pv.patch";
+/// The QEMU release the patch is for, and Debian's tarball of it.
+const UPSTREAM: &str = "10.0.2";
+const TARBALL: &str = "qemu_10.0.2+ds.orig.tar.xz";
+/// The Debian package whose installed version names the source package's.
+const VERSION_OF: &str = "qemu-system-misc";
+const BINARY: &str = "qemu-system-loongarch64";
+/// The CPU type whose properties the model adds.
+const CPU_TYPE: &str = "la464-loongarch-cpu";
+
+/// FNV-1a, 64 bits: a stable key for the patch's contents.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+fn cache_dir() -> PathBuf {
+    cmd::target_dir().join("qemu-pv")
+}
+
+fn progress(start: Instant, what: &str) {
+    eprintln!(
+        "xtask: LoongArch PV QEMU: {what} ({:.0} s)",
+        start.elapsed().as_secs_f64()
+    );
+}
+
+/// The patched QEMU, built first if the cache has none for this patch.
+pub fn ensure() -> Result<PathBuf> {
+    let patch = cmd::workspace_root().join(PATCH);
+    let bytes = std::fs::read(&patch).with_context(|| format!("reading {PATCH}"))?;
+    let dir = cache_dir().join(format!("{:016x}", fnv1a(&bytes)));
+    let binary = dir.join(BINARY);
+    if binary.is_file() {
+        return Ok(binary);
+    }
+    let start = Instant::now();
+    progress(start, "building it (once per patch: a few minutes)");
+    let tarball = fetch_source(start)?;
+    let work = dir.join("work");
+    if work.exists() {
+        std::fs::remove_dir_all(&work)?;
+    }
+    std::fs::create_dir_all(&work)?;
+    cmd::run(
+        Command::new("tar")
+            .arg("xJf")
+            .arg(&tarball)
+            .arg("-C")
+            .arg(&work),
+    )?;
+    let src = work.join(format!("qemu-{UPSTREAM}"));
+    progress(start, "unpacked; patching");
+    cmd::run_redirected(
+        Command::new("patch")
+            .args(["-p1", "--quiet"])
+            .current_dir(&src),
+        &patch,
+        &work.join("patch.log"),
+    )?;
+    let build = work.join("build");
+    std::fs::create_dir_all(&build)?;
+    progress(start, "configuring");
+    cmd::run_redirected(
+        Command::new(src.join("configure"))
+            .args([
+                "--python=/usr/bin/python3",
+                "--target-list=loongarch64-softmmu",
+                "--without-default-features",
+                "--enable-tcg",
+                "--enable-fdt=system",
+                "--disable-docs",
+                "--disable-tools",
+                "--disable-install-blobs",
+            ])
+            .current_dir(&build),
+        Path::new("/dev/null"),
+        &work.join("configure.log"),
+    )
+    .context("configure failed (its output: target/qemu-pv/*/work/configure.log; ./run.sh install installs what it needs)")?;
+    progress(start, "compiling (ninja -j2)");
+    cmd::run_redirected(
+        Command::new("ninja")
+            .args(["-j2", BINARY])
+            .current_dir(&build),
+        Path::new("/dev/null"),
+        &work.join("ninja.log"),
+    )
+    .context("the build failed (its output: target/qemu-pv/*/work/ninja.log)")?;
+    std::fs::rename(build.join(BINARY), &binary)?;
+    std::fs::remove_dir_all(&work)?;
+    progress(start, &format!("built {}", binary.display()));
+    Ok(binary)
+}
+
+/// The `deb` URI and keyring of the machine's bookworm(-backports) source.
+fn bookworm_mirror() -> Result<(String, Option<String>)> {
+    let mut files = vec![PathBuf::from("/etc/apt/sources.list")];
+    if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        let mut more: Vec<PathBuf> = dir.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        more.sort();
+        files.extend(more);
+    }
+    for file in files {
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        let name = file.to_string_lossy();
+        if name.ends_with(".sources") {
+            if let Some(found) = deb822_mirror(&text) {
+                return Ok(found);
+            }
+        } else if name.ends_with(".list") {
+            if let Some(found) = one_line_mirror(&text) {
+                return Ok(found);
+            }
+        }
+    }
+    bail!("found no apt source for bookworm to fetch QEMU's source from (./run.sh install sets one up)")
+}
+
+/// A deb822 stanza of type `deb` for suite `bookworm` or `bookworm-backports`.
+fn deb822_mirror(text: &str) -> Option<(String, Option<String>)> {
+    for stanza in text.split("\n\n") {
+        let field = |key: &str| {
+            stanza
+                .lines()
+                .filter(|l| !l.trim_start().starts_with('#'))
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+                .map(str::trim)
+        };
+        let deb = field("Types").is_some_and(|t| t.split_whitespace().any(|t| t == "deb"));
+        let suite = field("Suites").is_some_and(|s| {
+            s.split_whitespace()
+                .any(|s| s == "bookworm" || s == "bookworm-backports")
+        });
+        if let (true, true, Some(uri)) = (deb, suite, field("URIs")) {
+            let uri = uri.split_whitespace().next()?.to_owned();
+            return Some((uri, field("Signed-By").map(str::to_owned)));
+        }
+    }
+    None
+}
+
+/// A one-line `deb [opts] URI bookworm[-backports] ...` entry.
+fn one_line_mirror(text: &str) -> Option<(String, Option<String>)> {
+    text.lines().find_map(|line| {
+        let rest = line.trim().strip_prefix("deb ")?;
+        let (opts, rest) = match rest.trim_start().strip_prefix('[') {
+            Some(r) => r.split_once(']')?,
+            None => ("", rest),
+        };
+        let mut words = rest.split_whitespace();
+        let uri = words.next()?;
+        let suite = words.next()?;
+        (suite == "bookworm" || suite == "bookworm-backports").then(|| {
+            let key = opts
+                .split_whitespace()
+                .find_map(|o| o.strip_prefix("signed-by="))
+                .map(str::to_owned);
+            (uri.to_owned(), key)
+        })
+    })
+}
+
+/// Debian's orig tarball, downloaded once with a private apt setup.
+fn fetch_source(start: Instant) -> Result<PathBuf> {
+    let dir = cache_dir();
+    let tarball = dir.join(TARBALL);
+    if tarball.is_file() {
+        return Ok(tarball);
+    }
+    let version = cmd::output(Command::new("dpkg-query").args(["-W", "-f=${Version}", VERSION_OF]))
+        .with_context(|| format!("{VERSION_OF} is not installed (./run.sh install)"))?;
+    let version = version.trim();
+    let upstream = version
+        .split_once(':')
+        .map_or(version, |(_, v)| v)
+        .split('+')
+        .next()
+        .unwrap_or_default();
+    if upstream != UPSTREAM {
+        bail!("{VERSION_OF} {version} is installed; {PATCH} is for QEMU {UPSTREAM}");
+    }
+    progress(start, "fetching the source");
+    let (uri, key) = bookworm_mirror()?;
+    let apt = dir.join("apt");
+    for sub in ["lists/partial", "parts", "archives/partial"] {
+        std::fs::create_dir_all(apt.join(sub))?;
+    }
+    let signed = key.map(|k| format!(" [signed-by={k}]")).unwrap_or_default();
+    std::fs::write(
+        apt.join("sources.list"),
+        format!("deb-src{signed} {uri} bookworm-backports main\n"),
+    )?;
+    let apt_get = |args: &[&str]| {
+        let mut c = Command::new("apt-get");
+        for (key, sub) in [
+            ("Dir::Etc::sourcelist", "sources.list"),
+            ("Dir::Etc::sourceparts", "parts"),
+            ("Dir::State::Lists", "lists"),
+            ("Dir::Cache::archives", "archives"),
+        ] {
+            c.arg("-o")
+                .arg(format!("{key}={}", apt.join(sub).display()));
+        }
+        c.args(["-q", "-o", "APT::Sandbox::User=root"])
+            .args(args)
+            .current_dir(&dir);
+        c
+    };
+    cmd::run(&mut apt_get(&["update"]))?;
+    cmd::run(&mut apt_get(&[
+        "source",
+        "--download-only",
+        "--tar-only",
+        &format!("qemu={version}"),
+    ]))?;
+    if !tarball.is_file() {
+        bail!("apt-get source did not bring {TARBALL}");
+    }
+    Ok(tarball)
+}
+
+/// The QEMU that boots `boot` under the LoongArch PV model at `qemu`: the
+/// TCG command with the model's CPU properties.
+pub fn command(boot: &Boot, settings: Settings, qemu: &Path) -> Result<Command> {
+    let globals: Vec<String> = properties(settings)
+        .into_iter()
+        .flat_map(|p| ["-global".to_owned(), format!("{CPU_TYPE}.{p}")])
+        .collect();
+    boot.tcg_with(qemu.as_os_str(), &globals)
+}
+
+/// The model's CPU properties for `settings`: `--pv off` offers no feature
+/// (the hypervisor and its signature stay).
+fn properties(settings: Settings) -> Vec<String> {
+    let offer = if settings.pv == Pv::On { "on" } else { "off" };
+    let mut out = vec!["pvhost=on".to_owned()];
+    for feature in ["ipi", "steal-time", "preempt"] {
+        out.push(format!("pvhost-{feature}={offer}"));
+    }
+    out.push(format!("pvhost-steal={}", settings.steal));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mirrors_from_both_source_formats() {
+        let deb822 =
+            "Types: deb\nURIs: http://m.example/debian\nSuites: bookworm bookworm-updates\n\
+                      Components: main\nSigned-By: /k.gpg\n\nTypes: deb\nURIs: http://s.example\n\
+                      Suites: bookworm-security\n";
+        assert_eq!(
+            deb822_mirror(deb822),
+            Some(("http://m.example/debian".into(), Some("/k.gpg".into())))
+        );
+        assert_eq!(
+            deb822_mirror("Types: deb-src\nURIs: x\nSuites: bookworm\n"),
+            None
+        );
+        let list = "# c\ndeb [arch=amd64 signed-by=/k] http://m.example/d bookworm main\n";
+        assert_eq!(
+            one_line_mirror(list),
+            Some(("http://m.example/d".into(), Some("/k".into())))
+        );
+        assert_eq!(
+            one_line_mirror("deb http://m.example/d bookworm-backports main"),
+            Some(("http://m.example/d".into(), None))
+        );
+        assert_eq!(one_line_mirror("deb http://x trixie main"), None);
+    }
+
+    #[test]
+    fn properties_offer_all_or_nothing() {
+        let on = properties(Settings {
+            pv: Pv::On,
+            steal: "periodic:1000,50",
+        });
+        assert_eq!(
+            on,
+            [
+                "pvhost=on",
+                "pvhost-ipi=on",
+                "pvhost-steal-time=on",
+                "pvhost-preempt=on",
+                "pvhost-steal=periodic:1000,50"
+            ]
+        );
+        let off = properties(Settings {
+            pv: Pv::Off,
+            steal: "none",
+        });
+        assert!(off.contains(&"pvhost-ipi=off".to_owned()), "{off:?}");
+    }
+
+    #[test]
+    fn the_patch_carries_qemus_licence_and_one_abi_header() {
+        let patch = std::fs::read_to_string(cmd::workspace_root().join(PATCH)).unwrap();
+        assert!(patch.contains("SPDX-License-Identifier: GPL-2.0-or-later"));
+        assert!(patch.contains("+++ b/target/loongarch/pvhost.h"));
+        // The ABI's numbers appear once, in the header.
+        for constant in [
+            "0x004D564B",
+            "0x40000000ULL",
+            "KVM_HCALL_SERVICE            0x100",
+        ] {
+            assert_eq!(patch.matches(constant).count(), 1, "{constant}");
+        }
+    }
+}
