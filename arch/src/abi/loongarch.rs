@@ -76,8 +76,9 @@ pub const STEAL_PHYS_MASK: u64 = !(STEAL_RECORD_ALIGN - 1);
 
 // --- The steal-time record ---------------------------------------------------
 
-/// Alignment of a [`StealTimeRecord`]; 64 divides every page size, so an
-/// aligned record never crosses a page (the host requires that).
+/// Alignment of a [`StealTimeRecord`]: KVM rejects (-2) an address with
+/// any of bits 5:1 set; 64 divides every page size, so an aligned record
+/// also never crosses a page.
 pub const STEAL_RECORD_ALIGN: u64 = 64;
 
 /// One vCPU's steal-time record: guest-owned memory, host-written, one per

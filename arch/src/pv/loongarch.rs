@@ -423,13 +423,13 @@ mod tests {
         /// QEMU TCG: hypervisor bit clear, every cpucfg of the range 0.
         fn tcg() -> Self {
             Self {
-                iocsr_features: 0x0000_000e, // MSI, EXTIOI, CSRIPI: the rest of QEMU's word
+                iocsr_features: 0x0000_001c, // MSI, EXTIOI, CSRIPI (bits 2-4): the rest of QEMU's word
                 ..Self::default()
             }
         }
         fn kvm(features: u32) -> Self {
             Self {
-                iocsr_features: 0x0000_000e | HV_BIT,
+                iocsr_features: 0x0000_001c | HV_BIT,
                 signature: KVM_SIGNATURE,
                 features,
                 hvcl: HashMap::from([(FUNC_IPI, SUCCESS), (FUNC_NOTIFY, SUCCESS)]),
@@ -579,7 +579,7 @@ mod tests {
     #[test]
     fn tcg_reads_the_hypervisor_bit_and_nothing_else() {
         let b = boot(FakeHost::tcg(), PvSwitches::default(), &[1, 2]);
-        assert_eq!(b.host.log, [Event::Iocsr(0xe)], "no cpucfg, no hvcl");
+        assert_eq!(b.host.log, [Event::Iocsr(0x1c)], "no cpucfg, no hvcl");
         assert_eq!(b.report.hypervisor, Hypervisor::None);
         assert_eq!(b.plan, Plan::default());
         assert!(b.registered.is_none() && b.unregistered.is_none() && !b.pv_ipi);
@@ -608,7 +608,7 @@ mod tests {
         assert_eq!(
             b.host.log,
             [
-                Event::Iocsr(0xe | HV_BIT),
+                Event::Iocsr(0x1c | HV_BIT),
                 Event::Cpucfg(CPUCFG_KVM_SIGNATURE, u32::from_le_bytes(*b"XEN\0"))
             ]
         );
