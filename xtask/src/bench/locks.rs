@@ -1064,7 +1064,10 @@ mod tests {
             off.bootargs().unwrap(),
             "app=lockstorm pv=off -- ms=300 slowpath=boot"
         );
-        assert!(crate::pvhost::check_steal(PVHOST_STEAL).is_ok());
+        assert_eq!(
+            crate::pvhost::normalize_steal(PVHOST_STEAL).unwrap(),
+            PVHOST_STEAL
+        );
         let whats: Vec<String> =
             ratios(&matrix(&[HostKind::Pvhost], &[Workload::Contended]), &[], 0)
                 .into_iter()
