@@ -151,6 +151,7 @@ fn options(args: &Args) -> Result<locks::Options> {
         timeout: args.timeout.map(Duration::from_secs),
         image: args.image.clone(),
         verbose: args.verbose,
+        output: locks::BENCH_OUTPUT,
     })
 }
 

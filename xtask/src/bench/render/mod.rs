@@ -34,12 +34,13 @@ pub struct Files {
     pub markdown_text: String,
 }
 
-pub fn write(report: &Report, dir: &Path) -> Result<Files> {
+/// Writes `STEM.md`, `STEM.json` and `STEM.svg` into `dir`.
+pub fn write(report: &Report, dir: &Path, stem: &str) -> Result<Files> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let files = Files {
-        markdown: dir.join("locks.md"),
-        json: dir.join("locks.json"),
-        svg: dir.join("locks.svg"),
+        markdown: dir.join(format!("{stem}.md")),
+        json: dir.join(format!("{stem}.json")),
+        svg: dir.join(format!("{stem}.svg")),
         markdown_text: markdown::markdown(report),
     };
     let json = serde_json::to_string_pretty(&json::json(report))?;
@@ -238,6 +239,7 @@ pub(super) mod tests {
                     samples,
                     error: failed.then(|| "no result line for mcs".into()),
                     console_tail: None,
+                    steal: None,
                 });
             }
         }
