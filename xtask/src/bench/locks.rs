@@ -500,7 +500,7 @@ pub struct Report {
 
 pub fn main(options: Options) -> Result<ExitCode> {
     let cells = matrix(&options.hosts, &options.workloads);
-    let done = execute(cells, &options)?;
+    let done = Done::write(execute(cells, &options)?, &options)?;
     println!("{}", done.files.markdown_text);
     Ok(done.finish(&options))
 }
@@ -528,6 +528,13 @@ pub struct Done {
 }
 
 impl Done {
+    /// Writes `report` into `target/TAG/STEM.{md,json,svg}` ([`Output`]).
+    pub fn write(report: Report, options: &Options) -> Result<Done> {
+        let Output { tag, stem } = options.output;
+        let files = render::write(&report, &cmd::target_dir().join(tag), stem)?;
+        Ok(Done { report, files })
+    }
+
     /// The closing lines (how long, which files, how many runs failed),
     /// and the exit status: failure if any run failed.
     pub fn finish(&self, options: &Options) -> ExitCode {
@@ -550,8 +557,9 @@ impl Done {
 }
 
 /// Boots `cells` (all of one guest architecture) in rounds as `options`
-/// say, then writes the report into `target/TAG/` ([`Output`]).
-pub fn execute(cells: Vec<Cell>, options: &Options) -> Result<Done> {
+/// say (from a copy of the guest in `target/TAG/`, [`Output`]) and
+/// reports on the runs.
+pub fn execute(cells: Vec<Cell>, options: &Options) -> Result<Report> {
     let Output { tag, stem } = options.output;
     let arch = cells.first().map_or(ARCH, |c| c.arch);
     let date = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
@@ -637,7 +645,7 @@ pub fn execute(cells: Vec<Cell>, options: &Options) -> Result<Done> {
             }
         }
     }
-    let report = Report::new(
+    Ok(Report::new(
         Meta {
             date,
             command,
@@ -654,9 +662,7 @@ pub fn execute(cells: Vec<Cell>, options: &Options) -> Result<Done> {
         },
         cells,
         runs,
-    );
-    let files = render::write(&report, &dir, stem)?;
-    Ok(Done { report, files })
+    ))
 }
 
 /// The line printed before each boot: the cell, the round (of the first
