@@ -632,6 +632,7 @@ mod tests {
                 git: "0123456789ab".into(),
                 qemu: "QEMU emulator version 10.0.0".into(),
                 image: PathBuf::from("/t/lodger"),
+                copy_dir: "demo",
                 wall: Duration::from_secs(31),
             },
             cells,

@@ -466,6 +466,8 @@ pub struct Meta {
     pub qemu: String,
     /// The ELF built (or given); the suite boots a copy of it.
     pub image: PathBuf,
+    /// Where the copy is: `target/bench/` ([`Output::tag`]).
+    pub copy_dir: &'static str,
     pub wall: Duration,
 }
 
@@ -658,6 +660,7 @@ pub fn execute(cells: Vec<Cell>, options: &Options) -> Result<Report> {
             git,
             qemu,
             image: built,
+            copy_dir: tag,
             wall: start.elapsed(),
         },
         cells,

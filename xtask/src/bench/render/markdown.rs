@@ -484,9 +484,10 @@ pub(super) fn markdown(report: &Report) -> String {
     let _ = writeln!(out, "\n## How it ran\n");
     let _ = writeln!(
         out,
-        "- command: `{}`; guest `{}` (copied to `target/bench/` at the start, booted from there); L0 QEMU: {}{}",
+        "- command: `{}`; guest `{}` (copied to `target/{}/` at the start, booted from there); L0 QEMU: {}{}",
         meta.command,
         meta.image.display(),
+        meta.copy_dir,
         meta.qemu,
         if meta.l1_load > 0 {
             format!("; nested-kvm with {} busy loops in L1", meta.l1_load)

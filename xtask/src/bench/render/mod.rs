@@ -284,6 +284,7 @@ pub(super) mod tests {
                 git: "0123456789ab".into(),
                 qemu: "QEMU emulator version 10.0.0".into(),
                 image: PathBuf::from("/t/lodger"),
+                copy_dir: "bench",
                 wall: Duration::from_secs(18),
             },
             cells,
