@@ -2,7 +2,9 @@
 # One entry point for people and CI. It installs what is missing, then hands
 # over to `cargo xtask`, which does the real work (see README.md).
 #
-#   ./run.sh              boot the demo (selftest on 4 CPUs under QEMU TCG)
+#   ./run.sh              the demo: lockstorm PV on vs off under pvhost's steal
+#   ./run.sh demo FLAGS   the same with cargo xtask demo FLAGS (--host, --arch, ...)
+#   ./run.sh selftest     boot the selftest on 4 CPUs under QEMU TCG
 #   ./run.sh test         host tests, lints and the QEMU boot tests
 #   ./run.sh run ARGS...  cargo xtask run ARGS...
 #   ./run.sh install [ARCH...]  only install what is missing
@@ -29,7 +31,14 @@ usage() {
     cat <<'EOF'
 usage: ./run.sh [COMMAND]
 
-  (none)        install what is missing, then boot the demo:
+  (none), demo [FLAGS]
+                install what is missing, then run the demo: cargo xtask demo
+                [FLAGS]: lockstorm with PV on and with PV off, side by side
+                (default: pvhost with a preemption schedule, aarch64, 4 vCPUs;
+                --host nested-kvm|tcg, --arch, --smp N, --steal, --quick,
+                --reps N), a table of the results, the full report in
+                target/demo/demo.{md,json,svg}
+  selftest      install, then boot the in-guest tests on 4 CPUs:
                 cargo xtask run --arch aarch64 --smp 4 --host tcg --app selftest
   test          install, then run every test: cargo xtask test
   run ARGS...   install, then cargo xtask run ARGS...  (see: cargo xtask run --help)
@@ -44,7 +53,8 @@ usage: ./run.sh [COMMAND]
   help          this text
 
 The guest's exit status becomes this script's exit status; 124 means the
-guest timed out, 125 that it stopped without reporting a status.
+guest timed out, 125 that it stopped without reporting a status. The demo
+exits 1 when a boot failed, 2 for a host and arch that cannot run it.
 EOF
 }
 
@@ -384,6 +394,13 @@ main() {
     [[ $# -gt 0 ]] && shift
     case $cmd in
     demo)
+        install "$(arch_of "$@")"
+        if wants_nested_kvm "$@"; then
+            install nested-kvm
+        fi
+        exec cargo xtask demo "$@"
+        ;;
+    selftest)
         install aarch64
         exec cargo xtask run --arch aarch64 --smp 4 --host tcg --app selftest
         ;;

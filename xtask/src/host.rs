@@ -91,9 +91,9 @@ impl Host {
                 }
                 let steal = match steal {
                     Some(policy) => {
-                        pvhost::check_steal(policy)?;
+                        let policy = pvhost::normalize_steal(policy)?;
                         // Settings are Copy and live for the whole run.
-                        &*Box::leak(policy.to_owned().into_boxed_str())
+                        &*Box::leak(policy.into_boxed_str())
                     }
                     None => pvhost::Settings::DEFAULT.steal,
                 };
@@ -277,6 +277,13 @@ mod tests {
         );
         assert!(Host::from_args(HostKind::Pvhost, None, Some(1), None).is_err());
         assert!(Host::from_args(HostKind::Pvhost, None, None, Some("often")).is_err());
+        assert_eq!(
+            Host::from_args(HostKind::Pvhost, None, None, Some("periodic:10ms,50%@2s")).unwrap(),
+            Host::Pvhost(pvhost::Settings {
+                pv: Pv::On,
+                steal: "periodic:10000,50@2000"
+            })
+        );
         let err = Host::from_args(HostKind::Tcg, None, None, Some("none")).unwrap_err();
         assert!(
             err.to_string().contains("--steal only with --host pvhost"),

@@ -1,7 +1,8 @@
 //! lodger's host-side tooling, run as `cargo xtask COMMAND` from anywhere in
 //! the workspace (the alias lives in `.cargo/config.toml`).
 //!
-//! One file per subcommand (`build`, `run`, `test`, `bench`); the pieces they
+//! One file per subcommand (`build`, `run`, `test`, `bench`; `demo` is
+//! `bench/demo.rs`); the pieces they
 //! share are [`arch`] (what differs per guest architecture), [`host`] (where
 //! the guest runs), [`guest`] (the contract with the kernel: boot arguments
 //! and the exit marker), [`qemu`] (starting, watching and killing QEMU) and
@@ -54,6 +55,9 @@ enum Command {
     Test(test::Args),
     /// Benchmarks: `--suite locks` (lock kinds, PV on and off) into target/bench/.
     Bench(bench::Args),
+    /// The demo: lockstorm with PV on and off, side by side (pvhost with a
+    /// preemption schedule by default), in about a minute; into target/demo/.
+    Demo(bench::demo::Args),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +71,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::main(args),
         Command::Test(args) => test::main(args),
         Command::Bench(args) => bench::main(args),
+        Command::Demo(args) => bench::demo::main(args),
     };
     match result {
         Ok(code) => code,

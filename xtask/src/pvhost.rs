@@ -24,7 +24,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 
 use crate::arch::Arch;
 use crate::cmd;
@@ -58,36 +58,158 @@ impl Settings {
     };
 }
 
-/// Checks the form of a `--steal` policy (pvhost checks the values too).
-pub fn check_steal(steal: &str) -> Result<()> {
-    let (policy, stop_ms) = match steal.split_once('@') {
+/// The `--steal` forms, for the message about a bad one.
+pub const STEAL_FORMS: &str = "none; periodic:PERIOD,SHARE[,PHASE] (periodic:10ms,50%,2.5ms, \
+     or periodic:period=10ms,share=50%,phase=2.5ms, or periodic:PERIOD_US,SHARE_PCT[,PHASE_US] \
+     as in periodic:10000,50,2500); random:SEED,MEAN_RUN,MEAN_STEAL (random:seed=7,run=3ms,steal=2ms, \
+     or random:SEED,MEAN_RUN_US,MEAN_STEAL_US as in random:7,3000,2000); any of them followed by \
+     @STOP (@2s, @500ms, or @STOP_MS as in @2000): no preemption from then on. \
+     Times take us, ms or s (a bare number: us, and ms after @); a share takes % (bare: per cent)";
+
+/// `--steal` as people write it, in the form pvhost parses
+/// (`host/src/policy.rs`: `periodic:PERIOD_US,SHARE_PCT[,PHASE_US]`,
+/// `random:SEED,MEAN_RUN_US,MEAN_STEAL_US`, `@STOP_MS`): units (`10ms`,
+/// `2.5ms`, `50%`, `@2s`) and the keyed forms become those numbers; the
+/// old forms pass unchanged. An error names the valid forms.
+pub fn normalize_steal(steal: &str) -> Result<String> {
+    normalize(steal.trim())
+        .map_err(|why| anyhow!("--steal {steal:?}: {why}; expected {STEAL_FORMS}"))
+}
+
+fn normalize(steal: &str) -> Result<String, String> {
+    let (policy, stop) = match steal.split_once('@') {
         Some((policy, stop)) => (policy, Some(stop)),
         None => (steal, None),
     };
-    let numbers = |s: &str, counts: &[usize]| {
-        let parts: Vec<&str> = s.split(',').collect();
-        counts.contains(&parts.len())
-            && parts
-                .iter()
-                .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    let mut out = if policy == "none" {
+        policy.to_owned()
+    } else if let Some(rest) = policy.strip_prefix("periodic:") {
+        let [period, share, phase] = fields(rest, &["period", "share", "phase"], 2)?;
+        let period = duration(period.unwrap_or_default(), Unit::Us, "PERIOD")?;
+        let share = percent(share.unwrap_or_default())?;
+        if period == 0 {
+            return Err("the period must be at least 1 us".into());
+        }
+        match phase {
+            Some(phase) => format!(
+                "periodic:{period},{share},{}",
+                duration(phase, Unit::Us, "PHASE")?
+            ),
+            None => format!("periodic:{period},{share}"),
+        }
+    } else if let Some(rest) = policy.strip_prefix("random:") {
+        let [seed, run, stolen] = fields(rest, &["seed", "run", "steal"], 3)?;
+        let seed = seed.unwrap_or_default();
+        let seed: u64 = digits(seed)
+            .then(|| seed.parse().ok())
+            .flatten()
+            .ok_or_else(|| format!("the seed {seed:?} is not a decimal number"))?;
+        let run = duration(run.unwrap_or_default(), Unit::Us, "MEAN_RUN")?;
+        let stolen = duration(stolen.unwrap_or_default(), Unit::Us, "MEAN_STEAL")?;
+        if run == 0 || stolen == 0 {
+            return Err("the means must be at least 1 us".into());
+        }
+        format!("random:{seed},{run},{stolen}")
+    } else {
+        return Err(format!("unknown policy {policy:?}"));
     };
-    let stop_ok = stop_ms.is_none_or(|ms| numbers(ms, &[1]));
-    let ok = stop_ok
-        && (policy == "none"
-            || policy
-                .strip_prefix("periodic:")
-                .is_some_and(|r| numbers(r, &[2, 3]))
-            || policy
-                .strip_prefix("random:")
-                .is_some_and(|r| numbers(r, &[3])));
-    if !ok {
-        bail!(
-            "--steal {steal:?}: expected none, periodic:PERIOD_US,SHARE_PCT[,PHASE_US] \
-             or random:SEED,MEAN_RUN_US,MEAN_STEAL_US (decimal numbers), optionally \
-             followed by @STOP_MS (no preemption after that many ms)"
-        );
+    if let Some(stop) = stop {
+        out.push_str(&format!("@{}", duration(stop, Unit::Ms, "STOP")?));
     }
-    Ok(())
+    Ok(out)
+}
+
+/// The unit of a time: what a bare number means, and what the result is in.
+#[derive(Clone, Copy)]
+enum Unit {
+    Us,
+    Ms,
+}
+
+fn digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// `N` comma-separated values, positional (`a,b,c`) or keyed (`k=a,...`,
+/// any order), at least `least` of them.
+fn fields<'a, const N: usize>(
+    text: &'a str,
+    keys: &[&str; N],
+    least: usize,
+) -> Result<[Option<&'a str>; N], String> {
+    let parts: Vec<&str> = text.split(',').collect();
+    let mut out = [None; N];
+    if parts.len() > N {
+        return Err(format!("{} values, at most {N}", parts.len()));
+    }
+    let keyed = parts.iter().any(|p| p.contains('='));
+    for (i, part) in parts.iter().enumerate() {
+        let (slot, value) = if keyed {
+            let (key, value) = part
+                .split_once('=')
+                .ok_or_else(|| format!("{part:?}: name every value (KEY=VALUE) or none"))?;
+            let slot = keys
+                .iter()
+                .position(|k| *k == key)
+                .ok_or_else(|| format!("unknown key {key:?} (keys: {})", keys.join(", ")))?;
+            (slot, value)
+        } else {
+            (i, *part)
+        };
+        if out[slot].replace(value).is_some() {
+            return Err(format!("{} given twice", keys[slot]));
+        }
+    }
+    if let Some(missing) = (0..least).find(|&i| out[i].is_none()) {
+        return Err(format!("no {}", keys[missing]));
+    }
+    Ok(out)
+}
+
+/// A time in `unit`: `2500` (bare: in `unit`), `2.5ms`, `10us`, `2s`;
+/// whole units only.
+fn duration(text: &str, unit: Unit, what: &str) -> Result<u64, String> {
+    let (number, ns_per) = [("us", 1e3), ("µs", 1e3), ("ms", 1e6), ("s", 1e9)]
+        .into_iter()
+        .find_map(|(suffix, ns)| text.strip_suffix(suffix).map(|n| (n, ns)))
+        .unwrap_or((
+            text,
+            match unit {
+                Unit::Us => 1e3,
+                Unit::Ms => 1e6,
+            },
+        ));
+    let unit_ns = match unit {
+        Unit::Us => 1e3,
+        Unit::Ms => 1e6,
+    };
+    let value = decimal(number).ok_or_else(|| format!("{what} {text:?} is not a time"))?;
+    let units = value * ns_per / unit_ns;
+    if units.fract().abs() > 1e-9 || units > 1e15 {
+        let name = match unit {
+            Unit::Us => "us",
+            Unit::Ms => "ms",
+        };
+        return Err(format!("{what} {text:?} is not a whole number of {name}"));
+    }
+    Ok(units.round() as u64)
+}
+
+/// A share: `50%` or `50`, a whole per cent from 1 to 99.
+fn percent(text: &str) -> Result<u64, String> {
+    let number = text.strip_suffix('%').unwrap_or(text);
+    match number.parse::<u64>() {
+        Ok(pct) if digits(number) && (1..=99).contains(&pct) => Ok(pct),
+        _ => Err(format!(
+            "SHARE {text:?} is not a whole per cent from 1 to 99"
+        )),
+    }
+}
+
+/// `12`, `2.5`: digits with at most one point inside.
+fn decimal(text: &str) -> Option<f64> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, "0"));
+    (digits(whole) && digits(fraction)).then(|| text.parse().ok())?
 }
 
 /// `cargo SUBCOMMAND -p host --release --target aarch64-unknown-none`.
@@ -163,32 +285,106 @@ pub fn command(boot: &Boot, settings: Settings, pvhost: &Path) -> Result<Command
 mod tests {
     use super::*;
 
+    fn normal(steal: &str) -> String {
+        normalize_steal(steal).unwrap_or_else(|e| panic!("{steal}: {e:#}"))
+    }
+
     #[test]
-    fn steal_policies() {
-        for ok in [
+    fn the_old_forms_pass_unchanged() {
+        for old in [
             "none",
             "periodic:1000,50",
             "periodic:1000,50,250",
             "random:1,500,100",
             "periodic:1000,50@2000",
             "none@0",
+            "periodic:10000,50,2500",
         ] {
-            assert!(check_steal(ok).is_ok(), "{ok}");
+            assert_eq!(normal(old), old);
         }
+    }
+
+    #[test]
+    fn periodic_takes_units() {
+        assert_eq!(normal("periodic:10ms,50%"), "periodic:10000,50");
+        assert_eq!(normal("periodic:10ms,50%,2.5ms"), "periodic:10000,50,2500");
+        assert_eq!(
+            normal("periodic:10000us,50,2500µs"),
+            "periodic:10000,50,2500"
+        );
+        assert_eq!(normal("periodic:1s,25%"), "periodic:1000000,25");
+        assert_eq!(
+            normal("periodic:share=50%,period=10ms,phase=2.5ms"),
+            "periodic:10000,50,2500"
+        );
+        assert_eq!(normal("periodic:period=10ms,share=50"), "periodic:10000,50");
+    }
+
+    #[test]
+    fn random_takes_keys_and_units() {
+        assert_eq!(
+            normal("random:seed=7,run=3ms,steal=2ms"),
+            "random:7,3000,2000"
+        );
+        assert_eq!(
+            normal("random:steal=500,seed=1,run=1.5ms"),
+            "random:1,1500,500"
+        );
+        assert_eq!(normal("random:7,3ms,2ms"), "random:7,3000,2000");
+    }
+
+    #[test]
+    fn stop_takes_units() {
+        assert_eq!(normal("periodic:10ms,50%@2s"), "periodic:10000,50@2000");
+        assert_eq!(
+            normal("random:seed=7,run=3ms,steal=2ms@1.5s"),
+            "random:7,3000,2000@1500"
+        );
+        assert_eq!(normal("none@500ms"), "none@500");
+        assert_eq!(normal("periodic:1000,50@2000"), "periodic:1000,50@2000");
+    }
+
+    #[test]
+    fn bad_policies_name_the_valid_forms() {
         for bad in [
             "",
             "periodic:1000",
             "periodic:1000,50,1,1",
             "periodic:10,x",
+            "periodic:10ms,0%",
+            "periodic:10ms,100%",
+            "periodic:0,50",
+            "periodic:10ms,50%,2.5us",
+            "periodic:period=10ms,50%",
+            "periodic:period=10ms,period=5ms,share=5",
+            "periodic:length=10ms,share=5",
             "random:1,2",
             "random:1,,2",
+            "random:seed=7,run=3ms",
+            "random:seed=x,run=3ms,steal=2ms",
+            "random:1,0,5",
             "sometimes",
             "periodic:1000,50@",
             "periodic:1000,50@2@3",
+            "periodic:1000,50@1.5ms",
+            "periodic:10mins,50",
+            "periodic:-10,50",
             "@5",
         ] {
-            assert!(check_steal(bad).is_err(), "{bad}");
+            let err = normalize_steal(bad).unwrap_err().to_string();
+            assert!(err.contains("periodic:10ms,50%,2.5ms"), "{bad}: {err}");
+            assert!(
+                err.contains("random:seed=7,run=3ms,steal=2ms"),
+                "{bad}: {err}"
+            );
+            assert!(err.contains("@STOP_MS"), "{bad}: {err}");
         }
+        let err = normalize_steal("random:seed=7,run=3ms").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("--steal \"random:seed=7,run=3ms\": no steal;"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -39,9 +39,11 @@ pub struct Args {
           value_parser = clap::value_parser!(u8).range(0..=i64::from(MAX_L1_LOAD)))]
     l1_load: Option<u8>,
     /// pvhost: the preemption injector's policy: none,
-    /// periodic:PERIOD_US,SHARE_PCT[,PHASE_US] or
-    /// random:SEED,MEAN_RUN_US,MEAN_STEAL_US, each optionally followed by
-    /// @STOP_MS (no preemption from then on) [default: none]
+    /// periodic:PERIOD,SHARE[,PHASE] (periodic:10ms,50%,2.5ms) or
+    /// random:SEED,MEAN_RUN,MEAN_STEAL (random:seed=7,run=3ms,steal=2ms),
+    /// each optionally followed by @STOP (@2s: no preemption from then on);
+    /// bare numbers are µs, % and (after @) ms, as in
+    /// periodic:PERIOD_US,SHARE_PCT[,PHASE_US] [default: none]
     #[arg(long, value_name = "POLICY")]
     steal: Option<String>,
     /// The app the kernel runs (boot argument `app=NAME`).

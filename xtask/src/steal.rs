@@ -130,6 +130,43 @@ pub fn truth_count(console: &str, key: &str, cpu: Option<u64>) -> Result<u64, St
     }
 }
 
+/// The steal a boot saw, from pvhost's ground-truth lines (the only
+/// account of it on the console: `lockstorm` prints none, and TCG and
+/// nested KVM print nothing).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Seen {
+    pub vcpus: usize,
+    /// Stolen per vCPU, the mean over the vCPUs.
+    pub stolen_ns: f64,
+    /// Preemptions per vCPU, the mean.
+    pub preemptions: f64,
+    /// `stolen_ns` over the host time until the last preemption ended
+    /// (the latest `last_end_ns`): the share of the boot stolen.
+    pub share: f64,
+}
+
+/// [`Seen`] on `console`; `None` without (well-formed) pvhost lines.
+pub fn seen(console: &str) -> Option<Seen> {
+    let truth = ground_truth(console).ok()?;
+    let preemptions = per_cpu(console, "pvhost: ", |f, line| {
+        number(f, "preemptions", line)
+    })
+    .ok()?;
+    let vcpus = truth.len();
+    if vcpus == 0 {
+        return None;
+    }
+    let mean = |sum: u64| sum as f64 / vcpus as f64;
+    let stolen_ns = mean(truth.values().map(|t| t.stolen_ns).sum());
+    let end = truth.values().map(|t| t.last_end_ns).max().unwrap_or(0);
+    Some(Seen {
+        vcpus,
+        stolen_ns,
+        preemptions: mean(preemptions.values().sum()),
+        share: if end > 0 { stolen_ns / end as f64 } else { 0.0 },
+    })
+}
+
 /// Why one CPU's reading is not within `relative` of the truth (or cannot
 /// be compared with it), or `None` if it is.
 pub fn mismatch(cpu: u64, guest: Reading, truth: Truth, relative: f64) -> Option<String> {
@@ -226,6 +263,22 @@ mod tests {
 
     const S: u64 = 1_000_000_000;
     const MS: u64 = 1_000_000;
+
+    #[test]
+    fn steal_seen_is_the_mean_per_vcpu() {
+        let text = console(&[(0, 0, S, 2 * S), (0, 0, 3 * S, 4 * S)]);
+        assert_eq!(
+            seen(&text),
+            Some(Seen {
+                vcpus: 2,
+                stolen_ns: 2e9,
+                preemptions: 9.0,
+                share: 0.5
+            })
+        );
+        assert_eq!(seen("lockstorm: kind=tas\r\n[[lodger:exit=0]]\r\n"), None);
+        assert_eq!(seen(&text.replace("preemptions=9", "preemptions=x")), None);
+    }
 
     #[test]
     fn parses_both_kinds_of_line() {

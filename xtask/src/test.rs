@@ -1,7 +1,8 @@
 //! `cargo xtask test`: host tests and lints, then the QEMU boot tests of
 //! [`crate::boot_tests`], one after another (the machines have 2 cores and
-//! an SMP guest uses them all). Each counts as one result; the last line is
-//! `N passed, M failed`.
+//! an SMP guest uses them all), then the demo with `--quick`
+//! ([`crate::bench::demo::test_step`]). Each counts as one result; the last
+//! line is `N passed, M failed`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -80,10 +81,23 @@ pub fn main(args: Args) -> Result<ExitCode> {
         tally.record(test.name, result);
     }
 
+    // The demo as `./run.sh` runs it, one round: its report must hold
+    // every cell and ratio.
+    if args.selects(DEMO) {
+        let image = match images.get(&Arch::Aarch64) {
+            Some(Ok(image)) => Some(image.as_path()),
+            _ => None,
+        };
+        let result = crate::bench::demo::test_step(image, args.timeout).map_err(Failure::new);
+        tally.record(DEMO, result);
+    }
+
     Ok(tally.finish(args.filter.as_deref()))
 }
 
 const ARCH_NEUTRAL: &str = "kernel-arch-neutral";
+/// The step that runs `cargo xtask demo --quick` and checks its report.
+const DEMO: &str = "demo-quick";
 
 /// `kernel/` reaches the CPU only through the `Arch` trait: no
 /// architecture-specific `cfg` may appear in it.

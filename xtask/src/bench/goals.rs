@@ -18,7 +18,7 @@
 
 use super::ci::Verdict;
 use super::locks::{
-    qspinlock, Cell, Ratio, RunRecord, Workload, ARCH, OVERHEAD_GOAL, SMP, SMP_NO_OVERCOMMIT,
+    qspinlock, Cell, Ratio, RunRecord, Workload, OVERHEAD_GOAL, SMP, SMP_NO_OVERCOMMIT,
     SMP_OVERCOMMIT,
 };
 use super::stats::{Metric, Series};
@@ -90,13 +90,7 @@ pub fn linux_choice_text(arch: Arch) -> &'static str {
 
 /// The cell `cell` is at among `cells`.
 fn find(cells: &[Cell], host: HostKind, smp: u8, pv: Pv, workload: Workload) -> Option<usize> {
-    let cell = Cell {
-        host,
-        smp,
-        pv,
-        workload,
-    };
-    cells.iter().position(|&c| c == cell)
+    cells.iter().position(|c| c.is(host, smp, pv, workload))
 }
 
 /// `kind`'s lines in cell `cell`.
@@ -111,12 +105,12 @@ fn kind(cell: usize, kind: &'static str) -> Series {
 /// Per contended cell booted PV on: lodger's default (the qspinlock, PV
 /// on) over Linux's choice ([`linux_choice`]) on the same host and CPUs.
 pub fn versus_linux(cells: &[Cell], runs: &[RunRecord], l1_load: u8) -> Vec<Ratio> {
-    let (linux_kind, linux_pv) = linux_choice(ARCH);
     cells
         .iter()
         .enumerate()
         .filter(|(_, c)| c.workload.contended() && c.pv == Pv::On)
         .filter_map(|(on, c)| {
+            let (linux_kind, linux_pv) = linux_choice(c.arch);
             let linux = find(cells, c.host, c.smp, linux_pv, c.workload)?;
             Some(Ratio::new(
                 format!(
@@ -316,6 +310,7 @@ mod tests {
                     .collect(),
                 error: None,
                 console_tail: None,
+                steal: None,
             })
             .collect()
     }

@@ -97,8 +97,6 @@ pub const PVHOST_STEAL: &str = "periodic:10000,50,2500";
 /// The PV-on overhead the issue hopes for without overcommit (reported,
 /// never asserted).
 pub const OVERHEAD_GOAL: f64 = 0.02;
-/// The guest the suite boots, copied into `target/bench/` at the start.
-const GUEST_COPY: &str = "locks-guest.elf";
 /// Console lines kept from a failed run.
 const TAIL_LINES: usize = 30;
 
@@ -170,6 +168,11 @@ pub struct Cell {
     pub smp: u8,
     pub pv: Pv,
     pub workload: Workload,
+    /// The guest's architecture ([`ARCH`] in the suite; the demo's `--arch`).
+    pub arch: Arch,
+    /// pvhost's `--steal` schedule ([`PVHOST_STEAL`] in the suite); other
+    /// hosts ignore it.
+    pub steal: &'static str,
 }
 
 /// The name `--host` and `--hosts` take.
@@ -186,6 +189,12 @@ impl Cell {
         host_name(self.host)
     }
 
+    /// Whether this is the boot of `host`, `smp`, `pv`, `workload`
+    /// (whichever arch and steal: a run has one of each).
+    pub fn is(self, host: HostKind, smp: u8, pv: Pv, workload: Workload) -> bool {
+        (self.host, self.smp, self.pv, self.workload) == (host, smp, pv, workload)
+    }
+
     /// Kernel arguments before the app's: `pv=off` for PV off.
     fn extra_bootargs(self) -> &'static str {
         match self.pv {
@@ -198,7 +207,7 @@ impl Cell {
         guest::bootargs(APP, self.extra_bootargs(), self.workload.app_args())
     }
 
-    fn host(self, l1_load: u8) -> Host {
+    pub fn host(self, l1_load: u8) -> Host {
         match self.host {
             HostKind::Tcg => Host::Tcg,
             HostKind::NestedKvm => Host::NestedKvm(Settings {
@@ -207,14 +216,18 @@ impl Cell {
             }),
             HostKind::Pvhost => Host::Pvhost(crate::pvhost::Settings {
                 pv: self.pv,
-                steal: PVHOST_STEAL,
+                steal: self.steal,
             }),
         }
     }
 
     /// The `cargo xtask run` command that boots this cell once.
     pub fn command(self, l1_load: u8) -> String {
-        let mut words = vec!["cargo", "xtask", "run", "--host", self.host_name()];
+        let mut words = vec!["cargo", "xtask", "run"];
+        if self.arch != ARCH {
+            words.extend(["--arch", self.arch.name()]);
+        }
+        words.extend(["--host", self.host_name()]);
         let smp = self.smp.to_string();
         let load = l1_load.to_string();
         if self.host != HostKind::Tcg && self.pv == Pv::Off {
@@ -224,7 +237,7 @@ impl Cell {
             words.extend(["--l1-load", &load]);
         }
         if self.host == HostKind::Pvhost {
-            words.extend(["--steal", PVHOST_STEAL]);
+            words.extend(["--steal", self.steal]);
         }
         words.extend(["--smp", &smp, "--app", APP]);
         if !self.extra_bootargs().is_empty() {
@@ -265,9 +278,10 @@ impl Cell {
                     String::new()
                 }
             )),
-            HostKind::Pvhost => Some(format!(
+            HostKind::Pvhost if self.steal == PVHOST_STEAL => Some(format!(
                 "half of each vCPU's time stolen, staggered: {PVHOST_STEAL}"
             )),
+            HostKind::Pvhost => Some(format!("preempted on the schedule {}", self.steal)),
             HostKind::Tcg if self.smp == SMP_NO_OVERCOMMIT => Some("no overcommit".into()),
             HostKind::Tcg if self.smp == SMP_OVERCOMMIT => {
                 Some(format!("{} vCPUs on this machine's 2 cores", self.smp))
@@ -323,6 +337,8 @@ pub fn matrix(hosts: &[HostKind], workloads: &[Workload]) -> Vec<Cell> {
                     smp,
                     pv,
                     workload,
+                    arch: ARCH,
+                    steal: PVHOST_STEAL,
                 });
             }
         };
@@ -353,6 +369,7 @@ pub struct Options {
     pub timeout: Option<Duration>,
     pub image: Option<PathBuf>,
     pub verbose: bool,
+    pub output: Output,
 }
 
 /// One boot of one cell.
@@ -373,6 +390,8 @@ pub struct RunRecord {
     pub error: Option<String>,
     /// The end of a failed run's console.
     pub console_tail: Option<String>,
+    /// The steal pvhost reports (`None` on other hosts).
+    pub steal: Option<crate::steal::Seen>,
 }
 
 impl RunRecord {
@@ -447,6 +466,8 @@ pub struct Meta {
     pub qemu: String,
     /// The ELF built (or given); the suite boots a copy of it.
     pub image: PathBuf,
+    /// Where the copy is: `target/bench/` ([`Output::tag`]).
+    pub copy_dir: &'static str,
     pub wall: Duration,
 }
 
@@ -481,6 +502,68 @@ pub struct Report {
 
 pub fn main(options: Options) -> Result<ExitCode> {
     let cells = matrix(&options.hosts, &options.workloads);
+    let done = Done::write(execute(cells, &options)?, &options)?;
+    println!("{}", done.files.markdown_text);
+    Ok(done.finish(&options))
+}
+
+/// Where a run of cells reports: the word its progress lines start with
+/// (also its directory under `target/`) and its files' name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Output {
+    /// `bench`: lines `bench: ...`, files in `target/bench/`.
+    pub tag: &'static str,
+    /// `locks`: `locks.{md,json,svg}`.
+    pub stem: &'static str,
+}
+
+/// The suite's: `target/bench/locks.{md,json,svg}`.
+pub const BENCH_OUTPUT: Output = Output {
+    tag: "bench",
+    stem: "locks",
+};
+
+/// A finished run: its report and the files it wrote.
+pub struct Done {
+    pub report: Report,
+    pub files: render::Files,
+}
+
+impl Done {
+    /// Writes `report` into `target/TAG/STEM.{md,json,svg}` ([`Output`]).
+    pub fn write(report: Report, options: &Options) -> Result<Done> {
+        let Output { tag, stem } = options.output;
+        let files = render::write(&report, &cmd::target_dir().join(tag), stem)?;
+        Ok(Done { report, files })
+    }
+
+    /// The closing lines (how long, which files, how many runs failed),
+    /// and the exit status: failure if any run failed.
+    pub fn finish(&self, options: &Options) -> ExitCode {
+        let tag = options.output.tag;
+        let boots = self.report.runs.len();
+        let failed = self.report.runs.iter().filter(|r| !r.ok()).count();
+        eprintln!(
+            "{tag}: {boots} boots in {:.1} min; wrote {}, {} and {}",
+            self.report.meta.wall.as_secs_f64() / 60.0,
+            self.files.markdown.display(),
+            self.files.json.display(),
+            self.files.svg.display()
+        );
+        if failed > 0 {
+            eprintln!("{tag}: {failed} of {boots} runs failed (their figures are left out)");
+            return ExitCode::FAILURE;
+        }
+        ExitCode::SUCCESS
+    }
+}
+
+/// Boots `cells` (all of one guest architecture) in rounds as `options`
+/// say (from a copy of the guest in `target/TAG/`, [`Output`]) and
+/// reports on the runs.
+pub fn execute(cells: Vec<Cell>, options: &Options) -> Result<Report> {
+    let Output { tag, stem } = options.output;
+    let arch = cells.first().map_or(ARCH, |c| c.arch);
     let date = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let command = {
         let args: Vec<String> = std::env::args().skip(1).collect();
@@ -488,27 +571,34 @@ pub fn main(options: Options) -> Result<ExitCode> {
     };
     let built = match &options.image {
         Some(image) => image.clone(),
-        None => build::image(ARCH)?,
+        None => build::image(arch)?,
     };
     // Boot a copy: a build during the run (`cargo xtask test` in another
     // shell) would otherwise change the guest between rounds.
-    let dir = cmd::target_dir().join("bench");
+    let dir = cmd::target_dir().join(tag);
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let image = dir.join(GUEST_COPY);
+    let image = dir.join(format!("{stem}-guest.elf"));
     fs::copy(&built, &image)
         .with_context(|| format!("copying {} to {}", built.display(), image.display()))?;
     let git = git_version();
-    let qemu = qemu_version();
+    let qemu = qemu_version(arch);
 
     let estimate: Duration =
         cells.iter().map(|c| c.estimate()).sum::<Duration>() * options.reps as u32;
     eprintln!(
-        "bench: locks: {} cells x {} rounds = {} boots, about {} min; up to {} rounds while a goal's figure is unsettled",
+        "{tag}: {stem}: {} cells x {} rounds = {} boots, about {} min{}",
         cells.len(),
         options.reps,
         cells.len() * options.reps,
         estimate.as_secs().div_ceil(60),
-        options.max_reps
+        if options.max_reps > options.reps {
+            format!(
+                "; up to {} rounds while a goal's figure is unsettled",
+                options.max_reps
+            )
+        } else {
+            String::new()
+        }
     );
 
     let start = Instant::now();
@@ -522,17 +612,17 @@ pub fn main(options: Options) -> Result<ExitCode> {
             let seq = runs.len();
             eprintln!(
                 "{}",
-                progress(&cells, &runs, index, rep, rounds, &options, start.elapsed())
+                progress(&cells, &runs, index, rep, rounds, options, start.elapsed())
             );
-            let (record, console) = boot(cell, &image, &options, &mut prep, seq, rep, index);
+            let (record, console) = boot(cell, &image, options, &mut prep, seq, rep, index);
             if guest_version.is_none() {
                 guest_version = console.as_deref().and_then(stats::guest_version);
             }
             match &record.error {
-                None => eprintln!("bench: ok, {:.1} s", record.wall.as_secs_f64()),
+                None => eprintln!("{tag}: ok, {:.1} s", record.wall.as_secs_f64()),
                 Some(why) => {
                     eprintln!(
-                        "bench: run FAILED after {:.1} s: {why}",
+                        "{tag}: run FAILED after {:.1} s: {why}",
                         record.wall.as_secs_f64()
                     );
                     if let Some(tail) = &record.console_tail {
@@ -549,7 +639,7 @@ pub fn main(options: Options) -> Result<ExitCode> {
             if !unsettled.is_empty() {
                 rounds += 1;
                 eprintln!(
-                    "bench: round {rounds} of at most {}: {} unsettled, e.g. {}",
+                    "{tag}: round {rounds} of at most {}: {} unsettled, e.g. {}",
                     options.max_reps,
                     render::plural(unsettled.len(), "goal figure"),
                     unsettled[0]
@@ -557,11 +647,7 @@ pub fn main(options: Options) -> Result<ExitCode> {
             }
         }
     }
-    let boots = runs.len();
-    let wall = start.elapsed();
-
-    let failed = runs.iter().filter(|r| !r.ok()).count();
-    let report = Report::new(
+    Ok(Report::new(
         Meta {
             date,
             command,
@@ -574,25 +660,12 @@ pub fn main(options: Options) -> Result<ExitCode> {
             git,
             qemu,
             image: built,
-            wall,
+            copy_dir: tag,
+            wall: start.elapsed(),
         },
         cells,
         runs,
-    );
-    let files = render::write(&report, &dir)?;
-    println!("{}", files.markdown_text);
-    eprintln!(
-        "bench: {boots} boots in {:.1} min; wrote {}, {} and {}",
-        wall.as_secs_f64() / 60.0,
-        files.markdown.display(),
-        files.json.display(),
-        files.svg.display()
-    );
-    if failed > 0 {
-        eprintln!("bench: {failed} of {boots} runs failed (their figures are left out)");
-        return Ok(ExitCode::FAILURE);
-    }
-    Ok(ExitCode::SUCCESS)
+    ))
 }
 
 /// The line printed before each boot: the cell, the round (of the first
@@ -628,7 +701,8 @@ fn progress(
         format!("{}/{} (growing)", rep + 1, options.max_reps)
     };
     format!(
-        "bench: {}: round {of}, boot {}; {} elapsed, about {} left{}",
+        "{}: {}: round {of}, boot {}; {} elapsed, about {} left{}",
+        options.output.tag,
         cells[index].label(),
         runs.len() + 1,
         minutes(elapsed),
@@ -674,11 +748,12 @@ fn boot(
         samples: Vec::new(),
         error: None,
         console_tail: None,
+        steal: None,
     };
     let host = cell.host(options.l1_load);
     let launched = cell.bootargs().and_then(|bootargs| {
         let boot = Boot {
-            arch: ARCH,
+            arch: cell.arch,
             host,
             smp: cell.smp,
             mem: crate::qemu::GUEST_MEMORY,
@@ -703,6 +778,7 @@ fn boot(
         println!();
     }
     record.outcome = run.outcome.to_string();
+    record.steal = crate::steal::seen(&run.console);
     let (samples, problems) = judge(cell, run.outcome, &run.console);
     record.samples = samples;
     if !problems.is_empty() {
@@ -868,7 +944,10 @@ pub fn mutex_context(cell: Cell, l1_load: u8) -> String {
     let sees = match (cell.host, cell.pv) {
         (_, Pv::Off) => "pv=off: the check sees no preemption".to_owned(),
         (HostKind::Pvhost, Pv::On) => {
-            format!("steal {PVHOST_STEAL}, reported by PV lock and PV sched: the check sees it")
+            format!(
+                "steal {}, reported by PV lock and PV sched: the check sees it",
+                cell.steal
+            )
         }
         (HostKind::NestedKvm, Pv::On) => {
             "KVM offers no preempted flag on arm64: the check sees no preemption".to_owned()
@@ -902,9 +981,9 @@ fn git_version() -> String {
     }
 }
 
-/// The first line of `qemu-system-aarch64 --version` (L0's QEMU).
-fn qemu_version() -> String {
-    let mut qemu = Command::new(ARCH.qemu());
+/// The first line of `qemu-system-ARCH --version` (L0's QEMU).
+fn qemu_version(arch: Arch) -> String {
+    let mut qemu = Command::new(arch.qemu());
     qemu.arg("--version");
     cmd::output(&mut qemu)
         .context("asking QEMU its version")
@@ -934,6 +1013,8 @@ mod tests {
             smp,
             pv,
             workload,
+            arch: ARCH,
+            steal: PVHOST_STEAL,
         }
     }
 
@@ -1064,7 +1145,10 @@ mod tests {
             off.bootargs().unwrap(),
             "app=lockstorm pv=off -- ms=300 slowpath=boot"
         );
-        assert!(crate::pvhost::check_steal(PVHOST_STEAL).is_ok());
+        assert_eq!(
+            crate::pvhost::normalize_steal(PVHOST_STEAL).unwrap(),
+            PVHOST_STEAL
+        );
         let whats: Vec<String> =
             ratios(&matrix(&[HostKind::Pvhost], &[Workload::Contended]), &[], 0)
                 .into_iter()
@@ -1277,6 +1361,7 @@ mod tests {
             timeout: None,
             image: None,
             verbose: false,
+            output: BENCH_OUTPUT,
         };
         let run = |cell, secs| RunRecord {
             seq: 0,
@@ -1287,6 +1372,7 @@ mod tests {
             samples: Vec::new(),
             error: None,
             console_tail: None,
+            steal: None,
         };
         // 4 cells; after cells 0 and 1 of round 1 (2 s and 4 s a boot),
         // cells 2 and 3 still at their estimate (1.5 s).

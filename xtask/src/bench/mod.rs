@@ -2,13 +2,15 @@
 //! reports; it never passes or fails on its figures, only when a run fails
 //! (see each suite).
 //!
-//! Suites: `locks` ([`locks`]). The files: [`locks`] drives the suite,
+//! Suites: `locks` ([`locks`]); `cargo xtask demo` ([`demo`]) is a small
+//! cell set of it. The files: [`locks`] drives the suite,
 //! [`stats`] parses the guest's result lines and summarises them, [`ci`]
 //! gives ratios their confidence intervals, [`goals`] holds the issue's
 //! goals and the comparison with Linux's choice of lock, [`render`] writes
 //! `target/bench/locks.{md,json,svg}`.
 
 mod ci;
+pub mod demo;
 mod goals;
 mod locks;
 mod render;
@@ -83,15 +85,22 @@ pub struct Args {
     #[arg(long, value_name = "K", default_value_t = 0,
           value_parser = clap::value_parser!(u8).range(0..=i64::from(MAX_L1_LOAD)))]
     l1_load: u8,
+    #[command(flatten)]
+    boot: BootFlags,
+}
+
+/// How each boot of a run goes (the bench's and the demo's flags).
+#[derive(clap::Args)]
+pub struct BootFlags {
     /// Kill a boot after this many seconds [default: the host's, as for `run`]
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
-    timeout: Option<u64>,
-    /// Boot this aarch64 ELF instead of building the image.
+    pub timeout: Option<u64>,
+    /// Boot this ELF (of the guest architecture) instead of building the image.
     #[arg(long, value_name = "PATH")]
-    image: Option<PathBuf>,
+    pub image: Option<PathBuf>,
     /// Stream each guest's console while it runs.
     #[arg(long, short)]
-    verbose: bool,
+    pub verbose: bool,
 }
 
 pub fn main(args: Args) -> Result<ExitCode> {
@@ -148,9 +157,10 @@ fn options(args: &Args) -> Result<locks::Options> {
         hosts,
         workloads,
         l1_load: args.l1_load,
-        timeout: args.timeout.map(Duration::from_secs),
-        image: args.image.clone(),
-        verbose: args.verbose,
+        timeout: args.boot.timeout.map(Duration::from_secs),
+        image: args.boot.image.clone(),
+        verbose: args.boot.verbose,
+        output: locks::BENCH_OUTPUT,
     })
 }
 
@@ -172,14 +182,19 @@ mod tests {
     use super::*;
 
     #[derive(Parser)]
-    struct Cli {
+    struct Cli<A: clap::Args> {
         #[command(flatten)]
-        args: Args,
+        args: A,
+    }
+
+    /// A subcommand's arguments from the words of `line`.
+    pub(super) fn parse_args<A: clap::Args>(line: &str) -> Result<A> {
+        let words = std::iter::once("xtask").chain(line.split_whitespace());
+        Ok(Cli::<A>::try_parse_from(words)?.args)
     }
 
     fn parse(line: &str) -> Result<locks::Options> {
-        let words = std::iter::once("bench").chain(line.split_whitespace());
-        options(&Cli::try_parse_from(words)?.args)
+        options(&parse_args(line)?)
     }
 
     #[test]

@@ -750,6 +750,7 @@ mod tests {
                 .collect(),
             error: (!ok).then(|| "failed".into()),
             console_tail: None,
+            steal: None,
         }
     }
 

@@ -8,6 +8,7 @@ use super::super::goals::{linux_choice_text, Part};
 use super::super::locks::{Report, ARCH};
 use super::markdown::{ci_text, ratio_list, times};
 use super::{plural, signed_percent};
+use crate::arch::Arch;
 
 /// `1.62x, 95% CI 1.40x..1.80x over 5 paired rounds; >= 1.00x: met; aim
 /// 1.50x: inconclusive` (an overhead bar also as percentages).
@@ -70,13 +71,19 @@ pub(super) fn versus_linux_section(out: &mut String, report: &Report) {
     if report.versus_linux.is_empty() {
         return;
     }
+    let arch = report.cells.first().map_or(ARCH, |c| c.arch);
+    let other = match arch {
+        Arch::Aarch64 => Arch::Loongarch64,
+        Arch::Loongarch64 => Arch::Aarch64,
+    };
     let _ = writeln!(
         out,
         "\n## Lodger's default against Linux's choice\n\n\
-         Linux's choice here ({}): {}. (On loongarch64 it is {}.) Lodger's default: the qspinlock, PV on.\n",
-        ARCH.name(),
-        linux_choice_text(ARCH),
-        linux_choice_text(crate::arch::Arch::Loongarch64)
+         Linux's choice here ({}): {}. (On {} it is {}.) Lodger's default: the qspinlock, PV on.\n",
+        arch.name(),
+        linux_choice_text(arch),
+        other.name(),
+        linux_choice_text(other)
     );
     ratio_list(out, report, &report.versus_linux);
 }

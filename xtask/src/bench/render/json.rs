@@ -63,6 +63,7 @@ pub(super) fn json(report: &Report) -> Value {
             "error": r.error,
             "samples": r.samples,
             "console_tail": r.console_tail,
+            "steal": r.steal,
         }), &report.cells[r.cell], l1_load)).collect::<Vec<_>>(),
         "summary": {
             "groups": report.groups.iter().map(|g| {

@@ -405,6 +405,11 @@ pub(super) fn markdown(report: &Report) -> String {
         );
     }
     goals::goals_section(&mut out, report);
+    let steal = report
+        .cells
+        .iter()
+        .find(|c| c.host == HostKind::Pvhost)
+        .map_or(PVHOST_STEAL, |c| c.steal);
     let _ = write!(
         out,
         "Each figure is the median over the reps, with its spread: min..max and IQR \
@@ -413,7 +418,7 @@ pub(super) fn markdown(report: &Report) -> String {
          of that median, 10,000 resamples of the rounds, from a fixed seed; \
          \"inconclusive\" where the CI straddles 1x (or the goal's bar). PV on is the default boot; PV off boots \
          with `pv=off` (on nested-kvm and pvhost also `--pv off`: the host offers nothing). \
-         pvhost preempts every vCPU on the schedule `--steal {PVHOST_STEAL}` (period µs, \
+         pvhost preempts every vCPU on the schedule `--steal {steal}` (period µs, \
          share %, CPU c's windows c * phase µs later). The qspinlock takes \
          the slow path chosen at boot (`halt`: spin, then halt and be kicked; `spin`: \
          spin only). Throughput: acquisitions per second over all CPUs; fairness: the \
@@ -479,9 +484,10 @@ pub(super) fn markdown(report: &Report) -> String {
     let _ = writeln!(out, "\n## How it ran\n");
     let _ = writeln!(
         out,
-        "- command: `{}`; guest `{}` (copied to `target/bench/` at the start, booted from there); L0 QEMU: {}{}",
+        "- command: `{}`; guest `{}` (copied to `target/{}/` at the start, booted from there); L0 QEMU: {}{}",
         meta.command,
         meta.image.display(),
+        meta.copy_dir,
         meta.qemu,
         if meta.l1_load > 0 {
             format!("; nested-kvm with {} busy loops in L1", meta.l1_load)

@@ -34,12 +34,13 @@ pub struct Files {
     pub markdown_text: String,
 }
 
-pub fn write(report: &Report, dir: &Path) -> Result<Files> {
+/// Writes `STEM.md`, `STEM.json` and `STEM.svg` into `dir`.
+pub fn write(report: &Report, dir: &Path, stem: &str) -> Result<Files> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let files = Files {
-        markdown: dir.join("locks.md"),
-        json: dir.join("locks.json"),
-        svg: dir.join("locks.svg"),
+        markdown: dir.join(format!("{stem}.md")),
+        json: dir.join(format!("{stem}.json")),
+        svg: dir.join(format!("{stem}.svg")),
         markdown_text: markdown::markdown(report),
     };
     let json = serde_json::to_string_pretty(&json::json(report))?;
@@ -53,8 +54,14 @@ pub fn write(report: &Report, dir: &Path) -> Result<Files> {
     Ok(files)
 }
 
+/// `STEM.json`'s content.
+#[cfg(test)]
+pub(super) fn json_of(report: &Report) -> serde_json::Value {
+    json::json(report)
+}
+
 /// Three significant digits (fewer decimals for bigger numbers).
-fn sig3(v: f64) -> String {
+pub(super) fn sig3(v: f64) -> String {
     let a = v.abs();
     if a >= 99.95 {
         format!("{v:.0}")
@@ -154,7 +161,7 @@ pub(super) mod tests {
         assert_eq!(signed_percent(-0.04), "-4.0%");
     }
 
-    pub(super) fn sample(kind: &str, slowpath: &str, cpus: u32, per_sec: f64) -> Sample {
+    pub(in crate::bench) fn sample(kind: &str, slowpath: &str, cpus: u32, per_sec: f64) -> Sample {
         Sample {
             kind: kind.into(),
             slowpath: slowpath.into(),
@@ -189,6 +196,42 @@ pub(super) mod tests {
         }
     }
 
+    /// One boot's line per spinlock kind, each at `per_sec`; the
+    /// qspinlock's slow path as chosen at boot (halting with PV on).
+    pub(in crate::bench) fn spinlock_samples(pv: Pv, cpus: u32, per_sec: f64) -> Vec<Sample> {
+        KINDS
+            .iter()
+            .map(|&k| {
+                let slow = match (k, pv) {
+                    ("qspinlock", Pv::On) => "halt",
+                    ("qspinlock", Pv::Off) => "spin",
+                    _ => "-",
+                };
+                sample(k, slow, cpus, per_sec)
+            })
+            .collect()
+    }
+
+    /// The `seq`-th boot, of cell `cell` in round `rep`: it succeeded in 1.5 s.
+    pub(in crate::bench) fn run_record(
+        seq: usize,
+        rep: usize,
+        cell: usize,
+        samples: Vec<Sample>,
+    ) -> RunRecord {
+        RunRecord {
+            seq,
+            rep,
+            cell,
+            wall: Duration::from_millis(1500),
+            outcome: "guest exited with status 0".into(),
+            samples,
+            error: None,
+            console_tail: None,
+            steal: None,
+        }
+    }
+
     /// A small report: tcg only, two rounds, one run failed; the mutex's
     /// policies at 1k, 2k and 3k acquisitions/s times the round, PV on and
     /// off alike.
@@ -198,7 +241,6 @@ pub(super) mod tests {
         for rep in 0..2 {
             for (index, cell) in cells.iter().enumerate() {
                 let on = cell.pv == Pv::On;
-                let slow = if on { "halt" } else { "spin" };
                 let cpus = if cell.workload == Workload::Uncontended {
                     1
                 } else {
@@ -220,24 +262,12 @@ pub(super) mod tests {
                         })
                         .collect()
                 } else {
-                    KINDS
-                        .iter()
-                        .map(|&k| {
-                            let slow = if k == "qspinlock" { slow } else { "-" };
-                            sample(k, slow, cpus, 1000.0 * scale)
-                        })
-                        .collect()
+                    spinlock_samples(cell.pv, cpus, 1000.0 * scale)
                 };
                 let failed = rep == 1 && index == 1;
                 runs.push(RunRecord {
-                    seq: runs.len(),
-                    rep,
-                    cell: index,
-                    wall: Duration::from_millis(1500),
-                    outcome: "guest exited with status 0".into(),
-                    samples,
                     error: failed.then(|| "no result line for mcs".into()),
-                    console_tail: None,
+                    ..run_record(runs.len(), rep, index, samples)
                 });
             }
         }
@@ -254,6 +284,7 @@ pub(super) mod tests {
                 git: "0123456789ab".into(),
                 qemu: "QEMU emulator version 10.0.0".into(),
                 image: PathBuf::from("/t/lodger"),
+                copy_dir: "bench",
                 wall: Duration::from_secs(18),
             },
             cells,

@@ -6,7 +6,7 @@ use anyhow::Result;
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
 use plotters::prelude::*;
 
-use super::super::locks::{self, Cell, Report, Workload, KINDS, MUTEX_POLICIES, PVHOST_STEAL};
+use super::super::locks::{self, Cell, Report, Workload, KINDS, MUTEX_POLICIES};
 use super::super::stats::{Group, Spread};
 use super::{axis_rate, plural, rate};
 use crate::host::{HostKind, Pv};
@@ -33,12 +33,12 @@ struct Panel {
 }
 
 /// `nested-kvm, smp 4 (4 vCPUs on L1's 2 CPUs)`.
-fn host_caption(host: HostKind, smp: u8) -> String {
-    match (host, smp) {
+fn host_caption(cell: &Cell) -> String {
+    match (cell.host, cell.smp) {
         (HostKind::NestedKvm, smp) => format!("nested-kvm, smp {smp} ({smp} vCPUs on L1's 2 CPUs)"),
         (HostKind::Tcg, 2) => "tcg, smp 2 (no overcommit)".to_owned(),
         (HostKind::Tcg, 16) => "tcg, smp 16 (16 vCPUs on 2 cores)".to_owned(),
-        (HostKind::Pvhost, smp) => format!("pvhost, smp {smp} (steal {PVHOST_STEAL})"),
+        (HostKind::Pvhost, smp) => format!("pvhost, smp {smp} (steal {})", cell.steal),
         (host, smp) => format!("{}, smp {smp}", locks::host_name(host)),
     }
 }
@@ -48,14 +48,10 @@ fn host_caption(host: HostKind, smp: u8) -> String {
 fn panels(report: &Report) -> Vec<Panel> {
     let mut panels = Vec::new();
     let find = |host, smp, pv, workload| {
-        report.cells.iter().position(|c| {
-            *c == Cell {
-                host,
-                smp,
-                pv,
-                workload,
-            }
-        })
+        report
+            .cells
+            .iter()
+            .position(|c| c.is(host, smp, pv, workload))
     };
     let mut seen: Vec<(HostKind, u8, Workload)> = Vec::new();
     for cell in &report.cells {
@@ -98,7 +94,7 @@ fn panels(report: &Report) -> Vec<Panel> {
                     .find(|g| g.cell == c && bar_name(mutex, g) == name)
             })
         };
-        let caption = host_caption(cell.host, cell.smp);
+        let caption = host_caption(cell);
         let mut panel = Panel {
             caption: if mutex {
                 format!("{caption}: sleeping mutex per spin policy")
