@@ -28,6 +28,10 @@ pub struct BootTest {
     pub host: Host,
     /// Number of CPUs (1..=8).
     pub smp: u8,
+    /// Judges a time or a ratio that this machine's other work can skew
+    /// (`crate::test::judge`): how a failure under interference is told
+    /// from a real one.
+    pub timing: Option<Timing>,
     /// Guest RAM where the test needs its own size (TCG only); `None`:
     /// `test --mem`, else [`qemu::GUEST_MEMORY`].
     pub mem: Option<MemSize>,
@@ -140,7 +144,55 @@ const BASE: BootTest = BootTest {
     expect: SUCCESS,
     checks: &[],
     timeout: None,
+    timing: None,
 };
+
+/// How a timing test allows for this machine's interference: a failure
+/// while QEMU's threads waited for a CPU more than
+/// [`crate::test::INTERFERENCE_LIMIT`] of the time is not judgeable (and
+/// retried) if the test's figure, `figure` followed by a number in the
+/// console, is within `bound + per_wait * wait share`; beyond that
+/// interference cannot explain it and the test fails. Without a figure
+/// every such failure is not judgeable.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    pub figure: Option<&'static str>,
+    pub bound: f64,
+    pub per_wait: f64,
+}
+
+impl Timing {
+    /// Whether a failure with `console` and `wait_share` is explained by
+    /// the interference; `Err` says why not.
+    pub fn explains(&self, console: &str, wait_share: f64) -> Result<(), String> {
+        let Some(figure) = self.figure else {
+            return Ok(());
+        };
+        let allowed = self.bound + self.per_wait * wait_share;
+        match number_after(console, figure) {
+            Some(n) if n <= allowed => Ok(()),
+            Some(n) => Err(format!(
+                "{figure}{n} is beyond what the interference explains ({allowed:.1})"
+            )),
+            None => Err(no_number(figure)),
+        }
+    }
+}
+
+/// Fairshare's error: 5% allowed (the guest's own bound), plus twice the
+/// share of time the host's threads waited for a CPU (each such wait is
+/// time the guest loses unseen).
+const FAIRSHARE_TIMING: Option<Timing> = Some(Timing {
+    figure: Some("worst_ratio_error="),
+    bound: 5.0,
+    per_wait: 200.0,
+});
+/// A selftest or boot time: any failure under interference.
+const ANY_TIMING: Option<Timing> = Some(Timing {
+    figure: None,
+    bound: 0.0,
+    per_wait: 0.0,
+});
 
 pub const TESTS: &[BootTest] = &[
     BootTest {
@@ -279,6 +331,7 @@ pub const TESTS: &[BootTest] = &[
         name: "boot-time-smp4",
         smp: 4,
         checks: &[Below("boot time ", 50.0)],
+        timing: ANY_TIMING,
         ..BASE
     },
     // --- PV on TCG: no hypervisor, and no call the probing rules forbid ---
@@ -641,6 +694,7 @@ pub const TESTS: &[BootTest] = &[
             Contains("CPUs online: 2"),
             Lacks("panicked"),
         ],
+        timing: ANY_TIMING,
         ..BASE
     },
     BootTest {
@@ -703,6 +757,7 @@ pub const TESTS: &[BootTest] = &[
             Contains("fairshare: thread=3 cpu="),
             Lacks("pv_steal_us=0\n"),
         ],
+        timing: FAIRSHARE_TIMING,
         ..BASE
     },
     BootTest {
@@ -793,6 +848,7 @@ pub const TESTS: &[BootTest] = &[
             Contains(" (a kicked halt took "),
             Lacks("panicked"),
         ],
+        timing: ANY_TIMING,
         ..BASE
     },
     // pvhost (host/): lodger's own EL2 host with PV time, PV lock v2 and PV
@@ -971,6 +1027,7 @@ pub const TESTS: &[BootTest] = &[
         app: "fairshare",
         app_args: &["ms=1000", "expect=accurate"],
         checks: &[Contains("fairshare: steal_clock=yes")],
+        timing: FAIRSHARE_TIMING,
         ..BASE
     },
     BootTest {
@@ -1141,6 +1198,26 @@ mod tests {
 
     use super::*;
     use crate::guest;
+
+    #[test]
+    fn interference_explains_a_small_error_never_a_mutant() {
+        let t = FAIRSHARE_TIMING.unwrap();
+        let line = |e: &str| format!("fairshare: steal_clock=yes worst_ratio_error={e}%\n");
+        // 7.9% with the host's threads waiting 5.5% of the time: explained
+        // (5 + 2 * 5.5 = 16).
+        assert!(t.explains(&line("7.9"), 0.055).is_ok());
+        // Accounting that ignores steal (a ratio of about 2): never.
+        assert!(t.explains(&line("100.0"), 0.3).is_err());
+        // No figure: not explained either.
+        assert!(t.explains("no line", 0.5).is_err());
+        assert!(ANY_TIMING.unwrap().explains("", 0.1).is_ok());
+        for test in TESTS
+            .iter()
+            .filter(|t| t.name.contains("fairshare-accurate"))
+        {
+            assert!(test.timing.is_some(), "{}", test.name);
+        }
+    }
 
     #[test]
     fn table_is_well_formed() {

@@ -22,6 +22,7 @@ mod cpio;
 mod debian;
 mod guest;
 mod host;
+mod interference;
 mod nested_kvm;
 mod pvhost;
 mod qemu;

@@ -25,6 +25,7 @@ use crate::arch::Arch;
 use crate::cmd::{self, ScratchDir};
 use crate::guest::{self, Console};
 use crate::host::{Host, Preparations};
+use crate::interference;
 use crate::nested_kvm;
 use crate::pvhost;
 use crate::qemu_pv;
@@ -220,6 +221,9 @@ impl fmt::Display for Outcome {
     }
 }
 
+/// How often [`run`] samples QEMU's threads' run-queue wait.
+const SAMPLE_EVERY: Duration = Duration::from_millis(50);
+
 /// What a run produced.
 pub struct Run {
     pub outcome: Outcome,
@@ -228,6 +232,9 @@ pub struct Run {
     /// QEMU's own messages.
     pub stderr: String,
     pub elapsed: Duration,
+    /// QEMU's threads' CPU time and run-queue wait, as last sampled
+    /// (every 50 ms while it ran); `None` if it could not be read.
+    pub interference: Option<interference::Sample>,
 }
 
 /// Prints and starts `cmd`, then collects its output until QEMU exits or
@@ -260,9 +267,16 @@ pub fn run(launch: Launch, timeout: Duration, echo: bool) -> Result<Run> {
     // When QEMU must have exited: the deadline, or sooner after a marker.
     let until = |power_off_by: Option<Instant>| power_off_by.map_or(deadline, |t| t.min(deadline));
     let mut out_of_time = false;
+    let pid = qemu.child.id();
+    let mut interference = None;
+    let mut sampled = Instant::now();
     loop {
+        if sampled.elapsed() >= SAMPLE_EVERY {
+            interference = interference::sample(pid).or(interference);
+            sampled = Instant::now();
+        }
         let wait = until(power_off_by).saturating_duration_since(Instant::now());
-        match rx.recv_timeout(wait) {
+        match rx.recv_timeout(wait.min(SAMPLE_EVERY)) {
             Ok((Stream::Console, chunk)) => {
                 if echo {
                     let mut out = io::stdout().lock();
@@ -279,6 +293,7 @@ pub fn run(launch: Launch, timeout: Duration, echo: bool) -> Result<Run> {
                 }
                 messages.extend_from_slice(&chunk);
             }
+            Err(RecvTimeoutError::Timeout) if Instant::now() < until(power_off_by) => {}
             Err(RecvTimeoutError::Timeout) => {
                 out_of_time = true;
                 break;
@@ -313,6 +328,7 @@ pub fn run(launch: Launch, timeout: Duration, echo: bool) -> Result<Run> {
         console: console.text(),
         stderr: String::from_utf8_lossy(&messages).into_owned(),
         elapsed: start.elapsed(),
+        interference,
     })
 }
 
