@@ -157,13 +157,25 @@ pub fn seen(console: &str) -> Option<Seen> {
         return None;
     }
     let mean = |sum: u64| sum as f64 / vcpus as f64;
-    let stolen_ns = mean(truth.values().map(|t| t.stolen_ns).sum());
+    // The LoongArch host's `held_ns` is all the time it held a vCPU off;
+    // its `stolen_ns` only what reached a registered record (none with PV
+    // off), and its `last_end_ns` that record's last update.
+    let held = per_cpu(console, "pvhost: ", |f, line| number(f, "held_ns", line)).ok();
+    let stolen_ns = match &held {
+        Some(held) => mean(held.values().sum()),
+        None => mean(truth.values().map(|t| t.stolen_ns).sum()),
+    };
     let end = truth.values().map(|t| t.last_end_ns).max().unwrap_or(0);
     Some(Seen {
         vcpus,
         stolen_ns,
         preemptions: mean(preemptions.values().sum()),
-        share: if end > 0 { stolen_ns / end as f64 } else { 0.0 },
+        // Unknown (NaN) without a record: the demo then shows the time only.
+        share: if end > 0 {
+            stolen_ns / end as f64
+        } else {
+            f64::NAN
+        },
     })
 }
 

@@ -241,16 +241,21 @@ fn median(report: &Report, series: Series, metric: Metric) -> Option<f64> {
 
 /// The steal the runs of `cell` saw (pvhost's): the median share of host
 /// time stolen per vCPU, and of the time per vCPU.
-fn steal(report: &Report, cell: usize) -> Option<(f64, f64)> {
+fn steal(report: &Report, cell: usize) -> Option<(Option<f64>, f64)> {
     let seen: Vec<_> = report
         .runs
         .iter()
         .filter(|r| r.cell == cell && r.ok())
         .filter_map(|r| r.steal)
         .collect();
-    let share = Spread::of(&seen.iter().map(|s| s.share).collect::<Vec<_>>())?;
+    let shares: Vec<f64> = seen
+        .iter()
+        .map(|s| s.share)
+        .filter(|s| s.is_finite())
+        .collect();
+    let share = Spread::of(&shares).map(|s| s.median);
     let ns = Spread::of(&seen.iter().map(|s| s.stolen_ns).collect::<Vec<_>>())?;
-    Some((share.median, ns.median))
+    Some((share, ns.median))
 }
 
 /// `a / b`, `-` for a side without a value.
@@ -298,7 +303,8 @@ pub fn table(report: &Report) -> String {
             };
             let seen = |series: Series| {
                 steal(report, series.cell).map(|(share, ns)| {
-                    format!("{:.0}% {}", share * 100.0, time(ns).replace(' ', ""))
+                    let ns = time(ns).replace(' ', "");
+                    share.map_or(ns.clone(), |share| format!("{:.0}% {ns}", share * 100.0))
                 })
             };
             let x = |v: f64| format!("{}x", sig3(v));
