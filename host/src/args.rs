@@ -16,7 +16,7 @@ use crate::policy::{self, Steal};
 
 /// The usage text.
 pub const USAGE: &str = "pvhost.pv=on|off pvhost.time=on|off pvhost.lock=on|off \
-pvhost.sched=on|off pvhost.steal=POLICY pvhost.elf=ADDR [-- GUEST ARGS], where POLICY is \
+pvhost.sched=on|off pvhost.steal=POLICY pvhost.fault=none|drop-kicks pvhost.elf=ADDR [-- GUEST ARGS], where POLICY is \
 (none | periodic:PERIOD_US,SHARE_PCT[,PHASE_US] | random:SEED,MEAN_RUN_US,MEAN_STEAL_US)[@STOP_MS]";
 
 /// What the command line asked for.
@@ -30,11 +30,33 @@ pub struct Args<'a> {
     pub sched: bool,
     /// The preemption injector's policy.
     pub steal: Steal,
+    /// A host fault to inject.
+    pub fault: Fault,
     /// Physical address where QEMU's loader put the guest's ELF file
     /// (`-device loader,file=GUEST,addr=ADDR,force-raw=on`).
     pub elf_pa: Option<u64>,
     /// The guest's command line.
     pub guest: &'a str,
+}
+
+/// A host fault pvhost injects (`pvhost.fault=`), for the guest's
+/// fallbacks to meet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    None,
+    /// PV sched's KICK_CPU answers success and wakes nobody: every halt of
+    /// a lock waiter must end another way (the guest's tick).
+    DropKicks,
+}
+
+impl Fault {
+    fn parse(value: &str) -> Option<Self> {
+        match value {
+            "none" => Some(Fault::None),
+            "drop-kicks" => Some(Fault::DropKicks),
+            _ => None,
+        }
+    }
 }
 
 /// A word pvhost could not take.
@@ -94,6 +116,7 @@ impl<'a> Args<'a> {
         let mut switches: [Option<bool>; 3] = [None; 3];
         let mut steal = None;
         let mut elf_pa = None;
+        let mut fault = None;
         for word in host.split_whitespace() {
             let err = |why| ArgError { word, why };
             let (key, value) = word.split_once('=').ok_or(err(
@@ -109,6 +132,15 @@ impl<'a> Args<'a> {
                         return Err(err("repeated"));
                     }
                     steal = Some(Steal::parse(value).map_err(|e| err(e.0))?);
+                    continue;
+                }
+                "pvhost.fault" => {
+                    if fault.is_some() {
+                        return Err(err("repeated"));
+                    }
+                    fault = Some(
+                        Fault::parse(value).ok_or(err("the fault must be none or drop-kicks"))?,
+                    );
                     continue;
                 }
                 "pvhost.elf" => {
@@ -131,6 +163,7 @@ impl<'a> Args<'a> {
             lock: switches[1].unwrap_or(default),
             sched: switches[2].unwrap_or(default),
             steal: steal.unwrap_or(Steal::NONE),
+            fault: fault.unwrap_or(Fault::None),
             elf_pa,
             guest,
         })
@@ -141,6 +174,21 @@ impl<'a> Args<'a> {
 mod tests {
     use super::*;
     use crate::policy::Policy;
+
+    #[test]
+    fn faults_by_name() {
+        assert_eq!(Args::parse("").unwrap().fault, Fault::None);
+        let a = Args::parse("pvhost.fault=drop-kicks -- app=x").unwrap();
+        assert_eq!(a.fault, Fault::DropKicks);
+        let e = Args::parse("pvhost.fault=lose").unwrap_err();
+        assert_eq!(e.why, "the fault must be none or drop-kicks");
+        assert_eq!(
+            Args::parse("pvhost.fault=none pvhost.fault=none")
+                .unwrap_err()
+                .why,
+            "repeated"
+        );
+    }
 
     #[test]
     fn defaults_offer_everything_and_never_preempt() {

@@ -889,6 +889,7 @@ pub const TESTS: &[BootTest] = &[
         host: Host::Pvhost(pvhost::Settings {
             pv: Pv::On,
             steal: "periodic:10000,50,2500",
+            fault: "none",
         }),
         smp: 4,
         app: "lockstorm",
@@ -907,10 +908,49 @@ pub const TESTS: &[BootTest] = &[
         host: Host::Pvhost(pvhost::Settings {
             pv: Pv::On,
             steal: "periodic:10000,50",
+            fault: "none",
         }),
         smp: 2,
         app_args: &["sleep-accuracy"],
         checks: &[Contains("test sleep-accuracy ... ok"), Contains("1 passed, 0 failed")],
+        ..BASE
+    },
+    BootTest {
+        // Host fault: PV sched's KICK_CPU answers success and wakes
+        // nobody, under the staggered half steal. Every halt of a lock
+        // waiter then ends by its tick: the storm still finishes, loses
+        // nothing, and the host did drop kicks.
+        name: "pvhost-fault-drop-kicks-locks",
+        host: Host::Pvhost(pvhost::Settings {
+            pv: Pv::On,
+            steal: "periodic:10000,50,2500",
+            fault: "drop-kicks",
+        }),
+        smp: 4,
+        app: "lockstorm",
+        app_args: &["kinds=qspinlock,mutex", "acq=400000", "cs=0", "out=0"],
+        checks: &[
+            Contains("kind=qspinlock slowpath=halt cpus=4 cs=0 out=0 acquisitions=400000 "),
+            Contains("kind=mutex slowpath=spin-owner-pv cpus=4 cs=0 out=0 acquisitions=400000 "),
+            Truth {
+                key: "kicks_dropped",
+                cpu: None,
+                min: 1,
+                max: u64::MAX,
+            },
+        ],
+        ..BASE
+    },
+    BootTest {
+        // The same fault under the whole selftest.
+        name: "pvhost-fault-drop-kicks-selftest",
+        host: Host::Pvhost(pvhost::Settings {
+            pv: Pv::On,
+            steal: "periodic:10000,10",
+            fault: "drop-kicks",
+        }),
+        smp: 4,
+        checks: &[Contains("passed, 0 failed")],
         ..BASE
     },
     BootTest {
@@ -926,6 +966,7 @@ pub const TESTS: &[BootTest] = &[
         host: Host::Pvhost(pvhost::Settings {
             pv: Pv::Off,
             steal: "none",
+            fault: "none",
         }),
         smp: 2,
         checks: &[
@@ -987,6 +1028,7 @@ pub const TESTS: &[BootTest] = &[
         host: Host::Pvhost(pvhost::Settings {
             pv: Pv::Off,
             steal: "none",
+            fault: "none",
         }),
         smp: 2,
         app: "hvcfuzz",
@@ -1022,6 +1064,7 @@ pub const TESTS: &[BootTest] = &[
         host: Host::Pvhost(pvhost::Settings {
             pv: Pv::On,
             steal: "periodic:10000,50,2500",
+            fault: "none",
         }),
         smp: 2,
         app: "fairshare",
@@ -1035,6 +1078,7 @@ pub const TESTS: &[BootTest] = &[
         host: Host::Pvhost(pvhost::Settings {
             pv: Pv::Off,
             steal: "periodic:10000,50,2500",
+            fault: "none",
         }),
         smp: 2,
         app: "fairshare",
@@ -1052,6 +1096,7 @@ pub const TESTS: &[BootTest] = &[
         host: Host::Pvhost(pvhost::Settings {
             pv: Pv::On,
             steal: "periodic:20000,50,5000@2000",
+            fault: "none",
         }),
         smp: 4,
         app: "stealwatch",
@@ -1092,6 +1137,7 @@ pub const TESTS: &[BootTest] = &[
         host: Host::Pvhost(pvhost::Settings {
             pv: Pv::Off,
             steal: "none",
+            fault: "none",
         }),
         checks: &[
             Contains("pv: hypervisor KVM (IOCSR FEATURES bit 11, KVM signature, features 0x0)"),
@@ -1141,6 +1187,7 @@ pub const TESTS: &[BootTest] = &[
         host: Host::Pvhost(pvhost::Settings {
             pv: Pv::On,
             steal: "periodic:10000,20,2500@1500",
+            fault: "none",
         }),
         app: "stealwatch",
         app_args: &["ms=2000", "expect=steal"],
@@ -1171,6 +1218,7 @@ const NESTED_KVM: Host = Host::NestedKvm(Settings {
 const PVHOST_STEAL: Host = Host::Pvhost(pvhost::Settings {
     pv: Pv::On,
     steal: "periodic:10000,10",
+    fault: "none",
 });
 
 /// What every selftest under pvhost shows: KVM with all three ABIs used,

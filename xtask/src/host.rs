@@ -100,6 +100,7 @@ impl Host {
                 Ok(Host::Pvhost(pvhost::Settings {
                     pv: pv.unwrap_or(pvhost::Settings::DEFAULT.pv),
                     steal,
+                    fault: "none",
                 }))
             }
             HostKind::NestedKvm => {
@@ -268,7 +269,8 @@ mod tests {
             host.unwrap(),
             Host::Pvhost(pvhost::Settings {
                 pv: Pv::Off,
-                steal: "periodic:1000,50"
+                steal: "periodic:1000,50",
+                fault: "none",
             })
         );
         assert_eq!(
@@ -281,7 +283,8 @@ mod tests {
             Host::from_args(HostKind::Pvhost, None, None, Some("periodic:10ms,50%@2s")).unwrap(),
             Host::Pvhost(pvhost::Settings {
                 pv: Pv::On,
-                steal: "periodic:10000,50@2000"
+                steal: "periodic:10000,50@2000",
+                fault: "none",
             })
         );
         let err = Host::from_args(HostKind::Tcg, None, None, Some("none")).unwrap_err();

@@ -49,12 +49,15 @@ pub struct Settings {
     pub pv: Pv,
     /// `pvhost.steal=`: the preemption injector's policy.
     pub steal: &'static str,
+    /// `pvhost.fault=`: a host fault to inject (`none`, `drop-kicks`).
+    pub fault: &'static str,
 }
 
 impl Settings {
     pub const DEFAULT: Settings = Settings {
         pv: Pv::On,
         steal: "none",
+        fault: "none",
     };
 }
 
@@ -244,8 +247,13 @@ pub fn clippy() -> Command {
 
 /// pvhost's command line: its own arguments, then the guest's.
 pub fn append(settings: Settings, bootargs: &str) -> String {
+    // The fault only when there is one: the command line stays as it was.
+    let fault = match settings.fault {
+        "none" => String::new(),
+        fault => format!(" pvhost.fault={fault}"),
+    };
     format!(
-        "pvhost.elf={GUEST_ELF_PA:#x} pvhost.pv={} pvhost.steal={} -- {bootargs}",
+        "pvhost.elf={GUEST_ELF_PA:#x} pvhost.pv={} pvhost.steal={}{fault} -- {bootargs}",
         settings.pv.name(),
         settings.steal
     )

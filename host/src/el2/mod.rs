@@ -35,7 +35,7 @@ use core::ops::Range;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use arch::abi::arm64::{PvLockRecord, PvSchedRecord, PvTimeRecord, PV_TIME_STOLEN_OFFSET};
-use host::args::{Args, USAGE};
+use host::args::{Args, Fault, USAGE};
 use host::fdt_patch::{self, Edits};
 use host::hvc::{self, Call, Family, Machine, Offer, Outcome};
 use host::policy::{Schedule, Steal};
@@ -94,6 +94,7 @@ const EC_SYSREG: u64 = 0x18;
 struct Facts {
     offer: Offer,
     steal: Steal,
+    fault: Fault,
     guest_ram: Range<u64>,
     /// pCPU (= vCPU) `i`'s MPIDR affinity, in the DTB's `/cpus` order.
     mpidr: [u64; MAX_PCPUS],
@@ -133,6 +134,8 @@ struct Vcpu {
     /// time, ns): a guest reading taken later holds all of `stolen_ns`.
     last_end_ns: AtomicU64,
     pv_calls: AtomicU64,
+    /// Kicks to this vCPU that `pvhost.fault=drop-kicks` dropped.
+    kicks_dropped: AtomicU64,
 }
 
 impl Vcpu {
@@ -148,6 +151,7 @@ impl Vcpu {
             stolen_ns: AtomicU64::new(0),
             last_end_ns: AtomicU64::new(0),
             pv_calls: AtomicU64::new(0),
+            kicks_dropped: AtomicU64::new(0),
         }
     }
 }
@@ -452,6 +456,10 @@ impl Machine for Host {
     }
 
     fn kick(&mut self, vcpu: usize) {
+        if facts().fault == Fault::DropKicks {
+            VCPUS[vcpu].kicks_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         // Release: the guest's stores before its kick are seen by the
         // woken vCPU (pairs with the AcqRel swap in `guest_wfi`).
         VCPUS[vcpu].kick.store(true, Ordering::Release);
@@ -527,7 +535,8 @@ fn hypercall(cpu: usize, frame: &mut Frame, imm: u16) {
 }
 
 /// The machine-readable ground truth, one line per vCPU:
-/// `pvhost: cpu=N preemptions=K stolen_ns=S pv_calls=C last_end_ns=E`.
+/// `pvhost: cpu=N preemptions=K stolen_ns=S pv_calls=C last_end_ns=E
+/// kicks_dropped=D`.
 ///
 /// `last_end_ns` is when the vCPU's last preemption reached its PV time
 /// record (host time, which is the guest's clock too: CNTVOFF = 0): a guest
@@ -539,10 +548,11 @@ fn report_ground_truth() {
         // Acquire, then `last_end_ns`: see `preempted_wait`.
         let stolen_ns = v.stolen_ns.load(Ordering::Acquire);
         console::line(format_args!(
-            "pvhost: cpu={cpu} preemptions={} stolen_ns={stolen_ns} pv_calls={} last_end_ns={}",
+            "pvhost: cpu={cpu} preemptions={} stolen_ns={stolen_ns} pv_calls={} last_end_ns={} kicks_dropped={}",
             v.preemptions.load(Ordering::Relaxed),
             v.pv_calls.load(Ordering::Relaxed),
             v.last_end_ns.load(Ordering::Relaxed),
+            v.kicks_dropped.load(Ordering::Relaxed),
         ));
     }
 }
@@ -816,6 +826,7 @@ extern "C" fn boot_main() -> ! {
             sched: args.sched,
         },
         steal: args.steal,
+        fault: args.fault,
         guest_ram: guest_ram.clone(),
         mpidr,
         pcpus,

@@ -217,6 +217,7 @@ impl Cell {
             HostKind::Pvhost => Host::Pvhost(crate::pvhost::Settings {
                 pv: self.pv,
                 steal: self.steal,
+                fault: "none",
             }),
         }
     }
@@ -1122,7 +1123,8 @@ mod tests {
             on.host(0),
             Host::Pvhost(crate::pvhost::Settings {
                 pv: Pv::On,
-                steal: "periodic:10000,50,2500"
+                steal: "periodic:10000,50,2500",
+                fault: "none",
             })
         );
         assert_eq!(
@@ -1134,7 +1136,8 @@ mod tests {
             off.host(0),
             Host::Pvhost(crate::pvhost::Settings {
                 pv: Pv::Off,
-                steal: PVHOST_STEAL
+                steal: PVHOST_STEAL,
+                fault: "none",
             })
         );
         assert_eq!(
