@@ -16,7 +16,7 @@ use crate::policy::{self, Steal};
 
 /// The usage text.
 pub const USAGE: &str = "pvhost.pv=on|off pvhost.time=on|off pvhost.lock=on|off \
-pvhost.sched=on|off pvhost.steal=POLICY pvhost.fault=none|drop-kicks pvhost.elf=ADDR [-- GUEST ARGS], where POLICY is \
+pvhost.sched=on|off pvhost.steal=POLICY pvhost.fault=none|drop-kicks|stuck-preempted pvhost.elf=ADDR [-- GUEST ARGS], where POLICY is \
 (none | periodic:PERIOD_US,SHARE_PCT[,PHASE_US] | random:SEED,MEAN_RUN_US,MEAN_STEAL_US)[@STOP_MS]";
 
 /// What the command line asked for.
@@ -47,6 +47,8 @@ pub enum Fault {
     /// PV sched's KICK_CPU answers success and wakes nobody: every halt of
     /// a lock waiter must end another way (the guest's tick).
     DropKicks,
+    /// Every vCPU's preempted flags (PV lock, PV sched) read 1, always.
+    StuckPreempted,
 }
 
 impl Fault {
@@ -54,6 +56,7 @@ impl Fault {
         match value {
             "none" => Some(Fault::None),
             "drop-kicks" => Some(Fault::DropKicks),
+            "stuck-preempted" => Some(Fault::StuckPreempted),
             _ => None,
         }
     }
@@ -139,7 +142,8 @@ impl<'a> Args<'a> {
                         return Err(err("repeated"));
                     }
                     fault = Some(
-                        Fault::parse(value).ok_or(err("the fault must be none or drop-kicks"))?,
+                        Fault::parse(value)
+                            .ok_or(err("the fault must be none, drop-kicks or stuck-preempted"))?,
                     );
                     continue;
                 }
@@ -180,8 +184,13 @@ mod tests {
         assert_eq!(Args::parse("").unwrap().fault, Fault::None);
         let a = Args::parse("pvhost.fault=drop-kicks -- app=x").unwrap();
         assert_eq!(a.fault, Fault::DropKicks);
+        let a = Args::parse("pvhost.fault=stuck-preempted").unwrap();
+        assert_eq!(a.fault, Fault::StuckPreempted);
         let e = Args::parse("pvhost.fault=lose").unwrap_err();
-        assert_eq!(e.why, "the fault must be none or drop-kicks");
+        assert_eq!(
+            e.why,
+            "the fault must be none, drop-kicks or stuck-preempted"
+        );
         assert_eq!(
             Args::parse("pvhost.fault=none pvhost.fault=none")
                 .unwrap_err()

@@ -954,6 +954,36 @@ pub const TESTS: &[BootTest] = &[
         ..BASE
     },
     BootTest {
+        // Host fault: every preempted flag reads 1. Waiters behind
+        // "preempted" CPUs halt early, mutex waiters sleep, placement finds
+        // no running vCPU: slower, never wrong or stuck.
+        name: "pvhost-fault-stuck-preempted",
+        host: Host::Pvhost(pvhost::Settings {
+            pv: Pv::On,
+            steal: "periodic:10000,10",
+            fault: "stuck-preempted",
+        }),
+        smp: 4,
+        checks: &[Contains("passed, 0 failed")],
+        ..BASE
+    },
+    BootTest {
+        name: "pvhost-fault-stuck-preempted-locks",
+        host: Host::Pvhost(pvhost::Settings {
+            pv: Pv::On,
+            steal: "periodic:10000,50,2500",
+            fault: "stuck-preempted",
+        }),
+        smp: 4,
+        app: "lockstorm",
+        app_args: &["kinds=qspinlock,mutex", "acq=400000", "cs=0", "out=0"],
+        checks: &[
+            Contains("kind=qspinlock slowpath=halt cpus=4 cs=0 out=0 acquisitions=400000 "),
+            Contains("kind=mutex slowpath=spin-owner-pv cpus=4 cs=0 out=0 acquisitions=400000 "),
+        ],
+        ..BASE
+    },
+    BootTest {
         name: "pvhost-selftest-smp4",
         host: PVHOST_STEAL,
         smp: 4,

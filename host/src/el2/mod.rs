@@ -277,6 +277,7 @@ fn wfi() {
 
 /// Sets or clears `cpu`'s preempted flags (PV lock record, PV sched record).
 fn set_preempted(cpu: usize, preempted: bool) {
+    let preempted = preempted || facts().fault == Fault::StuckPreempted;
     RECORDS.lock[cpu]
         .preempted
         .store(u64::from(preempted), Ordering::Release);
@@ -448,7 +449,11 @@ impl Machine for Host {
         if let Some(ipa) = ipa {
             // SAFETY: checked by `hvc::record_ipa_ok`, see `set_preempted`.
             let flag = unsafe { &*(ipa as *const AtomicU32) };
-            flag.store(0, Ordering::Release); // Running.
+            // Running (unless the fault says otherwise).
+            flag.store(
+                u32::from(facts().fault == Fault::StuckPreempted),
+                Ordering::Release,
+            );
         }
         VCPUS[vcpu]
             .sched_ipa
@@ -833,6 +838,11 @@ extern "C" fn boot_main() -> ! {
         gicr: gicr.starting_address as u64,
         counter_hz,
     });
+    if args.fault == Fault::StuckPreempted {
+        for cpu in 0..pcpus {
+            set_preempted(cpu, true);
+        }
+    }
     gic::init_distributor(gicd.starting_address as u64, 16 + hyp_ppi);
     VCPUS[0].power.store(POWER_ON, Ordering::Release);
     init_pcpu(0);
