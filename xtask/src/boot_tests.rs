@@ -1235,7 +1235,7 @@ pub const TESTS: &[BootTest] = &[
 const LA_PVHOST: Host = Host::Pvhost(pvhost::Settings::DEFAULT);
 
 /// How far the guest's steal clock may be from pvhost's ground truth
-/// (issue 7), besides what accrues after the guest's reading.
+/// (pvhost's design goal), besides what accrues after the guest's reading.
 const STEAL_TOLERANCE: f64 = 0.01;
 
 /// Real KVM with PV on (`kvm-steal-time=on`) and no load in L1.

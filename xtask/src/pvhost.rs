@@ -400,6 +400,7 @@ mod tests {
         let s = Settings {
             pv: Pv::Off,
             steal: "periodic:1000,50",
+            fault: "none",
         };
         assert_eq!(
             append(s, "app=x -- a"),

@@ -264,6 +264,12 @@ fn fetch_source(start: Instant) -> Result<PathBuf> {
 /// The QEMU that boots `boot` under the LoongArch PV model at `qemu`: the
 /// TCG command with the model's CPU properties.
 pub fn command(boot: &Boot, settings: Settings, qemu: &Path) -> Result<Command> {
+    if settings.fault != "none" {
+        anyhow::bail!(
+            "pvhost fault `{}`: host faults are injected by the aarch64 pvhost only so far",
+            settings.fault
+        );
+    }
     let globals: Vec<String> = properties(settings)
         .into_iter()
         .flat_map(|p| ["-global".to_owned(), format!("{CPU_TYPE}.{p}")])
@@ -318,6 +324,7 @@ mod tests {
         let on = properties(Settings {
             pv: Pv::On,
             steal: "periodic:1000,50",
+            fault: "none",
         });
         assert_eq!(
             on,
@@ -332,6 +339,7 @@ mod tests {
         let off = properties(Settings {
             pv: Pv::Off,
             steal: "none",
+            fault: "none",
         });
         assert!(off.contains(&"pvhost-ipi=off".to_owned()), "{off:?}");
     }

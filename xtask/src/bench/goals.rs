@@ -1,4 +1,4 @@
-//! What issue 11 asks of the locks, as figures with a bar each, and the
+//! What the project asks of the locks (docs/bench.md, "Goals"), as figures with a bar each, and the
 //! comparison with Linux's choice of lock.
 //!
 //! A goal is one or more parts; a part is a ratio (or, for fairness, a

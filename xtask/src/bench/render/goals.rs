@@ -50,7 +50,7 @@ fn part_line(part: &Part) -> String {
 /// The issue's goals, each with its figures, CIs and verdict.
 pub(super) fn goals_section(out: &mut String, report: &Report) {
     out.push_str(
-        "## Goals (issue 11)\n\nEach judged on its figures' 95% bootstrap CIs over the paired rounds: \
+        "## Goals\n\nEach judged on its figures' 95% bootstrap CIs over the paired rounds: \
          met when the whole interval is at or above the bar, not met when it is all below, \
          else inconclusive; a goal of several figures is met when all are.\n\n",
     );

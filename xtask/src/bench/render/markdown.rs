@@ -558,7 +558,7 @@ mod tests {
             "| 4 | spin-owner-pv | off | **4.50k** | 3.00k..6.00k | 33.3% | 0.90 / 1.10 | 448 ns | 106 µs | 6.00 ms | 30 | 33 | 0 | 2 |",
             "- tcg smp 4 pv on (no hypervisor: the check sees no preemption): mutex spin-owner-pv / spin-owner, throughput: **1.50x** (95% CI 1.50x..1.50x, median of 2 paired rounds, min..max 1.50x..1.50x; ahead: the CI is above 1x); pv on 4.50k acq/s (spin-owner-pv), pv on 3.00k acq/s (spin-owner)",
             "- tcg smp 4 pv off (pv=off: the check sees no preemption): mutex spin-owner-pv / sleep, throughput: **3.00x**",
-            "## Goals (issue 11)",
+            "## Goals",
             "- **not measured in this run**: nested-kvm smp 4: PV-on / native qspinlock throughput >= 1.0x (aim 1.5x)",
             "- **met**: tcg smp 2 (no overcommit): PV-on overhead <= 2% (PV on / off >= 0.98x)\n  - tcg smp 2 (no overcommit): qspinlock throughput, PV on / PV off: 2.00x, 95% CI 2.00x..2.00x over 2 rounds (overhead -100.0%, CI -100.0%..-100.0%); >= 0.98x: **met**",
             "  - tcg smp 16 (16 vCPUs on this machine's 2 cores): qspinlock fairness, fair_min / fair_max: 0.82, 95% CI 0.82..0.82 over 2 rounds; >= 0.50: **met**",
