@@ -181,6 +181,7 @@ pub fn host_name(host: HostKind) -> &'static str {
         HostKind::Tcg => "tcg",
         HostKind::NestedKvm => "nested-kvm",
         HostKind::Pvhost => "pvhost",
+        HostKind::Kvm => "kvm",
     }
 }
 
@@ -218,6 +219,7 @@ impl Cell {
                 pv: self.pv,
                 steal: self.steal,
             }),
+            HostKind::Kvm => Host::Kvm(crate::kvm::Settings { pv: self.pv }),
         }
     }
 
@@ -286,7 +288,7 @@ impl Cell {
             HostKind::Tcg if self.smp == SMP_OVERCOMMIT => {
                 Some(format!("{} vCPUs on this machine's 2 cores", self.smp))
             }
-            HostKind::Tcg => None,
+            HostKind::Tcg | HostKind::Kvm => None,
         }
     }
 
@@ -307,6 +309,10 @@ impl Cell {
             HostKind::NestedKvm => self.smp > nested_kvm::L1_CPUS,
             HostKind::Pvhost => true,
             HostKind::Tcg => self.smp == SMP_OVERCOMMIT,
+            // This machine's own cores.
+            HostKind::Kvm => {
+                usize::from(self.smp) > std::thread::available_parallelism().map_or(1, |n| n.get())
+            }
         }
     }
 
@@ -315,7 +321,7 @@ impl Cell {
         match self.host {
             HostKind::Tcg if self.smp > SMP => Duration::from_secs(5),
             HostKind::Tcg => Duration::from_millis(1500),
-            HostKind::Pvhost => Duration::from_secs(2),
+            HostKind::Pvhost | HostKind::Kvm => Duration::from_secs(2),
             // L1 boots under TCG first, then the guest under KVM in it.
             HostKind::NestedKvm => Duration::from_secs(15),
         }
@@ -953,6 +959,9 @@ pub fn mutex_context(cell: Cell, l1_load: u8) -> String {
             "KVM offers no preempted flag on arm64: the check sees no preemption".to_owned()
         }
         (HostKind::Tcg, Pv::On) => "no hypervisor: the check sees no preemption".to_owned(),
+        (HostKind::Kvm, Pv::On) => "QEMU+KVM offers no preempted flag (arm64 has none, QEMU 10 \
+                                    leaves LoongArch's PREEMPT off): the check sees no preemption"
+            .to_owned(),
     };
     match cell.host {
         HostKind::NestedKvm => format!(
