@@ -13,6 +13,7 @@ use anyhow::{anyhow, bail, Result};
 use clap::ValueEnum;
 
 use crate::arch::Arch;
+use crate::kvm;
 use crate::nested_kvm::{self, L1};
 use crate::pvhost;
 
@@ -29,6 +30,10 @@ pub enum HostKind {
     /// loongarch64 a patched QEMU modelling KVM's guest interface
     /// (`crate::qemu_pv`).
     Pvhost,
+    /// QEMU+KVM on this machine (`-accel kvm -cpu host`): an aarch64 or
+    /// loongarch64 Linux with a usable `/dev/kvm`, guests of its own
+    /// architecture (`crate::kvm`).
+    Kvm,
 }
 
 /// `--pv`: whether the host offers the guest its paravirtual interfaces.
@@ -53,6 +58,7 @@ pub enum Host {
     Tcg,
     NestedKvm(nested_kvm::Settings),
     Pvhost(pvhost::Settings),
+    Kvm(kvm::Settings),
 }
 
 /// The most busy loops `--l1-load` starts (L1 has 2 CPUs).
@@ -103,6 +109,14 @@ impl Host {
                     fault: "none",
                 }))
             }
+            HostKind::Kvm => {
+                if l1_load.is_some() {
+                    bail!("--l1-load only with --host nested-kvm (--host kvm has no L1)");
+                }
+                Ok(Host::Kvm(kvm::Settings {
+                    pv: pv.unwrap_or(kvm::Settings::DEFAULT.pv),
+                }))
+            }
             HostKind::NestedKvm => {
                 let defaults = nested_kvm::Settings::DEFAULT;
                 let settings = nested_kvm::Settings {
@@ -117,7 +131,8 @@ impl Host {
         }
     }
 
-    /// Fails if the guest cannot run here as asked.
+    /// Fails if the guest cannot run here as asked. For `--host kvm` this
+    /// looks at the machine ([`kvm::Machine::probe`]).
     pub fn check(self, arch: Arch, el2: bool) -> Result<()> {
         match self {
             Host::Tcg => {}
@@ -140,6 +155,14 @@ impl Host {
                     bail!("--el2 is not available with --host nested-kvm: L1's KVM offers no nested virtualization");
                 }
             }
+            Host::Kvm(_) => {
+                if el2 {
+                    bail!(
+                        "--el2 is not available with --host kvm: the guest runs at EL1 under KVM"
+                    );
+                }
+                kvm::check(&kvm::Machine::probe(arch), arch)?;
+            }
         }
         arch.machine_args(el2)?;
         Ok(())
@@ -148,7 +171,7 @@ impl Host {
     /// How long a run may take unless `--timeout` says otherwise.
     pub fn default_timeout(self) -> Duration {
         match self {
-            Host::Tcg | Host::Pvhost(_) => Duration::from_secs(60),
+            Host::Tcg | Host::Pvhost(_) | Host::Kvm(_) => Duration::from_secs(60),
             // L1 boots under TCG first (2-3 s here); a loaded L1 slows
             // the guest down on purpose.
             Host::NestedKvm(_) => Duration::from_secs(180),
@@ -159,7 +182,7 @@ impl Host {
     /// marker.
     pub fn power_off_grace(self) -> Duration {
         match self {
-            Host::Tcg | Host::Pvhost(_) => Duration::from_secs(5),
+            Host::Tcg | Host::Pvhost(_) | Host::Kvm(_) => Duration::from_secs(5),
             // Then the guest's QEMU exits and L1 powers off, next to the
             // busy loops of `--l1-load` (under 1 s with 4 of them here).
             Host::NestedKvm(_) => Duration::from_secs(15),
@@ -255,6 +278,27 @@ mod tests {
         assert!(Host::Tcg.check(Arch::Aarch64, true).is_ok());
         assert!(Host::Tcg.check(Arch::Loongarch64, true).is_err());
         assert!(nested.default_timeout() > Host::Tcg.default_timeout());
+    }
+
+    #[test]
+    fn kvm_takes_pv_only() {
+        assert_eq!(
+            Host::from_args(HostKind::Kvm, None, None, None).unwrap(),
+            Host::Kvm(kvm::Settings { pv: Pv::On })
+        );
+        assert_eq!(
+            Host::from_args(HostKind::Kvm, Some(Pv::Off), None, None).unwrap(),
+            Host::Kvm(kvm::Settings { pv: Pv::Off })
+        );
+        let err = Host::from_args(HostKind::Kvm, None, Some(1), None).unwrap_err();
+        assert!(err.to_string().starts_with("--l1-load only"), "{err}");
+        assert!(Host::from_args(HostKind::Kvm, None, None, Some("none")).is_err());
+        let err = Host::Kvm(kvm::Settings::DEFAULT)
+            .check(Arch::Aarch64, true)
+            .unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("--el2 is not available with --host kvm"));
     }
 
     #[test]

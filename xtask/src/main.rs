@@ -6,7 +6,8 @@
 //! share are [`arch`] (what differs per guest architecture), [`host`] (where
 //! the guest runs), [`guest`] (the contract with the kernel: boot arguments
 //! and the exit marker), [`qemu`] (starting, watching and killing QEMU) and
-//! [`cmd`] (printing and running external commands). The real-KVM host is
+//! [`cmd`] (printing and running external commands). The real-KVM hosts
+//! are [`kvm`] (this machine's KVM; its command line serves both) and
 //! [`nested_kvm`], built from Debian packages with [`debian`] and [`cpio`].
 //! The QEMU boot tests are data, in [`boot_tests`]; [`steal`] compares the
 //! guest's steal clock with pvhost's ground truth for one of their checks.
@@ -23,6 +24,7 @@ mod debian;
 mod guest;
 mod host;
 mod interference;
+mod kvm;
 mod nested_kvm;
 mod pvhost;
 mod qemu;

@@ -8,6 +8,11 @@
 //!          └─ L2  the guest
 //! ```
 //!
+//! The L2 QEMU's command line is [`crate::kvm::command_line`]'s, the one
+//! `--host kvm` runs on a real arm64 KVM machine: xtask builds it, checks
+//! the QEMU it goes into against [`crate::kvm::check_qemu`], and hands it
+//! to L1 in `/lodger/params`.
+//!
 //! L1 comes from Debian packages only, fetched with apt from the mirror the
 //! machine already uses ([`crate::debian`]), and is cached under
 //! `target/nested-kvm/`:
@@ -22,8 +27,8 @@
 //! Every run resolves the kernel's name and the versions again (apt's local
 //! lists, no network) and rebuilds the cache when the stamp differs. A run
 //! then appends a small archive of its own to `base.cpio` (Linux unpacks
-//! concatenated archives): the guest as `/lodger/guest` and its settings in
-//! `/lodger/params`, which [`INIT`] reads.
+//! concatenated archives): the guest as `/lodger/guest` and its settings
+//! and the L2 QEMU's command line in `/lodger/params`, which [`INIT`] reads.
 //!
 //! The guest's console reaches xtask through L1's console (the L2 QEMU's
 //! `-serial stdio` is L1's `/dev/console`), so the exit marker works as on
@@ -43,7 +48,8 @@ use crate::cmd::{self, ScratchDir};
 use crate::cpio::{self, Entry, Tree};
 use crate::debian::{self, Fetcher, PackageInfo};
 use crate::host::Pv;
-use crate::qemu::{Boot, Launch, GUEST_MEMORY};
+use crate::kvm::{self, QemuVersion};
+use crate::qemu::{Boot, Launch};
 
 /// Bump when what goes into the cache changes in a way the stamp does not
 /// see otherwise (the package choice, the archive layout).
@@ -58,6 +64,8 @@ const KERNEL_SUFFIX: &str = "-cloud-arm64";
 /// QEMU inside L1: bookworm's 7.2 does all the guest needs.
 const QEMU_PACKAGE: &str = "qemu-system-arm";
 const QEMU_BINARY: &str = "usr/bin/qemu-system-aarch64";
+/// Where the run's archive puts the guest in L1.
+const GUEST_IN_L1: &str = "/lodger/guest";
 /// The only shell and tools of L1.
 const BUSYBOX_PACKAGE: &str = "busybox-static";
 const BUSYBOX_BINARY: &str = "bin/busybox";
@@ -142,19 +150,21 @@ while [ "$i" -lt "$L1_LOAD" ]; do
 done
 
 echo "nested-kvm: L1 up after $(cut -d' ' -f1 /proc/uptime) s; guest: $SMP vCPUs, kvm-steal-time=$PV, $L1_LOAD busy loops in L1"
-qemu-system-aarch64 -nodefaults -display none -serial stdio -monitor none -no-reboot \
-    -M virt,gic-version=3 -accel kvm -cpu "host,kvm-steal-time=$PV" \
-    -smp "$SMP" -m "$MEMORY" -kernel /lodger/guest -append "$BOOTARGS" </dev/null
+# The guest's QEMU: the command line xtask built (xtask/src/kvm.rs), the
+# same one `--host kvm` runs, its words quoted for the shell.
+eval "$QEMU" </dev/null
 status=$?
 [ "$status" -eq 0 ] || fail "the guest's QEMU (in L1) exited with status $status"
 off
 "#;
 
-/// `/lodger/params`: the run's settings as shell assignments for [`INIT`].
-pub fn params(settings: Settings, smp: u8, bootargs: &str) -> String {
-    let quoted = cmd::quote(&[bootargs.to_owned()]);
+/// `/lodger/params`: the run's settings as shell assignments for [`INIT`],
+/// with `qemu`, the guest's QEMU command line, in `QEMU` as one string that
+/// `eval` splits back into its words.
+pub fn params(settings: Settings, smp: u8, qemu: &[String]) -> String {
+    let quoted = cmd::quote(&[cmd::quote(qemu)]);
     format!(
-        "SMP={smp}\nMEMORY={GUEST_MEMORY}\nPV={}\nL1_LOAD={}\nL1_SLICE_MS={L1_SLICE_MS}\nBOOTARGS={quoted}\n",
+        "SMP={smp}\nPV={}\nL1_LOAD={}\nL1_SLICE_MS={L1_SLICE_MS}\nQEMU={quoted}\n",
         settings.pv.name(),
         settings.l1_load
     )
@@ -166,6 +176,8 @@ pub struct L1 {
     dir: PathBuf,
     kernel: PathBuf,
     base: PathBuf,
+    /// The Debian version of the QEMU in it ([`QEMU_PACKAGE`]).
+    qemu_version: String,
 }
 
 impl L1 {
@@ -174,12 +186,13 @@ impl L1 {
             kernel: dir.join("Image"),
             base: dir.join("base.cpio"),
             dir,
+            qemu_version: String::new(),
         }
     }
 
     /// The cached L1, made first if the cache is missing or stale.
     pub fn prepare() -> Result<L1> {
-        let l1 = L1::at(cmd::target_dir().join("nested-kvm"));
+        let mut l1 = L1::at(cmd::target_dir().join("nested-kvm"));
         // One apt-cache call when all is in place: it can take a second
         // (on machines where apt keeps no binary cache of its lists).
         let wanted = [KERNEL_META, QEMU_PACKAGE, BUSYBOX_PACKAGE].map(String::from);
@@ -194,6 +207,13 @@ impl L1 {
                 .find(|i| i.name == KERNEL_META)
                 .context("apt-cache show left out the kernel's metapackage")?;
             let kernel = debian::dependency_matching(meta, KERNEL_PREFIX, KERNEL_SUFFIX)?;
+            // The stamp holds this version: the cached QEMU is this one.
+            l1.qemu_version = infos
+                .iter()
+                .find(|i| i.name == QEMU_PACKAGE)
+                .context("apt-cache show left out QEMU's package")?
+                .version
+                .clone();
             let stamp = stamp(&kernel, &infos);
             if l1.is_built_from(&stamp) {
                 eprintln!(
@@ -369,14 +389,27 @@ fn base_tree(
     Ok(tree)
 }
 
-/// The run's own archive: the guest and its settings.
-fn run_tree(boot: &Boot, settings: Settings) -> Result<Tree> {
+/// The guest's QEMU in L1, whose Debian version is `qemu_version`: the
+/// command line of `--host kvm`, checked against that QEMU.
+fn l2_command_line(boot: &Boot, settings: Settings, qemu_version: &str) -> Result<Vec<String>> {
+    let version = QemuVersion::from_debian(qemu_version)
+        .with_context(|| format!("cannot read a QEMU version in {QEMU_PACKAGE} {qemu_version}"))?;
+    kvm::check_qemu(Arch::Aarch64, &format!("L1's {QEMU_PACKAGE}"), version)?;
+    Ok(kvm::command_line(boot, settings.pv, GUEST_IN_L1))
+}
+
+/// The run's own archive: the guest and its settings with `qemu`, the
+/// guest's QEMU command line.
+fn run_tree(boot: &Boot, settings: Settings, qemu: &[String]) -> Result<Tree> {
     let mut tree = Tree::default();
-    tree.add("lodger/guest", Entry::Copy(boot.image.clone()))?;
+    tree.add(
+        GUEST_IN_L1.trim_start_matches('/'),
+        Entry::Copy(boot.image.clone()),
+    )?;
     tree.add(
         "lodger/params",
         Entry::Text {
-            content: params(settings, boot.smp, &boot.bootargs),
+            content: params(settings, boot.smp, qemu),
             executable: false,
         },
     )?;
@@ -386,9 +419,11 @@ fn run_tree(boot: &Boot, settings: Settings) -> Result<Tree> {
 /// The L0 QEMU for one boot of the guest in `l1`, with its initramfs in a
 /// scratch directory that lives as long as the [`Launch`].
 pub fn launch(boot: &Boot, settings: Settings, l1: &L1) -> Result<Launch> {
+    let qemu = l2_command_line(boot, settings, &l1.qemu_version)?;
+    eprintln!("nested-kvm: in L1: $ {}", cmd::quote(&qemu));
     let scratch = ScratchDir::new(l1.dir.join("runs").join(std::process::id().to_string()))?;
     let run_cpio = scratch.path().join("run.cpio");
-    run_tree(boot, settings)?.archive(&scratch.path().join("root"), &run_cpio)?;
+    run_tree(boot, settings, &qemu)?.archive(&scratch.path().join("root"), &run_cpio)?;
     let initrd = scratch.path().join("initrd.cpio");
     cpio::concatenate(&[&l1.base, &run_cpio], &initrd)?;
 
@@ -434,22 +469,30 @@ mod tests {
         assert!(INIT.starts_with("#!/bin/busybox sh\n"));
         for needed in [
             ". /lodger/params",
-            "-kernel /lodger/guest",
-            "-accel kvm",
+            "eval \"$QEMU\" </dev/null",
             "kvm-steal-time=$PV",
-            "-smp \"$SMP\"",
-            "-m \"$MEMORY\"",
-            "-append \"$BOOTARGS\"",
             "mount -t devtmpfs",
             "poweroff -f",
-            "gic-version=3",
-            "-nodefaults",
             "sched/min_granularity_ns",
         ] {
             assert!(INIT.contains(needed), "/init lacks {needed:?}");
         }
         // Every way out of /init after the guest's QEMU powers L1 off.
         assert!(INIT.trim_end().ends_with("\noff"));
+        // The guest's QEMU comes from xtask only.
+        assert!(!INIT.contains("-accel"));
+    }
+
+    fn boot(bootargs: &str) -> Boot {
+        Boot {
+            arch: Arch::Aarch64,
+            host: crate::host::Host::NestedKvm(Settings::DEFAULT),
+            smp: 4,
+            mem: crate::qemu::GUEST_MEMORY,
+            el2: false,
+            image: PathBuf::from("/t/lodger"),
+            bootargs: bootargs.into(),
+        }
     }
 
     #[test]
@@ -458,18 +501,47 @@ mod tests {
             pv: Pv::Off,
             l1_load: 3,
         };
-        let text = params(settings, 4, "app=x it's=$HOME -- a");
+        let boot = boot("app=x it's=$HOME -- a \"b c\"");
+        let qemu = l2_command_line(&boot, settings, "1:7.2+dfsg-7+deb12u7").unwrap();
+        let text = params(settings, 4, &qemu);
         assert!(
-            text.starts_with("SMP=4\nMEMORY=256M\nPV=off\nL1_LOAD=3\nL1_SLICE_MS=100\n"),
+            text.starts_with("SMP=4\nPV=off\nL1_LOAD=3\nL1_SLICE_MS=100\nQEMU="),
             "{text}"
         );
         let out = sh(&format!(
-            "{text}printf '%s|%s|%s|%s|%s|%s' \"$SMP\" \"$MEMORY\" \"$PV\" \"$L1_LOAD\" \"$L1_SLICE_MS\" \"$BOOTARGS\""
+            "{text}printf '%s|%s|%s|%s|' \"$SMP\" \"$PV\" \"$L1_LOAD\" \"$L1_SLICE_MS\"; \
+             eval \"printf '<%s>' $QEMU\""
         ));
+        let words: String = qemu.iter().map(|w| format!("<{w}>")).collect();
         assert_eq!(
             String::from_utf8(out.stdout).unwrap(),
-            "4|256M|off|3|100|app=x it's=$HOME -- a"
+            format!("4|off|3|100|{words}")
         );
+    }
+
+    #[test]
+    fn l1_runs_the_kvm_hosts_command_line() {
+        let settings = Settings {
+            pv: Pv::Off,
+            ..Settings::DEFAULT
+        };
+        let boot = boot("app=selftest");
+        // bookworm's QEMU, L1's.
+        let qemu = l2_command_line(&boot, settings, "1:7.2+dfsg-7+deb12u7").unwrap();
+        assert_eq!(qemu, kvm::command_line(&boot, Pv::Off, "/lodger/guest"));
+        assert_eq!(
+            cmd::quote(&qemu),
+            "qemu-system-aarch64 -M virt,gic-version=3 -accel kvm -cpu host,kvm-steal-time=off \
+             -smp 4 -m 256M -nodefaults -display none -serial stdio -monitor none -no-reboot \
+             -kernel /lodger/guest -append app=selftest"
+        );
+        let err = l2_command_line(&boot, settings, "1:5.0-14").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("L1's qemu-system-arm is QEMU 5.0.0, too old"),
+            "{err}"
+        );
+        assert!(l2_command_line(&boot, settings, "").is_err());
     }
 
     #[test]
@@ -536,16 +608,8 @@ mod tests {
 
     #[test]
     fn run_tree_holds_guest_and_params() {
-        let boot = Boot {
-            arch: Arch::Aarch64,
-            host: crate::host::Host::NestedKvm(Settings::DEFAULT),
-            smp: 2,
-            mem: crate::qemu::GUEST_MEMORY,
-            el2: false,
-            image: PathBuf::from("/t/lodger"),
-            bootargs: "app=selftest".into(),
-        };
-        let tree = run_tree(&boot, Settings::DEFAULT).unwrap();
+        let boot = boot("app=selftest");
+        let tree = run_tree(&boot, Settings::DEFAULT, &["q".into()]).unwrap();
         assert_eq!(tree.list(), ["lodger", "lodger/guest", "lodger/params"]);
     }
 }

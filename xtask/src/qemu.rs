@@ -26,6 +26,7 @@ use crate::cmd::{self, ScratchDir};
 use crate::guest::{self, Console};
 use crate::host::{Host, Preparations};
 use crate::interference;
+use crate::kvm;
 use crate::nested_kvm;
 use crate::pvhost;
 use crate::qemu_pv;
@@ -95,7 +96,7 @@ impl fmt::Display for MemSize {
 /// Only TCG boots take another memory size.
 pub fn check_mem(host: Host, mem: MemSize) -> Result<()> {
     if mem != GUEST_MEMORY && !matches!(host, Host::Tcg) {
-        bail!("--mem is for --host tcg only: pvhost and nested-kvm give the guest {GUEST_MEMORY}");
+        bail!("--mem is for --host tcg only: pvhost, nested-kvm and kvm give the guest {GUEST_MEMORY}");
     }
     Ok(())
 }
@@ -106,7 +107,7 @@ pub struct Boot {
     pub arch: Arch,
     pub host: Host,
     pub smp: u8,
-    /// Guest RAM (TCG only: pvhost and nested-kvm give the guest
+    /// Guest RAM (TCG only: pvhost, nested-kvm and kvm give the guest
     /// [`GUEST_MEMORY`]).
     pub mem: MemSize,
     /// Enter the guest at EL2 (aarch64's `virtualization=on`).
@@ -132,6 +133,11 @@ impl Boot {
                 grace: self.host.power_off_grace(),
             }),
             Host::NestedKvm(settings) => nested_kvm::launch(self, settings, prep.l1()?),
+            Host::Kvm(settings) => Ok(Launch {
+                command: kvm::command(self, settings)?,
+                scratch: None,
+                grace: self.host.power_off_grace(),
+            }),
             Host::Pvhost(settings) => Ok(Launch {
                 command: match self.arch {
                     Arch::Aarch64 => pvhost::command(self, settings, prep.pvhost()?)?,

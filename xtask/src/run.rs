@@ -29,8 +29,10 @@ pub struct Args {
     /// Where the guest runs.
     #[arg(long, value_enum, default_value_t = HostKind::Tcg)]
     host: HostKind,
-    /// nested-kvm: the guest's PV interfaces (`-cpu host,kvm-steal-time=on|off`);
-    /// pvhost: PV time, PV lock and PV sched offered or not [default: on]
+    /// nested-kvm and kvm: the guest's PV interfaces (`-cpu
+    /// host,kvm-steal-time=on|off`; loongarch64 kvm: `kvm-pv-ipi` and
+    /// `kvm-steal-time`); pvhost: PV time, PV lock and PV sched offered or
+    /// not [default: on]
     #[arg(long, value_enum, value_name = "on|off")]
     pv: Option<Pv>,
     /// nested-kvm: busy loops started in L1 before the guest, so that its
@@ -72,16 +74,20 @@ pub struct Args {
     args: Vec<String>,
 }
 
+/// The boot arguments and the host, if the command line makes sense and
+/// the host can run the guest here (`--host kvm` looks at the machine).
+fn check(args: &Args) -> Result<(String, Host)> {
+    let bootargs = guest::bootargs(&args.app, &args.bootargs, &args.args)?;
+    let host = Host::from_args(args.host, args.pv, args.l1_load, args.steal.as_deref())?;
+    host.check(args.arch, args.el2)?;
+    qemu::check_mem(host, args.mem)?;
+    Ok((bootargs, host))
+}
+
 pub fn main(args: Args) -> Result<ExitCode> {
     // Check the command line before spending time on a build; a bad one
     // exits 2, as clap's own errors do.
-    let checked = guest::bootargs(&args.app, &args.bootargs, &args.args).and_then(|bootargs| {
-        let host = Host::from_args(args.host, args.pv, args.l1_load, args.steal.as_deref())?;
-        host.check(args.arch, args.el2)?;
-        qemu::check_mem(host, args.mem)?;
-        Ok((bootargs, host))
-    });
-    let (bootargs, host) = match checked {
+    let (bootargs, host) = match check(&args) {
         Ok(checked) => checked,
         Err(e) => {
             eprintln!("xtask: error: {e:#}");
@@ -116,4 +122,38 @@ pub fn main(args: Args) -> Result<ExitCode> {
         _ => eprintln!("xtask: error: {} ({seconds:.1} s)", run.outcome),
     }
     Ok(ExitCode::from(run.outcome.exit_code()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn args(words: &[&str]) -> Args {
+        Cli::try_parse_from(std::iter::once("run").chain(words.iter().copied()))
+            .unwrap()
+            .args
+    }
+
+    #[test]
+    fn host_kvm_on_this_machine() {
+        let kvm = args(&["--host", "kvm", "--pv", "off", "--smp", "2"]);
+        if std::env::consts::ARCH == "x86_64" {
+            // It can only fail here, at once and with status 2, before a build.
+            let err = check(&kvm).unwrap_err();
+            assert!(
+                format!("{err:#}").contains("this machine is x86_64"),
+                "{err:#}"
+            );
+            assert_eq!(main(kvm).unwrap(), ExitCode::from(BAD_COMMAND_LINE));
+        }
+        let err = check(&args(&["--host", "kvm", "--l1-load", "1"])).unwrap_err();
+        assert!(err.to_string().starts_with("--l1-load only"), "{err}");
+    }
 }

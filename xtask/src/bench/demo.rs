@@ -128,7 +128,7 @@ fn plan(args: &Args) -> Result<(Vec<Cell>, Options)> {
     })?;
     let steal = match host {
         Host::Pvhost(settings) => settings.steal,
-        Host::Tcg | Host::NestedKvm(_) => PVHOST_STEAL,
+        Host::Tcg | Host::NestedKvm(_) | Host::Kvm(_) => PVHOST_STEAL,
     };
     let cells = cells(args.host, args.arch, args.smp, steal);
     let options = Options {
@@ -579,6 +579,13 @@ mod tests {
             assert!(err.contains(says), "{bad}: {err}");
         }
         assert!(parse("--smp 17").is_err());
+        if std::env::consts::ARCH == "x86_64" {
+            let err = format!("{:#}", parse("--host kvm").unwrap_err());
+            assert!(
+                err.starts_with("kvm cannot run the demo: --host kvm boots the guest on this machine's KVM, and this machine is x86_64"),
+                "{err}"
+            );
+        }
     }
 
     fn sample(kind: &str, slowpath: &str, per_sec: f64) -> Sample {

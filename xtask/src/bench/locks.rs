@@ -181,6 +181,7 @@ pub fn host_name(host: HostKind) -> &'static str {
         HostKind::Tcg => "tcg",
         HostKind::NestedKvm => "nested-kvm",
         HostKind::Pvhost => "pvhost",
+        HostKind::Kvm => "kvm",
     }
 }
 
@@ -219,6 +220,7 @@ impl Cell {
                 steal: self.steal,
                 fault: "none",
             }),
+            HostKind::Kvm => Host::Kvm(crate::kvm::Settings { pv: self.pv }),
         }
     }
 
@@ -287,7 +289,7 @@ impl Cell {
             HostKind::Tcg if self.smp == SMP_OVERCOMMIT => {
                 Some(format!("{} vCPUs on this machine's 2 cores", self.smp))
             }
-            HostKind::Tcg => None,
+            HostKind::Tcg | HostKind::Kvm => None,
         }
     }
 
@@ -308,6 +310,10 @@ impl Cell {
             HostKind::NestedKvm => self.smp > nested_kvm::L1_CPUS,
             HostKind::Pvhost => true,
             HostKind::Tcg => self.smp == SMP_OVERCOMMIT,
+            // This machine's own cores.
+            HostKind::Kvm => {
+                usize::from(self.smp) > std::thread::available_parallelism().map_or(1, |n| n.get())
+            }
         }
     }
 
@@ -316,7 +322,7 @@ impl Cell {
         match self.host {
             HostKind::Tcg if self.smp > SMP => Duration::from_secs(5),
             HostKind::Tcg => Duration::from_millis(1500),
-            HostKind::Pvhost => Duration::from_secs(2),
+            HostKind::Pvhost | HostKind::Kvm => Duration::from_secs(2),
             // L1 boots under TCG first, then the guest under KVM in it.
             HostKind::NestedKvm => Duration::from_secs(15),
         }
@@ -954,6 +960,9 @@ pub fn mutex_context(cell: Cell, l1_load: u8) -> String {
             "KVM offers no preempted flag on arm64: the check sees no preemption".to_owned()
         }
         (HostKind::Tcg, Pv::On) => "no hypervisor: the check sees no preemption".to_owned(),
+        (HostKind::Kvm, Pv::On) => "QEMU+KVM offers no preempted flag (arm64 has none, QEMU 10 \
+                                    leaves LoongArch's PREEMPT off): the check sees no preemption"
+            .to_owned(),
     };
     match cell.host {
         HostKind::NestedKvm => format!(

@@ -23,7 +23,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use clap::ValueEnum;
 
-use crate::host::{HostKind, MAX_L1_LOAD};
+use crate::host::{Host, HostKind, MAX_L1_LOAD};
 use locks::Workload;
 
 /// The exit status for a bad command line (clap's and `run`'s too).
@@ -139,6 +139,10 @@ fn options(args: &Args) -> Result<locks::Options> {
     let hosts = unique(&args.hosts);
     if hosts.is_empty() {
         bail!("--hosts names no host");
+    }
+    if hosts.contains(&HostKind::Kvm) {
+        // This machine's KVM: said now, not at its first boot.
+        Host::Kvm(crate::kvm::Settings::DEFAULT).check(locks::ARCH, false)?;
     }
     if args.l1_load > 0 && !hosts.contains(&HostKind::NestedKvm) {
         bail!("--l1-load only with nested-kvm among --hosts");
@@ -257,7 +261,11 @@ mod tests {
             parse("--suite locks --hosts tcg").unwrap().hosts,
             [HostKind::Tcg]
         );
-        assert!(parse("--suite locks --hosts kvm").is_err());
+        assert!(parse("--suite locks --hosts bogus").is_err());
+        if std::env::consts::ARCH == "x86_64" {
+            let err = parse("--suite locks --hosts tcg,kvm").unwrap_err();
+            assert!(err.to_string().contains("this machine is x86_64"), "{err}");
+        }
         assert!(parse("--suite locks --hosts tcg --l1-load 2").is_err());
         assert_eq!(
             parse("--suite locks --hosts nested-kvm --l1-load 2")

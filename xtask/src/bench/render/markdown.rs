@@ -21,6 +21,7 @@ fn host_title(host: HostKind, l1_load: u8) -> String {
         HostKind::Pvhost => {
             "pvhost: lodger's EL2 host under TCG (aarch64), half of each vCPU's time stolen in windows staggered across CPUs"
         }
+        HostKind::Kvm => "kvm: QEMU+KVM on this machine",
     };
     if host == HostKind::NestedKvm && l1_load > 0 {
         format!("{title}, with {l1_load} busy loops in L1 (`--l1-load {l1_load}`)")
