@@ -42,14 +42,20 @@ usage: ./run.sh [COMMAND]
                 cargo xtask run --arch aarch64 --smp 4 --host tcg --app selftest
   test          install, then run every test: cargo xtask test
   run ARGS...   install, then cargo xtask run ARGS...  (see: cargo xtask run --help)
-  install [ARCH...] [nested-kvm] [la-pvhost]
+  install [ARCH...] [nested-kvm] [la-pvhost] [libvirt]
                 only install what is missing: QEMU >= 10 and the Rust
                 pieces for each ARCH (aarch64, loongarch64), for
                 nested-kvm what --host nested-kvm needs (cpio,
                 binutils-aarch64-linux-gnu, apt's arm64 architecture),
                 for la-pvhost what building the LoongArch PV QEMU needs
-                (ninja, glib, pixman, libfdt, flex, bison, meson ...);
-                default: all that the tests need
+                (ninja, glib, pixman, libfdt, flex, bison, meson ...),
+                for libvirt virt-xml-validate (libvirt-clients);
+                default: all that the tests need. Not root and no sudo:
+                prints the commands to run as root and exits 1
+  plan [WHAT...]
+                print the commands install would run as root here on a
+                machine with nothing installed (the same WHATs); changes
+                nothing
   help          this text
 
 The guest's exit status becomes this script's exit status; 124 means the
@@ -78,20 +84,198 @@ can_be_root() {
 }
 
 # ---------------------------------------------------------------------------
+# The system: which distribution, which machine, where its packages come from
+# ---------------------------------------------------------------------------
+
+# Both overridable to test the distribution logic (.ci/run-sh-plan.sh).
+readonly OS_RELEASE=${LODGER_OS_RELEASE:-/etc/os-release}
+readonly HOST_ARCH=${LODGER_HOST_ARCH:-$(uname -m)}
+
+# Prints "ID CODENAME" from os-release, e.g. "debian bookworm", "ubuntu noble".
+os_id() {
+    if [[ ! -r $OS_RELEASE ]]; then
+        echo "unknown unknown"
+        return 0
+    fi
+    # shellcheck disable=SC1090 # a system file, read for ID and VERSION_CODENAME
+    (. "$OS_RELEASE" && printf '%s %s\n' "${ID:-unknown}" "${VERSION_CODENAME:-unknown}")
+}
+
+# The system's name for messages, e.g. "Debian GNU/Linux 12 (bookworm) on x86_64".
+os_name() {
+    local name="an unknown system ($OS_RELEASE unreadable)"
+    if [[ -r $OS_RELEASE ]]; then
+        # shellcheck disable=SC1090
+        name=$(. "$OS_RELEASE" && printf '%s\n' "${PRETTY_NAME:-${ID:-unknown}}")
+    fi
+    printf '%s on %s\n' "$name" "$HOST_ARCH"
+}
+
+is_debian() { [[ $(os_id) == "debian "* ]]; }
+is_debian_bookworm() { [[ $(os_id) == "debian bookworm" ]]; }
+
+# Where this system's QEMU >= QEMU_MIN_MAJOR comes from: "main" (the
+# distribution itself) or "bookworm-backports"; fails, printing why, where
+# the distribution has none. Debian 13 ships 10.0, testing and unstable
+# (and so Debian-ports' loong64, which tracks unstable) newer; bookworm has
+# 7.2 and bookworm-backports 10.0; Ubuntu 24.04 has 8.2.
+qemu_suite() {
+    case $(os_id) in
+    "debian bookworm") echo bookworm-backports ;;
+    "debian trixie" | "debian forky" | "debian sid") echo main ;;
+    "ubuntu noble") echo "Ubuntu 24.04 ships QEMU 8.2" && return 1 ;;
+    *) echo "run.sh does not know where $(os_name) has QEMU >= $QEMU_MIN_MAJOR" && return 1 ;;
+    esac
+}
+
+# Where virt-xml-validate with a schema that knows loongarch64 comes from.
+libvirt_suite() {
+    case $(os_id) in
+    "debian bookworm") echo bookworm-backports ;;
+    *) echo main ;;
+    esac
+}
+
+# ---------------------------------------------------------------------------
+# What needs root: steps, carried out, or collected to be shown
+# ---------------------------------------------------------------------------
+
+# ./run.sh plan: nothing counts as installed, and the steps are only shown.
+FRESH=0
+# Collect the steps instead of carrying them out (plan, or not root).
+COLLECT=0
+# The steps collected so far, as the commands that carry them out.
+COLLECTED=()
+# A bookworm-backports source was collected (so later steps do not add another).
+COLLECTED_BACKPORTS=0
+
+have_cmd() { [[ $FRESH -eq 0 ]] && command -v "$1" >/dev/null; }
+have_pkg() {
+    [[ $FRESH -eq 0 ]] && dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed'
+}
+
+backports_enabled() {
+    [[ $COLLECTED_BACKPORTS -eq 1 ]] ||
+        grep -rsqE '^[^#]*bookworm-backports' "$APT_DIR"/sources.list "$APT_DIR"/sources.list.d/
+}
+
+# The deb822 source for bookworm-backports on mirror $1 with key $2 (may be empty).
+backports_source() {
+    local content
+    content="# Written by lodger's run.sh: QEMU >= $QEMU_MIN_MAJOR comes from bookworm-backports.
+Types: deb
+URIs: $1
+Suites: bookworm-backports
+Components: main"
+    [[ -n $2 ]] && content+=$'\n'"Signed-By: $2"
+    printf '%s\n' "$content"
+}
+
+# Prints the step's command, as root would run it (without sudo).
+#   backports URI [KEY]    the bookworm-backports source
+#   add-arch ARCH          dpkg --add-architecture
+#   update                 apt-get update
+#   install SUITE PKG...   apt-get install (SUITE main: the default release)
+show_step() {
+    local kind=$1
+    shift
+    case $kind in
+    backports)
+        printf "tee %s >/dev/null <<'EOF'\n%s\nEOF\n" "$BACKPORTS_FILE" "$(backports_source "$1" "${2:-}")"
+        ;;
+    add-arch) printf 'dpkg --add-architecture %s\n' "$1" ;;
+    update) printf 'apt-get -q update\n' ;;
+    install)
+        local suite=$1 release=""
+        shift
+        [[ $suite != main ]] && release="-t $suite "
+        printf 'env DEBIAN_FRONTEND=noninteractive apt-get -y -q install --no-install-recommends %s%s\n' \
+            "$release" "$*"
+        ;;
+    esac
+}
+
+# step KIND ARGS...: carries out one step as root, or collects it.
+step() {
+    if [[ $COLLECT -eq 1 ]]; then
+        [[ $1 == backports ]] && COLLECTED_BACKPORTS=1
+        COLLECTED+=("$(show_step "$@")")
+        return 0
+    fi
+    local kind=$1
+    shift
+    case $kind in
+    backports)
+        say "enabling bookworm-backports from the mirror already configured ($1)"
+        backports_source "$1" "${2:-}" | as_root tee "$BACKPORTS_FILE" >/dev/null
+        ;;
+    add-arch) as_root dpkg --add-architecture "$1" ;;
+    update) as_root apt-get -q update ;;
+    install)
+        local suite=$1
+        shift
+        if [[ $suite == main ]]; then
+            as_root env DEBIAN_FRONTEND=noninteractive \
+                apt-get -y -q install --no-install-recommends "$@"
+        else
+            as_root env DEBIAN_FRONTEND=noninteractive \
+                apt-get -y -q install --no-install-recommends -t "$suite" "$@"
+        fi
+        ;;
+    esac
+}
+
+# install_from SUITE PKG...: the steps that install PKGs from SUITE: the
+# bookworm-backports source first when it is not there yet, and fresh
+# package lists after it.
+install_from() {
+    local suite=$1
+    shift
+    if [[ $suite == bookworm-backports ]] && ! backports_enabled; then
+        local line
+        line=$(bookworm_mirror) ||
+            die "found no apt source for 'bookworm' to reuse for bookworm-backports; add bookworm-backports to your apt sources and re-run"
+        step backports "${line%%$'\t'*}" "${line#*$'\t'}"
+        step update
+    elif [[ $suite == main ]] && ! is_debian_bookworm; then
+        # A fresh container has no package lists.
+        step update
+    fi
+    step install "$suite" "$@"
+}
+
+# cannot MESSAGE: what this system cannot have; plan shows it and goes on.
+PLAN_FAILED=0
+cannot() {
+    if [[ $FRESH -eq 1 ]]; then
+        COLLECTED+=("# cannot: $*")
+        PLAN_FAILED=1
+        return 0
+    fi
+    die "$*"
+}
+
+# Shows what was collected (not root, or plan) and stops, 1 if anything was.
+finish_collected() {
+    [[ ${#COLLECTED[@]} -gt 0 ]] || return 0
+    if [[ $FRESH -eq 1 ]]; then
+        printf '%s\n' "${COLLECTED[@]}"
+        return "$PLAN_FAILED"
+    fi
+    say "not root and no sudo: as root, run"
+    printf '%s\n' "${COLLECTED[@]}" >&2
+    die "then re-run"
+}
+
+# ---------------------------------------------------------------------------
 # QEMU
 # ---------------------------------------------------------------------------
 
 # Prints the major version of QEMU binary $1, or nothing if it is missing.
 qemu_major() {
-    command -v "$1" >/dev/null || return 0
+    have_cmd "$1" || return 0
     "$1" --version 2>/dev/null |
         sed -n '1s/^QEMU emulator version \([0-9][0-9]*\)\..*/\1/p'
-}
-
-is_debian_bookworm() {
-    [[ -r /etc/os-release ]] || return 1
-    # shellcheck disable=SC1091 # a system file, read for ID and VERSION_CODENAME
-    (. /etc/os-release && [[ ${ID:-} == debian && ${VERSION_CODENAME:-} == bookworm ]])
 }
 
 # Prints "URI<TAB>SIGNED-BY" for the first enabled apt source that serves the
@@ -148,54 +332,44 @@ bookworm_mirror() {
     return 1
 }
 
-backports_enabled() {
-    grep -rsqE '^[^#]*bookworm-backports' "$APT_DIR"/sources.list "$APT_DIR"/sources.list.d/
-}
-
-enable_backports() {
-    backports_enabled && return 0
-    local line uri signed
-    line=$(bookworm_mirror) ||
-        die "found no apt source for 'bookworm' to reuse for bookworm-backports; add bookworm-backports to your apt sources and re-run"
-    uri=${line%%$'\t'*}
-    signed=${line#*$'\t'}
-    say "enabling bookworm-backports from the mirror already configured ($uri)"
-    local content
-    content="# Written by lodger's run.sh: QEMU >= $QEMU_MIN_MAJOR comes from bookworm-backports.
-Types: deb
-URIs: $uri
-Suites: bookworm-backports
-Components: main"
-    [[ -n $signed ]] && content+=$'\n'"Signed-By: $signed"
-    printf '%s\n' "$content" | as_root tee "$BACKPORTS_FILE" >/dev/null
-    as_root apt-get -q update
-}
 
 # ensure_qemu BINARY PACKAGE: BINARY at version >= QEMU_MIN_MAJOR, installed
-# from bookworm-backports' PACKAGE when missing or too old.
+# from the distribution's PACKAGE (bookworm: from bookworm-backports) when
+# missing or too old.
 ensure_qemu() {
-    local bin=$1 pkg=$2 major
+    local bin=$1 pkg=$2 major suite
     major=$(qemu_major "$bin")
     if [[ -n $major && $major -ge $QEMU_MIN_MAJOR ]]; then
         return 0
     fi
     local need="QEMU >= $QEMU_MIN_MAJOR with $bin (Debian package $pkg)"
-    if [[ -n $major ]]; then
+    if [[ $FRESH -eq 1 ]]; then
+        :
+    elif [[ -n $major ]]; then
         say "$bin is version $major; need $need"
     else
         say "$bin not found; need $need"
     fi
-    is_debian_bookworm ||
-        die "not Debian bookworm: please install $need yourself, then re-run"
-    can_be_root ||
-        die "not root and no sudo: please install $pkg from bookworm-backports (apt-get install -t bookworm-backports $pkg), then re-run"
-    enable_backports
-    as_root env DEBIAN_FRONTEND=noninteractive \
-        apt-get -y -q install --no-install-recommends -t bookworm-backports "$pkg"
+    if ! suite=$(qemu_suite); then
+        cannot "$suite: please install $need yourself, then re-run"
+        return 0
+    fi
+    install_from "$suite" "$pkg"
+    [[ $COLLECT -eq 1 ]] && return 0
     major=$(qemu_major "$bin")
     [[ -n $major && $major -ge $QEMU_MIN_MAJOR ]] ||
         die "installed $pkg but $bin is still not >= $QEMU_MIN_MAJOR (found '${major:-none}')"
     say "$("$bin" --version | head -n 1)"
+}
+
+# virt-xml-validate for the test of `cargo xtask libvirt`'s XML.
+ensure_libvirt_clients() {
+    have_cmd virt-xml-validate && return 0
+    if ! is_debian && [[ $(os_id) != ubuntu* ]]; then
+        cannot "please install virt-xml-validate (libvirt's clients) yourself, then re-run"
+        return 0
+    fi
+    install_from "$(libvirt_suite)" libvirt-clients
 }
 
 # ---------------------------------------------------------------------------
@@ -250,30 +424,45 @@ ensure_rust_tools() {
 
 # What `cargo xtask` needs to make the nested-KVM L1 from Debian's arm64
 # packages (xtask/src/nested_kvm.rs): apt knowing the arm64 packages
-# (multiarch), aarch64-linux-gnu-readelf to list the libraries an arm64
-# binary needs, and GNU cpio to pack L1's initramfs. The packages themselves
-# are fetched by xtask, with apt-get download, into target/nested-kvm/.
+# (multiarch on x86_64; native on arm64), aarch64-linux-gnu-readelf to list
+# the libraries an arm64 binary needs, and GNU cpio to pack L1's initramfs.
+# The packages themselves are fetched by xtask, with apt-get download, into
+# target/nested-kvm/. Debian only (Ubuntu's archive has no
+# linux-image-cloud-arm64), on x86_64 or aarch64: Debian-ports, where
+# loong64 lives, has no arm64 packages.
 ensure_nested_kvm() {
-    local missing=() add_arm64=0
-    command -v cpio >/dev/null || missing+=(cpio)
-    command -v aarch64-linux-gnu-readelf >/dev/null || missing+=(binutils-aarch64-linux-gnu)
-    if ! command -v dpkg >/dev/null || ! command -v apt-get >/dev/null; then
+    if ! is_debian; then
+        cannot "--host nested-kvm builds its L1 from Debian's arm64 packages: not on $(os_name)"
+        return 0
+    fi
+    case $HOST_ARCH in
+    x86_64 | aarch64) ;;
+    *)
+        cannot "--host nested-kvm needs Debian's arm64 packages, which $(os_name) cannot fetch (Debian-ports has no arm64)"
+        return 0
+        ;;
+    esac
+    if [[ $FRESH -eq 0 ]] && { ! command -v dpkg >/dev/null || ! command -v apt-get >/dev/null; }; then
         die "--host nested-kvm builds its L1 from Debian packages: it needs Debian's dpkg and apt"
     fi
-    dpkg --print-foreign-architectures | grep -qx arm64 || add_arm64=1
+    local missing=() add_arm64=0
+    have_cmd cpio || missing+=(cpio)
+    have_cmd aarch64-linux-gnu-readelf || missing+=(binutils-aarch64-linux-gnu)
+    if [[ $HOST_ARCH != aarch64 ]]; then
+        { [[ $FRESH -eq 0 ]] && dpkg --print-foreign-architectures | grep -qx arm64; } || add_arm64=1
+    fi
     if [[ ${#missing[@]} -eq 0 && $add_arm64 -eq 0 ]]; then
         return 0
     fi
-    can_be_root || die "not root and no sudo: as root, run 'dpkg --add-architecture arm64 && apt-get update && apt-get install cpio binutils-aarch64-linux-gnu', then re-run"
     if [[ $add_arm64 -eq 1 ]]; then
-        say "adding the arm64 architecture to apt (nested KVM runs Debian's arm64 kernel and QEMU)"
-        as_root dpkg --add-architecture arm64
+        [[ $COLLECT -eq 1 ]] ||
+            say "adding the arm64 architecture to apt (nested KVM runs Debian's arm64 kernel and QEMU)"
+        step add-arch arm64
     fi
     # New architecture or packages to install: fresh lists either way.
-    as_root apt-get -q update
+    step update
     if [[ ${#missing[@]} -gt 0 ]]; then
-        as_root env DEBIAN_FRONTEND=noninteractive \
-            apt-get -y -q install --no-install-recommends "${missing[@]}"
+        step install main "${missing[@]}"
     fi
 }
 
@@ -284,18 +473,23 @@ ensure_nested_kvm() {
 # What xtask needs to build QEMU with host/qemu-loongarch-kvm-pv.patch
 # (xtask/src/qemu_pv.rs): the build tools and libraries, and meson >= 1.5
 # and pycotap from bookworm-backports (the +ds tarball bundles neither).
+# Debian 12 only: xtask fetches QEMU 10.0.2's source from bookworm-backports.
 readonly QEMU_PV_DEPS=(ninja-build libglib2.0-dev libpixman-1-dev libfdt-dev
     python3-venv flex bison pkg-config patch xz-utils)
 readonly QEMU_PV_BACKPORTS=(meson python3-pycotap)
 ensure_qemu_pv() {
+    if ! is_debian_bookworm; then
+        cannot "--arch loongarch64 --host pvhost builds QEMU from bookworm-backports' source: Debian 12 only, not $(os_name)"
+        return 0
+    fi
     local missing=() missing_bpo=() pkg
-    command -v dpkg-query >/dev/null ||
+    [[ $FRESH -eq 1 ]] || command -v dpkg-query >/dev/null ||
         die "--host pvhost for loongarch64 builds Debian's QEMU source: it needs dpkg and apt"
     for pkg in "${QEMU_PV_DEPS[@]}"; do
-        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
+        have_pkg "$pkg" || missing+=("$pkg")
     done
     for pkg in "${QEMU_PV_BACKPORTS[@]}"; do
-        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing_bpo+=("$pkg")
+        have_pkg "$pkg" || missing_bpo+=("$pkg")
     done
     # meson from bookworm itself (1.0) is too old for QEMU 10.
     if [[ ${#missing_bpo[@]} -eq 0 ]] && ! dpkg --compare-versions \
@@ -305,17 +499,13 @@ ensure_qemu_pv() {
     if [[ ${#missing[@]} -eq 0 && ${#missing_bpo[@]} -eq 0 ]]; then
         return 0
     fi
-    can_be_root ||
-        die "not root and no sudo: please install ${missing[*]} and, from bookworm-backports, ${missing_bpo[*]}, then re-run"
-    say "installing what the LoongArch PV QEMU build needs: ${missing[*]} ${missing_bpo[*]}"
+    [[ $COLLECT -eq 1 ]] ||
+        say "installing what the LoongArch PV QEMU build needs: ${missing[*]} ${missing_bpo[*]}"
     if [[ ${#missing[@]} -gt 0 ]]; then
-        as_root env DEBIAN_FRONTEND=noninteractive \
-            apt-get -y -q install --no-install-recommends "${missing[@]}"
+        step install main "${missing[@]}"
     fi
     if [[ ${#missing_bpo[@]} -gt 0 ]]; then
-        enable_backports
-        as_root env DEBIAN_FRONTEND=noninteractive \
-            apt-get -y -q install --no-install-recommends -t bookworm-backports "${missing_bpo[@]}"
+        install_from bookworm-backports "${missing_bpo[@]}"
     fi
 }
 
@@ -345,12 +535,12 @@ readonly TEST_ARCHES=(aarch64 loongarch64)
 ensure_arch() {
     case $1 in
     aarch64)
-        ensure_target aarch64-unknown-none
+        [[ $FRESH -eq 1 ]] || ensure_target aarch64-unknown-none
         ensure_qemu qemu-system-aarch64 qemu-system-arm
         ;;
     loongarch64)
         # No prebuilt core for loongarch64-unknown-none on stable.
-        ensure_nightly_rust_src
+        [[ $FRESH -eq 1 ]] || ensure_nightly_rust_src
         ensure_qemu qemu-system-loongarch64 qemu-system-misc
         ;;
     *) ;; # not an architecture: `cargo xtask` will say so
@@ -375,17 +565,36 @@ arch_of() {
 }
 
 # install WHAT...: everything needed to build and boot these architectures
-# (and, for the word nested-kvm, to run them under nested KVM).
+# (and, for the word nested-kvm, to run them under nested KVM; la-pvhost,
+# to build the LoongArch PV QEMU; libvirt, to validate libvirt XML). Not
+# root and no sudo: it shows every command that needs root, and stops.
 install() {
-    ensure_cargo
+    [[ $FRESH -eq 1 ]] || ensure_cargo
+    can_be_root || COLLECT=1
     local what
     for what in "$@"; do
         case $what in
         nested-kvm) ensure_nested_kvm ;;
         la-pvhost) ensure_qemu_pv ;;
+        libvirt) ensure_libvirt_clients ;;
         *) ensure_arch "$what" ;;
         esac
     done
+    finish_collected
+}
+
+# What `./run.sh test` (and `./run.sh install` without arguments) installs.
+readonly TEST_NEEDS=("${TEST_ARCHES[@]}" nested-kvm la-pvhost libvirt)
+
+# ./run.sh plan [WHAT...]: the commands that `install` would run as root on
+# this system with nothing installed, one a line; nothing is changed. For
+# tests of the distribution logic: LODGER_OS_RELEASE, LODGER_APT_DIR and
+# LODGER_HOST_ARCH stand for /etc/os-release, /etc/apt and uname -m.
+plan() {
+    FRESH=1
+    COLLECT=1
+    say "plan for $(os_name), apt configuration in $APT_DIR"
+    install "$@"
 }
 
 main() {
@@ -406,7 +615,7 @@ main() {
         ;;
     test)
         # The boot tests include nested-KVM and LoongArch pvhost ones.
-        install "${TEST_ARCHES[@]}" nested-kvm la-pvhost
+        install "${TEST_NEEDS[@]}"
         ensure_rust_tools
         exec cargo xtask test "$@"
         ;;
@@ -422,11 +631,17 @@ main() {
         ;;
     install)
         if [[ $# -eq 0 ]]; then
-            set -- "${TEST_ARCHES[@]}" nested-kvm la-pvhost
+            set -- "${TEST_NEEDS[@]}"
         fi
         install "$@"
         ensure_rust_tools
         say "everything is installed"
+        ;;
+    plan)
+        if [[ $# -eq 0 ]]; then
+            set -- "${TEST_NEEDS[@]}"
+        fi
+        plan "$@"
         ;;
     help | -h | --help)
         usage

@@ -1,8 +1,8 @@
 //! lodger's host-side tooling, run as `cargo xtask COMMAND` from anywhere in
 //! the workspace (the alias lives in `.cargo/config.toml`).
 //!
-//! One file per subcommand (`build`, `run`, `test`, `bench`; `demo` is
-//! `bench/demo.rs`); the pieces they
+//! One file per subcommand (`build`, `run`, `test`, `bench`, `libvirt`;
+//! `demo` is `bench/demo.rs`); the pieces they
 //! share are [`arch`] (what differs per guest architecture), [`host`] (where
 //! the guest runs), [`guest`] (the contract with the kernel: boot arguments
 //! and the exit marker), [`qemu`] (starting, watching and killing QEMU) and
@@ -25,6 +25,7 @@ mod guest;
 mod host;
 mod interference;
 mod kvm;
+mod libvirt;
 mod nested_kvm;
 mod pvhost;
 mod qemu;
@@ -61,6 +62,9 @@ enum Command {
     /// The demo: lockstorm with PV on and off, side by side (pvhost with a
     /// preemption schedule by default), in about a minute; into target/demo/.
     Demo(bench::demo::Args),
+    /// Write a libvirt domain XML for the image (KVM, direct kernel boot,
+    /// serial console) and print its path.
+    Libvirt(libvirt::Args),
 }
 
 fn main() -> ExitCode {
@@ -75,6 +79,7 @@ fn main() -> ExitCode {
         Command::Test(args) => test::main(args),
         Command::Bench(args) => bench::main(args),
         Command::Demo(args) => bench::demo::main(args),
+        Command::Libvirt(args) => libvirt::main(args),
     };
     match result {
         Ok(code) => code,

@@ -57,6 +57,11 @@ impl MemSize {
         assert!(mib >= Self::MIN_MIB && mib <= Self::MAX_MIB);
         Self { mib }
     }
+
+    /// The size in MiB.
+    pub const fn mib_count(self) -> u32 {
+        self.mib
+    }
 }
 
 impl FromStr for MemSize {

@@ -15,17 +15,58 @@ use crate::{build, guest};
 /// The exit status for a bad command line (clap's too).
 const BAD_COMMAND_LINE: u8 = 2;
 
+/// The flags `run` shares with `libvirt` ([`crate::libvirt`]): the guest,
+/// its CPUs and memory, and what it boots.
 #[derive(clap::Args)]
-pub struct Args {
+pub struct Guest {
     /// Guest architecture.
     #[arg(long, value_enum, default_value_t = Arch::Aarch64)]
-    arch: Arch,
+    pub arch: Arch,
     /// Number of CPUs (1..=16, the kernel's MAX_CPUS).
     #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=16))]
-    smp: u8,
-    /// Guest RAM (tcg only), NM or NG from 128M to 4G, e.g. 768M or 1G.
+    pub smp: u8,
+    /// Guest RAM (run: tcg only), NM or NG from 128M to 4G, e.g. 768M or 1G.
     #[arg(long, value_name = "SIZE", default_value_t = qemu::GUEST_MEMORY)]
-    mem: MemSize,
+    pub mem: MemSize,
+    /// The app the kernel runs (boot argument `app=NAME`).
+    #[arg(long, default_value = "selftest", value_name = "NAME")]
+    pub app: String,
+    /// Extra raw kernel arguments (such as the PV switches `pv=off`,
+    /// `pv.lock=off`), placed after `app=NAME` and before `--`.
+    #[arg(
+        long,
+        value_name = "STRING",
+        default_value = "",
+        hide_default_value = true
+    )]
+    pub bootargs: String,
+    /// Boot this ELF instead of building the image.
+    #[arg(long, value_name = "PATH")]
+    pub image: Option<PathBuf>,
+    /// Arguments for the app: `-- a b` boots with `app=NAME -- a b`.
+    #[arg(last = true, value_name = "ARGS")]
+    pub args: Vec<String>,
+}
+
+impl Guest {
+    /// The kernel command line ([`guest::bootargs`]).
+    pub fn bootargs(&self) -> Result<String> {
+        guest::bootargs(&self.app, &self.bootargs, &self.args)
+    }
+
+    /// `--image`, or the image built for `--arch`.
+    pub fn image(&self) -> Result<PathBuf> {
+        match &self.image {
+            Some(image) => Ok(image.clone()),
+            None => build::image(self.arch),
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    guest: Guest,
     /// Where the guest runs.
     #[arg(long, value_enum, default_value_t = HostKind::Tcg)]
     host: HostKind,
@@ -48,9 +89,6 @@ pub struct Args {
     /// periodic:PERIOD_US,SHARE_PCT[,PHASE_US] [default: none]
     #[arg(long, value_name = "POLICY")]
     steal: Option<String>,
-    /// The app the kernel runs (boot argument `app=NAME`).
-    #[arg(long, default_value = "selftest", value_name = "NAME")]
-    app: String,
     /// Enter the guest at EL2 (aarch64: `-M virt,...,virtualization=on`).
     #[arg(long)]
     el2: bool,
@@ -58,29 +96,16 @@ pub struct Args {
     /// nested-kvm 180]
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     timeout: Option<u64>,
-    /// Extra raw kernel arguments, placed after `app=NAME` and before `--`.
-    #[arg(
-        long,
-        value_name = "STRING",
-        default_value = "",
-        hide_default_value = true
-    )]
-    bootargs: String,
-    /// Boot this ELF instead of building the image.
-    #[arg(long, value_name = "PATH")]
-    image: Option<PathBuf>,
-    /// Arguments for the app: `-- a b` boots with `app=NAME -- a b`.
-    #[arg(last = true, value_name = "ARGS")]
-    args: Vec<String>,
 }
 
 /// The boot arguments and the host, if the command line makes sense and
 /// the host can run the guest here (`--host kvm` looks at the machine).
 fn check(args: &Args) -> Result<(String, Host)> {
-    let bootargs = guest::bootargs(&args.app, &args.bootargs, &args.args)?;
+    let g = &args.guest;
+    let bootargs = g.bootargs()?;
     let host = Host::from_args(args.host, args.pv, args.l1_load, args.steal.as_deref())?;
-    host.check(args.arch, args.el2)?;
-    qemu::check_mem(host, args.mem)?;
+    host.check(g.arch, args.el2)?;
+    qemu::check_mem(host, g.mem)?;
     Ok((bootargs, host))
 }
 
@@ -94,17 +119,15 @@ pub fn main(args: Args) -> Result<ExitCode> {
             return Ok(ExitCode::from(BAD_COMMAND_LINE));
         }
     };
+    let g = &args.guest;
 
     let boot = Boot {
-        arch: args.arch,
+        arch: g.arch,
         host,
-        smp: args.smp,
-        mem: args.mem,
+        smp: g.smp,
+        mem: g.mem,
         el2: args.el2,
-        image: match args.image {
-            Some(image) => image,
-            None => build::image(args.arch)?,
-        },
+        image: g.image()?,
         bootargs,
     };
     let timeout = args

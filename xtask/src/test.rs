@@ -1,4 +1,5 @@
-//! `cargo xtask test`: host tests and lints, then the QEMU boot tests of
+//! `cargo xtask test`: host tests and lints (and run.sh's distribution
+//! logic, the libvirt XML against libvirt's schema), then the QEMU boot tests of
 //! [`crate::boot_tests`], one after another (the machines have 2 cores and
 //! an SMP guest uses them all), then the demo with `--quick`
 //! ([`crate::bench::demo::test_step`]). Each counts as one result; the last
@@ -57,6 +58,12 @@ pub fn main(args: Args) -> Result<ExitCode> {
                 tally.record(&name, result);
             }
         }
+    }
+
+    // The libvirt domain XML, for each architecture and PV on and off,
+    // against the installed libvirt's schema.
+    if !args.no_host && args.selects(LIBVIRT) {
+        tally.record(LIBVIRT, crate::libvirt::test_step().map_err(Failure::new));
     }
 
     if args.selects(ARCH_NEUTRAL) {
@@ -160,6 +167,8 @@ struct Attempt {
 }
 
 const ARCH_NEUTRAL: &str = "kernel-arch-neutral";
+/// The step that validates `cargo xtask libvirt`'s XML.
+const LIBVIRT: &str = "libvirt-xml";
 /// The step that runs `cargo xtask demo --quick` and checks its report.
 const DEMO: &str = "demo-quick";
 
@@ -236,6 +245,11 @@ fn host_steps() -> Vec<(String, Command)> {
         }
     }
     steps.push(("clippy-pvhost".into(), crate::pvhost::clippy()));
+
+    // run.sh's distribution logic against sample systems (`./run.sh plan`).
+    let mut plan = Command::new(cmd::workspace_root().join(".ci/run-sh-plan.sh"));
+    plan.current_dir(cmd::workspace_root());
+    steps.push(("run-sh-plan".into(), plan));
     steps
 }
 
