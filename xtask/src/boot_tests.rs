@@ -921,11 +921,7 @@ pub const TESTS: &[BootTest] = &[
         // waiter then ends by its tick: the storm still finishes, loses
         // nothing, and the host did drop kicks.
         name: "pvhost-fault-drop-kicks-locks",
-        host: Host::Pvhost(pvhost::Settings {
-            pv: Pv::On,
-            steal: "periodic:10000,50,2500",
-            fault: "drop-kicks",
-        }),
+        host: faulty_pvhost("periodic:10000,50,2500", "drop-kicks"),
         smp: 4,
         app: "lockstorm",
         app_args: FAULT_STORM,
@@ -944,11 +940,7 @@ pub const TESTS: &[BootTest] = &[
     BootTest {
         // The same fault under the whole selftest.
         name: "pvhost-fault-drop-kicks-selftest",
-        host: Host::Pvhost(pvhost::Settings {
-            pv: Pv::On,
-            steal: "periodic:10000,10",
-            fault: "drop-kicks",
-        }),
+        host: faulty_pvhost("periodic:10000,10", "drop-kicks"),
         smp: 4,
         checks: &[Contains("passed, 0 failed")],
         ..BASE
@@ -958,22 +950,14 @@ pub const TESTS: &[BootTest] = &[
         // "preempted" CPUs halt early, mutex waiters sleep, placement finds
         // no running vCPU: slower, never wrong or stuck.
         name: "pvhost-fault-stuck-preempted",
-        host: Host::Pvhost(pvhost::Settings {
-            pv: Pv::On,
-            steal: "periodic:10000,10",
-            fault: "stuck-preempted",
-        }),
+        host: faulty_pvhost("periodic:10000,10", "stuck-preempted"),
         smp: 4,
         checks: &[Contains("passed, 0 failed")],
         ..BASE
     },
     BootTest {
         name: "pvhost-fault-stuck-preempted-locks",
-        host: Host::Pvhost(pvhost::Settings {
-            pv: Pv::On,
-            steal: "periodic:10000,50,2500",
-            fault: "stuck-preempted",
-        }),
+        host: faulty_pvhost("periodic:10000,50,2500", "stuck-preempted"),
         smp: 4,
         app: "lockstorm",
         app_args: FAULT_STORM,
@@ -1247,6 +1231,15 @@ const PVHOST_STEAL: Host = Host::Pvhost(pvhost::Settings {
     steal: "periodic:10000,10",
     fault: "none",
 });
+
+/// pvhost offering everything, with `steal` and the host fault `fault`.
+const fn faulty_pvhost(steal: &'static str, fault: &'static str) -> Host {
+    Host::Pvhost(pvhost::Settings {
+        pv: Pv::On,
+        steal,
+        fault,
+    })
+}
 
 /// The lock storm each host fault must not break: the qspinlock and the
 /// mutex, 10^5 acquisitions per CPU, none lost.
