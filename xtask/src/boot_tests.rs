@@ -147,13 +147,13 @@ const BASE: BootTest = BootTest {
     timing: None,
 };
 
-/// How a timing test allows for this machine's interference: a failure
-/// while QEMU's threads waited for a CPU more than
-/// [`crate::test::INTERFERENCE_LIMIT`] of the time is not judgeable (and
-/// retried) if the test's figure, `figure` followed by a number in the
-/// console, is within `bound + per_wait * wait share`; beyond that
-/// interference cannot explain it and the test fails. Without a figure
-/// every such failure is not judgeable.
+/// How a timing test allows for this machine's interference: a failure is
+/// not judgeable (and retried) if the test's figure, `figure` followed by
+/// a number in the console, is within `bound + per_wait * wait share` (the
+/// share of time QEMU's threads waited for a CPU); beyond that
+/// interference cannot explain it and the test fails. Without a figure a
+/// failure is not judgeable while the wait share exceeds
+/// [`crate::test::INTERFERENCE_LIMIT`].
 #[derive(Clone, Copy, Debug)]
 pub struct Timing {
     pub figure: Option<&'static str>,
@@ -179,13 +179,16 @@ impl Timing {
     }
 }
 
-/// Fairshare's error: 5% allowed (the guest's own bound), plus twice the
-/// share of time the host's threads waited for a CPU (each such wait is
-/// time the guest loses unseen).
+/// Fairshare's error: 5% allowed (the guest's own bound), plus three times
+/// the share of time the host's threads waited for a CPU (each such wait
+/// is time the guest loses unseen; the share is a whole boot's average,
+/// and bursts count more: failures seen here were 7.9% error at 5.5% wait,
+/// 14.8% at 4.8%). A steal-blind accounting's ~100% needs a third of the
+/// host's time waited away to pass as interference.
 const FAIRSHARE_TIMING: Option<Timing> = Some(Timing {
     figure: Some("worst_ratio_error="),
     bound: 5.0,
-    per_wait: 200.0,
+    per_wait: 300.0,
 });
 /// A selftest or boot time: any failure under interference.
 const ANY_TIMING: Option<Timing> = Some(Timing {
@@ -1280,7 +1283,7 @@ mod tests {
         let t = FAIRSHARE_TIMING.unwrap();
         let line = |e: &str| format!("fairshare: steal_clock=yes worst_ratio_error={e}%\n");
         // 7.9% with the host's threads waiting 5.5% of the time: explained
-        // (5 + 2 * 5.5 = 16).
+        // (5 + 3 * 5.5 = 21.5).
         assert!(t.explains(&line("7.9"), 0.055).is_ok());
         // Accounting that ignores steal (a ratio of about 2): never.
         assert!(t.explains(&line("100.0"), 0.3).is_err());

@@ -39,9 +39,12 @@ fn parse(line: &str) -> Option<Sample> {
 /// the kernel has no schedstats.
 pub fn sample(pid: u32) -> Option<Sample> {
     let mut total = Sample::default();
-    for task in fs::read_dir(format!("/proc/{pid}/task")).ok()? {
-        let path = task.ok()?.path().join("schedstat");
-        let s = parse(fs::read_to_string(path).ok()?.trim())?;
+    for task in fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+        // A thread that ended since the listing is skipped.
+        let Ok(line) = fs::read_to_string(task.path().join("schedstat")) else {
+            continue;
+        };
+        let s = parse(line.trim())?;
         total.run_ns += s.run_ns;
         total.wait_ns += s.wait_ns;
     }
