@@ -162,6 +162,20 @@ pub struct Timing {
 }
 
 impl Timing {
+    /// What the interference allowed, for the not-judgeable line.
+    pub fn allowance(&self, console: &str, wait_share: f64) -> String {
+        match self.figure {
+            Some(figure) => format!(
+                "{figure}{} within {} + {} x the wait share = {:.1}",
+                number_after(console, figure).map_or("?".to_owned(), |n| n.to_string()),
+                self.bound,
+                self.per_wait / 100.0,
+                self.bound + self.per_wait * wait_share
+            ),
+            None => format!("over {:.0}%", crate::test::INTERFERENCE_LIMIT * 100.0),
+        }
+    }
+
     /// Whether a failure with `console` and `wait_share` is explained by
     /// the interference; `Err` says why not.
     pub fn explains(&self, console: &str, wait_share: f64) -> Result<(), String> {

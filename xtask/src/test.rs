@@ -152,10 +152,10 @@ fn judge(test: &BootTest, tally: &mut Tally, mut attempt: impl FnMut() -> Attemp
                 return tally.record_note(test.name, Err(failure), &seen);
             }
             Err(failure) => println!(
-                "test {} ... not judgeable ({}; {seen}, over {:.0}%), attempt {n} of {TIMING_ATTEMPTS}",
+                "test {} ... not judgeable ({}; {seen}; {}), attempt {n} of {TIMING_ATTEMPTS}",
                 test.name,
                 failure.reason,
-                INTERFERENCE_LIMIT * 100.0
+                timing.allowance(&console, share)
             ),
         }
     }
