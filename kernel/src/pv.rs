@@ -52,13 +52,17 @@ pub(crate) fn init(switches: &PvSwitches) {
 
 /// One line on how qspinlock waiters wait and why, for the boot report.
 pub fn lock_slow_path_summary() -> &'static str {
+    macro_rules! halting {
+        ($kicked_by:literal) => {
+            concat!(
+                "qspinlock halt-and-kick with lock stealing (the default: measured best on every host, docs/bench.md); kicked by ",
+                $kicked_by
+            )
+        };
+    }
     match (lock_slow_path(), report().uses("sched")) {
-        (SlowPath::Halt, true) => {
-            "qspinlock halt-and-kick with lock stealing (the default: measured best on every host, docs/bench.md); kicked by PV sched KICK_CPU"
-        }
-        (SlowPath::Halt, false) => {
-            "qspinlock halt-and-kick with lock stealing (the default: measured best on every host, docs/bench.md); kicked by IPI"
-        }
+        (SlowPath::Halt, true) => halting!("PV sched KICK_CPU"),
+        (SlowPath::Halt, false) => halting!("IPI"),
         (SlowPath::Spin, _) => "qspinlock native spinning (pv.lock=off or pv=off)",
     }
 }

@@ -141,22 +141,19 @@ fn judge(test: &BootTest, tally: &mut Tally, mut attempt: impl FnMut() -> Attemp
         };
         match result {
             Ok(()) => return tally.record_note(test.name, Ok(()), &seen),
-            // Without a figure: a quiet machine's failure is real.
-            Err(failure) if timing.figure.is_none() && share <= INTERFERENCE_LIMIT => {
-                return tally.record_note(test.name, Err(failure), &seen)
+            // Real unless the interference explains it.
+            Err(mut failure) => {
+                if let Err(why) = timing.explains(&console, share) {
+                    failure.reason = format!("{}; {why}", failure.reason);
+                    return tally.record_note(test.name, Err(failure), &seen);
+                }
+                println!(
+                    "test {} ... not judgeable ({}; {seen}; {}), attempt {n} of {TIMING_ATTEMPTS}",
+                    test.name,
+                    failure.reason,
+                    timing.allowance(&console, share)
+                );
             }
-            // With one: real if the interference cannot explain it.
-            Err(mut failure) if timing.explains(&console, share).is_err() => {
-                let why = timing.explains(&console, share).unwrap_err();
-                failure.reason = format!("{}; {why}", failure.reason);
-                return tally.record_note(test.name, Err(failure), &seen);
-            }
-            Err(failure) => println!(
-                "test {} ... not judgeable ({}; {seen}; {}), attempt {n} of {TIMING_ATTEMPTS}",
-                test.name,
-                failure.reason,
-                timing.allowance(&console, share)
-            ),
         }
     }
     tally.not_judgeable(test.name);

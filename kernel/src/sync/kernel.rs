@@ -26,7 +26,7 @@ static SPIN_LIMIT: AtomicU32 = AtomicU32::new(DEFAULT_SPIN_LIMIT);
 /// Whether each CPU is halted in [`Platform::wait`] (for `kicks_unhalted`).
 static HALTED: PerCpu<AtomicBool> = per_cpu!(AtomicBool::new(false));
 /// Each CPU's qspinlock slow-path counters.
-static EVENTS: PerCpu<Counters> = per_cpu!(Counters::new());
+static EVENTS: PerCpu<[AtomicU64; COUNTERS]> = per_cpu!([const { AtomicU64::new(0) }; COUNTERS]);
 
 /// The qspinlock's platform in the kernel: all state is static; `forced`
 /// fixes the slow path for locks that must not follow the boot choice
@@ -73,59 +73,44 @@ impl Platform for KernelCpu {
     }
     fn event(&self, event: Event) {
         let c = EVENTS.current();
-        let bump = |counter: &AtomicU64| {
-            counter.fetch_add(1, Ordering::Relaxed);
+        let bump = |slot: usize| {
+            c[slot].fetch_add(1, Ordering::Relaxed);
         };
         match event {
-            Event::Halt => bump(&c.halts),
+            Event::Halt => bump(HALTS),
             Event::Kick(cpu) => {
-                bump(&c.kicks);
+                bump(KICKS);
                 if !HALTED.of(cpu).load(Ordering::Relaxed) {
-                    bump(&c.kicks_unhalted);
+                    bump(KICKS_UNHALTED);
                 }
             }
             Event::HandOver { cpu, halted } => {
                 if halted {
-                    bump(&c.handover_halted);
+                    bump(HANDOVER_HALTED);
                 }
                 if pv::vcpu_is_preempted(cpu) {
-                    bump(&c.handover_preempted);
+                    bump(HANDOVER_PREEMPTED);
                 }
             }
             Event::Steal { head_spinning } => {
-                bump(&c.steals);
+                bump(STEALS);
                 if !head_spinning {
-                    bump(&c.steals_head_halted);
+                    bump(STEALS_HEAD_HALTED);
                 }
             }
         }
     }
 }
 
-/// One CPU's counters (see [`QSpinStats`]).
-struct Counters {
-    halts: AtomicU64,
-    kicks: AtomicU64,
-    kicks_unhalted: AtomicU64,
-    handover_halted: AtomicU64,
-    handover_preempted: AtomicU64,
-    steals: AtomicU64,
-    steals_head_halted: AtomicU64,
-}
-
-impl Counters {
-    const fn new() -> Self {
-        Self {
-            halts: AtomicU64::new(0),
-            kicks: AtomicU64::new(0),
-            kicks_unhalted: AtomicU64::new(0),
-            handover_halted: AtomicU64::new(0),
-            handover_preempted: AtomicU64::new(0),
-            steals: AtomicU64::new(0),
-            steals_head_halted: AtomicU64::new(0),
-        }
-    }
-}
+// One CPU's counters: a slot per field of [`QSpinStats`], in its order.
+const HALTS: usize = 0;
+const KICKS: usize = 1;
+const KICKS_UNHALTED: usize = 2;
+const HANDOVER_HALTED: usize = 3;
+const HANDOVER_PREEMPTED: usize = 4;
+const STEALS: usize = 5;
+const STEALS_HEAD_HALTED: usize = 6;
+const COUNTERS: usize = 7;
 
 /// What the qspinlock slow paths of all CPUs did since boot, over every
 /// qspinlock (take two and subtract for one stretch of time).
@@ -149,17 +134,34 @@ pub struct QSpinStats {
 }
 
 impl QSpinStats {
+    fn from_slots(c: [u64; COUNTERS]) -> Self {
+        Self {
+            halts: c[HALTS],
+            kicks: c[KICKS],
+            kicks_unhalted: c[KICKS_UNHALTED],
+            handover_halted: c[HANDOVER_HALTED],
+            handover_preempted: c[HANDOVER_PREEMPTED],
+            steals: c[STEALS],
+            steals_head_halted: c[STEALS_HEAD_HALTED],
+        }
+    }
+
+    fn slots(self) -> [u64; COUNTERS] {
+        [
+            self.halts,
+            self.kicks,
+            self.kicks_unhalted,
+            self.handover_halted,
+            self.handover_preempted,
+            self.steals,
+            self.steals_head_halted,
+        ]
+    }
+
     /// `self - earlier`, field by field.
     pub fn since(self, earlier: Self) -> Self {
-        Self {
-            halts: self.halts - earlier.halts,
-            kicks: self.kicks - earlier.kicks,
-            kicks_unhalted: self.kicks_unhalted - earlier.kicks_unhalted,
-            handover_halted: self.handover_halted - earlier.handover_halted,
-            handover_preempted: self.handover_preempted - earlier.handover_preempted,
-            steals: self.steals - earlier.steals,
-            steals_head_halted: self.steals_head_halted - earlier.steals_head_halted,
-        }
+        let (now, then) = (self.slots(), earlier.slots());
+        Self::from_slots(core::array::from_fn(|i| now[i] - then[i]))
     }
 }
 
@@ -182,19 +184,11 @@ impl fmt::Display for QSpinStats {
 
 /// The counters summed over every CPU.
 pub fn qspin_stats() -> QSpinStats {
-    let mut total = QSpinStats::default();
-    for cpu in 0..crate::MAX_CPUS {
-        let c = EVENTS.of(cpu);
-        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        total.halts += get(&c.halts);
-        total.kicks += get(&c.kicks);
-        total.kicks_unhalted += get(&c.kicks_unhalted);
-        total.handover_halted += get(&c.handover_halted);
-        total.handover_preempted += get(&c.handover_preempted);
-        total.steals += get(&c.steals);
-        total.steals_head_halted += get(&c.steals_head_halted);
-    }
-    total
+    QSpinStats::from_slots(core::array::from_fn(|slot| {
+        (0..crate::MAX_CPUS)
+            .map(|cpu| EVENTS.of(cpu)[slot].load(Ordering::Relaxed))
+            .sum()
+    }))
 }
 
 /// The least spins calibration may choose. The halt it measures at boot is
@@ -354,4 +348,20 @@ fn halt_kick_latency(me: usize, waiter: usize) -> Option<Duration> {
     }
     latency.sort_unstable();
     Some(Duration::from_nanos(latency[CALIBRATION_ROUNDS / 2]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_subtract_field_by_field_and_print_every_field() {
+        let later = QSpinStats::from_slots([10, 9, 8, 7, 6, 5, 4]);
+        let earlier = QSpinStats::from_slots([1, 2, 3, 4, 5, 5, 0]);
+        assert_eq!(later.since(earlier).slots(), [9, 7, 5, 3, 1, 0, 4]);
+        assert_eq!(
+            later.since(earlier).to_string(),
+            "halts=9 kicks=7 kicks_unhalted=5 handover_halted=3 handover_preempted=1 steals=0 steals_head_halted=4"
+        );
+    }
 }

@@ -12,8 +12,8 @@ use super::*;
 ///   unfair trylock): a halted or preempted head's turn goes to a running
 ///   CPU instead of waiting for the head's wake-up. It also steals when
 ///   the head is spinning but leaves the lock free for a while
-///   ([`STALE_HEAD_SHIFT`])
-///   (it is not running: a preempted vCPU that nobody reports).
+///   ([`STALE_HEAD_SHIFT`]): it is not running, a preempted vCPU that
+///   nobody reports.
 /// - Queued waiters spin [`Platform::spin_limit`] times, or less behind a
 ///   halted or preempted predecessor, then halt; the predecessor that makes
 ///   a halted waiter the head hashes it, and the unlock kicks it.
@@ -23,7 +23,7 @@ pub(super) struct Halt;
 /// set, for the spin limit divided by this before it takes the lock anyway.
 /// A running head takes a free lock within a cache-line transfer; that is
 /// hundreds of spins at the kernel's limits (4,096 and up).
-pub const STALE_HEAD_SHIFT: u32 = 4;
+const STALE_HEAD_SHIFT: u32 = 4;
 
 /// What a CPU entering the halting slow path does, seeing `val`.
 #[derive(Debug, PartialEq, Eq)]

@@ -59,7 +59,6 @@ mod halt;
 mod hash;
 
 use halt::Halt;
-pub use halt::STALE_HEAD_SHIFT;
 pub use hash::{PvHash, PV_HASH_SLOTS};
 
 use super::atomic::{fence, lock_new, spin_hint, AtomicPtr, AtomicU32, AtomicU8, Ordering};
@@ -91,10 +90,10 @@ pub const MAX_NODES: usize = 1 << TAIL_IDX_BITS;
 
 /// How long a native pending waiter waits for a pending->locked hand-over.
 const PENDING_LOOPS: u32 = 1;
-/// PV: spins before a waiter halts, until the kernel has measured its own
+/// Halting: spins before a waiter halts, until the kernel has measured its own
 /// (`Platform::spin_limit`; Linux uses a constant 1 << 15).
 pub const DEFAULT_SPIN_LIMIT: u32 = 1 << 12;
-/// PV: a queued waiter looks at its predecessor every this+1 spins.
+/// Halting: a queued waiter looks at its predecessor every this+1 spins.
 pub const PREV_CHECK_MASK: u32 = 0xff;
 
 const _: () = assert!(TAIL_CPU_BITS >= 14 && crate::MAX_CPUS < 1 << TAIL_CPU_BITS);
@@ -127,7 +126,7 @@ pub struct McsNode {
     locked: AtomicU32,
     /// Node 0 of each CPU only: how many of its nodes are in use.
     count: AtomicU32,
-    /// PV: the owning CPU and its [`VCPU_RUNNING`]/... state.
+    /// The owning CPU and (halting) its [`VCPU_RUNNING`]/... state.
     cpu: AtomicU32,
     state: AtomicU8,
 }
@@ -162,7 +161,7 @@ pub trait Platform {
     fn kick(&self, cpu: usize);
     /// Whether `cpu`'s vCPU is preempted by the host.
     fn vcpu_is_preempted(&self, cpu: usize) -> bool;
-    /// PV: how many times a waiter spins before it halts.
+    /// Halting: how many times a waiter spins before it halts.
     fn spin_limit(&self) -> u32 {
         DEFAULT_SPIN_LIMIT
     }
