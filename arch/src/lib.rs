@@ -42,7 +42,7 @@ pub mod hosted;
 pub use hosted::Hosted as Current;
 
 /// The most CPUs lodger brings up; the FDT may list more, the rest stay off.
-pub const MAX_CPUS: usize = 16;
+pub const MAX_CPUS: usize = 256;
 
 /// What the architecture entry code hands to the kernel.
 #[derive(Debug, Clone, Copy)]

@@ -16,7 +16,7 @@ use crate::bootargs;
 use crate::bootinfo::{self, BootInfo};
 use crate::exit::{exit, status};
 use crate::heap::Heap;
-use crate::{console, mm, pv, sched, smp, sync, time, A};
+use crate::{console, mm, percpu, pv, sched, smp, sync, time, A};
 
 /// Version printed in the banner.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -84,6 +84,7 @@ pub fn primary(handoff: &BootHandoff, heap: &'static Heap, apps: &'static [App])
         unsafe { heap.add_range(start, end - start) };
     }
     heap.publish();
+    percpu::init(info.cpu_hw_ids.len());
     let args = bootargs::parse(info.bootargs);
     console::init_log(
         args.as_ref()

@@ -99,8 +99,12 @@ pub fn parse(
     }
     let memory = memory(fdt)?;
 
-    let mut all_ids: Vec<u64, 64> = Vec::new();
+    // The boot CPU is logical CPU 0; the others follow in FDT order, as many
+    // as fit (the rest are reported in the banner and left off).
+    let mut cpu_hw_ids: Vec<u64, MAX_CPUS> = Vec::new();
+    let _ = cpu_hw_ids.push(boot_cpu_hw_id);
     let mut cpus_in_fdt = 0;
+    let mut boot_cpu_listed = false;
     for cpu in fdt.cpus() {
         let enabled = cpu
             .property("status")
@@ -110,17 +114,15 @@ pub fn parse(
             continue;
         }
         cpus_in_fdt += 1;
-        let _ = all_ids.push(cpu.ids().first() as u64);
-    }
-    if !all_ids.contains(&boot_cpu_hw_id) {
-        return Err("the boot CPU is not among the FDT's CPUs");
-    }
-    let mut cpu_hw_ids = Vec::new();
-    let _ = cpu_hw_ids.push(boot_cpu_hw_id);
-    for &id in all_ids.iter().filter(|&&id| id != boot_cpu_hw_id) {
-        if cpu_hw_ids.push(id).is_err() {
-            break; // Past MAX_CPUS: reported in the banner, left off.
+        let id = cpu.ids().first() as u64;
+        if id == boot_cpu_hw_id {
+            boot_cpu_listed = true;
+        } else {
+            let _ = cpu_hw_ids.push(id);
         }
+    }
+    if !boot_cpu_listed {
+        return Err("the boot CPU is not among the FDT's CPUs");
     }
 
     let fdt_start = handoff.fdt;

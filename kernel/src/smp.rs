@@ -46,7 +46,7 @@ use core::time::Duration;
 
 use arch::Arch;
 
-use crate::percpu::PerCpu;
+use crate::percpu::{self, PerCpu};
 use crate::{per_cpu, sched, time, A, MAX_CPUS};
 
 /// Stack size of each secondary CPU.
@@ -80,12 +80,12 @@ pub fn online_count() -> usize {
 
 /// Whether logical CPU `cpu` is online.
 pub fn is_online(cpu: usize) -> bool {
-    cpu < MAX_CPUS && ONLINE.of(cpu).load(Ordering::Acquire)
+    cpu < percpu::cpus() && ONLINE.of(cpu).load(Ordering::Acquire)
 }
 
 /// Online CPUs, in order.
 pub fn online_cpus() -> impl Iterator<Item = usize> + Clone {
-    (0..MAX_CPUS).filter(|&c| is_online(c))
+    (0..percpu::cpus()).filter(|&c| is_online(c))
 }
 
 pub(crate) fn mark_online(cpu: usize) {

@@ -26,8 +26,8 @@ pub struct BootTest {
     /// Where it runs, with that host's settings ([`NESTED_KVM`] for real
     /// KVM with PV on and an idle L1; set `pv` and `l1_load` there).
     pub host: Host,
-    /// Number of CPUs (1..=8).
-    pub smp: u8,
+    /// Number of CPUs (1..=256).
+    pub smp: u16,
     /// Judges a time or a ratio that this machine's other work can skew
     /// (`crate::test::judge`): how a failure under interference is told
     /// from a real one.

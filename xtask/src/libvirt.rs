@@ -111,7 +111,7 @@ fn check_name(name: &str) -> Result<()> {
 pub struct Domain<'a> {
     pub name: &'a str,
     pub arch: Arch,
-    pub smp: u8,
+    pub smp: u16,
     pub mem: MemSize,
     pub pv: Pv,
     /// The ELF, an absolute path.

@@ -76,7 +76,7 @@ const LIB_DIR: &str = "lib/aarch64-linux-gnu";
 
 /// L1's machine: 2 CPUs (this machine's cores) and room for the initramfs
 /// (unpacked in RAM), QEMU and the guest.
-pub const L1_CPUS: u8 = 2;
+pub const L1_CPUS: u16 = 2;
 const L1_MEMORY: &str = "2G";
 /// L1's scheduler slice (CFS minimum granularity; latency twice that).
 /// Under TCG each KVM world switch costs about half a millisecond
@@ -161,7 +161,7 @@ off
 /// `/lodger/params`: the run's settings as shell assignments for [`INIT`],
 /// with `qemu`, the guest's QEMU command line, in `QEMU` as one string that
 /// `eval` splits back into its words.
-pub fn params(settings: Settings, smp: u8, qemu: &[String]) -> String {
+pub fn params(settings: Settings, smp: u16, qemu: &[String]) -> String {
     let quoted = cmd::quote(&[cmd::quote(qemu)]);
     format!(
         "SMP={smp}\nPV={}\nL1_LOAD={}\nL1_SLICE_MS={L1_SLICE_MS}\nQEMU={quoted}\n",

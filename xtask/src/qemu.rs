@@ -107,11 +107,15 @@ pub fn check_mem(host: Host, mem: MemSize) -> Result<()> {
 }
 
 /// One boot of the guest: everything that goes on QEMU's command line.
+/// The most vCPUs a guest gets: as many as the kernel brings up.
+pub const MAX_SMP: u16 = arch::MAX_CPUS as u16;
+const _: () = assert!(arch::MAX_CPUS <= u16::MAX as usize);
+
 #[derive(Debug)]
 pub struct Boot {
     pub arch: Arch,
     pub host: Host,
-    pub smp: u8,
+    pub smp: u16,
     /// Guest RAM (TCG only: pvhost, nested-kvm and kvm give the guest
     /// [`GUEST_MEMORY`]).
     pub mem: MemSize,

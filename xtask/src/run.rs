@@ -9,7 +9,7 @@ use anyhow::Result;
 
 use crate::arch::Arch;
 use crate::host::{Host, HostKind, Preparations, Pv, MAX_L1_LOAD};
-use crate::qemu::{self, Boot, MemSize, Outcome};
+use crate::qemu::{self, Boot, MemSize, Outcome, MAX_SMP};
 use crate::{build, guest};
 
 /// The exit status for a bad command line (clap's too).
@@ -22,9 +22,9 @@ pub struct Guest {
     /// Guest architecture.
     #[arg(long, value_enum, default_value_t = Arch::Aarch64)]
     pub arch: Arch,
-    /// Number of CPUs (1..=16, the kernel's MAX_CPUS).
-    #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=16))]
-    pub smp: u8,
+    /// Number of CPUs (1..=256, the kernel's MAX_CPUS).
+    #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=i64::from(MAX_SMP)))]
+    pub smp: u16,
     /// Guest RAM (run: tcg only), NM or NG from 128M to 4G, e.g. 768M or 1G.
     #[arg(long, value_name = "SIZE", default_value_t = qemu::GUEST_MEMORY)]
     pub mem: MemSize,

@@ -4,7 +4,10 @@
 //! Everything is Group 1 non-secure, the only group an EL1 guest owns under
 //! KVM. Affinity routing is on, so SGIs are addressed by MPIDR affinity.
 
-use arm_gic::gicv3::{GicCpuInterface, GicV3, SgiTarget, SgiTargetGroup};
+use arm_gic::gicv3::registers::GicrSgi;
+use arm_gic::gicv3::{
+    GicCpuInterface, GicDistributor, GicRedistributor, SgiTarget, SgiTargetGroup,
+};
 use arm_gic::{IntId, InterruptGroup, UniqueMmioPointer};
 use core::ptr::NonNull;
 
@@ -16,10 +19,22 @@ const IPI_SGI: u32 = 0;
 const PRIORITY: u8 = 0x80;
 const PRIORITY_MASK_ALL: u8 = 0xff;
 
+/// A GICv3 redistributor is two 64 KiB frames (RD_base, SGI_base); with
+/// virtual LPIs (GICv4) two more follow.
+const FRAME: usize = 0x1_0000;
+/// GICR_TYPER: offset in RD_base, and its bits.
+const GICR_TYPER: usize = 0x8;
+const TYPER_VLPIS: u64 = 1 << 1;
+const TYPER_LAST: u64 = 1 << 4;
+const AFFINITY_MASK: u64 = 0xff_00ff_ffff;
+
+/// A redistributor region from the FDT: `(base, size)`.
+pub(super) type Region = (usize, usize);
+
 pub(super) struct Gic {
-    driver: spin::Mutex<GicV3<'static>>,
-    /// Redistributor index of each logical CPU.
-    redist_index: [usize; MAX_CPUS],
+    /// Each logical CPU's redistributor (RD_base). After [`init`] only that
+    /// CPU touches it, so no lock is needed.
+    redist: [usize; MAX_CPUS],
     timer_intid: IntId,
 }
 
@@ -29,57 +44,89 @@ fn gic() -> &'static Gic {
     GIC.get().expect("GIC used before init_platform")
 }
 
-/// Brings up the distributor and all redistributors.
+/// Finds each CPU's redistributor in `regions` by the affinity its
+/// GICR_TYPER reports: one pass over the frames (a GIC with 256 CPUs has 256
+/// of them, in two regions on QEMU's `virt`), no per-CPU search of MMIO.
 ///
 /// # Safety
-/// `gicd` and `gicr` must be the GICv3 distributor and redistributor bases of
-/// this machine, mapped as device memory and used by nothing else.
+/// Each region must be GICv3 redistributor frames, mapped as device memory.
+unsafe fn find_redistributors(
+    regions: &[Region],
+    mpidrs: &[u64],
+) -> Result<[usize; MAX_CPUS], &'static str> {
+    let mut redist = [0; MAX_CPUS];
+    for &(base, size) in regions {
+        let mut frame = base;
+        while frame + 2 * FRAME <= base + size {
+            // SAFETY: `frame` is a redistributor's RD_base inside the region
+            // (the caller's promise, and the bound above); GICR_TYPER is a
+            // read-only 64-bit register.
+            let typer = unsafe { core::ptr::read_volatile((frame + GICR_TYPER) as *const u64) };
+            let affinity = typer >> 32;
+            let cpu = mpidrs.iter().position(|&m| {
+                (m & AFFINITY_MASK) == ((affinity & 0xff00_0000) << 8 | affinity & 0xff_ffff)
+            });
+            if let Some(cpu) = cpu {
+                redist[cpu] = frame;
+            }
+            if typer & TYPER_LAST != 0 {
+                break;
+            }
+            frame += if typer & TYPER_VLPIS != 0 { 4 } else { 2 } * FRAME;
+        }
+    }
+    if redist[..mpidrs.len()].contains(&0) {
+        return Err("no GIC redistributor matches a CPU's MPIDR");
+    }
+    Ok(redist)
+}
+
+/// Brings up the distributor and finds every CPU's redistributor (each CPU
+/// sets up its own in [`init_cpu`], in parallel).
+///
+/// # Safety
+/// `gicd` and `gicr` must be the GICv3 distributor and redistributor regions
+/// of this machine, mapped as device memory and used by nothing else.
 pub(super) unsafe fn init(
     gicd: usize,
-    gicr: usize,
+    gicr: &[Region],
     mpidrs: &[u64],
     timer_ppi: u32,
 ) -> Result<(), &'static str> {
     let gicd = NonNull::new(gicd as *mut _).ok_or("GIC distributor at address 0")?;
-    let gicr = NonNull::new(gicr as *mut _).ok_or("GIC redistributor at address 0")?;
-    // SAFETY: the caller guarantees the bases; the pointers are exclusively
-    // owned by this driver from here on.
-    let mut driver = unsafe { GicV3::new(UniqueMmioPointer::new(gicd), gicr, mpidrs.len()) }
-        .map_err(|_| "GICv3 redistributor frames not recognised")?;
-
-    let mut redist_index = [0; MAX_CPUS];
-    for (cpu, &mpidr) in mpidrs.iter().enumerate() {
-        let affinity = mpidr & 0xff_00ff_ffff;
-        redist_index[cpu] = (0..mpidrs.len())
-            .find(|&i| {
-                driver
-                    .gicr_typer(i)
-                    .is_ok_and(|t| t.core_mpidr() & 0xff_00ff_ffff == affinity)
-            })
-            .ok_or("no GIC redistributor matches a CPU's MPIDR")?;
-    }
-    driver.setup(redist_index[0]);
+    // SAFETY: the caller guarantees the regions.
+    let redist = unsafe { find_redistributors(gicr, mpidrs) }?;
+    // SAFETY: the caller guarantees the base; the pointer is used only here.
+    let mut distributor = GicDistributor::new(unsafe { UniqueMmioPointer::new(gicd) });
+    distributor.configure_default_settings();
     GIC.call_once(|| Gic {
-        driver: spin::Mutex::new(driver),
-        redist_index,
+        redist,
         timer_intid: IntId::ppi(timer_ppi),
     });
     Ok(())
 }
 
-/// Enables this CPU's interface, its IPI and its timer interrupt.
+/// Enables this CPU's interface and redistributor, its IPI and its timer
+/// interrupt.
 pub(super) fn init_cpu(cpu: usize) {
     let gic = gic();
-    let index = gic.redist_index[cpu];
-    let mut driver = gic.driver.lock();
-    if cpu != 0 {
-        driver.init_cpu(index);
-    }
+    let rd_base = NonNull::new(gic.redist[cpu] as *mut u8).expect("checked by init");
+    // SAFETY: this CPU's redistributor, found by `init`; the SGI_base frame
+    // follows RD_base, and only this CPU uses it from here on.
+    let mut redist =
+        GicRedistributor::new(unsafe { UniqueMmioPointer::new(rd_base.cast::<GicrSgi>()) });
+    GicCpuInterface::enable_system_register_el1();
+    // Already awake (the boot CPU after a firmware) is fine.
+    let _ = redist.mark_core_awake();
+    // ICC_CTLR_EL1 = 0: EOI also deactivates; no priority drop split.
+    // SAFETY: writes a GIC CPU interface register of this CPU, enabled above.
+    unsafe { core::arch::asm!("msr S3_0_C12_C12_4, xzr", "isb", options(nostack)) };
+    redist.configure_default_settings();
     for intid in [IntId::sgi(IPI_SGI), gic.timer_intid] {
-        driver
-            .set_interrupt_priority(intid, Some(index), PRIORITY)
-            .and_then(|()| driver.enable_interrupt(intid, Some(index), true))
-            .expect("redistributor index checked at init");
+        redist
+            .set_interrupt_priority(intid, PRIORITY)
+            .and_then(|()| redist.enable_interrupt(intid, true))
+            .expect("SGI and PPI numbers are valid");
     }
     GicCpuInterface::set_priority_mask(PRIORITY_MASK_ALL);
     GicCpuInterface::enable_group1(true);

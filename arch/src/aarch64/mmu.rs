@@ -84,6 +84,10 @@ const fn boot_l1() -> Table {
     t
 }
 
+/// The boot map's device window is `[0, BOOT_DEVICE_WINDOW_END)`; devices
+/// above it must be mapped with [`map`].
+pub(super) const BOOT_DEVICE_WINDOW_END: usize = GIB;
+
 /// The range [`BOOT_L2`] maps as Normal memory.
 pub(super) const BOOT_RAM_WINDOW: (usize, usize) = (GIB, 2 * GIB);
 

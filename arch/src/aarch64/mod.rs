@@ -30,11 +30,15 @@ struct Platform {
     /// which is KVM's creation order), for PV_SCHED_KICK_CPU.
     vcpu_index: [u32; MAX_CPUS],
     gicd: usize,
+    /// The first redistributor region.
     gicr: usize,
     uart: usize,
     timer_ppi: u32,
     hooks: TrapHooks,
 }
+
+/// Redistributor regions lodger handles (QEMU's `virt` uses two).
+const MAX_GICR_REGIONS: usize = 4;
 
 static PLATFORM: spin::Once<Platform> = spin::Once::new();
 
@@ -162,10 +166,30 @@ impl Arch for Aarch64 {
             .next()
             .ok_or("FDT: GICv3 without distributor")?
             .starting_address as usize;
-        let gicr = regs
-            .next()
-            .ok_or("FDT: GICv3 without redistributors")?
-            .starting_address as usize;
+        // `reg` is GICD, then `#redistributor-regions` GICR regions (QEMU's
+        // `virt` puts the redistributors of CPUs past 123 in a second one,
+        // above RAM), then GICC/GICH/GICV, which a GICv3 guest ignores.
+        let regions = gic
+            .property("#redistributor-regions")
+            .and_then(|p| p.as_usize())
+            .unwrap_or(1);
+        let mut gicr = heapless::Vec::<irq::Region, MAX_GICR_REGIONS>::new();
+        for r in regs.take(regions) {
+            let region = (r.starting_address as usize, r.size.unwrap_or(0));
+            gicr.push(region)
+                .map_err(|_| "FDT: more GICv3 redistributor regions than lodger handles")?;
+        }
+        if gicr.is_empty() {
+            return Err("FDT: GICv3 without redistributors");
+        }
+        for &(base, size) in gicr
+            .iter()
+            .filter(|(base, _)| *base >= mmu::BOOT_DEVICE_WINDOW_END)
+        {
+            // The boot map's device window ends at 1 GiB: map the rest.
+            mmu::map(base, base, size, MemAttr::Device)
+                .map_err(|_| "cannot map a GICv3 redistributor region")?;
+        }
         let timer_ppi = virtual_timer_ppi(fdt)?;
 
         let mut mpidr = [0; MAX_CPUS];
@@ -183,13 +207,13 @@ impl Arch for Aarch64 {
             mpidr,
             vcpu_index,
             gicd,
-            gicr,
+            gicr: gicr[0].0,
             uart,
             timer_ppi,
             hooks,
         });
         // SAFETY: addresses from the FDT's GICv3 node, inside the device window.
-        unsafe { irq::init(gicd, gicr, cpu_hw_ids, timer_ppi) }
+        unsafe { irq::init(gicd, &gicr, cpu_hw_ids, timer_ppi) }
     }
 
     fn init_cpu(cpu: usize) {

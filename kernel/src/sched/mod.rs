@@ -75,7 +75,7 @@ pub use wait::WaitQueue;
 
 use crate::percpu::PerCpu;
 use crate::sync::{SpinLock, SpinNoIrq};
-use crate::{per_cpu, pv, smp, time, A, MAX_CPUS};
+use crate::{per_cpu, pv, smp, time, A};
 
 /// Stack size of a thread unless its [`Builder`] says otherwise.
 pub const DEFAULT_STACK_SIZE: usize = 32 * 1024;
@@ -336,7 +336,7 @@ pub fn current_id_on(cpu: usize) -> u64 {
 
 /// Whether thread `id` is the one running on `cpu` right now.
 pub fn is_running_on(id: u64, cpu: usize) -> bool {
-    cpu < MAX_CPUS && current_id_on(cpu) == id
+    cpu < crate::percpu::cpus() && current_id_on(cpu) == id
 }
 
 /// Whether the calling CPU's tick asked for a switch (spinners give up).

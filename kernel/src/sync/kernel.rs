@@ -185,7 +185,7 @@ impl fmt::Display for QSpinStats {
 /// The counters summed over every CPU.
 pub fn qspin_stats() -> QSpinStats {
     QSpinStats::from_slots(core::array::from_fn(|slot| {
-        (0..crate::MAX_CPUS)
+        (0..crate::percpu::cpus())
             .map(|cpu| EVENTS.of(cpu)[slot].load(Ordering::Relaxed))
             .sum()
     }))

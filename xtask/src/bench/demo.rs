@@ -22,6 +22,8 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
+
+use crate::qemu::MAX_SMP;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -60,8 +62,8 @@ pub struct Args {
     arch: Arch,
     /// vCPUs (1..=16).
     #[arg(long, default_value_t = locks::SMP, value_name = "N",
-          value_parser = clap::value_parser!(u8).range(1..=16))]
-    smp: u8,
+          value_parser = clap::value_parser!(u16).range(1..=i64::from(MAX_SMP)))]
+    smp: u16,
     /// pvhost: the preemption schedule, as for `run --steal`
     /// [default: periodic:10000,50,2500, i.e. periodic:10ms,50%,2.5ms]
     #[arg(long, value_name = "POLICY")]
@@ -147,7 +149,7 @@ fn plan(args: &Args) -> Result<(Vec<Cell>, Options)> {
 }
 
 /// The spinlocks contended and the mutex, each PV on then off.
-fn cells(host: HostKind, arch: Arch, smp: u8, steal: &'static str) -> Vec<Cell> {
+fn cells(host: HostKind, arch: Arch, smp: u16, steal: &'static str) -> Vec<Cell> {
     WORKLOADS
         .iter()
         .flat_map(|&workload| {

@@ -89,7 +89,7 @@ pub fn linux_choice_text(arch: Arch) -> &'static str {
 }
 
 /// The cell `cell` is at among `cells`.
-fn find(cells: &[Cell], host: HostKind, smp: u8, pv: Pv, workload: Workload) -> Option<usize> {
+fn find(cells: &[Cell], host: HostKind, smp: u16, pv: Pv, workload: Workload) -> Option<usize> {
     cells.iter().position(|c| c.is(host, smp, pv, workload))
 }
 

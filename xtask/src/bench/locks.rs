@@ -81,12 +81,12 @@ pub const MUTEX_POLICIES: [&str; 3] = ["sleep", "spin-owner", "spin-owner-pv"];
 /// The policy with the preempted check.
 pub const MUTEX_PV: &str = "spin-owner-pv";
 /// CPUs of the main cells: on nested-kvm, twice L1's CPUs.
-pub const SMP: u8 = 4;
+pub const SMP: u16 = 4;
 /// CPUs of the no-overcommit cell on TCG (one vCPU thread per core here).
-pub const SMP_NO_OVERCOMMIT: u8 = 2;
+pub const SMP_NO_OVERCOMMIT: u16 = 2;
 /// CPUs of the overcommitted TCG cell: 8 vCPU threads per core of this
 /// 2-core machine, preempted by the host's scheduler.
-pub const SMP_OVERCOMMIT: u8 = 16;
+pub const SMP_OVERCOMMIT: u16 = 16;
 /// The guest's architecture: every host here runs aarch64.
 pub const ARCH: Arch = Arch::Aarch64;
 /// pvhost's schedule: half of every 10 ms stolen from each vCPU, CPU `c`'s
@@ -139,7 +139,7 @@ impl Workload {
     }
 
     /// The `cpus=` every result line of this workload must show.
-    fn cpus(self, smp: u8) -> u32 {
+    fn cpus(self, smp: u16) -> u32 {
         match self {
             Workload::Contended | Workload::Overcommit | Workload::Mutex => u32::from(smp),
             Workload::Uncontended => 1,
@@ -165,7 +165,7 @@ impl Workload {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cell {
     pub host: HostKind,
-    pub smp: u8,
+    pub smp: u16,
     pub pv: Pv,
     pub workload: Workload,
     /// The guest's architecture ([`ARCH`] in the suite; the demo's `--arch`).
@@ -192,7 +192,7 @@ impl Cell {
 
     /// Whether this is the boot of `host`, `smp`, `pv`, `workload`
     /// (whichever arch and steal: a run has one of each).
-    pub fn is(self, host: HostKind, smp: u8, pv: Pv, workload: Workload) -> bool {
+    pub fn is(self, host: HostKind, smp: u16, pv: Pv, workload: Workload) -> bool {
         (self.host, self.smp, self.pv, self.workload) == (host, smp, pv, workload)
     }
 
@@ -1017,7 +1017,7 @@ mod tests {
         text
     }
 
-    fn cell(host: HostKind, smp: u8, pv: Pv, workload: Workload) -> Cell {
+    fn cell(host: HostKind, smp: u16, pv: Pv, workload: Workload) -> Cell {
         Cell {
             host,
             smp,

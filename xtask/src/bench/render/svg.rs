@@ -53,7 +53,7 @@ fn panels(report: &Report) -> Vec<Panel> {
             .iter()
             .position(|c| c.is(host, smp, pv, workload))
     };
-    let mut seen: Vec<(HostKind, u8, Workload)> = Vec::new();
+    let mut seen: Vec<(HostKind, u16, Workload)> = Vec::new();
     for cell in &report.cells {
         let key = (cell.host, cell.smp, cell.workload);
         if cell.workload == Workload::Uncontended || seen.contains(&key) {
