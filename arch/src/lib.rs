@@ -160,8 +160,13 @@ pub trait Arch {
     /// Per-CPU setup (exception vectors, interrupt controller CPU interface,
     /// timer interrupt, per-CPU id register). Called on each CPU once.
     fn init_cpu(cpu: usize);
-    /// Starts logical CPU `cpu` at `lodger_secondary_entry(cpu)` on `stack_top`.
+    /// Starts logical CPU `cpu` at `lodger_secondary_entry(cpu)` on
+    /// `stack_top`. It may return before the CPU runs: the kernel starts
+    /// every CPU, then waits for them all, calling [`Arch::poll_starts`].
     fn start_cpu(cpu: usize, stack_top: usize) -> Result<(), &'static str>;
+    /// Called while the kernel waits for started CPUs to come online: an
+    /// architecture whose start can be lost repeats it here.
+    fn poll_starts() {}
     /// Sends the IPI to logical CPU `cpu`.
     fn send_ipi(cpu: usize);
 

@@ -26,6 +26,10 @@ pub struct CacheLine<T>(pub T);
 /// panic naming this constant.
 const ARENA_BYTES_PER_CPU: usize = 8 << 10;
 
+/// `PerCpu::others` while one CPU allocates the block (slots are 64-byte
+/// aligned: no block is at 64).
+const ALLOCATING: *mut CacheLine<()> = 64 as *mut CacheLine<()>;
+
 /// CPUs with slots: 1 until [`init`] on the target; [`MAX_CPUS`] for host
 /// unit tests, whose "CPUs" are threads.
 static CPUS: AtomicUsize = AtomicUsize::new(if cfg!(target_os = "none") {
@@ -137,9 +141,9 @@ impl<T> PerCpu<T> {
         let n = cpus();
         assert!(cpu < n, "percpu: CPU {cpu} of {n}");
         // Acquire: the slots' initialisation before their use (pairs with
-        // the Release CAS in `allocate`).
+        // the Release store in `allocate`).
         let mut others = self.others.load(Ordering::Acquire);
-        if others.is_null() {
+        if others.is_null() || others == ALLOCATING.cast() {
             others = self.allocate(n - 1);
         }
         // SAFETY: `others` holds `n - 1` initialised slots that live for
@@ -147,26 +151,46 @@ impl<T> PerCpu<T> {
         unsafe { &(*others.add(cpu - 1)).0 }
     }
 
-    /// Takes and initialises the slots of CPUs `1..=slots`, and publishes
-    /// them unless another CPU was first (then its slots are used, and this
-    /// block is left unused in the arena: it never happens twice per static).
+    /// Takes and initialises the slots of CPUs `1..=slots` and publishes
+    /// them, or waits for the CPU that is doing so. (All secondaries touch
+    /// the same statics as soon as they start: a block each, lost in all but
+    /// one, would use up the arena 255 times over at 256 CPUs.)
     #[cold]
     fn allocate(&self, slots: usize) -> *mut CacheLine<T> {
-        let layout = Layout::array::<CacheLine<T>>(slots).expect("per-CPU layout");
-        let new = bump(layout).cast::<CacheLine<T>>();
-        for i in 0..slots {
-            // SAFETY: `new` is `slots` fresh, aligned slots no one else sees.
-            unsafe { new.add(i).write(CacheLine((self.init)())) };
-        }
-        match self.others.compare_exchange(
-            core::ptr::null_mut(),
-            new,
-            Ordering::Release,
-            Ordering::Acquire,
-        ) {
-            Ok(_) => new,
-            Err(published) => published,
-        }
+        // Masked: an interrupt handler on this CPU that used this static
+        // while we allocate would wait for us for ever.
+        let irq = A::irq_save();
+        let claimed = self
+            .others
+            .compare_exchange(
+                core::ptr::null_mut(),
+                ALLOCATING.cast(),
+                Ordering::Acquire,
+                Ordering::Acquire,
+            )
+            .is_ok();
+        let others = if claimed {
+            let layout = Layout::array::<CacheLine<T>>(slots).expect("per-CPU layout");
+            let new = bump(layout).cast::<CacheLine<T>>();
+            for i in 0..slots {
+                // SAFETY: `new` is `slots` fresh, aligned slots no one else sees.
+                unsafe { new.add(i).write(CacheLine((self.init)())) };
+            }
+            // Release: the slots' initialisation before the pointer.
+            self.others.store(new, Ordering::Release);
+            new
+        } else {
+            loop {
+                // Acquire: pairs with the Release store above.
+                let others = self.others.load(Ordering::Acquire);
+                if others != ALLOCATING.cast() {
+                    break others;
+                }
+                core::hint::spin_loop();
+            }
+        };
+        A::irq_restore(irq);
+        others
     }
 }
 

@@ -202,10 +202,11 @@ pub fn no_lost_wakeups() -> TestResult {
     ))
 }
 
-/// Threads increment a counter under the sleeping mutex, and a bounded
-/// buffer moves items from producers to consumers with two condvars.
+/// Threads (two per CPU, up to [`super::CONTENDERS_MAX`] CPUs) increment a
+/// counter under the sleeping mutex, and a bounded buffer moves items from
+/// producers to consumers with two condvars.
 pub fn mutex_condvar() -> TestResult {
-    let threads = 2 * smp::online_count();
+    let threads = 2 * super::contenders().count();
     const PER_THREAD: u64 = 5000;
     let counter = Arc::new(Mutex::new(0u64));
     let handles: Vec<JoinHandle> = (0..threads)

@@ -196,6 +196,10 @@ impl Arch for Loongarch64 {
         smp::start(p.hw_id[cpu], cpu, stack_top)
     }
 
+    fn poll_starts() {
+        smp::poll();
+    }
+
     fn send_ipi(cpu: usize) {
         // With the PV IPI in use this is a one-target FUNC_IPI.
         irq::raise(crate::pv::CpuMask::default().with(cpu), irq::ACTION_KERNEL);
