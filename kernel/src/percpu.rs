@@ -28,7 +28,7 @@ const ARENA_BYTES_PER_CPU: usize = 8 << 10;
 
 /// `PerCpu::others` while one CPU allocates the block (slots are 64-byte
 /// aligned: no block is at 64).
-const ALLOCATING: *mut CacheLine<()> = 64 as *mut CacheLine<()>;
+const ALLOCATING: *mut CacheLine<()> = core::ptr::dangling_mut();
 
 /// CPUs with slots: 1 until [`init`] on the target; [`MAX_CPUS`] for host
 /// unit tests, whose "CPUs" are threads.

@@ -580,7 +580,8 @@ mod tests {
             let err = format!("{:#}", parse(bad).unwrap_err());
             assert!(err.contains(says), "{bad}: {err}");
         }
-        assert!(parse("--smp 17").is_err());
+        assert!(parse("--smp 257").is_err());
+        assert!(parse("--smp 256").is_ok());
         if std::env::consts::ARCH == "x86_64" {
             let err = format!("{:#}", parse("--host kvm").unwrap_err());
             assert!(
