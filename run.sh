@@ -59,9 +59,9 @@ usage: ./run.sh [COMMAND]
                 nothing
   help          this text
 
-The guest's exit status becomes this script's exit status; 124 means the
-guest timed out, 125 that it stopped without reporting a status. The demo
-exits 1 when a boot failed, 2 for a host and arch that cannot run it.
+The guest's exit status becomes this script's exit status (124: the guest
+timed out, 125: no status, 2: a command line refused); README.md, "Exit
+status", lists them all.
 EOF
 }
 
