@@ -206,22 +206,7 @@ pub fn expect(call: Call, m: &Machine) -> Option<Expect> {
     match f {
         PSCI_VERSION => Some(Expect::X0(PSCI_VERSION_1_1.into())),
         SMCCC_VERSION => Some(Expect::X0(SMCCC_VERSION_1_1.into())),
-        PSCI_FEATURES => {
-            let implemented = [
-                PSCI_VERSION,
-                psci::PSCI_CPU_OFF,
-                psci::PSCI_CPU_ON_32,
-                psci::PSCI_CPU_ON_64,
-                psci::PSCI_AFFINITY_INFO_32,
-                psci::PSCI_AFFINITY_INFO_64,
-                psci::PSCI_MIGRATE_INFO_TYPE,
-                psci::PSCI_SYSTEM_OFF,
-                psci::PSCI_SYSTEM_RESET,
-                PSCI_FEATURES,
-                SMCCC_VERSION,
-            ];
-            yes_if(implemented.contains(&(x(1) as u32)))
-        }
+        PSCI_FEATURES => yes_if(PSCI_IMPLEMENTED.contains(&(x(1) as u32))),
         psci::PSCI_AFFINITY_INFO_32 | psci::PSCI_AFFINITY_INFO_64 => {
             let online = m.online_mpidr.contains(&x(1));
             (online && x(2) == 0).then_some(Expect::X0(0))

@@ -93,23 +93,6 @@ const fn ret(code: i64) -> Outcome {
     Outcome::Return(code as u64)
 }
 
-/// The PSCI calls pvhost answers (PSCI_FEATURES says 0 for these).
-fn psci_implemented(function: u32) -> bool {
-    matches!(
-        function,
-        psci::PSCI_VERSION
-            | psci::PSCI_CPU_OFF
-            | psci::PSCI_CPU_ON_32
-            | psci::PSCI_CPU_ON_64
-            | psci::PSCI_AFFINITY_INFO_32
-            | psci::PSCI_AFFINITY_INFO_64
-            | psci::PSCI_MIGRATE_INFO_TYPE
-            | psci::PSCI_SYSTEM_OFF
-            | psci::PSCI_SYSTEM_RESET
-            | psci::PSCI_FEATURES
-    ) || function == SMCCC_VERSION
-}
-
 /// Whether the 64-byte record at `ipa` lies in guest RAM, aligned.
 pub fn record_ipa_ok(ipa: u64, ram: &core::ops::Range<u64>) -> bool {
     ipa.is_multiple_of(RECORD_ALIGN)
@@ -138,7 +121,7 @@ pub fn dispatch(offer: Offer, vcpu: usize, call: Call, m: &mut impl Machine) -> 
     match function {
         psci::PSCI_VERSION => Outcome::Return(PSCI_VERSION_1_1.into()),
         psci::PSCI_FEATURES => {
-            if psci_implemented(arg(1) as u32) && arg(1) >> 32 == 0 {
+            if arg(1) >> 32 == 0 && PSCI_IMPLEMENTED.contains(&(arg(1) as u32)) {
                 ret(SUCCESS)
             } else {
                 ret(NOT_SUPPORTED)

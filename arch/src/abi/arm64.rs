@@ -17,6 +17,21 @@ pub use smccc::psci;
 pub use smccc::psci::{PSCI_FEATURES, PSCI_VERSION};
 /// PSCI 1.1 as PSCI_VERSION says it, what KVM and pvhost offer.
 pub const PSCI_VERSION_1_1: u32 = 0x1_0001;
+/// The functions PSCI_FEATURES answers 0 for: what pvhost implements, and
+/// what hvcfuzz expects of the host it checks.
+pub const PSCI_IMPLEMENTED: [u32; 11] = [
+    PSCI_VERSION,
+    psci::PSCI_CPU_OFF,
+    psci::PSCI_CPU_ON_32,
+    psci::PSCI_CPU_ON_64,
+    psci::PSCI_AFFINITY_INFO_32,
+    psci::PSCI_AFFINITY_INFO_64,
+    psci::PSCI_MIGRATE_INFO_TYPE,
+    psci::PSCI_SYSTEM_OFF,
+    psci::PSCI_SYSTEM_RESET,
+    PSCI_FEATURES,
+    SMCCC_VERSION,
+];
 /// MIGRATE_INFO_TYPE's answer "no Trusted OS, or one that needs no
 /// migration".
 pub const PSCI_MIGRATE_INFO_TYPE_NONE: u64 = 2;
