@@ -5,6 +5,7 @@
 //! differs. A new kind of output check is a variant of [`Check`].
 
 use crate::arch::Arch;
+use crate::bench::PVHOST_STEAL as STAGGERED_HALF_STEAL;
 use crate::host::{Host, Pv};
 use crate::nested_kvm::Settings;
 use crate::pvhost;
@@ -909,7 +910,7 @@ pub const TESTS: &[BootTest] = &[
         // Half of each vCPU's time stolen, staggered: the PV qspinlock
         // (kicked by PV sched) loses nothing at 10^6 per CPU.
         name: "pvhost-lock-stress-smp4",
-        host: pvhost_with("periodic:10000,50,2500", "none"),
+        host: pvhost_with(STAGGERED_HALF_STEAL, "none"),
         smp: 4,
         app: "lockstorm",
         app_args: STORM_PER_CPU,
@@ -938,7 +939,7 @@ pub const TESTS: &[BootTest] = &[
         // waiter then ends by its tick: the storm still finishes, loses
         // nothing, and the host did drop kicks.
         name: "pvhost-fault-drop-kicks-locks",
-        host: pvhost_with("periodic:10000,50,2500", "drop-kicks"),
+        host: pvhost_with(STAGGERED_HALF_STEAL, "drop-kicks"),
         smp: 4,
         app: "lockstorm",
         app_args: FAULT_STORM,
@@ -974,7 +975,7 @@ pub const TESTS: &[BootTest] = &[
     },
     BootTest {
         name: "pvhost-fault-stuck-preempted-locks",
-        host: pvhost_with("periodic:10000,50,2500", "stuck-preempted"),
+        host: pvhost_with(STAGGERED_HALF_STEAL, "stuck-preempted"),
         smp: 4,
         app: "lockstorm",
         app_args: FAULT_STORM,
@@ -1091,7 +1092,7 @@ pub const TESTS: &[BootTest] = &[
         name: "pvhost-fairshare-accurate",
         host: Host::Pvhost(pvhost::Settings {
             pv: Pv::On,
-            steal: "periodic:10000,50,2500",
+            steal: STAGGERED_HALF_STEAL,
             fault: "none",
         }),
         smp: 2,
@@ -1105,7 +1106,7 @@ pub const TESTS: &[BootTest] = &[
         name: "pvhost-fairshare-pv-off-skew",
         host: Host::Pvhost(pvhost::Settings {
             pv: Pv::Off,
-            steal: "periodic:10000,50,2500",
+            steal: STAGGERED_HALF_STEAL,
             fault: "none",
         }),
         smp: 2,

@@ -26,6 +26,8 @@ use clap::ValueEnum;
 use crate::guest;
 use crate::host::{Host, HostKind, MAX_L1_LOAD};
 use locks::Workload;
+/// pvhost's standard schedule, for the boot tests too.
+pub use locks::PVHOST_STEAL;
 
 /// Repetitions of every cell: the default and the least a real run takes.
 const REPS: u32 = 5;
