@@ -77,21 +77,11 @@ use kernel::pv::{self, RawCallError};
 use kernel::{per_cpu, smp};
 
 /// The IDs the fuzz knows, the bases of the `near` and `known` kinds (the
-/// refused ones are among them: their neighbours are worth a call).
-const KNOWN: &[u32] = &[
-    PSCI_VERSION,
-    PSCI_FEATURES,
-    psci::PSCI_CPU_OFF,
-    psci::PSCI_CPU_ON_32,
-    psci::PSCI_CPU_ON_64,
-    psci::PSCI_AFFINITY_INFO_32,
-    psci::PSCI_AFFINITY_INFO_64,
-    psci::PSCI_MIGRATE_INFO_TYPE,
+/// refused ones are among them: their neighbours are worth a call): the
+/// PSCI functions a host implements, then these.
+const KNOWN_BEYOND_PSCI: [u32; 18] = [
     psci::PSCI_MIGRATE_INFO_UP_CPU_32,
     psci::PSCI_MIGRATE_INFO_UP_CPU_64,
-    psci::PSCI_SYSTEM_OFF,
-    psci::PSCI_SYSTEM_RESET,
-    SMCCC_VERSION,
     SMCCC_ARCH_FEATURES,
     SMCCC_ARCH_SOC_ID,
     SMCCC_ARCH_WORKAROUND_1,
@@ -109,6 +99,20 @@ const KNOWN: &[u32] = &[
     PV_SCHED_IPA_RELEASE,
     PV_SCHED_KICK_CPU,
 ];
+const KNOWN_LEN: usize = PSCI_IMPLEMENTED.len() + KNOWN_BEYOND_PSCI.len();
+const KNOWN: &[u32; KNOWN_LEN] = &{
+    let mut known = [0; KNOWN_LEN];
+    let mut i = 0;
+    while i < KNOWN_LEN {
+        known[i] = if i < PSCI_IMPLEMENTED.len() {
+            PSCI_IMPLEMENTED[i]
+        } else {
+            KNOWN_BEYOND_PSCI[i - PSCI_IMPLEMENTED.len()]
+        };
+        i += 1;
+    }
+    known
+};
 
 /// What the expectations depend on.
 #[derive(Debug, Clone)]
