@@ -1173,7 +1173,7 @@ mod tests {
     }
 
     #[test]
-    fn cells_boot_as_the_issue_asks() {
+    fn cells_boot_as_the_goals_ask() {
         let on = cell(HostKind::Tcg, 4, Pv::On, Workload::Contended);
         assert_eq!(
             on.bootargs().unwrap(),
@@ -1242,7 +1242,7 @@ mod tests {
     }
 
     #[test]
-    fn ratios_name_what_the_issue_asks_for() {
+    fn ratios_name_what_the_goals_ask_for() {
         let cells = matrix(
             &[HostKind::Tcg, HostKind::NestedKvm],
             &[Workload::Contended, Workload::Uncontended],
