@@ -11,8 +11,9 @@
 #   ./run.sh help         this text
 set -euo pipefail
 
-# QEMU must be at least this major version (the `virt` board facts in the
-# project notes were checked on 10.0; Debian bookworm itself ships 7.2).
+# QEMU must be at least this major version (the `virt` board facts lodger
+# relies on, docs/ARCHITECTURE.md, were checked on 10.0; Debian bookworm
+# itself ships 7.2).
 readonly QEMU_MIN_MAJOR=10
 # The apt configuration directory (overridable only to test the parsing below).
 readonly APT_DIR=${LODGER_APT_DIR:-/etc/apt}
@@ -58,9 +59,9 @@ usage: ./run.sh [COMMAND]
                 nothing
   help          this text
 
-The guest's exit status becomes this script's exit status; 124 means the
-guest timed out, 125 that it stopped without reporting a status. The demo
-exits 1 when a boot failed, 2 for a host and arch that cannot run it.
+The guest's exit status becomes this script's exit status (124: the guest
+timed out, 125: no status, 2: a command line refused); README.md, "Exit
+status", lists them all.
 EOF
 }
 
@@ -394,7 +395,7 @@ ensure_target() {
 
 # Targets without a prebuilt standard library build core/alloc from source
 # with this nightly (-Zbuild-std). Pinned so a new nightly cannot break the
-# build; keep in step with NIGHTLY in xtask/src/arch.rs (a unit test checks).
+# build. The one definition: xtask reads this line (xtask/src/arch.rs).
 readonly NIGHTLY=nightly-2026-05-20
 ensure_nightly_rust_src() {
     command -v rustup >/dev/null ||

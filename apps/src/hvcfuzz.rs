@@ -17,7 +17,7 @@
 //! | near | a known ID changed a little: ±1..4, the other calling convention (bit 30), a yielding call (bit 31 clear), a low bit flipped; random x1..x3 |
 //! | known | a known ID with arguments at its edges: function IDs and their neighbours for the `*_FEATURES` calls, bad record IPAs for PV_SCHED_IPA_INIT, valid and invalid vCPUs for KICK_CPU, random upper halves for 32-bit calls (which must ignore them) |
 //!
-//! The answers it expects (x0 unless said), from `shared/spec/ABI.md` and,
+//! The answers it expects (x0 unless said), from `docs/abi.md` and,
 //! for PSCI, pvhost's table (`host/src/hvc.rs`):
 //!
 //! | call | answer |
@@ -76,52 +76,12 @@ use kernel::percpu::PerCpu;
 use kernel::pv::{self, RawCallError};
 use kernel::{per_cpu, smp};
 
-/// PSCI function IDs the fuzz names (DEN0022); `arch::abi::arm64` has only
-/// the two the probe issues.
-mod psci {
-    pub const CPU_OFF: u32 = 0x8400_0002;
-    pub const CPU_ON_32: u32 = 0x8400_0003;
-    pub const CPU_ON_64: u32 = 0xC400_0003;
-    pub const AFFINITY_INFO_32: u32 = 0x8400_0004;
-    pub const AFFINITY_INFO_64: u32 = 0xC400_0004;
-    pub const MIGRATE_INFO_TYPE: u32 = 0x8400_0006;
-    pub const MIGRATE_INFO_UP_CPU_32: u32 = 0x8400_0007;
-    pub const MIGRATE_INFO_UP_CPU_64: u32 = 0xC400_0007;
-    pub const SYSTEM_OFF: u32 = 0x8400_0008;
-    pub const SYSTEM_RESET: u32 = 0x8400_0009;
-    /// MIGRATE_INFO_TYPE's "no Trusted OS to migrate".
-    pub const MIGRATE_NONE: u64 = 2;
-}
-
-/// SMCCC architecture calls the host does not implement (SMCCC 1.4).
-const SMCCC_ARCH_SOC_ID: u32 = 0x8000_0002;
-const SMCCC_ARCH_WORKAROUND_1: u32 = 0x8000_8000;
-const SMCCC_ARCH_WORKAROUND_2: u32 = 0x8000_7FFF;
-const SMCCC_ARCH_WORKAROUND_3: u32 = 0x8000_3FFF;
-
-/// SMC64/HVC64 calls have bit 30 set.
-const SMC64: u32 = 1 << 30;
-/// SMCCC 1.1 as SMCCC_VERSION and PSCI 1.1 as PSCI_VERSION say it.
-const VERSION_1_1: u64 = 0x1_0001;
-/// Record IPAs the ABIs allow.
-const IPA_LIMIT: u64 = 1 << 48;
-
 /// The IDs the fuzz knows, the bases of the `near` and `known` kinds (the
-/// refused ones are among them: their neighbours are worth a call).
-const KNOWN: &[u32] = &[
-    PSCI_VERSION,
-    PSCI_FEATURES,
-    psci::CPU_OFF,
-    psci::CPU_ON_32,
-    psci::CPU_ON_64,
-    psci::AFFINITY_INFO_32,
-    psci::AFFINITY_INFO_64,
-    psci::MIGRATE_INFO_TYPE,
-    psci::MIGRATE_INFO_UP_CPU_32,
-    psci::MIGRATE_INFO_UP_CPU_64,
-    psci::SYSTEM_OFF,
-    psci::SYSTEM_RESET,
-    SMCCC_VERSION,
+/// refused ones are among them: their neighbours are worth a call): the
+/// PSCI functions a host implements, then these.
+const KNOWN_BEYOND_PSCI: [u32; 18] = [
+    psci::PSCI_MIGRATE_INFO_UP_CPU_32,
+    psci::PSCI_MIGRATE_INFO_UP_CPU_64,
     SMCCC_ARCH_FEATURES,
     SMCCC_ARCH_SOC_ID,
     SMCCC_ARCH_WORKAROUND_1,
@@ -139,27 +99,20 @@ const KNOWN: &[u32] = &[
     PV_SCHED_IPA_RELEASE,
     PV_SCHED_KICK_CPU,
 ];
-
-/// Which ABIs the host offers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Offer {
-    pub time: bool,
-    pub lock: bool,
-    pub sched: bool,
-}
-
-impl Offer {
-    const ALL: Offer = Offer {
-        time: true,
-        lock: true,
-        sched: true,
-    };
-    const NONE: Offer = Offer {
-        time: false,
-        lock: false,
-        sched: false,
-    };
-}
+const KNOWN_LEN: usize = PSCI_IMPLEMENTED.len() + KNOWN_BEYOND_PSCI.len();
+const KNOWN: &[u32; KNOWN_LEN] = &{
+    let mut known = [0; KNOWN_LEN];
+    let mut i = 0;
+    while i < KNOWN_LEN {
+        known[i] = if i < PSCI_IMPLEMENTED.len() {
+            PSCI_IMPLEMENTED[i]
+        } else {
+            KNOWN_BEYOND_PSCI[i - PSCI_IMPLEMENTED.len()]
+        };
+        i += 1;
+    }
+    known
+};
 
 /// What the expectations depend on.
 #[derive(Debug, Clone)]
@@ -255,28 +208,14 @@ pub fn expect(call: Call, m: &Machine) -> Option<Expect> {
     let yes_if = |offered: bool| code(if offered { SUCCESS } else { NOT_SUPPORTED });
     let o = m.offer;
     match f {
-        PSCI_VERSION | SMCCC_VERSION => Some(Expect::X0(VERSION_1_1)),
-        PSCI_FEATURES => {
-            let implemented = [
-                PSCI_VERSION,
-                psci::CPU_OFF,
-                psci::CPU_ON_32,
-                psci::CPU_ON_64,
-                psci::AFFINITY_INFO_32,
-                psci::AFFINITY_INFO_64,
-                psci::MIGRATE_INFO_TYPE,
-                psci::SYSTEM_OFF,
-                psci::SYSTEM_RESET,
-                PSCI_FEATURES,
-                SMCCC_VERSION,
-            ];
-            yes_if(implemented.contains(&(x(1) as u32)))
-        }
-        psci::AFFINITY_INFO_32 | psci::AFFINITY_INFO_64 => {
+        PSCI_VERSION => Some(Expect::X0(PSCI_VERSION_1_1.into())),
+        SMCCC_VERSION => Some(Expect::X0(SMCCC_VERSION_1_1.into())),
+        PSCI_FEATURES => yes_if(PSCI_IMPLEMENTED.contains(&(x(1) as u32))),
+        psci::PSCI_AFFINITY_INFO_32 | psci::PSCI_AFFINITY_INFO_64 => {
             let online = m.online_mpidr.contains(&x(1));
             (online && x(2) == 0).then_some(Expect::X0(0))
         }
-        psci::MIGRATE_INFO_TYPE => Some(Expect::X0(psci::MIGRATE_NONE)),
+        psci::PSCI_MIGRATE_INFO_TYPE => Some(Expect::X0(PSCI_MIGRATE_INFO_TYPE_NONE)),
         SMCCC_ARCH_FEATURES => {
             let g = x(1) as u32;
             yes_if(
@@ -407,7 +346,7 @@ fn edge_args(function: u32, rng: &mut Rng, m: &Machine) -> [u64; 3] {
             };
             args[0] = u64::from(asked) | junk;
         }
-        psci::AFFINITY_INFO_32 | psci::AFFINITY_INFO_64 => {
+        psci::PSCI_AFFINITY_INFO_32 | psci::PSCI_AFFINITY_INFO_64 => {
             args[0] = rng.pick(&m.online_mpidr) | upper(rng);
             args[1] = upper(rng);
         }
@@ -747,19 +686,25 @@ mod tests {
         assert_eq!(ask(all, PV_SCHED_KICK_CPU, 4), INVAL);
         assert_eq!(ask(all, PV_SCHED_KICK_CPU, 1 << 32), INVAL);
         let affinity = |f, args| expect(Call { function: f, args }, &machine(all));
-        assert_eq!(affinity(psci::AFFINITY_INFO_32, [junk | 2, junk, 0]), YES);
-        assert_eq!(affinity(psci::AFFINITY_INFO_64, [junk | 2, 0, 0]), None);
-        assert_eq!(affinity(psci::AFFINITY_INFO_64, [2, 1, 0]), None);
+        assert_eq!(
+            affinity(psci::PSCI_AFFINITY_INFO_32, [junk | 2, junk, 0]),
+            YES
+        );
+        assert_eq!(
+            affinity(psci::PSCI_AFFINITY_INFO_64, [junk | 2, 0, 0]),
+            None
+        );
+        assert_eq!(affinity(psci::PSCI_AFFINITY_INFO_64, [2, 1, 0]), None);
     }
 
     #[test]
     fn dangerous_calls_are_never_planned() {
         let all = Offer::ALL;
         for f in [
-            psci::CPU_OFF,
-            psci::CPU_ON_64,
-            psci::SYSTEM_OFF,
-            psci::SYSTEM_RESET,
+            psci::PSCI_CPU_OFF,
+            psci::PSCI_CPU_ON_64,
+            psci::PSCI_SYSTEM_OFF,
+            psci::PSCI_SYSTEM_RESET,
             0x8400_0001, // CPU_SUSPEND
             0xC400_0012, // SYSTEM_RESET2
             PV_SCHED_IPA_RELEASE,
@@ -792,7 +737,7 @@ mod tests {
         for f in [
             SMCCC_ARCH_SOC_ID,
             SMCCC_ARCH_WORKAROUND_1,
-            psci::MIGRATE_INFO_UP_CPU_64,
+            psci::PSCI_MIGRATE_INFO_UP_CPU_64,
         ] {
             assert_eq!(ask(Offer::ALL, f, 0), NS, "{f:#x}");
         }

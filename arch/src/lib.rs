@@ -17,14 +17,16 @@
 
 #![cfg_attr(target_os = "none", no_std)]
 
+#[cfg(target_arch = "aarch64")]
+pub mod aarch64_pte;
 pub mod abi;
 pub mod pv;
 #[cfg(target_arch = "aarch64")]
 pub mod trap_frame;
 
 // The platform code (feature `platform`, on by default): without it the
-// crate is only the ABI, the probe logic and the aarch64 trap frame, for
-// pvhost (`host/`).
+// crate is only the ABI, the probe logic, the aarch64 trap frame and page
+// table bits, for pvhost (`host/`).
 #[cfg(all(feature = "platform", target_arch = "aarch64"))]
 pub mod aarch64;
 #[cfg(all(feature = "platform", target_arch = "aarch64"))]

@@ -1,5 +1,5 @@
 //! The hypercall table: every SMCCC call a guest may make, answered exactly
-//! as `spec/ABI.md` says (IDs, UID and records from [`arch::abi::arm64`]).
+//! as `docs/abi.md` says (IDs, UID and records from [`arch::abi::arm64`]).
 //!
 //! Pure logic over a [`Machine`], which carries out what a call does to the
 //! hardware (PSCI forwarding, the kick, the records); the tests drive it with
@@ -20,21 +20,9 @@
 //! | PV time, PV lock v2, PV sched | see the functions below |
 //! | anything else, or an HVC/SMC immediate other than 0 | NOT_SUPPORTED |
 
-use arch::abi::arm64::*;
-use smccc::psci;
-
 /// Which ABIs are offered (`pvhost.time/lock/sched`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Offer {
-    pub time: bool,
-    pub lock: bool,
-    pub sched: bool,
-}
-
-/// PSCI 1.1, as KVM offers it.
-pub const PSCI_VERSION_1_1: u64 = 0x1_0001;
-/// MIGRATE_INFO_TYPE: "Trusted OS not present or does not require migration".
-const MIGRATE_INFO_TYPE_NONE: u64 = 2;
+pub use arch::abi::arm64::Offer;
+use arch::abi::arm64::*;
 
 /// What a call does to the machine; implemented by the EL2 code, faked in
 /// tests. Addresses are guest physical (= host physical: no stage 2).
@@ -105,23 +93,6 @@ const fn ret(code: i64) -> Outcome {
     Outcome::Return(code as u64)
 }
 
-/// The PSCI calls pvhost answers (PSCI_FEATURES says 0 for these).
-fn psci_implemented(function: u32) -> bool {
-    matches!(
-        function,
-        psci::PSCI_VERSION
-            | psci::PSCI_CPU_OFF
-            | psci::PSCI_CPU_ON_32
-            | psci::PSCI_CPU_ON_64
-            | psci::PSCI_AFFINITY_INFO_32
-            | psci::PSCI_AFFINITY_INFO_64
-            | psci::PSCI_MIGRATE_INFO_TYPE
-            | psci::PSCI_SYSTEM_OFF
-            | psci::PSCI_SYSTEM_RESET
-            | psci::PSCI_FEATURES
-    ) || function == SMCCC_VERSION
-}
-
 /// Whether the 64-byte record at `ipa` lies in guest RAM, aligned.
 pub fn record_ipa_ok(ipa: u64, ram: &core::ops::Range<u64>) -> bool {
     ipa.is_multiple_of(RECORD_ALIGN)
@@ -139,7 +110,7 @@ pub fn dispatch(offer: Offer, vcpu: usize, call: Call, m: &mut impl Machine) -> 
     }
     // SMCCC: the function ID is W0; SMC32/HVC32 calls pass 32-bit arguments.
     let function = call.x[0] as u32;
-    let smc64 = function & (1 << 30) != 0;
+    let smc64 = function & SMC64 != 0;
     let arg = |i: usize| {
         if smc64 {
             call.x[i]
@@ -148,9 +119,9 @@ pub fn dispatch(offer: Offer, vcpu: usize, call: Call, m: &mut impl Machine) -> 
         }
     };
     match function {
-        psci::PSCI_VERSION => Outcome::Return(PSCI_VERSION_1_1),
+        psci::PSCI_VERSION => Outcome::Return(PSCI_VERSION_1_1.into()),
         psci::PSCI_FEATURES => {
-            if psci_implemented(arg(1) as u32) && arg(1) >> 32 == 0 {
+            if arg(1) >> 32 == 0 && PSCI_IMPLEMENTED.contains(&(arg(1) as u32)) {
                 ret(SUCCESS)
             } else {
                 ret(NOT_SUPPORTED)
@@ -166,7 +137,7 @@ pub fn dispatch(offer: Offer, vcpu: usize, call: Call, m: &mut impl Machine) -> 
         psci::PSCI_AFFINITY_INFO_32 | psci::PSCI_AFFINITY_INFO_64 => {
             ret(m.affinity_info(arg(1), arg(2)))
         }
-        psci::PSCI_MIGRATE_INFO_TYPE => Outcome::Return(MIGRATE_INFO_TYPE_NONE),
+        psci::PSCI_MIGRATE_INFO_TYPE => Outcome::Return(PSCI_MIGRATE_INFO_TYPE_NONE),
         psci::PSCI_CPU_OFF => Outcome::CpuOff,
         psci::PSCI_SYSTEM_OFF => Outcome::SystemOff,
         psci::PSCI_SYSTEM_RESET => Outcome::SystemReset,
@@ -233,16 +204,8 @@ mod tests {
 
     const NS: u64 = NOT_SUPPORTED as u64;
     const INVAL: u64 = INVALID_PARAMETER as u64;
-    const ALL: Offer = Offer {
-        time: true,
-        lock: true,
-        sched: true,
-    };
-    const NONE: Offer = Offer {
-        time: false,
-        lock: false,
-        sched: false,
-    };
+    const ALL: Offer = Offer::ALL;
+    const NONE: Offer = Offer::NONE;
 
     /// A fake machine: 4 vCPUs, 256 MiB of guest RAM at 1 GiB, and a log.
     #[derive(Default)]

@@ -5,6 +5,7 @@
 //! differs. A new kind of output check is a variant of [`Check`].
 
 use crate::arch::Arch;
+use crate::bench::PVHOST_STEAL as STAGGERED_HALF_STEAL;
 use crate::host::{Host, Pv};
 use crate::nested_kvm::Settings;
 use crate::pvhost;
@@ -204,9 +205,9 @@ impl Timing {
 /// Fairshare's error: 5% allowed (the guest's own bound), plus three times
 /// the share of time the host's threads waited for a CPU (each such wait
 /// is time the guest loses unseen; the share is a whole boot's average,
-/// and bursts count more: failures seen here were 7.9% error at 5.5% wait,
-/// 14.8% at 4.8%). A steal-blind accounting's ~100% needs a third of the
-/// host's time waited away to pass as interference.
+/// and bursts count more, hence three times: `docs/ARCHITECTURE.md`,
+/// "Tests"). A steal-blind accounting's ~100% needs a third of the host's
+/// time waited away to pass as interference.
 const FAIRSHARE_TIMING: Option<Timing> = Some(Timing {
     figure: Some("worst_ratio_error="),
     bound: 5.0,
@@ -352,7 +353,7 @@ pub const TESTS: &[BootTest] = &[
         ..BASE
     },
     BootTest {
-        // The issue's bound: entry to app start under TCG at smp 4.
+        // The bound: entry to app start under TCG at smp 4 within 50 ms.
         name: "boot-time-smp4",
         smp: 4,
         checks: &[Below("boot time ", 50.0)],
@@ -723,7 +724,7 @@ pub const TESTS: &[BootTest] = &[
         ..BASE
     },
     BootTest {
-        // Issue 4 on real KVM: upstream KVM offers PV time only, and the
+        // The probe on real KVM: upstream KVM offers PV time only, and the
         // probe follows the rules (UID before vendor calls; 0x86000001,
         // PTP upstream, never without pv.lock=v3).
         name: "kvm-pv-report",
@@ -763,12 +764,12 @@ pub const TESTS: &[BootTest] = &[
         ..BASE
     },
     BootTest {
-        // Issue 6: while L1's load steals about half of each vCPU, every
-        // thread's accounted run time is within 5% of its measured progress
-        // and the scheduler's per-CPU steal equals the PV clock's advance
-        // (within 1%). 0.4-1.5% with L1's 100 ms slices
-        // (`nested_kvm::L1_SLICE_MS`); 8-10% at L1's default slices, 4-7% at
-        // 20 ms on a CI machine, 2-5% without interrupt time.
+        // Accounting under steal: while L1's load steals about half of each
+        // vCPU, every thread's accounted run time is within 5% of its
+        // measured progress and the scheduler's per-CPU steal equals the PV
+        // clock's advance (within 1%). It holds only with L1's long slices
+        // (`nested_kvm::L1_SLICE_MS`): each world switch under TCG costs host
+        // time KVM cannot report as steal (docs/hosts/nested-kvm.md).
         name: "kvm-fairshare-accurate",
         host: Host::NestedKvm(Settings {
             pv: Pv::On,
@@ -909,7 +910,7 @@ pub const TESTS: &[BootTest] = &[
         // Half of each vCPU's time stolen, staggered: the PV qspinlock
         // (kicked by PV sched) loses nothing at 10^6 per CPU.
         name: "pvhost-lock-stress-smp4",
-        host: pvhost_with("periodic:10000,50,2500", "none"),
+        host: pvhost_with(STAGGERED_HALF_STEAL, "none"),
         smp: 4,
         app: "lockstorm",
         app_args: STORM_PER_CPU,
@@ -938,7 +939,7 @@ pub const TESTS: &[BootTest] = &[
         // waiter then ends by its tick: the storm still finishes, loses
         // nothing, and the host did drop kicks.
         name: "pvhost-fault-drop-kicks-locks",
-        host: pvhost_with("periodic:10000,50,2500", "drop-kicks"),
+        host: pvhost_with(STAGGERED_HALF_STEAL, "drop-kicks"),
         smp: 4,
         app: "lockstorm",
         app_args: FAULT_STORM,
@@ -974,7 +975,7 @@ pub const TESTS: &[BootTest] = &[
     },
     BootTest {
         name: "pvhost-fault-stuck-preempted-locks",
-        host: pvhost_with("periodic:10000,50,2500", "stuck-preempted"),
+        host: pvhost_with(STAGGERED_HALF_STEAL, "stuck-preempted"),
         smp: 4,
         app: "lockstorm",
         app_args: FAULT_STORM,
@@ -1085,13 +1086,13 @@ pub const TESTS: &[BootTest] = &[
         ..BASE
     },
     BootTest {
-        // Issue 6 under pvhost, which reports steal exactly: accounted run
+        // Accounting under pvhost, which reports steal exactly: accounted run
         // time within 5% of progress with PV on (about 1%), skewed with it
         // off (about 2x).
         name: "pvhost-fairshare-accurate",
         host: Host::Pvhost(pvhost::Settings {
             pv: Pv::On,
-            steal: "periodic:10000,50,2500",
+            steal: STAGGERED_HALF_STEAL,
             fault: "none",
         }),
         smp: 2,
@@ -1105,7 +1106,7 @@ pub const TESTS: &[BootTest] = &[
         name: "pvhost-fairshare-pv-off-skew",
         host: Host::Pvhost(pvhost::Settings {
             pv: Pv::Off,
-            steal: "periodic:10000,50,2500",
+            steal: STAGGERED_HALF_STEAL,
             fault: "none",
         }),
         smp: 2,
@@ -1115,7 +1116,7 @@ pub const TESTS: &[BootTest] = &[
         ..BASE
     },
     BootTest {
-        // Issue 7's bound: each CPU's steal clock, read by the guest, within
+        // The steal clock's bound: each CPU's steal clock, read by the guest, within
         // 1% of pvhost's count. Half of every 20 ms is stolen (staggered by
         // 5 ms per CPU) until 2 s, about 0.8 s per CPU here; the guest reads
         // its clocks at 2.6 s, when nothing more can accrue (see

@@ -9,11 +9,18 @@
 
 use anyhow::{bail, Result};
 
+/// A command line refused before anything runs: xtask's flags (clap's own
+/// errors exit 2 too), a host that cannot run the guest here, or, from the
+/// kernel itself, bad boot arguments. One meaning wherever it comes from.
+pub const EXIT_BAD_COMMAND_LINE: u8 = 2;
 /// The guest ran out of time and was killed.
 pub const EXIT_TIMEOUT: u8 = 124;
 /// No status from the guest: it stopped without the marker, did not power
 /// off after it, or xtask itself failed.
 pub const EXIT_NO_STATUS: u8 = 125;
+/// Interrupted (SIGINT, SIGTERM, SIGHUP): QEMU was killed. 128 + SIGINT, as
+/// a shell reports it.
+pub const EXIT_INTERRUPTED: i32 = 130;
 
 const MARKER_PREFIX: &str = "[[lodger:exit=";
 const MARKER_SUFFIX: &str = "]]";

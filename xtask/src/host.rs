@@ -20,19 +20,19 @@ use crate::pvhost;
 /// `--host`: the kinds of host, as the command line names them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum HostKind {
-    /// QEMU's emulator (TCG) on this machine.
+    /// QEMU's emulator (TCG) on this machine (docs/hosts/tcg.md).
     Tcg,
     /// Real KVM: QEMU+KVM inside a Linux (L1) that runs under QEMU TCG with
-    /// `virtualization=on` (aarch64 only).
+    /// `virtualization=on` (aarch64 only; docs/hosts/nested-kvm.md).
     NestedKvm,
     /// pvhost (`host/`), lodger's own EL2 host offering PV time, PV lock v2
     /// and PV sched, under QEMU TCG with `virtualization=on` (aarch64); for
     /// loongarch64 a patched QEMU modelling KVM's guest interface
-    /// (`crate::qemu_pv`).
+    /// (docs/hosts/pvhost.md, docs/hosts/loongarch-pvhost.md).
     Pvhost,
     /// QEMU+KVM on this machine (`-accel kvm -cpu host`): an aarch64 or
     /// loongarch64 Linux with a usable `/dev/kvm`, guests of its own
-    /// architecture (`crate::kvm`).
+    /// architecture (docs/hosts/kvm.md).
     Kvm,
 }
 

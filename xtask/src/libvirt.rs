@@ -65,7 +65,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
         Ok(cmdline) => cmdline,
         Err(e) => {
             eprintln!("xtask: error: {e:#}");
-            return Ok(ExitCode::from(2));
+            return Ok(ExitCode::from(guest::EXIT_BAD_COMMAND_LINE));
         }
     };
     let image = g.image()?;

@@ -42,7 +42,9 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "cargo xtask",
     bin_name = "cargo xtask",
-    about = "Build, boot and test lodger under QEMU"
+    about = "Build, boot and test lodger under QEMU",
+    after_help = "Each command's flags: cargo xtask COMMAND --help. Exit statuses (the guest's, \
+                  and 2, 124, 125, 130 of xtask's own): README.md, \"Exit status\"."
 )]
 struct Cli {
     #[command(subcommand)]

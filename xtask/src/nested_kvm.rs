@@ -1,5 +1,5 @@
 //! `--host nested-kvm`: the guest under real QEMU+KVM, on this x86_64
-//! machine, following `shared/notes/real-kvm-arm64.md`:
+//! machine (the recipe and its costs: `docs/hosts/nested-kvm.md`):
 //!
 //! ```text
 //! L0  qemu-system-aarch64 (TCG) -M virt,virtualization=on,gic-version=3 -cpu max
@@ -81,10 +81,10 @@ const L1_MEMORY: &str = "2G";
 /// L1's scheduler slice (CFS minimum granularity; latency twice that).
 /// Under TCG each KVM world switch costs about half a millisecond
 /// (microseconds on hardware): host time spent on the vCPU's behalf that
-/// KVM cannot report as steal, once per preemption. `fairshare` with
-/// `--l1-load 2` counts it in a preempted guest's run time: 8-10% at
-/// Linux's default slices (a few ms), 1.3-3.4% here at 20 ms (4-7% on a
-/// slower CI machine), 0.4-1.5% at 100 ms.
+/// KVM cannot report as steal, once per preemption, so a preempted guest's
+/// accounted run time grows with the number of preemptions. Long slices
+/// keep them few enough for `fairshare`'s 5% (the figures per slice:
+/// `docs/hosts/nested-kvm.md`).
 pub const L1_SLICE_MS: u32 = 100;
 /// `panic=-1`: a panic in L1 reboots it, which `-no-reboot` makes an exit.
 const L1_CMDLINE: &str = "console=ttyAMA0 panic=-1 quiet";

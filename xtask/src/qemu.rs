@@ -413,7 +413,7 @@ pub fn kill_on_exit() -> Result<()> {
             kill_all(&live);
             eprintln!("\nxtask: interrupted; killed QEMU");
         }
-        std::process::exit(130);
+        std::process::exit(guest::EXIT_INTERRUPTED);
     })
     .context("cannot install the signal handler")
 }

@@ -12,9 +12,6 @@ use crate::host::{Host, HostKind, Preparations, Pv, MAX_L1_LOAD};
 use crate::qemu::{self, Boot, MemSize, Outcome, MAX_SMP};
 use crate::{build, guest};
 
-/// The exit status for a bad command line (clap's too).
-const BAD_COMMAND_LINE: u8 = 2;
-
 /// The flags `run` shares with `libvirt` ([`crate::libvirt`]): the guest,
 /// its CPUs and memory, and what it boots.
 #[derive(clap::Args)]
@@ -116,7 +113,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
         Ok(checked) => checked,
         Err(e) => {
             eprintln!("xtask: error: {e:#}");
-            return Ok(ExitCode::from(BAD_COMMAND_LINE));
+            return Ok(ExitCode::from(guest::EXIT_BAD_COMMAND_LINE));
         }
     };
     let g = &args.guest;
@@ -174,7 +171,10 @@ mod tests {
                 format!("{err:#}").contains("this machine is x86_64"),
                 "{err:#}"
             );
-            assert_eq!(main(kvm).unwrap(), ExitCode::from(BAD_COMMAND_LINE));
+            assert_eq!(
+                main(kvm).unwrap(),
+                ExitCode::from(guest::EXIT_BAD_COMMAND_LINE)
+            );
         }
         let err = check(&args(&["--host", "kvm", "--l1-load", "1"])).unwrap_err();
         assert!(err.to_string().starts_with("--l1-load only"), "{err}");

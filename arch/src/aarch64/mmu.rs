@@ -23,25 +23,17 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::{MapError, MemAttr};
 
-/// MAIR_EL1: attr0 = Device-nGnRE (0x04), attr1 = Normal, inner/outer
-/// write-back read/write-allocate (0xff).
-pub(super) const MAIR_EL1_VALUE: u64 = 0xff04;
+pub(super) use crate::aarch64_pte::MAIR_VALUE as MAIR_EL1_VALUE;
 
 pub(super) const PAGE_SIZE: usize = 4096;
 const ENTRIES: usize = 512;
 const VA_BITS: u32 = 39;
 const PA_LIMIT: usize = 1 << 48;
 
-const DESC_VALID: u64 = 1 << 0;
-/// Bit 1 set: table (levels 1-2) or page (level 3); clear: block.
-const DESC_TABLE_OR_PAGE: u64 = 1 << 1;
-const ATTR_INDEX_DEVICE: u64 = 0 << 2;
-const ATTR_INDEX_NORMAL: u64 = 1 << 2;
-const SH_INNER: u64 = 3 << 8;
-const AF: u64 = 1 << 10;
-const PXN: u64 = 1 << 53;
-const UXN: u64 = 1 << 54;
-const OUTPUT_ADDR_MASK: u64 = 0x0000_ffff_ffff_f000;
+use crate::aarch64_pte::{
+    AF, ATTR_INDEX_DEVICE, ATTR_INDEX_NORMAL, DESC_TABLE_OR_PAGE, DESC_VALID, OUTPUT_ADDR_MASK,
+    PXN, SH_INNER, UXN,
+};
 /// Attribute bits a block carries into the pages it is split into.
 const LEAF_ATTR_MASK: u64 = !OUTPUT_ADDR_MASK & !(DESC_VALID | DESC_TABLE_OR_PAGE);
 

@@ -1,5 +1,5 @@
-//! LoongArch: the KVM paravirtual interface (`spec/ABI.md`, "LoongArch (KVM;
-//! upstream Linux 6.10+)").
+//! LoongArch: the KVM paravirtual interface (`docs/abi.md`, "LoongArch";
+//! upstream Linux 6.10+).
 //!
 //! Detection is three reads, in this order: the hypervisor bit of IOCSR
 //! FEATURES, the signature at `cpucfg 0x4000_0000`, the feature word at
@@ -53,7 +53,7 @@ pub const SUCCESS: i64 = 0;
 pub const NOT_IMPLEMENTED: i64 = -1;
 pub const INVALID_PARAMETER: i64 = -2;
 
-/// FUNC_IPI (seed 004 calls it KVM_HCALL_FUNC_PV_IPI; same value): a1 / a2 =
+/// FUNC_IPI (KVM's documentation calls it KVM_HCALL_FUNC_PV_IPI; same value): a1 / a2 =
 /// low / high 64 bits of a 128-bit bitmap, a3 = the lowest **physical** CPU
 /// id (CSR.CPUID) of the window; bit n targets physical id a3 + n. Delivered
 /// to each target as SWI0 (ESTAT bit 0), which carries no vector. Always

@@ -1,6 +1,6 @@
 //! The paravirtual ABIs lodger speaks, one file per architecture: function
 //! IDs, return codes and shared-memory records, exactly as in
-//! `spec/ABI.md` (checkable line by line). Pure data, so the guest, its
+//! `docs/abi.md` (checkable line by line). Pure data, so the guest, its
 //! host-side tests and the reference host can all use it.
 
 pub mod arm64;

@@ -1,6 +1,6 @@
 //! The arm64 probe, as pure logic over an [`Smccc`] conduit.
 //!
-//! The order is the one `spec/ABI.md` prescribes, and no step is skipped:
+//! The order is the one `docs/abi.md` prescribes, and no step is skipped:
 //!
 //! 1. PSCI >= 1.0, then `PSCI_FEATURES(SMCCC_VERSION)`; NOT_SUPPORTED means
 //!    SMCCC 1.0: stop. (A machine without EL2 treats any non-PSCI HVC as
@@ -290,7 +290,7 @@ pub struct CpuRecords {
 pub fn check_record_ipa(what: &str, r: u64) -> Result<u64, Note> {
     if (r as i64) < 0 {
         Err(note(format_args!("{what} = {}", r as i64)))
-    } else if !r.is_multiple_of(RECORD_ALIGN) || r >= 1 << 48 {
+    } else if !r.is_multiple_of(RECORD_ALIGN) || r >= IPA_LIMIT {
         Err(note(format_args!("{what} returned unusable IPA {r:#x}")))
     } else {
         Ok(r)
@@ -349,19 +349,16 @@ pub fn check_time_record(record: &PvTimeRecord) -> Result<(), Note> {
 /// the same in both calling conventions; PSCI 1.3, DEN0022). Every other
 /// PSCI function changes the power state of a CPU or of the machine.
 const PSCI_QUERIES: [u32; 9] = [
-    0x00, // PSCI_VERSION
-    0x04, // AFFINITY_INFO
-    0x06, // MIGRATE_INFO_TYPE
-    0x07, // MIGRATE_INFO_UP_CPU
-    0x0A, // PSCI_FEATURES
-    0x0D, // NODE_HW_STATE
-    0x10, // PSCI_STAT_RESIDENCY
-    0x11, // PSCI_STAT_COUNT
-    0x14, // MEM_PROTECT_CHECK_RANGE
+    psci::PSCI_VERSION & 0xffff,
+    psci::PSCI_AFFINITY_INFO_32 & 0xffff,
+    psci::PSCI_MIGRATE_INFO_TYPE & 0xffff,
+    psci::PSCI_MIGRATE_INFO_UP_CPU_32 & 0xffff,
+    psci::PSCI_FEATURES & 0xffff,
+    psci::PSCI_NODE_HW_STATE_32 & 0xffff,
+    psci::PSCI_STAT_RESIDENCY_32 & 0xffff,
+    psci::PSCI_STAT_COUNT_32 & 0xffff,
+    psci::PSCI_MEM_PROTECT_CHECK_RANGE_32 & 0xffff,
 ];
-
-/// The SMC64/HVC64 bit of a function ID.
-const SMC64: u32 = 1 << 30;
 
 /// Why a raw call (`Arch::pv_raw_call`, for the hypercall fuzz app) must not
 /// be issued, or `None` if it may. `kernel_memory(addr)`: whether `addr` is

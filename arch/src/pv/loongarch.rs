@@ -1,7 +1,7 @@
 //! The LoongArch probe and the pure parts of its PV features, as logic over a
 //! [`LoongArchHost`], unit-tested against simulated hosts.
 //!
-//! The order is the one `spec/ABI.md` prescribes, and no step is skipped:
+//! The order is the one `docs/abi.md` prescribes, and no step is skipped:
 //!
 //! 1. IOCSR FEATURES bit 11 (hypervisor). Clear: stop. Nothing in the
 //!    `cpucfg 0x4000_0000` range is read, and no `hvcl` is issued: without
@@ -475,7 +475,7 @@ mod tests {
         }
     }
 
-    /// Every probing rule of `spec/ABI.md`, checked on a host's event log.
+    /// Every probing rule of `docs/abi.md`, checked on a host's event log.
     fn assert_probing_rules(log: &[Event]) {
         let mut hv_bit = None;
         let mut kvm = false;

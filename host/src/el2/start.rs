@@ -18,6 +18,8 @@
 
 use core::sync::atomic::AtomicU64;
 
+use arch::aarch64_pte::{AF, AP1, ATTR_INDEX_DEVICE, ATTR_INDEX_NORMAL, DESC_VALID, SH_INNER, UXN};
+
 use super::trap::FRAME_SIZE;
 use crate::el2::MAX_PCPUS;
 
@@ -25,9 +27,8 @@ use crate::el2::MAX_PCPUS;
 pub const STACK_SIZE: usize = 64 * 1024;
 const _: () = assert!(MAX_PCPUS == 16 && STACK_SIZE == 0x1_0000);
 
-/// MAIR_EL2: attr0 = Device-nGnRE, attr1 = Normal inner/outer write-back
-/// read/write-allocate.
-const MAIR_EL2_VALUE: u64 = 0xff04;
+/// MAIR_EL2: the guest's layout, so both index the same attributes.
+use arch::aarch64_pte::MAIR_VALUE as MAIR_EL2_VALUE;
 /// TCR_EL2 (E2H = 0): T0SZ = 25 (39-bit VA, walks start at level 1), walks
 /// inner/outer write-back and inner shareable, 4 KiB granule, RES1 bits 23
 /// and 31; PS is filled in from ID_AA64MMFR0_EL1.
@@ -38,15 +39,11 @@ const SCTLR_EL2_VALUE: u64 = 0x30c5_0830 | 1 | (1 << 2) | (1 << 3) | (1 << 12);
 /// CPTR_EL2 (E2H = 0): RES1 bits; TFP = 0 (FP/SIMD not trapped at EL2 or EL1).
 pub const CPTR_EL2_VALUE: u64 = 0x33ff;
 
-const DESC_BLOCK: u64 = 0b01;
-const ATTR_DEVICE: u64 = 0 << 2;
-const ATTR_NORMAL: u64 = 1 << 2;
-/// AP[1]: RES1 in a translation regime with one privilege level (EL2).
-const AP1_RES1: u64 = 1 << 6;
-const SH_INNER: u64 = 3 << 8;
-const AF: u64 = 1 << 10;
-/// XN in the EL2 regime.
-const XN: u64 = 1 << 54;
+/// A level-1 block: valid, bit 1 clear.
+const DESC_BLOCK: u64 = DESC_VALID;
+/// AP[1] is RES1 at EL2, bit 54 is XN there.
+const AP1_RES1: u64 = AP1;
+const XN: u64 = UXN;
 const GIB: u64 = 1 << 30;
 
 /// One translation table.
@@ -55,8 +52,8 @@ pub struct Table([AtomicU64; 512]);
 
 const fn el2_l1() -> Table {
     let mut t = Table([const { AtomicU64::new(0) }; 512]);
-    t.0[0] = AtomicU64::new(DESC_BLOCK | ATTR_DEVICE | AP1_RES1 | AF | XN);
-    t.0[1] = AtomicU64::new(GIB | DESC_BLOCK | ATTR_NORMAL | AP1_RES1 | SH_INNER | AF);
+    t.0[0] = AtomicU64::new(DESC_BLOCK | ATTR_INDEX_DEVICE | AP1_RES1 | AF | XN);
+    t.0[1] = AtomicU64::new(GIB | DESC_BLOCK | ATTR_INDEX_NORMAL | AP1_RES1 | SH_INNER | AF);
     t
 }
 

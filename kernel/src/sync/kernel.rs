@@ -193,9 +193,9 @@ pub fn qspin_stats() -> QSpinStats {
 
 /// The least spins calibration may choose. The halt it measures at boot is
 /// a best case: idle CPUs, an idle host. Under load a kicked vCPU also
-/// waits for the host to run it, and with 8 vCPUs on 2 host cores (TCG)
-/// the measured ~1,000 spins made the selftest's lock-counter take over a
-/// minute, against 7-30 s at 4,096, the default tuned there.
+/// waits for the host to run it, so a limit below the fixed default made
+/// overcommitted guests halt far too early and run several times slower
+/// (the figures: `docs/ARCHITECTURE.md`, "Locks").
 const MIN_SPIN_LIMIT: u32 = DEFAULT_SPIN_LIMIT;
 /// The most: every halt ends at the next tick anyway.
 const MAX_SPIN_LIMIT: u32 = 1 << 16;

@@ -22,8 +22,8 @@ use super::stats::{quantile, sorted};
 pub const RESAMPLES: usize = 10_000;
 /// The interval's coverage.
 pub const LEVEL: f64 = 0.95;
-/// The generator's seed: any constant does; this one spells "lodger" and
-/// the number.
+/// The generator's seed: any constant does; this one spells "lodger"
+/// and 0x11.
 const SEED: u64 = 0x6c6f_6467_6572_0011;
 
 /// SplitMix64: a 64-bit counter through a mixing function.

@@ -38,10 +38,9 @@ use super::render::{plural, rate, sig3, time};
 use super::stats::{self, Metric, Series, Spread};
 use super::BootFlags;
 use crate::arch::Arch;
+use crate::guest;
 use crate::host::{Host, HostKind, Pv, MAX_L1_LOAD};
 
-/// The exit status for a bad command line (clap's and `run`'s too).
-const BAD_COMMAND_LINE: u8 = 2;
 /// Paired rounds by default: the fewest that give a CI.
 const REPS: u32 = 3;
 /// The demo's files: `target/demo/demo.{md,json,svg}`.
@@ -87,7 +86,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
         Ok(plan) => plan,
         Err(e) => {
             eprintln!("xtask: error: demo: {e:#}");
-            return Ok(ExitCode::from(BAD_COMMAND_LINE));
+            return Ok(ExitCode::from(guest::EXIT_BAD_COMMAND_LINE));
         }
     };
     let done = run(cells, &options)?;

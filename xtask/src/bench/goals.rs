@@ -31,7 +31,7 @@ pub struct Part {
     pub ratio: Ratio,
     /// At least this.
     pub bar: f64,
-    /// What the issue hopes for beyond the bar (reported, not judged on).
+    /// What the project hopes for beyond the bar (reported, not judged on).
     pub aim: Option<f64>,
     /// A PV-on overhead: shown as `1 - ratio` too.
     pub overhead: bool,
@@ -53,10 +53,10 @@ impl Part {
     }
 }
 
-/// One goal of the issue.
+/// One goal of the locks (docs/bench.md, "Goals").
 #[derive(Debug)]
 pub struct Goal {
-    /// What the issue asks, for a person.
+    /// What the goal asks, for a person.
     pub what: String,
     /// Empty: not measured in this run.
     pub parts: Vec<Part>,
@@ -127,7 +127,7 @@ pub fn versus_linux(cells: &[Cell], runs: &[RunRecord], l1_load: u8) -> Vec<Rati
         .collect()
 }
 
-/// The issue's goals, in its order, with the parts this run measured.
+/// The goals, in docs/bench.md's order, with the parts this run measured.
 pub fn goals(cells: &[Cell], runs: &[RunRecord], l1_load: u8) -> Vec<Goal> {
     let label = |i: usize| cells[i].host_label(l1_load);
     let part = |what: String, num: Series, den: Option<Series>, metric, bar, aim| Part {

@@ -94,7 +94,7 @@ pub const ARCH: Arch = Arch::Aarch64;
 /// at any time and a lock holder or the next waiter often is: the
 /// preemption the PV slow path is for (`host/src/policy.rs`: µs).
 pub const PVHOST_STEAL: &str = "periodic:10000,50,2500";
-/// The PV-on overhead the issue hopes for without overcommit (reported,
+/// The PV-on overhead the project hopes for without overcommit (reported,
 /// never asserted).
 pub const OVERHEAD_GOAL: f64 = 0.02;
 /// Console lines kept from a failed run.
@@ -302,7 +302,7 @@ impl Cell {
         }
     }
 
-    /// Whether the host preempts this cell's vCPUs (the cells the issue's
+    /// Whether the host preempts this cell's vCPUs (the cells the
     /// goals for overcommit are about): nested-kvm beyond L1's CPUs,
     /// pvhost's steal, TCG at 16 CPUs.
     pub fn overcommitted(self) -> bool {
@@ -1173,7 +1173,7 @@ mod tests {
     }
 
     #[test]
-    fn cells_boot_as_the_issue_asks() {
+    fn cells_boot_as_the_goals_ask() {
         let on = cell(HostKind::Tcg, 4, Pv::On, Workload::Contended);
         assert_eq!(
             on.bootargs().unwrap(),
@@ -1242,7 +1242,7 @@ mod tests {
     }
 
     #[test]
-    fn ratios_name_what_the_issue_asks_for() {
+    fn ratios_name_what_the_goals_ask_for() {
         let cells = matrix(
             &[HostKind::Tcg, HostKind::NestedKvm],
             &[Workload::Contended, Workload::Uncontended],

@@ -5,7 +5,7 @@
 //! Suites: `locks` ([`locks`]); `cargo xtask demo` ([`demo`]) is a small
 //! cell set of it. The files: [`locks`] drives the suite,
 //! [`stats`] parses the guest's result lines and summarises them, [`ci`]
-//! gives ratios their confidence intervals, [`goals`] holds the issue's
+//! gives ratios their confidence intervals, [`goals`] holds the locks'
 //! goals and the comparison with Linux's choice of lock, [`render`] writes
 //! `target/bench/locks.{md,json,svg}`.
 
@@ -23,11 +23,12 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use clap::ValueEnum;
 
+use crate::guest;
 use crate::host::{Host, HostKind, MAX_L1_LOAD};
 use locks::Workload;
+/// pvhost's standard schedule, for the boot tests too.
+pub use locks::PVHOST_STEAL;
 
-/// The exit status for a bad command line (clap's and `run`'s too).
-const BAD_COMMAND_LINE: u8 = 2;
 /// Repetitions of every cell: the default and the least a real run takes.
 const REPS: u32 = 5;
 /// The most repetitions `--quick` takes (a smoke run, not a measurement).
@@ -108,7 +109,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
         Ok(options) => options,
         Err(e) => {
             eprintln!("xtask: error: {e:#}");
-            return Ok(ExitCode::from(BAD_COMMAND_LINE));
+            return Ok(ExitCode::from(guest::EXIT_BAD_COMMAND_LINE));
         }
     };
     match args.suite {

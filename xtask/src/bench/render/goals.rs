@@ -47,7 +47,7 @@ fn part_line(part: &Part) -> String {
     line
 }
 
-/// The issue's goals, each with its figures, CIs and verdict.
+/// The goals, each with its figures, CIs and verdict.
 pub(super) fn goals_section(out: &mut String, report: &Report) {
     out.push_str(
         "## Goals\n\nEach judged on its figures' 95% bootstrap CIs over the paired rounds: \
