@@ -132,6 +132,17 @@ fn number_after(output: &str, text: &str) -> Option<f64> {
 }
 
 /// The defaults every entry starts from: selftest on 4 CPUs at EL1.
+/// The selftests a 256-CPU boot runs: every CPU online, a job and an IPI
+/// on each, per-CPU data and a mapping seen by all, the heap under
+/// contention. (The whole selftest there takes minutes under TCG.)
+const SCALE_TESTS: [&str; 5] = [
+    "all-cpus-online",
+    "run-on-every-cpu",
+    "percpu-isolation",
+    "page-map-unmap",
+    "heap-smp",
+];
+
 const BASE: BootTest = BootTest {
     name: "",
     arch: Arch::Aarch64,
@@ -275,6 +286,51 @@ pub const TESTS: &[BootTest] = &[
             Lacks("panicked"),
         ],
         timeout: Some(120),
+        ..BASE
+    },
+    BootTest {
+        // 64 vCPUs on 2 host cores (32x overcommit): the whole selftest,
+        // 10-35 s here (the contention tests take 16 CPUs of the 64).
+        name: "selftest-smp64",
+        smp: 64,
+        checks: &[
+            Contains("passed, 0 failed"),
+            Contains("CPUs online: 64 of 64"),
+            Contains("test heap-smp ... ok (16 CPUs"),
+            Contains("test percpu-isolation ... ok"),
+            Lacks("panicked"),
+        ],
+        timeout: Some(300),
+        ..BASE
+    },
+    BootTest {
+        // The most CPUs lodger brings up: the second GICv3 redistributor
+        // region (CPUs past 123, above RAM), per-CPU data past CPU 127,
+        // jobs and IPIs to all.
+        name: "boot-smp256",
+        smp: 256,
+        app_args: &SCALE_TESTS,
+        checks: &[
+            Contains("CPUs online: 256 of 256"),
+            Contains("test all-cpus-online ... ok (256 of 256)"),
+            Contains("passed, 0 failed"),
+            Lacks("panicked"),
+        ],
+        timeout: Some(300),
+        ..BASE
+    },
+    BootTest {
+        // More CPUs in the FDT than lodger supports: said in the banner, the
+        // rest left off.
+        name: "fdt-cpus-past-max",
+        smp: 260,
+        app_args: &["all-cpus-online"],
+        checks: &[
+            Contains("CPUs online: 256 of 256 (260 in FDT; lodger brings up at most 256)"),
+            Contains("passed, 0 failed"),
+            Lacks("panicked"),
+        ],
+        timeout: Some(300),
         ..BASE
     },
     BootTest {
@@ -610,6 +666,30 @@ pub const TESTS: &[BootTest] = &[
             Contains("CPUs online: 16 of 16"),
         ],
         timeout: Some(150),
+        ..LA
+    },
+    BootTest {
+        // 64 vCPUs on 2 host cores: the whole selftest, 8-20 s here.
+        name: "la-selftest-smp64",
+        smp: 64,
+        checks: &[
+            Contains("passed, 0 failed"),
+            Contains("CPUs online: 64 of 64"),
+        ],
+        timeout: Some(300),
+        ..LA
+    },
+    BootTest {
+        // The most CPUs LoongArch's `virt` has.
+        name: "la-boot-smp256",
+        smp: 256,
+        app_args: &SCALE_TESTS,
+        checks: &[
+            Contains("CPUs online: 256 of 256"),
+            Contains("test all-cpus-online ... ok (256 of 256)"),
+            Contains("passed, 0 failed"),
+        ],
+        timeout: Some(300),
         ..LA
     },
     // RAM sizes: up to 256 MiB all low; beyond, 256 MiB low and the rest
