@@ -9,6 +9,7 @@
 //! goals and the comparison with Linux's choice of lock, [`render`] writes
 //! `target/bench/locks.{md,json,svg}`.
 
+mod boot;
 mod ci;
 pub mod demo;
 mod goals;
@@ -43,6 +44,9 @@ pub enum Suite {
     /// `lockstorm` per lock kind and mutex spin policy, PV on and off, on
     /// TCG, nested KVM and pvhost.
     Locks,
+    /// Boot time against the vCPU count (`--cpus`), both architectures
+    /// under TCG (`--arches`).
+    Boot,
 }
 
 #[derive(clap::Args)]
@@ -86,6 +90,18 @@ pub struct Args {
     #[arg(long, value_name = "K", default_value_t = 0,
           value_parser = clap::value_parser!(u8).range(0..=i64::from(MAX_L1_LOAD)))]
     l1_load: u8,
+    /// boot: the vCPU counts, comma-separated (1..=256).
+    #[arg(long, value_delimiter = ',', value_name = "N,N,...",
+          value_parser = clap::value_parser!(u16).range(1..=i64::from(crate::qemu::MAX_SMP)))]
+    cpus: Vec<u16>,
+    /// boot: the architectures, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "aarch64,loongarch64"
+    )]
+    arches: Vec<crate::arch::Arch>,
     #[command(flatten)]
     boot: BootFlags,
 }
@@ -105,6 +121,15 @@ pub struct BootFlags {
 }
 
 pub fn main(args: Args) -> Result<ExitCode> {
+    if args.suite == Suite::Boot {
+        return match boot_options(&args) {
+            Ok(options) => boot::main(options),
+            Err(e) => {
+                eprintln!("xtask: error: {e:#}");
+                Ok(ExitCode::from(guest::EXIT_BAD_COMMAND_LINE))
+            }
+        };
+    }
     let options = match options(&args) {
         Ok(options) => options,
         Err(e) => {
@@ -114,7 +139,48 @@ pub fn main(args: Args) -> Result<ExitCode> {
     };
     match args.suite {
         Suite::Locks => locks::main(options),
+        Suite::Boot => unreachable!("handled above"),
     }
+}
+
+/// `--suite boot`'s options: its own flags; the locks' ones are refused.
+fn boot_options(args: &Args) -> Result<boot::Options> {
+    let reps = match (args.reps, args.quick) {
+        (None, false) => REPS,
+        (None, true) => 1,
+        (Some(n), false) if n < REPS => {
+            bail!("--reps {n}: a benchmark takes at least {REPS} (--quick for a smoke run of 1-{QUICK_REPS})")
+        }
+        (Some(n), true) if n > QUICK_REPS => {
+            bail!("--quick runs 1-{QUICK_REPS} reps, not {n}: drop --quick for a real run")
+        }
+        (Some(n), _) => n,
+    };
+    if args.max_reps.is_some() || args.l1_load > 0 {
+        bail!("--max-reps and --l1-load are for --suite locks");
+    }
+    let arches = unique(&args.arches);
+    if arches.is_empty() {
+        bail!("--arches names no architecture");
+    }
+    let mut cpus = unique(&args.cpus);
+    if cpus.is_empty() {
+        cpus = boot::DEFAULT_CPUS.to_vec();
+    }
+    cpus.sort_unstable();
+    let images = match (&args.boot.image, arches.as_slice()) {
+        (None, _) => Vec::new(),
+        (Some(image), [arch]) => vec![(*arch, image.clone())],
+        (Some(_), _) => bail!("--image with --suite boot needs one --arches"),
+    };
+    Ok(boot::Options {
+        reps: reps as usize,
+        arches,
+        cpus,
+        timeout: args.boot.timeout.map(Duration::from_secs),
+        images,
+        verbose: args.boot.verbose,
+    })
 }
 
 /// The suite's options from the command line, checked.

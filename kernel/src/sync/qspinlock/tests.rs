@@ -29,14 +29,21 @@ fn tails_round_trip_for_every_cpu_and_level() {
     for cpu in 0..crate::MAX_CPUS {
         for idx in 0..MAX_NODES {
             let tail = encode_tail(cpu, idx);
-            assert_eq!(tail & !TAIL_MASK, 0, "CPU {cpu} level {idx} spills out of the tail");
+            assert_eq!(
+                tail & !TAIL_MASK,
+                0,
+                "CPU {cpu} level {idx} spills out of the tail"
+            );
             assert_ne!(tail, 0, "CPU {cpu} level {idx} reads as an empty queue");
             assert_eq!(decode_tail(tail), (cpu, idx));
             assert!(seen.insert(tail), "CPU {cpu} level {idx} shares a tail");
         }
     }
     for cpu in EDGE_CPUS {
-        assert_eq!(decode_tail(encode_tail(cpu, MAX_NODES - 1)), (cpu, MAX_NODES - 1));
+        assert_eq!(
+            decode_tail(encode_tail(cpu, MAX_NODES - 1)),
+            (cpu, MAX_NODES - 1)
+        );
     }
 }
 
