@@ -77,12 +77,13 @@ pub struct Args {
     hosts: Vec<HostKind>,
     /// Rows of the matrix to run, comma-separated (`mutex`: only the
     /// sleeping mutex's cells; `overcommit`: TCG at 16 CPUs, a few
-    /// seconds a boot).
+    /// seconds a boot; `scale`: TCG at 64 CPUs, aarch64 and loongarch64,
+    /// PV on only).
     #[arg(
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "contended,uncontended,mutex,overcommit"
+        default_value = "contended,uncontended,mutex,overcommit,scale"
     )]
     workloads: Vec<Workload>,
     /// nested-kvm: busy loops in L1 next to the guest (see `run --l1-load`);
