@@ -222,9 +222,11 @@ fn banner(info: &BootInfo, heap: &Heap, spin: sync::SpinLimit) {
         );
     }
     log::info!(
-        "CPUs online: {} of {}{cpus}",
+        "CPUs online: {} of {}{cpus}; each secondary: {} KiB stack, {} B per-CPU data so far",
         smp::online_count(),
-        info.cpu_hw_ids.len()
+        info.cpu_hw_ids.len(),
+        smp::SECONDARY_STACK_SIZE >> 10,
+        percpu::percpu_bytes()
     );
     let report = pv::report();
     log::info!("pv: {report}");

@@ -50,7 +50,7 @@ use crate::percpu::{self, PerCpu};
 use crate::{per_cpu, sched, time, A, MAX_CPUS};
 
 /// Stack size of each secondary CPU.
-const SECONDARY_STACK_SIZE: usize = 64 * 1024;
+pub(crate) const SECONDARY_STACK_SIZE: usize = 64 * 1024;
 /// How long the CPUs may take to come online after PSCI CPU_ON / mailbox
 /// start: they start together, but on an overcommitted host (256 vCPUs under
 /// TCG on 2 cores took 0.5 s) each one more needs its share of the cores.
