@@ -19,6 +19,7 @@
 
 pub mod abi;
 pub mod pv;
+pub mod tlb;
 #[cfg(target_arch = "aarch64")]
 pub mod trap_frame;
 
@@ -104,6 +105,27 @@ pub enum MapError {
     BadRange,
     /// No memory left for page tables.
     NoTables,
+}
+
+/// What the TLB shootdowns cost since boot, as the guest counts them
+/// ([`Arch::shootdown_stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShootdownStats {
+    /// Changes to the tables whose stale entries had to go everywhere.
+    pub shootdowns: u64,
+    /// Other CPUs rung and waited for (LoongArch).
+    pub targets: u64,
+    /// Other CPUs found halted: flagged to flush on waking, not rung.
+    pub lazy: u64,
+    /// Native IPIs sent for the shootdowns.
+    pub ipis: u64,
+    /// Multicast hypercalls made for the shootdowns.
+    pub hypercalls: u64,
+    /// Waits that went on past the timeout because the host held the
+    /// target off (preempted flag or growing steal).
+    pub preempted_waits: u64,
+    /// Broadcast invalidations issued (aarch64 `tlbi ...is`).
+    pub broadcasts: u64,
 }
 
 /// Saved interrupt-enable state, returned by [`Arch::irq_save`].
