@@ -98,6 +98,14 @@ pub enum MemAttr {
     Device,
 }
 
+/// What [`Arch::protect`] allows on a page (nothing lodger maps is code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    ReadWrite,
+    /// A store faults.
+    ReadOnly,
+}
+
 /// Why [`Arch::map`] / [`Arch::unmap`] failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MapError {
@@ -216,6 +224,13 @@ pub trait Arch {
     fn map(va: usize, pa: usize, size: usize, attr: MemAttr) -> Result<(), MapError>;
     /// Removes the translation for `[va, va+size)` on every CPU.
     fn unmap(va: usize, size: usize) -> Result<(), MapError>;
+    /// Changes what the mapped pages of `[va, va+size)` allow, on every CPU
+    /// (unmapped parts are skipped). Like [`Arch::map`] and [`Arch::unmap`],
+    /// it returns once no CPU can use the old translation.
+    fn protect(va: usize, size: usize, access: Access) -> Result<(), MapError>;
+    /// What the shootdowns behind [`Arch::map`], [`Arch::unmap`] and
+    /// [`Arch::protect`] cost since boot.
+    fn shootdown_stats() -> ShootdownStats;
 
     // --- Paravirtualisation (see [`pv`]). All of it is optional: with
     // nothing offered, every query answers `None`/`false` and the kernel

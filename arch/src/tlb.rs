@@ -149,10 +149,15 @@ impl Shootdowns {
     }
 
     /// Does what the calling CPU's flag asks, if anything: the IPI handler,
-    /// and what waiting CPUs poll.
+    /// and what waiting CPUs poll (in thread context, preemptible).
     pub fn on_flush_ipi(&self, tlb: &impl TlbCpu) {
+        // Masked from reading the id to clearing the flag: a thread that
+        // migrated in between would clear the old CPU's flag after flushing
+        // the new CPU's TLB (the tick preempts only at an interrupt's exit).
+        let irq = tlb.irq_save();
         let me = tlb.cpu_id();
         self.flush_pending(tlb, me);
+        tlb.irq_restore(irq);
     }
 
     /// Flushes as `me`'s flag asks and clears it.
@@ -172,45 +177,97 @@ impl Shootdowns {
     }
 
     /// Invalidates `[start, end)` on this CPU and every joined CPU that may
-    /// cache it, and waits until each did. The caller serialises requests
-    /// and has stored the new table entries.
-    pub fn shoot_down(&self, tlb: &impl TlbCpu, start: usize, end: usize) -> Result<Sent, Stuck> {
+    /// cache it, and waits until each did (see the module docs for who is
+    /// asked). The caller serialises requests and has stored the new table
+    /// entries. `cpus` bounds the logical ids to look at.
+    pub fn shoot_down(
+        &self,
+        tlb: &impl TlbCpu,
+        cpus: usize,
+        start: usize,
+        end: usize,
+    ) -> Result<Sent, Stuck> {
+        // Masked: the local invalidation and `me` must be the same CPU
+        // (`me` is left out of the targets).
+        let irq = tlb.irq_save();
         fence(Ordering::SeqCst);
-        tlb.invalidate_range(start, end);
         let me = tlb.cpu_id();
+        tlb.invalidate_range(start, end);
         self.range[0].store(start, Ordering::Relaxed);
         self.range[1].store(end, Ordering::Relaxed);
         let mut ring = CpuMask::default();
-        let mut targets = 0;
-        for cpu in (0..MAX_CPUS).filter(|&c| c != me) {
+        let (mut targets, mut lazy) = (0, 0);
+        for cpu in (0..cpus.min(MAX_CPUS)).filter(|&c| c != me) {
             if !self.joined[cpu].load(Ordering::SeqCst) {
                 continue;
             }
-            // Release: pairs with the Acquire in `flush_pending`.
-            self.pending[cpu].store(RANGE, Ordering::Release);
+            // FULL first, the one value that is right whatever comes next.
+            // SeqCst: [S] of the store-buffering pair with `halt`'s wake-up;
+            // Release for the table stores (pairs with `flush_pending`).
+            let owed = self.pending[cpu].swap(FULL, Ordering::SeqCst);
+            // [L] of the pair.
+            if self.halted[cpu].load(Ordering::SeqCst) {
+                lazy += 1; // It flushes the whole TLB on waking.
+                continue;
+            }
+            // Narrow to the range unless a whole flush was owed already.
+            // A failed CAS: it flushed everything meanwhile; done with it.
+            if owed == NONE
+                && self.pending[cpu]
+                    .compare_exchange(FULL, RANGE, Ordering::AcqRel, Ordering::Acquire)
+                    .is_err()
+            {
+                continue;
+            }
             ring = ring.with(cpu);
             targets += 1;
         }
+        tlb.irq_restore(irq);
         let sent = tlb.ring(ring);
-        self.count(targets, 0, sent);
-        let deadline = tlb.ticks() + TIMEOUT_SEC * tlb.ticks_per_sec();
-        let start_ticks = tlb.ticks();
+        self.count(targets, lazy, sent);
         for cpu in ring.iter() {
-            // Acquire: pairs with the Release in the target's `flush_pending`.
-            while self.pending[cpu].load(Ordering::Acquire) != NONE {
-                self.on_flush_ipi(tlb);
-                let now = tlb.ticks();
-                if now > deadline {
-                    return Err(Stuck {
-                        cpu,
-                        waited_ticks: now - start_ticks,
-                        seen_preempted: false,
-                    });
-                }
-                tlb.spin_hint();
-            }
+            self.wait_for(tlb, cpu)?;
         }
         Ok(sent)
+    }
+
+    /// Waits until `cpu` answered, serving this CPU's own flag meanwhile.
+    /// Time the host holds `cpu` off does not count against the timeout: a
+    /// descheduled vCPU is normal on an overcommitted host. A target that
+    /// runs and does not answer for [`TIMEOUT_SEC`] is [`Stuck`].
+    fn wait_for(&self, tlb: &impl TlbCpu, cpu: usize) -> Result<(), Stuck> {
+        let timeout = TIMEOUT_SEC * tlb.ticks_per_sec();
+        let begin = tlb.ticks();
+        let mut deadline = begin + timeout;
+        let mut steal = tlb.steal_ns(cpu);
+        let mut seen_preempted = false;
+        let mut counted = false;
+        // Acquire: pairs with the Release in the target's `flush_pending`.
+        while self.pending[cpu].load(Ordering::Acquire) != NONE {
+            self.on_flush_ipi(tlb);
+            let now = tlb.ticks();
+            let stolen = tlb.steal_ns(cpu);
+            let held_off = tlb.preempted(cpu) == Some(true) || stolen > steal;
+            steal = stolen;
+            if held_off {
+                seen_preempted = true;
+                deadline = now + timeout;
+            } else if now > deadline {
+                return Err(Stuck {
+                    cpu,
+                    waited_ticks: now - begin,
+                    seen_preempted,
+                });
+            }
+            if seen_preempted && !counted && now > begin + timeout {
+                counted = true;
+                self.counters
+                    .preempted_waits
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            tlb.spin_hint();
+        }
+        Ok(())
     }
 
     fn count(&self, targets: u64, lazy: u64, sent: Sent) {
@@ -227,8 +284,18 @@ impl Shootdowns {
     /// pending): while halted it is no target; on waking it flushes what
     /// was asked of it meanwhile, before anything else runs.
     pub fn halt<R>(&self, tlb: &impl TlbCpu, idle: impl FnOnce() -> R) -> R {
-        let _ = tlb;
-        idle()
+        let irq = tlb.irq_save();
+        let me = tlb.cpu_id();
+        // Before the idle: a flag set from here on is the wake-up's to
+        // serve (requesters that see this skip the IPI).
+        self.halted[me].store(true, Ordering::SeqCst);
+        let r = idle();
+        // [S] then [L] of the store-buffering pair with `shoot_down`.
+        self.halted[me].store(false, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        self.flush_pending(tlb, me);
+        tlb.irq_restore(irq);
+        r
     }
 
     /// The counters since boot.

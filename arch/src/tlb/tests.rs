@@ -170,7 +170,7 @@ const PAGE: (usize, usize) = (0x10_0000, 0x10_1000);
 fn every_running_target_is_flushed_by_range_before_the_call_returns() {
     let sd = Shootdowns::new();
     let fake = Fake::new(&sd);
-    let sent = sd.shoot_down(&fake, PAGE.0, PAGE.1).unwrap();
+    let sent = sd.shoot_down(&fake, CPUS, PAGE.0, PAGE.1).unwrap();
     assert_eq!(sent.ipis, CPUS as u32 - 1);
     for cpu in 0..CPUS {
         assert_eq!(
@@ -189,7 +189,7 @@ fn a_cpu_that_never_joined_is_not_asked() {
     let sd = Shootdowns::new();
     let fake = Fake::new(&sd);
     sd.joined[2].store(false, Ordering::Relaxed);
-    sd.shoot_down(&fake, PAGE.0, PAGE.1).unwrap();
+    sd.shoot_down(&fake, CPUS, PAGE.0, PAGE.1).unwrap();
     assert_eq!(fake.s.borrow().rung, [1, 3]);
     assert_eq!(fake.pending(2), NONE);
 }
@@ -217,7 +217,7 @@ fn a_preempted_target_is_waited_for() {
     let sd = Shootdowns::new();
     let fake = Fake::new(&sd);
     fake.s.borrow_mut().preempted_until[2] = 3 * HZ;
-    assert!(sd.shoot_down(&fake, PAGE.0, PAGE.1).is_ok());
+    assert!(sd.shoot_down(&fake, CPUS, PAGE.0, PAGE.1).is_ok());
     assert_eq!(fake.flushed(2), [Flush::Range(PAGE.0, PAGE.1)]);
     assert!(fake.s.borrow().now >= 3 * HZ);
     assert!(sd.stats().preempted_waits >= 1);
@@ -235,7 +235,7 @@ fn a_target_whose_steal_grows_is_waited_for() {
         s.steal = true;
         s.preempted_until[1] = 5 * HZ;
     }
-    assert!(sd.shoot_down(&fake, PAGE.0, PAGE.1).is_ok());
+    assert!(sd.shoot_down(&fake, CPUS, PAGE.0, PAGE.1).is_ok());
     assert_eq!(fake.flushed(1), [Flush::Range(PAGE.0, PAGE.1)]);
 }
 
@@ -246,7 +246,7 @@ fn a_stuck_target_is_reported() {
     let sd = Shootdowns::new();
     let fake = Fake::new(&sd);
     fake.s.borrow_mut().deaf[3] = true;
-    let stuck = sd.shoot_down(&fake, PAGE.0, PAGE.1).unwrap_err();
+    let stuck = sd.shoot_down(&fake, CPUS, PAGE.0, PAGE.1).unwrap_err();
     assert_eq!(stuck.cpu, 3);
     assert!(!stuck.seen_preempted);
     assert!(stuck.waited_ticks >= TIMEOUT_SEC * HZ);
@@ -263,7 +263,7 @@ fn a_target_stuck_after_its_preemption_is_reported_after_it_ran() {
         s.deaf[1] = true;
         s.preempted_until[1] = 4 * HZ;
     }
-    let stuck = sd.shoot_down(&fake, PAGE.0, PAGE.1).unwrap_err();
+    let stuck = sd.shoot_down(&fake, CPUS, PAGE.0, PAGE.1).unwrap_err();
     assert_eq!(stuck.cpu, 1);
     assert!(stuck.seen_preempted);
     assert!(stuck.waited_ticks >= (4 + TIMEOUT_SEC) * HZ);
@@ -282,7 +282,7 @@ fn a_halted_target_is_not_rung_and_flushes_on_waking() {
             fake.s.borrow_mut().deaf[2] = true;
             let r = fake.as_cpu(0, || {
                 fake.s.borrow_mut().irqs_off = false;
-                sd.shoot_down(&fake, PAGE.0, PAGE.1)
+                sd.shoot_down(&fake, CPUS, PAGE.0, PAGE.1)
             });
             assert_eq!(fake.flushed(2), [], "a halted CPU ran code");
             fake.s.borrow_mut().deaf[2] = false;
@@ -303,6 +303,6 @@ fn a_flush_owed_is_not_narrowed_by_a_later_range() {
     let sd = Shootdowns::new();
     let fake = Fake::new(&sd);
     sd.pending[1].store(FULL, Ordering::Relaxed);
-    sd.shoot_down(&fake, PAGE.0, PAGE.1).unwrap();
+    sd.shoot_down(&fake, CPUS, PAGE.0, PAGE.1).unwrap();
     assert_eq!(fake.flushed(1), [Flush::All]);
 }
