@@ -104,6 +104,17 @@ pub fn probe_read(addr: usize) -> u64 {
     unsafe { ptr.read_volatile() }
 }
 
+/// Writes `value` to the u64 at `addr` with a volatile store, for
+/// fault-path tests: if `addr` is unmapped or read-only the CPU faults and
+/// the run ends with a fault report.
+pub fn probe_write(addr: usize, value: u64) {
+    let ptr = addr as *mut u64;
+    // SAFETY: the callers (tests of the shootdown) store only to pages they
+    // mapped for the purpose at addresses nothing else uses; a store the
+    // mapping forbids raises a synchronous exception, which ends the run.
+    unsafe { ptr.write_volatile(value) }
+}
+
 /// Ranges of the heap (virtual addresses): all RAM but the image, what lies
 /// below it in its region (the loader's: the FDT, boot data, a LoongArch
 /// command line at 0) and the FDT, page-aligned inwards, by address.
