@@ -3,7 +3,9 @@
 //! (see each suite).
 //!
 //! Suites: `locks` ([`locks`]); `cargo xtask demo` ([`demo`]) is a small
-//! cell set of it. The files: [`locks`] drives the suite,
+//! cell set of it; `shootdown` ([`shootdown`]), the TLB shootdown's cost
+//! against the vCPU count, with its own runner and report on the shared
+//! [`stats`] and [`ci`]. The files: [`locks`] drives the suite,
 //! [`stats`] parses the guest's result lines and summarises them, [`ci`]
 //! gives ratios their confidence intervals, [`goals`] holds the issue's
 //! goals and the comparison with Linux's choice of lock, [`render`] writes
@@ -14,6 +16,7 @@ pub mod demo;
 mod goals;
 mod locks;
 mod render;
+mod shootdown;
 mod stats;
 
 use std::path::PathBuf;
@@ -42,6 +45,10 @@ pub enum Suite {
     /// `lockstorm` per lock kind and mutex spin policy, PV on and off, on
     /// TCG, nested KVM and pvhost.
     Locks,
+    /// `shootdown` per vCPU count (`--cpus`): aarch64 TLBI on TCG (the
+    /// baseline), LoongArch IOCSR IPIs on TCG, LoongArch pvhost with the PV
+    /// IPI on and off; of `--hosts`, tcg and pvhost.
+    Shootdown,
 }
 
 #[derive(clap::Args)]
@@ -85,6 +92,15 @@ pub struct Args {
     #[arg(long, value_name = "K", default_value_t = 0,
           value_parser = clap::value_parser!(u8).range(0..=i64::from(MAX_L1_LOAD)))]
     l1_load: u8,
+    /// shootdown: the vCPU counts, comma-separated; counts above the
+    /// kernel's MAX_CPUS are listed as skipped.
+    #[arg(long, value_delimiter = ',', default_value = "2,8,32,128,256",
+          value_parser = clap::value_parser!(u16).range(2..=1024))]
+    cpus: Vec<u16>,
+    /// shootdown: how long each boot's app runs, in ms.
+    #[arg(long, value_name = "MS", default_value_t = 2000,
+          value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    ms: u64,
     #[command(flatten)]
     boot: BootFlags,
 }
@@ -104,6 +120,15 @@ pub struct BootFlags {
 }
 
 pub fn main(args: Args) -> Result<ExitCode> {
+    if args.suite == Suite::Shootdown {
+        return match shootdown_options(&args) {
+            Ok(options) => shootdown::main(options),
+            Err(e) => {
+                eprintln!("xtask: error: {e:#}");
+                Ok(ExitCode::from(BAD_COMMAND_LINE))
+            }
+        };
+    }
     let options = match options(&args) {
         Ok(options) => options,
         Err(e) => {
@@ -111,14 +136,35 @@ pub fn main(args: Args) -> Result<ExitCode> {
             return Ok(ExitCode::from(BAD_COMMAND_LINE));
         }
     };
-    match args.suite {
-        Suite::Locks => locks::main(options),
-    }
+    locks::main(options)
 }
 
-/// The suite's options from the command line, checked.
-fn options(args: &Args) -> Result<locks::Options> {
-    let reps = match (args.reps, args.quick) {
+/// The shootdown suite's options: the reps as for locks, the hosts it
+/// runs on of `--hosts`.
+fn shootdown_options(args: &Args) -> Result<shootdown::Options> {
+    let hosts: Vec<HostKind> = unique(&args.hosts)
+        .into_iter()
+        .filter(|h| matches!(h, HostKind::Tcg | HostKind::Pvhost))
+        .collect();
+    if hosts.is_empty() {
+        bail!("--suite shootdown runs on tcg and pvhost: --hosts names neither");
+    }
+    let mut cpus = unique(&args.cpus);
+    cpus.sort_unstable();
+    Ok(shootdown::Options {
+        reps: reps(args)? as usize,
+        quick: args.quick,
+        hosts,
+        cpus,
+        ms: args.ms,
+        timeout: args.boot.timeout.map(Duration::from_secs),
+        verbose: args.boot.verbose,
+    })
+}
+
+/// `--reps` and `--quick`, checked: at least [`REPS`], or a smoke run.
+fn reps(args: &Args) -> Result<u32> {
+    Ok(match (args.reps, args.quick) {
         (None, false) => REPS,
         (None, true) => 1,
         (Some(n), false) if n < REPS => {
@@ -128,7 +174,12 @@ fn options(args: &Args) -> Result<locks::Options> {
             bail!("--quick runs 1-{QUICK_REPS} reps, not {n}: drop --quick for a real run")
         }
         (Some(n), _) => n,
-    };
+    })
+}
+
+/// The suite's options from the command line, checked.
+fn options(args: &Args) -> Result<locks::Options> {
+    let reps = reps(args)?;
     let max_reps = match (args.max_reps, args.quick) {
         (None, false) => reps.max(MAX_REPS),
         (None, true) => reps,
@@ -251,6 +302,24 @@ mod tests {
         );
         assert!(parse("--suite locks --workloads futex").is_err());
         assert!(parse("--suite locks --hosts pvhost --workloads uncontended").is_err());
+    }
+
+    #[test]
+    fn shootdown_takes_cpus_and_its_hosts() {
+        let o = shootdown_options(&parse_args("--suite shootdown").unwrap()).unwrap();
+        assert_eq!(o.cpus, shootdown::DEFAULT_CPUS);
+        assert_eq!(o.hosts, [HostKind::Tcg, HostKind::Pvhost]);
+        assert_eq!(o.reps, 5);
+        let o = shootdown_options(
+            &parse_args("--suite shootdown --cpus 8,2,8 --quick --ms 500").unwrap(),
+        )
+        .unwrap();
+        assert_eq!((o.cpus, o.reps, o.ms), (vec![2, 8], 1, 500));
+        assert!(
+            shootdown_options(&parse_args("--suite shootdown --hosts nested-kvm").unwrap())
+                .is_err()
+        );
+        assert!(parse_args::<Args>("--suite shootdown --cpus 1").is_err());
     }
 
     #[test]
