@@ -307,7 +307,7 @@ mod tests {
     #[test]
     fn shootdown_takes_cpus_and_its_hosts() {
         let o = shootdown_options(&parse_args("--suite shootdown").unwrap()).unwrap();
-        assert_eq!(o.cpus, shootdown::DEFAULT_CPUS);
+        assert_eq!(o.cpus, [2, 8, 32, 128, 256]);
         assert_eq!(o.hosts, [HostKind::Tcg, HostKind::Pvhost]);
         assert_eq!(o.reps, 5);
         let o = shootdown_options(

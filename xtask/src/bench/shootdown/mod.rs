@@ -43,8 +43,6 @@ use crate::qemu::{self, Boot, Outcome};
 use crate::{build, cmd, guest};
 
 const APP: &str = "shootdown";
-/// The counts of the issue (and the default of `--cpus`).
-pub const DEFAULT_CPUS: [u16; 5] = [2, 8, 32, 128, 256];
 /// The goal: IOCSR's p50 over PV's at least this, from this many vCPUs on.
 pub const GOAL_RATIO: f64 = 2.0;
 pub const GOAL_FROM_CPUS: u16 = 32;

@@ -239,13 +239,16 @@ fn host_cost(s: &Summary) -> Option<Spread> {
     }
 }
 
+/// A panel: its title, its unit, and its figure of a cell.
+type Figure = (&'static str, &'static str, fn(&Summary) -> Option<Spread>);
+
 pub fn svg(report: &Report) -> Result<String> {
     let mut text = String::new();
     {
         let root = SVGBackend::with_string(&mut text, (960, 420)).into_drawing_area();
         root.fill(&WHITE)?;
         let panels = root.split_evenly((1, 2));
-        let figures: [(&str, &str, fn(&Summary) -> Option<Spread>); 2] = [
+        let figures: [Figure; 2] = [
             ("p50 shootdown latency", "µs", |s| {
                 s.p50_spread.map(|p| scale(p, 1e-3))
             }),
