@@ -1,7 +1,7 @@
 //! TLB shootdowns under load, checked for stale entries.
 //!
 //! ```text
-//! app=shootdown -- [ms=1000 | rounds=N] [cpus=N] [mode=remap|protect-fault]
+//! app=shootdown -- [ms=1000 | rounds=N] [cpus=N] [nap=N] [mode=remap|protect-fault]
 //! ```
 //!
 //! # `mode=remap` (the default): cost, and a check no stale entry is used
@@ -25,6 +25,11 @@
 //! its translation to the page of `g-1`. A reader that, after the calls
 //! returned, reads `g-1` there used a stale TLB entry: a missed shootdown.
 //! Such a read fails the run (`stale=N`).
+//!
+//! `nap=N`: each reader sleeps 200 µs every N reads, so its CPU halts and
+//! the shootdowns meanwhile only flag it (`lazy_per`); on waking it must
+//! flush before it reads again, or it reads a stale page. CPUs beyond
+//! `cpus` idle, and count as lazy too.
 //!
 //! One line per run, every latency one call (`unmap`, `map` or `protect`,
 //! each a shootdown) in guest time, the costs as the guest counted them
@@ -76,6 +81,8 @@ struct Config {
     duration: Duration,
     rounds: Option<u64>,
     cpus: usize,
+    /// Reads between a reader's naps (`None`: it never sleeps).
+    nap: Option<u64>,
     mode: Mode,
 }
 
@@ -84,6 +91,7 @@ fn parse(args: &[&str], online: usize) -> Result<Config, String> {
         duration: Duration::from_millis(1000),
         rounds: None,
         cpus: online,
+        nap: None,
         mode: Mode::Remap,
     };
     for arg in args {
@@ -98,11 +106,15 @@ fn parse(args: &[&str], online: usize) -> Result<Config, String> {
                 Ok(n) if (2..=online).contains(&n) => config.cpus = n,
                 _ => return Err(format!("{}: expected a number in 2..={online}", bad())),
             },
+            Some(("nap", n)) => match n.parse::<u64>() {
+                Ok(n) if n > 0 => config.nap = Some(n),
+                _ => return Err(format!("{}: expected a number of reads, at least 1", bad())),
+            },
             Some(("mode", "remap")) => config.mode = Mode::Remap,
             Some(("mode", "protect-fault")) => config.mode = Mode::ProtectFault,
             _ => {
                 return Err(format!(
-                    "unknown argument `{arg}`; valid: ms=N rounds=N cpus=N mode=remap|protect-fault"
+                    "unknown argument `{arg}`; valid: ms=N rounds=N cpus=N nap=N mode=remap|protect-fault"
                 ))
             }
         }
@@ -157,9 +169,13 @@ struct Shared {
     first_stale: (AtomicU64, AtomicU64),
 }
 
-fn reader(shared: &Shared, rank: usize) {
+fn reader(shared: &Shared, rank: usize, nap: Option<u64>) {
     let mut reads = 0;
     while !shared.stop.load(Ordering::Acquire) {
+        if nap.is_some_and(|n| reads % n == n - 1) {
+            // The CPU halts (nothing else to run): a lazy target.
+            sched::sleep(Duration::from_micros(200));
+        }
         // Acquire: pairs with the writer's Release store after its calls.
         let g = shared.generation.load(Ordering::Acquire);
         // Release: this reader's earlier reads of the other slot are done
@@ -310,6 +326,7 @@ fn remap(config: Config) -> u8 {
     }
     for (rank, &cpu) in readers.iter().enumerate() {
         let mine = shared.clone();
+        let nap = config.nap;
         let spawned = Builder::new()
             .name(format!("shootdown-reader-{cpu}"))
             .pin(cpu)
@@ -318,7 +335,7 @@ fn remap(config: Config) -> u8 {
                 while mine.generation.load(Ordering::Acquire) == 0 {
                     core::hint::spin_loop();
                 }
-                reader(&mine, rank);
+                reader(&mine, rank, nap);
             });
         match spawned {
             Ok(h) => handles.push(h),
@@ -467,6 +484,8 @@ mod tests {
         assert!(parse(&["cpus=1"], 4).unwrap_err().contains("2..=4"));
         assert!(parse(&[], 1).unwrap_err().contains("at least 2"));
         assert!(parse(&["x=1"], 4).unwrap_err().contains("valid:"));
+        assert_eq!(parse(&["nap=5"], 2).unwrap().nap, Some(5));
+        assert!(parse(&["nap=0"], 2).is_err());
     }
 
     #[test]

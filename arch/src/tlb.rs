@@ -233,8 +233,10 @@ impl Shootdowns {
 
     /// Waits until `cpu` answered, serving this CPU's own flag meanwhile.
     /// Time the host holds `cpu` off does not count against the timeout: a
-    /// descheduled vCPU is normal on an overcommitted host. A target that
-    /// runs and does not answer for [`TIMEOUT_SEC`] is [`Stuck`].
+    /// descheduled vCPU is normal on an overcommitted host; nor does time
+    /// it holds this CPU off (the flag is read again after the clock). A
+    /// target that runs and does not answer for [`TIMEOUT_SEC`] is
+    /// [`Stuck`].
     fn wait_for(&self, tlb: &impl TlbCpu, cpu: usize) -> Result<(), Stuck> {
         let timeout = TIMEOUT_SEC * tlb.ticks_per_sec();
         let begin = tlb.ticks();
@@ -252,7 +254,10 @@ impl Shootdowns {
             if held_off {
                 seen_preempted = true;
                 deadline = now + timeout;
-            } else if now > deadline {
+            } else if now > deadline && self.pending[cpu].load(Ordering::Acquire) != NONE {
+                // The flag read again after the clock: had this CPU been
+                // held off itself since the loop's read, the target may
+                // have answered meanwhile (seen under pvhost).
                 return Err(Stuck {
                     cpu,
                     waited_ticks: now - begin,

@@ -1294,6 +1294,17 @@ pub const TESTS: &[BootTest] = &[
         ..LA
     },
     BootTest {
+        // Readers nap (their CPUs halt): shootdowns meanwhile only flag
+        // them (lazy), and each flushes on waking before it reads again.
+        // (With the flush on waking left out, a reader faults on a stale
+        // invalid entry within 0.3 s.)
+        name: "la-shootdown-napping-readers",
+        app: "shootdown",
+        app_args: &["ms=1000", "nap=2000"],
+        checks: &[AtLeast("lazy_per=", 1.0), Contains(" stale=0")],
+        ..LA
+    },
+    BootTest {
         name: "la-shootdown-protect-fault",
         app: "shootdown",
         app_args: &["mode=protect-fault"],
