@@ -1320,7 +1320,10 @@ pub const TESTS: &[BootTest] = &[
     BootTest {
         // PV IPI: one FUNC_IPI per all-CPU shootdown (ceil(3/128) = 1), as
         // the guest counts and as the host saw (plus the few of the boot
-        // and the app's threads); no IOCSR IPI for them.
+        // and the app's threads); no IOCSR IPI for them (the guest's count
+        // is exact; the host's includes the boot's start IPIs, usually 3-5
+        // in all but 51 once on a loaded machine, hence a bound far below
+        // the 3 per shootdown of the IOCSR path).
         name: "la-pvhost-shootdown-pv-ipi",
         host: LA_PVHOST,
         app: "shootdown",
@@ -1331,7 +1334,7 @@ pub const TESTS: &[BootTest] = &[
             Below("hypercalls_per=", 1.01),
             Contains(" stale=0"),
             TruthPerShootdown { key: "hvcl_ipi", min: 1.0, max: 1.15 },
-            TruthPerShootdown { key: "ipis_iocsr", min: 0.0, max: 0.15 },
+            TruthPerShootdown { key: "ipis_iocsr", min: 0.0, max: 0.5 },
         ],
         ..LA
     },
