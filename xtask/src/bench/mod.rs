@@ -207,7 +207,10 @@ fn boot_options(args: &Args) -> Result<boot::Options> {
         cpus = boot::DEFAULT_CPUS.to_vec();
     }
     if let Some(n) = cpus.iter().find(|&&n| n > crate::qemu::MAX_SMP) {
-        bail!("--cpus {n}: the kernel brings up at most {}", crate::qemu::MAX_SMP);
+        bail!(
+            "--cpus {n}: the kernel brings up at most {}",
+            crate::qemu::MAX_SMP
+        );
     }
     cpus.sort_unstable();
     let images = match (&args.boot.image, arches.as_slice()) {
@@ -382,7 +385,22 @@ mod tests {
             shootdown_options(&parse_args("--suite shootdown --hosts nested-kvm").unwrap())
                 .is_err()
         );
-        assert!(parse_args::<Args>("--suite shootdown --cpus 1").is_err());
+        assert!(shootdown_options(&parse_args("--suite shootdown --cpus 1").unwrap()).is_err());
+    }
+
+    #[test]
+    fn boot_takes_cpus_and_arches() {
+        let o = boot_options(&parse_args("--suite boot").unwrap()).unwrap();
+        assert_eq!(o.cpus, boot::DEFAULT_CPUS);
+        assert_eq!(o.arches.len(), 2);
+        let o = boot_options(&parse_args("--suite boot --cpus 4,1 --arches loongarch64").unwrap())
+            .unwrap();
+        assert_eq!(
+            (o.cpus, o.arches),
+            (vec![1, 4], vec![crate::arch::Arch::Loongarch64])
+        );
+        assert!(boot_options(&parse_args("--suite boot --cpus 257").unwrap()).is_err());
+        assert!(boot_options(&parse_args("--suite boot --l1-load 1").unwrap()).is_err());
     }
 
     #[test]
