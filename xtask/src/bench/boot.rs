@@ -249,15 +249,20 @@ pub fn main(options: Options) -> Result<ExitCode> {
         cmd::quote(&std::env::args().skip(1).collect::<Vec<_>>())
     );
     let date = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-    let md = markdown(&rows, &command, &date, options.reps);
-    fs::write(dir.join("boot.md"), &md)?;
     let value = json!({ "command": command, "date": date, "rows": rows, "boots": records });
-    fs::write(dir.join("boot.json"), serde_json::to_string_pretty(&value)?)?;
-    svg(&rows, &dir.join("boot.svg"))?;
-    print!("{md}");
+    let files = super::render::write_files(
+        &dir,
+        "boot",
+        markdown(&rows, &command, &date, options.reps),
+        &value,
+        &svg(&rows)?,
+    )?;
+    print!("{}", files.markdown_text);
     eprintln!(
-        "bench: boot: wrote {} (and .json, .svg) in {:.0} s",
-        dir.join("boot.md").display(),
+        "bench: boot: wrote {}, {} and {} in {:.0} s",
+        files.markdown.display(),
+        files.json.display(),
+        files.svg.display(),
         start.elapsed().as_secs_f64()
     );
     if records.iter().all(|r| r.error.is_some()) {
@@ -332,69 +337,72 @@ fn markdown(rows: &[Row], command: &str, date: &str, reps: usize) -> String {
     out
 }
 
-fn svg(rows: &[Row], path: &Path) -> Result<()> {
-    let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let max_cpus = rows.iter().map(|r| r.cpus).max().unwrap_or(2).max(2);
-    let max_ms = rows
-        .iter()
-        .filter_map(|r| r.spread.map(|s| s.max))
-        .fold(1.0_f64, f64::max);
-    let min_ms = rows
-        .iter()
-        .filter_map(|r| r.spread.map(|s| s.min))
-        .fold(max_ms, f64::min)
-        .max(0.1);
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "lodger boot time (entry to app, guest time) under TCG",
-            ("sans-serif", 20),
-        )
-        .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(
-            (1.0_f64..f64::from(max_cpus)).log_scale(),
-            (min_ms / 1.5..max_ms * 1.5).log_scale(),
-        )?;
-    chart
-        .configure_mesh()
-        .x_desc("vCPUs")
-        .y_desc("ms")
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .draw()?;
-    for (arch, color) in [
-        ("aarch64", RGBColor(31, 119, 180)),
-        ("loongarch64", RGBColor(255, 127, 14)),
-    ] {
-        let points: Vec<(f64, Spread)> = rows
+fn svg(rows: &[Row]) -> Result<String> {
+    let mut text = String::new();
+    {
+        let root = SVGBackend::with_string(&mut text, (800, 480)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let max_cpus = rows.iter().map(|r| r.cpus).max().unwrap_or(2).max(2);
+        let max_ms = rows
             .iter()
-            .filter(|r| r.arch == arch)
-            .filter_map(|r| Some((f64::from(r.cpus), r.spread?)))
-            .collect();
-        if points.is_empty() {
-            continue;
+            .filter_map(|r| r.spread.map(|s| s.max))
+            .fold(1.0_f64, f64::max);
+        let min_ms = rows
+            .iter()
+            .filter_map(|r| r.spread.map(|s| s.min))
+            .fold(max_ms, f64::min)
+            .max(0.1);
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                "lodger boot time (entry to app, guest time) under TCG",
+                ("sans-serif", 20),
+            )
+            .margin(15)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(
+                (1.0_f64..f64::from(max_cpus)).log_scale(),
+                (min_ms / 1.5..max_ms * 1.5).log_scale(),
+            )?;
+        chart
+            .configure_mesh()
+            .x_desc("vCPUs")
+            .y_desc("ms")
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .draw()?;
+        for (arch, color) in [
+            ("aarch64", RGBColor(31, 119, 180)),
+            ("loongarch64", RGBColor(255, 127, 14)),
+        ] {
+            let points: Vec<(f64, Spread)> = rows
+                .iter()
+                .filter(|r| r.arch == arch)
+                .filter_map(|r| Some((f64::from(r.cpus), r.spread?)))
+                .collect();
+            if points.is_empty() {
+                continue;
+            }
+            chart
+                .draw_series(LineSeries::new(
+                    points.iter().map(|&(x, s)| (x, s.median)),
+                    color.stroke_width(2),
+                ))?
+                .label(arch)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+            chart.draw_series(
+                points
+                    .iter()
+                    .map(|&(x, s)| PathElement::new(vec![(x, s.min), (x, s.max)], color)),
+            )?;
         }
         chart
-            .draw_series(LineSeries::new(
-                points.iter().map(|&(x, s)| (x, s.median)),
-                color.stroke_width(2),
-            ))?
-            .label(arch)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
-        chart.draw_series(
-            points
-                .iter()
-                .map(|&(x, s)| PathElement::new(vec![(x, s.min), (x, s.max)], color)),
-        )?;
+            .configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE)
+            .draw()?;
+        root.present()?;
     }
-    chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE)
-        .draw()?;
-    root.present()?;
-    Ok(())
+    Ok(text)
 }
 
 #[cfg(test)]

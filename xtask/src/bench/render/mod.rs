@@ -36,18 +36,36 @@ pub struct Files {
 
 /// Writes `STEM.md`, `STEM.json` and `STEM.svg` into `dir`.
 pub fn write(report: &Report, dir: &Path, stem: &str) -> Result<Files> {
+    write_files(
+        dir,
+        stem,
+        markdown::markdown(report),
+        &json::json(report),
+        &svg::svg(report)?,
+    )
+}
+
+/// Writes a report's three files, `STEM.{md,json,svg}`, into `dir` (every
+/// suite's report goes through here).
+pub fn write_files(
+    dir: &Path,
+    stem: &str,
+    markdown_text: String,
+    json: &serde_json::Value,
+    svg: &str,
+) -> Result<Files> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let files = Files {
         markdown: dir.join(format!("{stem}.md")),
         json: dir.join(format!("{stem}.json")),
         svg: dir.join(format!("{stem}.svg")),
-        markdown_text: markdown::markdown(report),
+        markdown_text,
     };
-    let json = serde_json::to_string_pretty(&json::json(report))?;
+    let json = serde_json::to_string_pretty(json)?;
     for (path, text) in [
         (&files.markdown, &files.markdown_text),
         (&files.json, &json),
-        (&files.svg, &svg::svg(report)?),
+        (&files.svg, &svg.to_owned()),
     ] {
         fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
     }

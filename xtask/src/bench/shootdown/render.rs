@@ -5,10 +5,9 @@
 //! per series, whiskers from the first to the third quartile).
 
 use std::fmt::Write as _;
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use plotters::prelude::*;
 use serde_json::json;
 
@@ -16,30 +15,10 @@ use super::super::render::{rate, sig3, time};
 use super::super::stats::Spread;
 use super::{Report, Series, Summary, GOAL_FROM_CPUS, GOAL_RATIO};
 
-pub struct Files {
-    pub markdown: PathBuf,
-    pub json: PathBuf,
-    pub svg: PathBuf,
-    pub markdown_text: String,
-}
+pub use super::super::render::Files;
 
 pub fn write(report: &Report, dir: &Path, stem: &str) -> Result<Files> {
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let files = Files {
-        markdown: dir.join(format!("{stem}.md")),
-        json: dir.join(format!("{stem}.json")),
-        svg: dir.join(format!("{stem}.svg")),
-        markdown_text: markdown(report),
-    };
-    let json = serde_json::to_string_pretty(&json_of(report))?;
-    for (path, text) in [
-        (&files.markdown, &files.markdown_text),
-        (&files.json, &json),
-        (&files.svg, &svg(report)?),
-    ] {
-        fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
-    }
-    Ok(files)
+    super::super::render::write_files(dir, stem, markdown(report), &json_of(report), &svg(report)?)
 }
 
 /// `median (q1-q3)` of a spread, each figure by `f`.
