@@ -12,5 +12,7 @@ pub mod fdt_patch;
 pub mod hvc;
 pub mod policy;
 
-/// The most vCPUs (= pCPUs) pvhost runs; the guest's own limit.
-pub const MAX_VCPUS: usize = arch::MAX_CPUS;
+/// The most vCPUs (= pCPUs) pvhost runs: its own limit (`link.ld` reserves
+/// 16 EL2 stacks and the records fill one page), below the guest's
+/// `arch::MAX_CPUS`; pvhost uses the DTB's first 16 CPUs and says so.
+pub const MAX_VCPUS: usize = 16;
