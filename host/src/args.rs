@@ -71,12 +71,15 @@ pub enum Fault {
     IpaInGuestRam(usize),
     /// PV_TIME_ST and PV_LOCK_PREEMPTED hand the vCPU its record's IPA + 8.
     IpaMisaligned(usize),
-    /// From the vCPU's second preemption on, its stolen-time record goes
-    /// back to half of what it held instead of forward.
+    /// From the vCPU's second preemption after its PV_TIME_ST on (the
+    /// guest has used the record by then), its stolen-time record goes back
+    /// to half of what it held instead of forward.
     StealBackwards(usize),
-    /// At the vCPU's second preemption its stolen-time record jumps ahead
-    /// by [`STEAL_JUMP_NS`] (more than the guest can have run); it counts
-    /// on normally from there.
+    /// At each of the vCPU's preemptions after its PV_TIME_ST its
+    /// stolen-time record jumps ahead by [`STEAL_JUMP_NS`] besides the
+    /// steal (more than the guest can have run). Every one, not just one:
+    /// one that fell between the call and the guest's first reading of the
+    /// record would look like steal from before registration.
     StealJump(usize),
 }
 
@@ -122,12 +125,13 @@ impl Fault {
     }
 
     /// What vCPU `vcpu`'s stolen-time record holds after its `nth`
-    /// preemption (1, 2, ...) took `stolen_ns`, the record holding `record`
-    /// before it: `record + stolen_ns`, unless this fault says otherwise.
+    /// preemption since its PV_TIME_ST (1, 2, ...; 0 before the call) took
+    /// `stolen_ns`, the record holding `record` before it: `record +
+    /// stolen_ns`, unless this fault says otherwise.
     pub fn steal_record(self, vcpu: usize, nth: u64, record: u64, stolen_ns: u64) -> u64 {
         match self {
             Fault::StealBackwards(v) if v == vcpu && nth >= 2 => record / 2,
-            Fault::StealJump(v) if v == vcpu && nth == 2 => record + stolen_ns + STEAL_JUMP_NS,
+            Fault::StealJump(v) if v == vcpu && nth >= 1 => record + stolen_ns + STEAL_JUMP_NS,
             _ => record + stolen_ns,
         }
     }
@@ -314,9 +318,9 @@ mod tests {
         assert_eq!(back.steal_record(1, 3, 5, 10), 2);
         assert_eq!(back.steal_record(0, 2, 10, 10), 20, "other vCPUs count on");
         let jump = Fault::StealJump(1);
-        assert_eq!(jump.steal_record(1, 1, 0, 10), 10);
+        assert_eq!(jump.steal_record(1, 0, 0, 10), 10, "before PV_TIME_ST");
+        assert_eq!(jump.steal_record(1, 1, 0, 10), 10 + STEAL_JUMP_NS);
         assert_eq!(jump.steal_record(1, 2, 10, 10), 20 + STEAL_JUMP_NS);
-        assert_eq!(jump.steal_record(1, 3, 20, 10), 30);
         assert_eq!(jump.steal_record(2, 2, 10, 10), 20);
     }
 

@@ -136,9 +136,10 @@ pub(super) fn probe(switches: &PvSwitches) -> PvReport {
     report
 }
 
-/// Registers a secondary CPU's record.
+/// Registers a secondary CPU's record. The boot CPU registered in
+/// [`probe`], whose report says how that went.
 pub(super) fn init_cpu(cpu: usize) -> Result<(), Note> {
-    let Some(plan) = PLAN.get() else {
+    let Some(plan) = PLAN.get().filter(|_| cpu != 0) else {
         return Ok(());
     };
     // Its call is not part of the boot report.

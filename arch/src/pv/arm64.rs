@@ -155,26 +155,41 @@ fn probe_host(hv: &mut impl Smccc, psci: (u16, u16), switches: &PvSwitches) -> (
     (report, plan)
 }
 
-/// 3. `ARCH_FEATURES(function)`; `Err(reason)` unless it is implemented.
-fn arch_features(hv: &mut impl Smccc, report: &mut PvReport, function: u32) -> Result<(), Note> {
-    match call(hv, report, SMCCC_ARCH_FEATURES, function.into()) {
-        0 => Ok(()),
-        r => Err(note(format_args!("ARCH_FEATURES({function:#x}) = {r}"))),
+/// Judges a feature query's answer `r` to `asked`: 0 is yes; an SMCCC error
+/// code is no (not offered); anything else is nonsense, no answer a host
+/// that follows SMCCC gives (for these functions no positive answer is
+/// defined), so nothing it seems to offer can be trusted (unusable).
+pub fn feature_answer(asked: core::fmt::Arguments<'_>, r: i64) -> Result<(), (State, Note)> {
+    match r {
+        SUCCESS => Ok(()),
+        NOT_SUPPORTED | NOT_REQUIRED | INVALID_PARAMETER => {
+            Err((State::NotOffered, note(format_args!("{asked} = {r}"))))
+        }
+        _ => Err((
+            State::Unusable,
+            note(format_args!("{asked} answered nonsense {:#x}", r as u64)),
+        )),
     }
 }
 
+/// 3. `ARCH_FEATURES(function)`; `Err` unless it is implemented.
+fn arch_features(
+    hv: &mut impl Smccc,
+    report: &mut PvReport,
+    function: u32,
+) -> Result<(), (State, Note)> {
+    let r = call(hv, report, SMCCC_ARCH_FEATURES, function.into());
+    feature_answer(format_args!("ARCH_FEATURES({function:#x})"), r)
+}
+
 fn probe_time(hv: &mut impl Smccc, report: &mut PvReport, plan: &mut Plan, switches: &PvSwitches) {
-    if let Err(why) = arch_features(hv, report, PV_TIME_FEATURES) {
-        return report.set("time", State::NotOffered, why);
+    if let Err((state, why)) = arch_features(hv, report, PV_TIME_FEATURES) {
+        return report.set("time", state, why);
     }
     // ARCH_FEATURES says yes even when steal time is off: only this tells.
     let r = call(hv, report, PV_TIME_FEATURES, PV_TIME_ST.into());
-    if r != SUCCESS {
-        return report.set(
-            "time",
-            State::NotOffered,
-            note(format_args!("PV_TIME_FEATURES(PV_TIME_ST) = {r}")),
-        );
+    if let Err((state, why)) = feature_answer(format_args!("PV_TIME_FEATURES(PV_TIME_ST)"), r) {
+        return report.set("time", state, why);
     }
     if !switches.time {
         return report.set(
@@ -211,49 +226,58 @@ fn probe_lock(
     }
     let ptp_hint = kvm_features & 1 << KVM_FEATURE_PTP != 0;
     if switches.lock == LockChoice::V3 {
-        if let Err(why) = arch_features(hv, report, PV_LOCK_V3) {
-            return report.set("lock", State::NotOffered, why);
+        if let Err((state, why)) = arch_features(hv, report, PV_LOCK_V3) {
+            return report.set("lock", state, why);
         }
         let r = call(hv, report, PV_LOCK_V3, PV_LOCK_V3_FEATURES);
-        if r != SUCCESS {
-            return report.set(
-                "lock",
-                State::NotOffered,
-                note(format_args!("v3 FEATURES = {r}")),
-            );
+        if let Err((state, why)) = feature_answer(format_args!("v3 FEATURES"), r) {
+            return report.set("lock", state, why);
         }
         plan.lock = Some(LockAbi::V3);
         return report.set("lock", State::Used, note(format_args!("v3, pv.lock=v3")));
     }
     let v2 = arch_features(hv, report, PV_LOCK_FEATURES).and_then(|()| {
-        match call(hv, report, PV_LOCK_FEATURES, PV_LOCK_PREEMPTED.into()) {
-            SUCCESS => Ok(()),
-            r => Err(note(format_args!("PV_LOCK_FEATURES(PREEMPTED) = {r}"))),
-        }
+        let r = call(hv, report, PV_LOCK_FEATURES, PV_LOCK_PREEMPTED.into());
+        feature_answer(format_args!("PV_LOCK_FEATURES(PREEMPTED)"), r)
     });
     match v2 {
         Ok(()) => {
             plan.lock = Some(LockAbi::V2);
             report.set("lock", State::Used, note(format_args!("v2")));
         }
-        Err(mut why) if ptp_hint => {
+        Err((State::NotOffered, mut why)) if ptp_hint => {
             use core::fmt::Write as _;
             let _ = write!(why, "; 0x86000001 is PTP here, v3 only with pv.lock=v3");
             report.set("lock", State::NotOffered, why);
         }
-        Err(why) => report.set("lock", State::NotOffered, why),
+        Err((state, why)) => report.set("lock", state, why),
     }
 }
 
 fn probe_sched(hv: &mut impl Smccc, report: &mut PvReport, plan: &mut Plan, switches: &PvSwitches) {
-    if let Err(why) = arch_features(hv, report, PV_SCHED_FEATURES) {
-        return report.set("sched", State::NotOffered, why);
+    if let Err((state, why)) = arch_features(hv, report, PV_SCHED_FEATURES) {
+        return report.set("sched", state, why);
     }
-    let mut offered =
-        |function: u32| call(hv, report, PV_SCHED_FEATURES, function.into()) == SUCCESS;
+    // Each of the three asked; a nonsense answer to any of them makes the
+    // whole ABI unusable (the first one is reported).
+    let mut nonsense = None;
+    let mut offered = |function: u32| {
+        let r = call(hv, report, PV_SCHED_FEATURES, function.into());
+        match feature_answer(format_args!("PV_SCHED_FEATURES({function:#x})"), r) {
+            Ok(()) => true,
+            Err((State::Unusable, why)) => {
+                nonsense.get_or_insert(why);
+                false
+            }
+            Err(_) => false,
+        }
+    };
     let init = offered(PV_SCHED_IPA_INIT);
     let release = offered(PV_SCHED_IPA_RELEASE);
     let kick = offered(PV_SCHED_KICK_CPU);
+    if let Some(why) = nonsense {
+        return report.set("sched", State::Unusable, why);
+    }
     if !init {
         return report.set(
             "sched",
@@ -286,12 +310,35 @@ pub struct CpuRecords {
     pub sched: Option<Result<(), Note>>,
 }
 
-/// Checks an IPA a host returned for a 64-byte record.
-pub fn check_record_ipa(what: &str, r: u64) -> Result<u64, Note> {
+/// Checks an IPA a host returned for a 64-byte record. The record is host
+/// memory the guest maps and reads, so the IPA must be 64-byte aligned,
+/// inside what the kernel can map (`reach`: its identity map, which is
+/// below [`IPA_LIMIT`]), and not memory the kernel already uses
+/// (`kernel_memory`: its RAM): a record there would be host writes into
+/// memory the kernel hands out. An aligned IPA inside `reach` where nothing
+/// is cannot be told from a host region no FDT describes (KVM's `pvtime`)
+/// without reading it, and is not caught here.
+pub fn check_record_ipa(
+    what: &str,
+    r: u64,
+    reach: u64,
+    kernel_memory: impl Fn(u64) -> bool,
+) -> Result<u64, Note> {
+    let reach = reach.min(IPA_LIMIT);
     if (r as i64) < 0 {
         Err(note(format_args!("{what} = {}", r as i64)))
-    } else if !r.is_multiple_of(RECORD_ALIGN) || r >= IPA_LIMIT {
-        Err(note(format_args!("{what} returned unusable IPA {r:#x}")))
+    } else if !r.is_multiple_of(RECORD_ALIGN) {
+        Err(note(format_args!(
+            "{what} = {r:#x}: misaligned (records are {RECORD_ALIGN}-byte aligned)"
+        )))
+    } else if r.saturating_add(RECORD_ALIGN) > reach {
+        Err(note(format_args!(
+            "{what} = {r:#x}: outside RAM, past what the kernel maps ({reach:#x})"
+        )))
+    } else if kernel_memory(r) || kernel_memory(r + RECORD_ALIGN - 1) {
+        Err(note(format_args!(
+            "{what} = {r:#x}: inside the guest's own RAM"
+        )))
     } else {
         Ok(r)
     }
@@ -299,17 +346,21 @@ pub fn check_record_ipa(what: &str, r: u64) -> Result<u64, Note> {
 
 /// Registers the calling CPU with every feature of `plan`; `sched_record`
 /// is the IPA of this CPU's guest-owned PV sched record.
+/// `reach` and `kernel_memory` judge the host's record IPAs
+/// ([`check_record_ipa`]).
 pub fn register_cpu(
     hv: &mut impl Smccc,
     plan: &Plan,
     sched_record: u64,
     log: &mut PvReport,
+    reach: u64,
+    kernel_memory: impl Fn(u64) -> bool,
 ) -> CpuRecords {
     let mut out = CpuRecords::default();
     if plan.time {
         let r = hv.call(PV_TIME_ST, 0)[0];
         log.calls.record(PV_TIME_ST, 0);
-        out.time = Some(check_record_ipa("PV_TIME_ST", r));
+        out.time = Some(check_record_ipa("PV_TIME_ST", r, reach, &kernel_memory));
     }
     if let Some(abi) = plan.lock {
         let r = match abi {
@@ -322,7 +373,12 @@ pub fn register_cpu(
                 hv.call(PV_LOCK_V3, PV_LOCK_V3_PREEMPTED)[0]
             }
         };
-        out.lock = Some(check_record_ipa("PV_LOCK_PREEMPTED", r));
+        out.lock = Some(check_record_ipa(
+            "PV_LOCK_PREEMPTED",
+            r,
+            reach,
+            &kernel_memory,
+        ));
     }
     if plan.sched {
         let r = call(hv, log, PV_SCHED_IPA_INIT, sched_record);
@@ -683,7 +739,7 @@ mod tests {
     #[test]
     fn registration_checks_what_the_host_returns() {
         let (mut report, plan, mut host) = run(kvm_patched(), PvSwitches::default());
-        let regs = register_cpu(&mut host, &plan, 0x4100_0040, &mut report);
+        let regs = register_cpu(&mut host, &plan, 0x4100_0040, &mut report, REACH, ram);
         assert_eq!(regs.time, Some(Ok(0x090a_0000)));
         assert_eq!(regs.lock, Some(Ok(0x090b_0000)));
         assert_eq!(regs.sched, Some(Ok(())));
@@ -693,9 +749,76 @@ mod tests {
             kvm_patched()
                 .answer(PV_TIME_ST, 0, NS)
                 .answer(PV_LOCK_PREEMPTED, 0, 0x090b_0008);
-        let regs = register_cpu(&mut host, &plan, 0x4100_0040, &mut report);
+        let regs = register_cpu(&mut host, &plan, 0x4100_0040, &mut report, REACH, ram);
         assert!(regs.time.unwrap().unwrap_err().contains("= -1"));
-        assert!(regs.lock.unwrap().unwrap_err().contains("unusable IPA"));
+        assert!(regs
+            .lock
+            .unwrap()
+            .unwrap_err()
+            .contains("= 0x90b0008: misaligned"));
+    }
+
+    const REACH: u64 = 1 << 39;
+    fn ram(ipa: u64) -> bool {
+        (0x4000_0000..0x5000_0000).contains(&ipa)
+    }
+
+    #[test]
+    fn record_ipas_outside_reach_or_in_the_guests_ram_are_refused() {
+        let check = |r| check_record_ipa("PV_TIME_ST", r, REACH, ram);
+        assert_eq!(check(0x090a_0000), Ok(0x090a_0000));
+        assert_eq!(check(0x5010_0040), Ok(0x5010_0040));
+        assert_eq!(check(REACH - 64), Ok(REACH - 64));
+        for (bad, why) in [
+            (
+                1 << 44,
+                "outside RAM and past the 0x8000000000 the kernel maps",
+            ),
+            (REACH, "outside RAM"),
+            (IPA_LIMIT, "outside RAM"),
+            (0x4800_0000, "inside the guest's own RAM"),
+            (0x3fff_ffc0 + 64, "inside the guest's own RAM"),
+            (0x4fff_ffc0, "inside the guest's own RAM"),
+            (0x5010_0048, "= 0x50100048: misaligned"),
+            (NS, "PV_TIME_ST = -1"),
+            (INVALID_PARAMETER as u64, "PV_TIME_ST = -3"),
+        ] {
+            let e = check(bad).unwrap_err();
+            assert!(e.contains(why), "{bad:#x}: {e}");
+        }
+        // The reach never goes past the ABI's limit.
+        assert!(check_record_ipa("x", IPA_LIMIT, u64::MAX, ram).is_err());
+    }
+
+    #[test]
+    fn nonsense_feature_answers_make_the_abi_unusable() {
+        let garbage = 0x7f3a_0000_1234_u64;
+        let host = kvm_patched()
+            .answer(SMCCC_ARCH_FEATURES, PV_TIME_FEATURES.into(), garbage)
+            .answer(PV_LOCK_FEATURES, PV_LOCK_PREEMPTED.into(), -77i64 as u64)
+            .answer(PV_SCHED_FEATURES, PV_SCHED_KICK_CPU.into(), 1);
+        let (report, plan, host) = run(host, PvSwitches::default());
+        assert!(!plan.time && plan.lock.is_none() && !plan.sched, "{plan:?}");
+        for f in ["time", "lock", "sched"] {
+            assert_eq!(report.state(f), Some(State::Unusable), "{f}: {report}");
+        }
+        let line = report.to_string();
+        for part in [
+            "time: unusable (ARCH_FEATURES(0xc5000020) answered nonsense 0x7f3a00001234)",
+            "lock: unusable (PV_LOCK_FEATURES(PREEMPTED) answered nonsense 0xffffffffffffffb3)",
+            "sched: unusable (PV_SCHED_FEATURES(0xc5000093) answered nonsense 0x1)",
+        ] {
+            assert!(line.contains(part), "{line}");
+        }
+        // Nothing was registered on the strength of a nonsense answer.
+        assert!(!host.called(PV_TIME_ST) && !host.called(PV_LOCK_PREEMPTED));
+        // Error codes are still "not offered", with the code.
+        let host = kvm_patched().answer(PV_LOCK_FEATURES, PV_LOCK_PREEMPTED.into(), NS);
+        let (report, _, _) = run(host, PvSwitches::default());
+        assert_eq!(report.state("lock"), Some(State::NotOffered));
+        assert!(report
+            .to_string()
+            .contains("PV_LOCK_FEATURES(PREEMPTED) = -1"));
     }
 
     #[test]

@@ -141,6 +141,11 @@ struct Vcpu {
     kicks_dropped: AtomicU64,
     /// Kicks to this vCPU that `pvhost.fault=delay-kicks` delayed.
     kicks_delayed: AtomicU64,
+    /// Preemptions whose steal a steal fault wrote wrong into the record.
+    steal_faults: AtomicU64,
+    /// `preemptions` when the vCPU first asked PV_TIME_ST for its record
+    /// (`u64::MAX`: not yet), from which the steal faults count.
+    time_asked_at: AtomicU64,
 }
 
 impl Vcpu {
@@ -159,6 +164,8 @@ impl Vcpu {
             pv_calls: AtomicU64::new(0),
             kicks_dropped: AtomicU64::new(0),
             kicks_delayed: AtomicU64::new(0),
+            steal_faults: AtomicU64::new(0),
+            time_asked_at: AtomicU64::new(u64::MAX),
         }
     }
 }
@@ -330,14 +337,15 @@ fn preempted_wait(cpu: usize, injector: &mut Injector, end_ns: u64) {
     // Single writer (this pCPU): the guest reads it with one 64-bit load.
     // A steal fault makes it wrong; the ground truth below stays right.
     let v = &VCPUS[cpu];
-    let nth = v.preemptions.load(Ordering::Relaxed) + 1;
+    let preemptions = v.preemptions.load(Ordering::Relaxed);
+    let nth = (preemptions + 1).saturating_sub(v.time_asked_at.load(Ordering::Relaxed));
     let record = &RECORDS.time[cpu].stolen_ns;
-    record.store(
-        facts()
-            .fault
-            .steal_record(cpu, nth, record.load(Ordering::Relaxed), stolen_ns),
-        Ordering::Release,
-    );
+    let before = record.load(Ordering::Relaxed);
+    let after = facts().fault.steal_record(cpu, nth, before, stolen_ns);
+    if after != before + stolen_ns {
+        v.steal_faults.fetch_add(1, Ordering::Relaxed);
+    }
+    record.store(after, Ordering::Release);
     // Taken after the record holds the steal, stored before the count does:
     // whoever sees the count sees a `last_end_ns` no earlier than this.
     v.last_end_ns.store(now_ns(), Ordering::Relaxed);
@@ -455,6 +463,13 @@ impl Machine for Host {
     }
 
     fn time_record(&self, vcpu: usize) -> u64 {
+        // Only `vcpu` asks for its own record (and only this pCPU counts
+        // its preemptions): no race.
+        let v = &VCPUS[vcpu];
+        if v.time_asked_at.load(Ordering::Relaxed) == u64::MAX {
+            let preemptions = v.preemptions.load(Ordering::Relaxed);
+            v.time_asked_at.store(preemptions, Ordering::Relaxed);
+        }
         &RECORDS.time[vcpu] as *const TimeSlot as u64
     }
 
@@ -574,7 +589,7 @@ fn hypercall(cpu: usize, frame: &mut Frame, imm: u16) {
 
 /// The machine-readable ground truth, one line per vCPU:
 /// `pvhost: cpu=N preemptions=K stolen_ns=S pv_calls=C last_end_ns=E
-/// kicks_dropped=D kicks_delayed=L`.
+/// kicks_dropped=D kicks_delayed=L steal_faults=F`.
 ///
 /// `last_end_ns` is when the vCPU's last preemption reached its PV time
 /// record (host time, which is the guest's clock too: CNTVOFF = 0): a guest
@@ -586,12 +601,13 @@ fn report_ground_truth() {
         // Acquire, then `last_end_ns`: see `preempted_wait`.
         let stolen_ns = v.stolen_ns.load(Ordering::Acquire);
         console::line(format_args!(
-            "pvhost: cpu={cpu} preemptions={} stolen_ns={stolen_ns} pv_calls={} last_end_ns={} kicks_dropped={} kicks_delayed={}",
+            "pvhost: cpu={cpu} preemptions={} stolen_ns={stolen_ns} pv_calls={} last_end_ns={} kicks_dropped={} kicks_delayed={} steal_faults={}",
             v.preemptions.load(Ordering::Relaxed),
             v.pv_calls.load(Ordering::Relaxed),
             v.last_end_ns.load(Ordering::Relaxed),
             v.kicks_dropped.load(Ordering::Relaxed),
             v.kicks_delayed.load(Ordering::Relaxed),
+            v.steal_faults.load(Ordering::Relaxed),
         ));
     }
 }
