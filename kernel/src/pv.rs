@@ -79,7 +79,7 @@ pub fn lock_slow_path() -> SlowPath {
 /// the probe's registration went). A feature that fails runs native on
 /// that CPU only, in one line naming each and why, and what it keeps.
 pub(crate) fn init_cpu(cpu: usize) {
-    if let Err(why) = A::pv_init_cpu(cpu) {
+    if let Some(why) = A::pv_init_cpu(cpu) {
         log::warn!("pv: CPU {cpu} falls back: {why}; other CPUs keep PV");
     }
 }

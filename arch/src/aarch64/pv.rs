@@ -10,7 +10,8 @@ use crate::abi::arm64::{
 };
 use crate::pv::arm64::{self as probe, Plan, Smccc};
 use crate::pv::{
-    fallback_note, judge_steal, note, Note, PvReport, PvSwitches, RawCallError, State, StealOrigin,
+    fallback_note, judge_steal, note, FallbackLine, Note, PvReport, PvSwitches, RawCallError,
+    State, StealOrigin,
 };
 use crate::{MemAttr, MAX_CPUS};
 
@@ -48,7 +49,7 @@ static STEAL_HELD: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; M
 
 /// How the boot CPU's registration (during the probe) went, for
 /// [`init_cpu`]`(0)`.
-static BOOT_CPU: spin::Once<Result<(), Note>> = spin::Once::new();
+static BOOT_CPU: spin::Once<Option<FallbackLine>> = spin::Once::new();
 
 /// Pages this module mapped for host records: the host's memory, unlike
 /// every other page mapped Normal (the kernel's RAM).
@@ -85,12 +86,11 @@ fn now_ns() -> u64 {
 
 /// Registers the calling CPU, maps and checks its records. A feature that
 /// fails here runs native on this CPU only (the others register their
-/// own); the error names each such feature and why, and what is kept.
+/// own); the line returned names each such feature and why, and what is
+/// kept.
 /// The boot CPU's successes are noted in `report`.
-fn register(cpu: usize, report: &mut PvReport) -> Result<(), Note> {
-    let Some(plan) = PLAN.get() else {
-        return Ok(());
-    };
+fn register(cpu: usize, report: &mut PvReport) -> Option<FallbackLine> {
+    let plan = PLAN.get()?;
     let mut conduit = platform().conduit;
     let sched_ipa = &SCHED_RECORD[cpu] as *const PvSchedRecord as u64;
     let records = probe::register_cpu(&mut conduit, plan, sched_ipa, report, REACH, kernel_memory);
@@ -147,13 +147,13 @@ fn register(cpu: usize, report: &mut PvReport) -> Result<(), Note> {
         }
     }
     if failed.is_empty() {
-        return Ok(());
+        return None;
     }
     let reasons: heapless::Vec<(&str, &str), 3> = failed
         .iter()
         .map(|(name, why)| (*name, why.as_str()))
         .collect();
-    Err(fallback_note(&reasons, &kept))
+    Some(fallback_note(&reasons, &kept))
 }
 
 /// Probes on the boot CPU and registers it. Runs before the secondaries
@@ -170,9 +170,9 @@ pub(super) fn probe(switches: &PvSwitches) -> PvReport {
 
 /// Registers a secondary CPU; for the boot CPU, registered by [`probe`],
 /// says how that went.
-pub(super) fn init_cpu(cpu: usize) -> Result<(), Note> {
+pub(super) fn init_cpu(cpu: usize) -> Option<FallbackLine> {
     if cpu == 0 {
-        return BOOT_CPU.get().cloned().unwrap_or(Ok(()));
+        return BOOT_CPU.get().cloned().flatten();
     }
     // Its calls are not part of the boot report.
     let mut scratch = PvReport::new(crate::pv::Hypervisor::NotProbed, Note::new());

@@ -21,7 +21,9 @@ use loongArch64::iocsr::iocsr_read_d;
 
 use crate::abi::loongarch::{StealTimeRecord, HVCL_KVM_CODE, IOCSR_FEATURES, PREEMPTED};
 use crate::pv::loongarch::{self as logic, LoongArchHost, Plan};
-use crate::pv::{note, CpuMask, Hypervisor, Note, PvReport, PvSwitches, State};
+use crate::pv::{
+    fallback_note, note, CpuMask, FallbackLine, Hypervisor, Note, PvReport, PvSwitches, State,
+};
 use crate::MAX_CPUS;
 
 use super::{irq, mmu};
@@ -138,16 +140,21 @@ pub(super) fn probe(switches: &PvSwitches) -> PvReport {
 
 /// Registers a secondary CPU's record. The boot CPU registered in
 /// [`probe`], whose report says how that went.
-pub(super) fn init_cpu(cpu: usize) -> Result<(), Note> {
-    let Some(plan) = PLAN.get().filter(|_| cpu != 0) else {
-        return Ok(());
-    };
+pub(super) fn init_cpu(cpu: usize) -> Option<FallbackLine> {
+    let plan = PLAN.get().filter(|_| cpu != 0)?;
     // Its call is not part of the boot report.
     let mut scratch = PvReport::new(Hypervisor::NotProbed, Note::new());
-    match register(plan, cpu, &mut scratch) {
-        None | Some(Ok(_)) => Ok(()),
-        Some(Err(why)) => Err(why),
+    let why = register(plan, cpu, &mut scratch)?.err()?;
+    // The record holds both the steal clock and the preempted flag.
+    let mut failed: heapless::Vec<(&str, &str), 2> = heapless::Vec::new();
+    if plan.steal_clock {
+        let _ = failed.push(("time", why.as_str()));
     }
+    if plan.preempt {
+        let _ = failed.push(("preempt", why.as_str()));
+    }
+    let kept: &[&str] = if plan.ipi { &["ipi"] } else { &[] };
+    Some(fallback_note(&failed, kept))
 }
 
 /// Stolen nanoseconds of `cpu`, if the steal clock is in use and `cpu`

@@ -772,7 +772,7 @@ mod tests {
         for (bad, why) in [
             (
                 1 << 44,
-                "outside RAM and past the 0x8000000000 the kernel maps",
+                "PV_TIME_ST = 0x100000000000: outside RAM, past what the kernel maps (0x8000000000)",
             ),
             (REACH, "outside RAM"),
             (IPA_LIMIT, "outside RAM"),

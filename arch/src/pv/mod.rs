@@ -90,9 +90,11 @@ impl State {
     }
 }
 
-/// Short free text in a report (a CPU's fallback line holds up to three
-/// reasons).
-pub type Note = String<256>;
+/// Short free text in a report.
+pub type Note = String<96>;
+
+/// One CPU's fallback: up to three features with a [`Note`] each.
+pub type FallbackLine = String<320>;
 
 /// Builds a [`Note`], cutting what does not fit.
 pub fn note(args: fmt::Arguments<'_>) -> Note {
@@ -196,8 +198,8 @@ impl fmt::Display for PvReport {
 /// Why a CPU runs some PV features native: each failed feature with its
 /// reason, then what the CPU keeps, as in `time native (PV_TIME_ST = -1);
 /// keeps lock, sched`. Empty when nothing failed.
-pub fn fallback_note(failed: &[(&str, &str)], kept: &[&str]) -> Note {
-    let mut n = Note::new();
+pub fn fallback_note(failed: &[(&str, &str)], kept: &[&str]) -> FallbackLine {
+    let mut n = FallbackLine::new();
     for (i, (name, why)) in failed.iter().enumerate() {
         let sep = if i == 0 { "" } else { "; " };
         let _ = write!(n, "{sep}{name} native ({why})");
