@@ -1388,7 +1388,95 @@ pub const TESTS: &[BootTest] = &[
         ],
         ..LA
     },
+    // The host faults the LoongArch model injects (as pvhost's). The guest
+    // numbers its CPUs in the order they come up, not always the vCPUs'
+    // (vCPU 1 is often CPU 3): the checks name vCPUs by `hw_id`, or hit
+    // vCPU 0, the boot CPU, which is always CPU 0.
+    BootTest {
+        // vCPU 1's FUNC_NOTIFY refused: it has no steal clock and no
+        // preempted flag, keeps PV IPI; the others keep everything.
+        name: "la-pvhost-fault-refuse-register",
+        host: la_pvhost_with("refuse-register:1"),
+        app: "stealwatch",
+        app_args: &["ms=500"],
+        checks: &[
+            Contains(" falls back: time native (FUNC_NOTIFY(STEAL_TIME) = -2); preempt native (FUNC_NOTIFY(STEAL_TIME) = -2); keeps ipi; other CPUs keep PV"),
+            Lacks("pv: CPU 0 falls back"),
+            Contains(" hw_id=1 stolen_ns=0 at_ns="),
+            Lacks(" hw_id=0 stolen_ns=0 "),
+            Lacks(" hw_id=2 stolen_ns=0 "),
+            Lacks(" hw_id=3 stolen_ns=0 "),
+            Lacks("monotonic=no"),
+        ],
+        ..LA
+    },
+    BootTest {
+        name: "la-pvhost-fault-steal-backwards",
+        host: la_pvhost_with("steal-backwards:0"),
+        app: "stealwatch",
+        app_args: &["ms=500"],
+        checks: &[
+            Contains("pv: CPU 0's steal clock went backwards, from "),
+            Contains(": CPU 0 runs without a steal clock from now on (held at "),
+            LA_STEAL_FAULTED_0,
+            LA_STEAL_KEPT[0],
+            LA_STEAL_KEPT[1],
+            LA_STEAL_KEPT[2],
+            LA_STEAL_KEPT[3],
+            LA_STEAL_KEPT[4],
+            LA_STEAL_KEPT[5],
+            Lacks("monotonic=no"),
+        ],
+        ..LA
+    },
+    BootTest {
+        name: "la-pvhost-fault-steal-jump",
+        host: la_pvhost_with("steal-jump:0"),
+        app: "stealwatch",
+        app_args: &["ms=500"],
+        checks: &[
+            Contains("pv: CPU 0's steal clock jumped ahead: "),
+            Contains(": CPU 0 runs without a steal clock from now on (held at "),
+            LA_STEAL_FAULTED_0,
+            Below("stealwatch: final cpu=0 hw_id=0 stolen_ns=", 60e9),
+            LA_STEAL_KEPT[0],
+            LA_STEAL_KEPT[1],
+            LA_STEAL_KEPT[2],
+            LA_STEAL_KEPT[3],
+            LA_STEAL_KEPT[4],
+            LA_STEAL_KEPT[5],
+            Lacks("monotonic=no"),
+        ],
+        ..LA
+    },
 ];
+
+/// A steal fault on vCPU 0 under stealwatch on 4 CPUs: only CPU 0 says so,
+/// the others saw steal (they kept their clocks).
+const LA_STEAL_KEPT: [Check; 6] = [
+    Lacks("pv: CPU 1's steal clock"),
+    Lacks("pv: CPU 2's steal clock"),
+    Lacks("pv: CPU 3's steal clock"),
+    Lacks("stealwatch: cpu=1 steal_ns=0 "),
+    Lacks("stealwatch: cpu=2 steal_ns=0 "),
+    Lacks("stealwatch: cpu=3 steal_ns=0 "),
+];
+const LA_STEAL_FAULTED_0: Check = Truth {
+    key: "steal_faults",
+    cpu: Some(0),
+    min: 1,
+    max: u64::MAX,
+};
+
+/// The LoongArch PV QEMU offering every feature, stealing 10% of every
+/// 10 ms from each vCPU, with the host fault `fault`.
+const fn la_pvhost_with(fault: &'static str) -> Host {
+    Host::Pvhost(pvhost::Settings {
+        pv: Pv::On,
+        steal: "periodic:10000,10",
+        fault,
+    })
+}
 
 /// The LoongArch PV QEMU offering every feature, no preemption.
 const LA_PVHOST: Host = Host::Pvhost(pvhost::Settings::DEFAULT);

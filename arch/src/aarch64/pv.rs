@@ -10,8 +10,7 @@ use crate::abi::arm64::{
 };
 use crate::pv::arm64::{self as probe, Plan, Smccc};
 use crate::pv::{
-    fallback_note, judge_steal, note, FallbackLine, Note, PvReport, PvSwitches, RawCallError,
-    State, StealOrigin,
+    fallback_note, note, FallbackLine, Note, PvReport, PvSwitches, RawCallError, State, StealGuard,
 };
 use crate::{MemAttr, MAX_CPUS};
 
@@ -39,13 +38,8 @@ static LOCK_RECORD: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MA
 static SCHED_RECORD: [PvSchedRecord; MAX_CPUS] = [const { PvSchedRecord::new() }; MAX_CPUS];
 static SCHED_REGISTERED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 
-/// Each CPU's steal clock when it registered, and the highest reading used
-/// since: what [`judge_steal`] checks every reading against.
-static STEAL_ORIGIN_CLOCK: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
-static STEAL_ORIGIN_AT: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
-static STEAL_LAST: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
-/// The CPU's steal clock proved false: it stays at `STEAL_LAST` for good.
-static STEAL_HELD: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// Each CPU's steal clock as the kernel sees it.
+static STEAL: [StealGuard; MAX_CPUS] = [const { StealGuard::new() }; MAX_CPUS];
 
 /// How the boot CPU's registration (during the probe) went, for
 /// [`init_cpu`]`(0)`.
@@ -109,9 +103,7 @@ fn register(cpu: usize, report: &mut PvReport) -> Option<FallbackLine> {
         });
         match checked {
             Ok((va, at_ns, clock_ns)) => {
-                STEAL_ORIGIN_AT[cpu].store(at_ns, Ordering::Relaxed);
-                STEAL_ORIGIN_CLOCK[cpu].store(clock_ns, Ordering::Relaxed);
-                STEAL_LAST[cpu].store(clock_ns, Ordering::Relaxed);
+                STEAL[cpu].start(at_ns, clock_ns);
                 // Release: the origin is seen by whoever sees the record.
                 TIME_RECORD[cpu].store(va, Ordering::Release);
                 if cpu == 0 {
@@ -179,45 +171,17 @@ pub(super) fn init_cpu(cpu: usize) -> Option<FallbackLine> {
     register(cpu, &mut scratch)
 }
 
-/// `cpu`'s steal clock, from any CPU: the host's reading while it can be
-/// true ([`judge_steal`]); after the first that cannot, the last good one,
-/// for good, reported once. So it never goes backwards and never counts
-/// more steal than time passed, whatever the host writes.
+/// `cpu`'s steal clock, from any CPU, as [`StealGuard`] lets it through.
 pub(super) fn steal_ns(cpu: usize) -> Option<u64> {
     let va = TIME_RECORD.get(cpu)?.load(Ordering::Acquire);
     if va == 0 {
         return None;
     }
-    let last = &STEAL_LAST[cpu];
-    if STEAL_HELD[cpu].load(Ordering::Acquire) {
-        return Some(last.load(Ordering::Acquire));
-    }
-    // Acquire, before the record is read: a reading another CPU published
-    // was read from the record before this read is (the host's clock only
-    // grows), so a true clock never looks backwards.
-    let last_ns = last.load(Ordering::Acquire);
     // SAFETY: a mapped, 8-byte-aligned host record; the ABI promises a
     // single-copy-atomic 64-bit value, so an atomic load reads it whole.
     let stolen = unsafe { &*((va + PV_TIME_STOLEN_OFFSET) as *const AtomicU64) };
-    let clock_ns = stolen.load(Ordering::Acquire);
-    // Read after the record (the ISB in `ticks`): the steal in it fits.
-    let now = now_ns();
-    let origin = StealOrigin {
-        clock_ns: STEAL_ORIGIN_CLOCK[cpu].load(Ordering::Relaxed),
-        at_ns: STEAL_ORIGIN_AT[cpu].load(Ordering::Relaxed),
-    };
-    match judge_steal(origin, last_ns, clock_ns, now) {
-        Ok(clock_ns) => Some(last.fetch_max(clock_ns, Ordering::AcqRel).max(clock_ns)),
-        Err(fault) => {
-            if !STEAL_HELD[cpu].swap(true, Ordering::AcqRel) {
-                log::warn!(
-                    "pv: CPU {cpu}'s {fault}: CPU {cpu} runs without a steal clock from now on (held at {} ns); other CPUs keep theirs",
-                    last.load(Ordering::Acquire)
-                );
-            }
-            Some(last.load(Ordering::Acquire))
-        }
-    }
+    // `now_ns` is read after the record (the ISB in `ticks`).
+    Some(STEAL[cpu].read(cpu, || Some(stolen.load(Ordering::Acquire)), now_ns))
 }
 
 pub(super) fn vcpu_preempted(cpu: usize) -> Option<bool> {

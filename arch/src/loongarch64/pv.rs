@@ -14,7 +14,7 @@
 //! coherent cached); the host is given their physical address.
 
 use core::arch::asm;
-use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU8, Ordering};
 
 use loongArch64::cpu::CPUCFG;
 use loongArch64::iocsr::iocsr_read_d;
@@ -23,10 +23,11 @@ use crate::abi::loongarch::{StealTimeRecord, HVCL_KVM_CODE, IOCSR_FEATURES, PREE
 use crate::pv::loongarch::{self as logic, LoongArchHost, Plan};
 use crate::pv::{
     fallback_note, note, CpuMask, FallbackLine, Hypervisor, Note, PvReport, PvSwitches, State,
+    StealGuard,
 };
 use crate::MAX_CPUS;
 
-use super::{irq, mmu};
+use super::{irq, mmu, timer};
 
 /// `hvcl 0x100`: a0 = `function`, a1..a3; returns a0. The host preserves
 /// every other register (a1..a5 included), so only a0 is declared clobbered.
@@ -91,9 +92,25 @@ const REGISTERED: u8 = 1;
 /// preempted flag means nothing any more.
 const RELEASED: u8 = 2;
 static RECORD_STATE: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(NOT_REGISTERED) }; MAX_CPUS];
-/// The last consistent steal reading of each CPU, answered when the seqlock
-/// read gives up (see [`logic::read_steal_ns`]); also keeps it monotonic.
-static LAST_STEAL_NS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// Each CPU's steal clock as the kernel sees it: monotonic (also when the
+/// seqlock read gives up, [`logic::read_steal_ns`]) and bounded.
+static STEAL: [StealGuard; MAX_CPUS] = [const { StealGuard::new() }; MAX_CPUS];
+
+/// Guest time in ns (the stable counter).
+fn now_ns() -> u64 {
+    (u128::from(timer::ticks()) * 1_000_000_000 / u128::from(timer::ticks_per_sec())) as u64
+}
+
+/// `cpu`'s record's steal clock under its seqlock (`None`: the host kept
+/// writing).
+fn read_record(cpu: usize) -> Option<u64> {
+    let record = &RECORDS[cpu];
+    // Relaxed loads: `read_steal_ns` puts the Acquire fences between them.
+    logic::read_steal_ns(
+        || record.version.load(Ordering::Relaxed),
+        || record.steal_ns.load(Ordering::Relaxed),
+    )
+}
 
 /// Physical address of `cpu`'s record (the image runs in DMW1).
 fn record_pa(cpu: usize) -> u64 {
@@ -104,8 +121,13 @@ fn record_pa(cpu: usize) -> u64 {
 /// when registered.
 fn register(plan: &Plan, cpu: usize, log: &mut PvReport) -> Option<Result<u64, Note>> {
     let pa = record_pa(cpu);
+    // Before the registration: the steal the record gains from it on fits
+    // in the time counted from here.
+    let at_ns = now_ns();
     let result = logic::register_cpu(&mut Kvm, plan, pa, &mut log.calls)?;
     Some(result.map(|()| {
+        let clock_ns = read_record(cpu).unwrap_or(0);
+        STEAL[cpu].start(at_ns, clock_ns);
         // Release: the registration happened before readers use the record.
         RECORD_STATE[cpu].store(REGISTERED, Ordering::Release);
         pa
@@ -167,17 +189,7 @@ pub(super) fn steal_ns(cpu: usize) -> Option<u64> {
     if RECORD_STATE.get(cpu)?.load(Ordering::Acquire) == NOT_REGISTERED {
         return None;
     }
-    let record = &RECORDS[cpu];
-    let last = &LAST_STEAL_NS[cpu];
-    // Relaxed loads: `read_steal_ns` puts the Acquire fences between them.
-    let read = logic::read_steal_ns(
-        || record.version.load(Ordering::Relaxed),
-        || record.steal_ns.load(Ordering::Relaxed),
-    );
-    Some(match read {
-        Some(now) => now.max(last.fetch_max(now, Ordering::Relaxed)),
-        None => last.load(Ordering::Relaxed),
-    })
+    Some(STEAL[cpu].read(cpu, || read_record(cpu), now_ns))
 }
 
 /// Whether `cpu`'s vCPU is preempted, if PREEMPT is in use and `cpu`'s record

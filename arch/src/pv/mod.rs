@@ -5,6 +5,7 @@
 //! result.
 
 use core::fmt::{self, Write as _};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use heapless::{String, Vec};
 
@@ -300,6 +301,85 @@ pub fn judge_steal(
     Ok(clock_ns)
 }
 
+/// One CPU's steal clock as the kernel sees it, readable from any CPU:
+/// the host's readings while they can be true ([`judge_steal`]); after the
+/// first that cannot, the last good one, for good, reported once in a line
+/// naming the CPU. So it never goes backwards and never counts more steal
+/// than time passed, whatever the host writes.
+pub struct StealGuard {
+    origin_clock_ns: AtomicU64,
+    origin_at_ns: AtomicU64,
+    /// The highest reading used.
+    last_ns: AtomicU64,
+    /// The clock proved false: it stays at `last_ns`.
+    held: AtomicBool,
+}
+
+impl Default for StealGuard {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StealGuard {
+    pub const fn new() -> Self {
+        Self {
+            origin_clock_ns: AtomicU64::new(0),
+            origin_at_ns: AtomicU64::new(0),
+            last_ns: AtomicU64::new(0),
+            held: AtomicBool::new(false),
+        }
+    }
+
+    /// The CPU registered its clock: guest time `at_ns`, read before the
+    /// clock's first reading `clock_ns`. Call before the record is
+    /// published (with Release) to readers.
+    pub fn start(&self, at_ns: u64, clock_ns: u64) {
+        self.origin_at_ns.store(at_ns, Ordering::Relaxed);
+        self.origin_clock_ns.store(clock_ns, Ordering::Relaxed);
+        self.last_ns.store(clock_ns, Ordering::Relaxed);
+    }
+
+    /// The steal clock of `cpu` now: `read` reads the host's record (`None`:
+    /// no consistent reading this time), then `now` the guest time.
+    pub fn read(
+        &self,
+        cpu: usize,
+        read: impl FnOnce() -> Option<u64>,
+        now: impl FnOnce() -> u64,
+    ) -> u64 {
+        if self.held.load(Ordering::Acquire) {
+            return self.last_ns.load(Ordering::Acquire);
+        }
+        // Acquire, before the record is read: a reading another CPU
+        // published was read from the record before this read is (a true
+        // clock only grows), so a true clock never looks backwards.
+        let last_ns = self.last_ns.load(Ordering::Acquire);
+        let Some(clock_ns) = read() else {
+            return last_ns;
+        };
+        let origin = StealOrigin {
+            clock_ns: self.origin_clock_ns.load(Ordering::Relaxed),
+            at_ns: self.origin_at_ns.load(Ordering::Relaxed),
+        };
+        match judge_steal(origin, last_ns, clock_ns, now()) {
+            Ok(clock_ns) => self
+                .last_ns
+                .fetch_max(clock_ns, Ordering::AcqRel)
+                .max(clock_ns),
+            Err(fault) => {
+                if !self.held.swap(true, Ordering::AcqRel) {
+                    log::warn!(
+                        "pv: CPU {cpu}'s {fault}: CPU {cpu} runs without a steal clock from now on (held at {} ns); other CPUs keep theirs",
+                        self.last_ns.load(Ordering::Acquire)
+                    );
+                }
+                self.last_ns.load(Ordering::Acquire)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod steal_tests {
     use super::*;
@@ -330,6 +410,23 @@ mod steal_tests {
         );
         let e = judge_steal(ORIGIN, 2_000, 1_999, 90_000_000).unwrap_err();
         assert!(matches!(e, StealFault::Backwards { .. }));
+    }
+
+    #[test]
+    fn the_guard_holds_a_false_clock_for_good() {
+        let g = StealGuard::new();
+        g.start(50_000_000, 1_000);
+        let at = |ns: u64| move || ns;
+        assert_eq!(g.read(1, || Some(2_000), at(60_000_000)), 2_000);
+        assert_eq!(g.read(1, || None, at(60_000_000)), 2_000, "no reading");
+        // Backwards: held at the last good reading, even when the clock
+        // recovers.
+        assert_eq!(g.read(1, || Some(1_500), at(61_000_000)), 2_000);
+        assert_eq!(g.read(1, || Some(9_000), at(62_000_000)), 2_000);
+        let g = StealGuard::new();
+        g.start(0, 0);
+        assert_eq!(g.read(2, || Some(u64::MAX / 2), at(1_000)), 0, "ahead");
+        assert_eq!(g.read(2, || Some(10), at(1_000_000_000)), 0);
     }
 
     #[test]
