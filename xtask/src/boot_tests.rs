@@ -1082,9 +1082,9 @@ pub const TESTS: &[BootTest] = &[
     },
     BootTest {
         // vCPU 1's steal clock jumps by three hours at each preemption once
-        // in use: more steal than time
-        // passed, so CPU 1 holds it and says so; its final reading stays
-        // below the minute the whole boot cannot reach.
+        // in use: more steal than time passed, so CPU 1 holds it and says
+        // so; its final reading stays below the minute the whole boot
+        // cannot reach.
         name: "pvhost-fault-steal-jump",
         host: pvhost_with("periodic:10000,10", "steal-jump:1"),
         smp: 4,
