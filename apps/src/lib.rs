@@ -8,10 +8,12 @@ extern crate alloc;
 mod args;
 mod fairshare;
 mod fault;
+mod histogram;
 mod hvcfuzz;
 mod lockstorm;
 mod panic;
 mod selftest;
+mod shootdown;
 mod stealwatch;
 
 use kernel::app::App;
@@ -32,6 +34,11 @@ pub static ALL: &[App] = &[
         name: "lockstorm",
         about: "lock contention per lock kind (spinlocks, the sleeping mutex): throughput, fairness, latency; -- kinds= ms=|acq= cs= out= cpus= slowpath= mutex= threads=",
         main: lockstorm::main,
+    },
+    App {
+        name: "shootdown",
+        about: "TLB shootdowns while readers on every other CPU use the pages, checked for stale entries: latency, cost per shootdown; -- ms=|rounds= cpus= mode=remap|protect-fault",
+        main: shootdown::main,
     },
     App {
         name: "fairshare",

@@ -19,6 +19,8 @@ pub const ATTR_INDEX_NORMAL: u64 = 1 << 2;
 /// AP[1]: EL0 access in the EL1&0 regime; RES1 in a regime with one
 /// privilege level (EL2 with E2H = 0).
 pub const AP1: u64 = 1 << 6;
+/// AP[2]: read-only (at every level the regime has).
+pub const AP_RO: u64 = 1 << 7;
 /// SH = 0b11: inner shareable.
 pub const SH_INNER: u64 = 3 << 8;
 /// The access flag (set: no access-flag fault).

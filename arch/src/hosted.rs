@@ -10,7 +10,7 @@ use std::io::Write as _;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use crate::{Arch, IrqState, MapError, MemAttr, TrapHooks};
+use crate::{Access, Arch, IrqState, MapError, MemAttr, ShootdownStats, TrapHooks};
 
 /// The hosted implementation of [`Arch`].
 #[derive(Debug)]
@@ -101,6 +101,12 @@ impl Arch for Hosted {
     }
     fn unmap(_: usize, _: usize) -> Result<(), MapError> {
         Err(MapError::BadRange)
+    }
+    fn protect(_: usize, _: usize, _: Access) -> Result<(), MapError> {
+        Err(MapError::BadRange)
+    }
+    fn shootdown_stats() -> ShootdownStats {
+        ShootdownStats::default()
     }
     fn pv_probe(_: &crate::pv::PvSwitches) -> crate::pv::PvReport {
         crate::pv::PvReport::new(

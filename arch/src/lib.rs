@@ -21,6 +21,7 @@
 pub mod aarch64_pte;
 pub mod abi;
 pub mod pv;
+pub mod tlb;
 #[cfg(target_arch = "aarch64")]
 pub mod trap_frame;
 
@@ -99,6 +100,14 @@ pub enum MemAttr {
     Device,
 }
 
+/// What [`Arch::protect`] allows on a page (nothing lodger maps is code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    ReadWrite,
+    /// A store faults.
+    ReadOnly,
+}
+
 /// Why [`Arch::map`] / [`Arch::unmap`] failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MapError {
@@ -106,6 +115,27 @@ pub enum MapError {
     BadRange,
     /// No memory left for page tables.
     NoTables,
+}
+
+/// What the TLB shootdowns cost since boot, as the guest counts them
+/// ([`Arch::shootdown_stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShootdownStats {
+    /// Changes to the tables whose stale entries had to go everywhere.
+    pub shootdowns: u64,
+    /// Other CPUs rung and waited for (LoongArch).
+    pub targets: u64,
+    /// Other CPUs found halted: flagged to flush on waking, not rung.
+    pub lazy: u64,
+    /// Native IPIs sent for the shootdowns.
+    pub ipis: u64,
+    /// Multicast hypercalls made for the shootdowns.
+    pub hypercalls: u64,
+    /// Waits that went on past the timeout because the host held the
+    /// target off (preempted flag or growing steal).
+    pub preempted_waits: u64,
+    /// Broadcast invalidations issued (aarch64 `tlbi ...is`).
+    pub broadcasts: u64,
 }
 
 /// Saved interrupt-enable state, returned by [`Arch::irq_save`].
@@ -201,6 +231,13 @@ pub trait Arch {
     fn map(va: usize, pa: usize, size: usize, attr: MemAttr) -> Result<(), MapError>;
     /// Removes the translation for `[va, va+size)` on every CPU.
     fn unmap(va: usize, size: usize) -> Result<(), MapError>;
+    /// Changes what the mapped pages of `[va, va+size)` allow, on every CPU
+    /// (unmapped parts are skipped). Like [`Arch::map`] and [`Arch::unmap`],
+    /// it returns once no CPU can use the old translation.
+    fn protect(va: usize, size: usize, access: Access) -> Result<(), MapError>;
+    /// What the shootdowns behind [`Arch::map`], [`Arch::unmap`] and
+    /// [`Arch::protect`] cost since boot.
+    fn shootdown_stats() -> ShootdownStats;
 
     // --- Paravirtualisation (see [`pv`]). All of it is optional: with
     // nothing offered, every query answers `None`/`false` and the kernel

@@ -12,7 +12,9 @@ pub mod fdt_patch;
 pub mod hvc;
 pub mod policy;
 
-/// The most vCPUs (= pCPUs) pvhost runs: its own limit (`link.ld` reserves
-/// 16 EL2 stacks and the records fill one page), below the guest's
-/// `arch::MAX_CPUS`; pvhost uses the DTB's first 16 CPUs and says so.
+/// The most vCPUs (= pCPUs) pvhost runs: its EL2 stacks (`link.ld`) and
+/// its one page of PV records are sized for 16. The guest supports more
+/// (`arch::MAX_CPUS`); pvhost uses the first 16 CPUs of a larger DTB and
+/// says so.
 pub const MAX_VCPUS: usize = 16;
+const _: () = assert!(MAX_VCPUS <= arch::MAX_CPUS);

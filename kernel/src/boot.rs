@@ -44,6 +44,8 @@ fn die_silently() -> ! {
 
 /// The boot CPU's path from the arch entry to the app.
 pub fn primary(handoff: &BootHandoff, heap: &'static Heap, apps: &'static [App]) -> ! {
+    let mut phases = Phases::new(handoff.entry_ticks);
+    phases.end("entry");
     // --- early ---
     // SAFETY: the arch entry checked the FDT magic or uses the board's fixed
     // DTB address; the blob stays mapped and unmodified for ever.
@@ -51,6 +53,7 @@ pub fn primary(handoff: &BootHandoff, heap: &'static Heap, apps: &'static [App])
         die_silently();
     };
     let parsed = bootinfo::parse(&fdt, *handoff, A::hw_id());
+    phases.end("fdt");
     let cpu_ids: &[u64] = match &parsed {
         Ok(info) => &info.cpu_hw_ids,
         Err(_) => &[],
@@ -59,6 +62,7 @@ pub fn primary(handoff: &BootHandoff, heap: &'static Heap, apps: &'static [App])
         console::print_line(format_args!("lodger: platform setup failed: {e}"));
         exit(status::BAD_PLATFORM);
     }
+    phases.end("platform");
     let info = match parsed {
         Ok(info) => bootinfo::set(info),
         Err(e) => {
@@ -70,6 +74,7 @@ pub fn primary(handoff: &BootHandoff, heap: &'static Heap, apps: &'static [App])
         console::print_line(format_args!("lodger: cannot map RAM: {e:?}"));
         exit(status::BAD_PLATFORM);
     }
+    phases.end("ram");
     let heap_ranges = mm::heap_ranges(info);
     if heap_ranges.is_empty() {
         console::print_line(format_args!(
@@ -98,7 +103,9 @@ pub fn primary(handoff: &BootHandoff, heap: &'static Heap, apps: &'static [App])
             ..Default::default()
         },
     };
+    phases.end("heap");
     pv::init(&switches);
+    phases.end("pv");
 
     // --- late ---
     A::init_cpu(0);
@@ -106,7 +113,9 @@ pub fn primary(handoff: &BootHandoff, heap: &'static Heap, apps: &'static [App])
     time::start_tick();
     smp::mark_online(0);
     A::irq_enable();
+    phases.end("cpu0");
     let failed = smp::start_secondaries(info.cpu_hw_ids.len());
+    phases.end("secondaries");
     for (cpu, why) in &failed {
         log::error!(
             "CPU {cpu} (hw id {:#x}) not started: {why}",
@@ -115,6 +124,7 @@ pub fn primary(handoff: &BootHandoff, heap: &'static Heap, apps: &'static [App])
     }
     let spin = sync::set_spin_limit(args.as_ref().ok().and_then(|a| a.spin_limit));
     banner(info, heap, spin);
+    phases.end("banner");
 
     let args = match args {
         Ok(args) => args,
@@ -135,13 +145,47 @@ pub fn primary(handoff: &BootHandoff, heap: &'static Heap, apps: &'static [App])
     // --- app ---
     let boot_time = time::ticks_between(info.handoff.entry_ticks, A::ticks());
     log::info!(
-        "boot time {}.{:03} ms (entry to app start, guest time)",
+        "boot time {}.{:03} ms (entry to app start, guest time): {phases}",
         boot_time.as_micros() / 1000,
         boot_time.as_micros() % 1000
     );
     log::info!("app: {} {}", app.name, args.app_args.join(" "));
     let code = (app.main)(&args.app_args);
     exit(code)
+}
+
+/// How long each boot phase took, for the boot time line (and the boot
+/// benchmark, which reads it).
+struct Phases {
+    last: u64,
+    took: heapless::Vec<(&'static str, u64), 10>,
+}
+
+impl Phases {
+    fn new(entry_ticks: u64) -> Self {
+        Self {
+            last: entry_ticks,
+            took: heapless::Vec::new(),
+        }
+    }
+
+    /// The phase `name` ends now.
+    fn end(&mut self, name: &'static str) {
+        let now = A::ticks();
+        let _ = self.took.push((name, now.saturating_sub(self.last)));
+        self.last = now;
+    }
+}
+
+impl core::fmt::Display for Phases {
+    /// `fdt 4.6 platform 3.6 ... ms`: each phase in ms, in order.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (name, ticks) in &self.took {
+            let us = time::ticks_between(0, *ticks).as_micros();
+            write!(f, "{name} {}.{} ", us / 1000, us % 1000 / 100)?;
+        }
+        f.write_str("ms")
+    }
 }
 
 /// A secondary CPU's path from the arch entry.
@@ -178,9 +222,11 @@ fn banner(info: &BootInfo, heap: &Heap, spin: sync::SpinLimit) {
         );
     }
     log::info!(
-        "CPUs online: {} of {}{cpus}",
+        "CPUs online: {} of {}{cpus}; each secondary: {} KiB stack, {} B per-CPU data so far",
         smp::online_count(),
-        info.cpu_hw_ids.len()
+        info.cpu_hw_ids.len(),
+        smp::SECONDARY_STACK_SIZE >> 10,
+        percpu::percpu_bytes()
     );
     let report = pv::report();
     log::info!("pv: {report}");

@@ -44,6 +44,13 @@ pub(crate) type A = arch::Current;
 
 pub use arch::MAX_CPUS;
 
+/// The architecture's name, as the banner prints it.
+#[cfg(not(loom))]
+pub fn arch_name() -> &'static str {
+    use arch::Arch;
+    A::NAME
+}
+
 /// Logical index of the calling CPU (0 = boot CPU).
 #[cfg(not(loom))]
 pub fn cpu_id() -> usize {

@@ -1,6 +1,9 @@
 //! Physical memory at boot: make the kernel's map match the RAM the FDT
-//! reports, and choose the heap.
+//! reports, and choose the heap; and the address-space service: [`map`],
+//! [`unmap`] and [`protect`], each of which returns only once no CPU can use
+//! the old translation any more (the TLB shootdown, docs/shootdown.md).
 
+pub use arch::{Access, ShootdownStats};
 use arch::{Arch, MapError, MemAttr};
 use heapless::Vec;
 
@@ -66,9 +69,23 @@ pub fn map(va: usize, pa: usize, size: usize, attr: MemAttr) -> Result<(), MapEr
     A::map(va, pa, size, attr)
 }
 
-/// Unmaps `[va, va + size)` on every CPU.
+/// Unmaps `[va, va + size)` on every CPU: when it returns, no CPU reaches
+/// the old pages through it.
 pub fn unmap(va: usize, size: usize) -> Result<(), MapError> {
     A::unmap(va, size)
+}
+
+/// Changes what the mapped pages of `[va, va + size)` allow on every CPU
+/// (e.g. [`Access::ReadOnly`]: when it returns, a store there faults on
+/// every CPU). Unmapped parts are skipped.
+pub fn protect(va: usize, size: usize, access: Access) -> Result<(), MapError> {
+    A::protect(va, size, access)
+}
+
+/// What the shootdowns of [`map`], [`unmap`] and [`protect`] cost since
+/// boot, as the guest counts them (IPIs, hypercalls, targets).
+pub fn shootdown_stats() -> ShootdownStats {
+    A::shootdown_stats()
 }
 
 /// The translation granule.
@@ -85,6 +102,17 @@ pub fn probe_read(addr: usize) -> u64 {
     // an unmapped address raises a synchronous exception, which the kernel
     // reports and turns into the end of the run, never into undefined state.
     unsafe { ptr.read_volatile() }
+}
+
+/// Writes `value` to the u64 at `addr` with a volatile store, for
+/// fault-path tests: if `addr` is unmapped or read-only the CPU faults and
+/// the run ends with a fault report.
+pub fn probe_write(addr: usize, value: u64) {
+    let ptr = addr as *mut u64;
+    // SAFETY: the callers (tests of the shootdown) store only to pages they
+    // mapped for the purpose at addresses nothing else uses; a store the
+    // mapping forbids raises a synchronous exception, which ends the run.
+    unsafe { ptr.write_volatile(value) }
 }
 
 /// Ranges of the heap (virtual addresses): all RAM but the image, what lies

@@ -50,7 +50,7 @@ use crate::percpu::{self, PerCpu};
 use crate::{per_cpu, sched, time, A, MAX_CPUS};
 
 /// Stack size of each secondary CPU.
-const SECONDARY_STACK_SIZE: usize = 64 * 1024;
+pub(crate) const SECONDARY_STACK_SIZE: usize = 64 * 1024;
 /// How long the CPUs may take to come online after PSCI CPU_ON / mailbox
 /// start: they start together, but on an overcommitted host (256 vCPUs under
 /// TCG on 2 cores took 0.5 s) each one more needs its share of the cores.
@@ -102,7 +102,38 @@ pub fn online_cpus() -> impl Iterator<Item = usize> + Clone {
 
 pub(crate) fn mark_online(cpu: usize) {
     ONLINE.of(cpu).store(true, Ordering::Release);
-    ONLINE_COUNT.fetch_add(1, Ordering::AcqRel);
+    // SeqCst, with `wait_for_starts`: either the boot CPU sees the count, or
+    // we see it waiting and wake it.
+    ONLINE_COUNT.fetch_add(1, Ordering::SeqCst);
+    if cpu != 0 && BOOT_CPU_WAITING.load(Ordering::SeqCst) {
+        A::send_ipi(0);
+    }
+}
+
+/// Set while the boot CPU halts in [`wait_for_starts`].
+static BOOT_CPU_WAITING: AtomicBool = AtomicBool::new(false);
+
+/// How long the boot CPU halts at most between [`Arch::poll_starts`] calls.
+const START_POLL: Duration = Duration::from_millis(1);
+
+/// Waits until `expected` CPUs are online or `deadline` passes. Halts rather
+/// than spins: on an overcommitted host the CPUs coming up need the cores.
+/// Each one wakes the boot CPU (an IPI) as it comes online.
+fn wait_for_starts(expected: usize, deadline: u64) {
+    let poll = time::ns_to_ticks(START_POLL.as_nanos() as u64, A::ticks_per_sec());
+    while online_count() < expected && A::ticks() < deadline {
+        A::poll_starts();
+        let irq = A::irq_save();
+        BOOT_CPU_WAITING.store(true, Ordering::SeqCst);
+        if online_count() < expected {
+            A::timer_arm(poll);
+            // Wakes on a pending interrupt even though they are masked.
+            A::wait_for_interrupt();
+        }
+        BOOT_CPU_WAITING.store(false, Ordering::SeqCst);
+        time::program_timer(None);
+        A::irq_restore(irq);
+    }
 }
 
 /// Starts logical CPUs `1..count` and waits for them, [`START_WAVE`] at a
@@ -125,11 +156,7 @@ pub(crate) fn start_secondaries(count: usize) -> heapless::Vec<(usize, &'static 
                 }
             }
         }
-        let expected = 1 + started;
-        while online_count() < expected && A::ticks() < deadline {
-            A::poll_starts();
-            A::spin_hint();
-        }
+        wait_for_starts(1 + started, deadline);
     }
     for cpu in 1..count {
         if !is_online(cpu) && !failed.iter().any(|(c, _)| *c == cpu) {

@@ -266,7 +266,7 @@ fn percpu_isolation() -> TestResult {
     static ERRORS: AtomicUsize = AtomicUsize::new(0);
     const ROUNDS: u64 = 20_000;
     ERRORS.store(0, Ordering::Relaxed);
-    smp::run_on_cpus(contenders(), &|cpu| {
+    smp::run_on_all(&|cpu| {
         for i in 0..ROUNDS {
             let value = (cpu as u64) << 32 | i;
             SLOT.current().store(value, Ordering::Relaxed);

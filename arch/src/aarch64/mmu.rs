@@ -15,13 +15,18 @@
 //! and allocate tables from a static pool.
 //!
 //! Changes are serialised by one lock, published with `dsb ishst`, and made
-//! visible on every CPU with a broadcast `tlbi vmalle1is`. A valid block that
-//! must be split goes through break-before-make (invalid, TLBI, table), so a
-//! caller must not split the block it is executing from or using as its stack.
+//! visible on every CPU with broadcast (inner shareable) invalidations, which
+//! the hardware carries to every CPU that may cache the entries: no IPI, no
+//! target list, and `dsb ish` completes them everywhere before the call
+//! returns. A small range goes by address (`tlbi vae1is`, `tlbi vale1is`
+//! where only leaf entries changed), more than [`RANGE_FLUSH_MAX_PAGES`] as
+//! `tlbi vmalle1is`. A valid block that must be split goes through
+//! break-before-make (invalid, TLBI, table), so a caller must not split the
+//! block it is executing from or using as its stack.
 
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use crate::{MapError, MemAttr};
+use crate::{Access, MapError, MemAttr, ShootdownStats};
 
 pub(super) use crate::aarch64_pte::MAIR_VALUE as MAIR_EL1_VALUE;
 
@@ -31,8 +36,8 @@ pub(super) const VA_BITS: u32 = 39;
 const PA_LIMIT: usize = 1 << 48;
 
 use crate::aarch64_pte::{
-    AF, ATTR_INDEX_DEVICE, ATTR_INDEX_NORMAL, DESC_TABLE_OR_PAGE, DESC_VALID, OUTPUT_ADDR_MASK,
-    PXN, SH_INNER, UXN,
+    AF, AP_RO, ATTR_INDEX_DEVICE, ATTR_INDEX_NORMAL, DESC_TABLE_OR_PAGE, DESC_VALID,
+    OUTPUT_ADDR_MASK, PXN, SH_INNER, UXN,
 };
 /// Attribute bits a block carries into the pages it is split into.
 const LEAF_ATTR_MASK: u64 = !OUTPUT_ADDR_MASK & !(DESC_VALID | DESC_TABLE_OR_PAGE);
@@ -95,6 +100,14 @@ static POOL_USED: AtomicUsize = AtomicUsize::new(0);
 
 static MAP_LOCK: spin::Mutex<()> = spin::Mutex::new(());
 
+/// Above this many pages a flush is one `tlbi vmalle1is`: each by-address
+/// TLBI is a broadcast message every CPU must handle, and refilling a small
+/// kernel's entries costs less than a long series of them.
+const RANGE_FLUSH_MAX_PAGES: usize = 16;
+/// Calls whose changes were flushed, and broadcast TLBIs issued for them.
+static SHOOTDOWNS: AtomicU64 = AtomicU64::new(0);
+static BROADCASTS: AtomicU64 = AtomicU64::new(0);
+
 core::arch::global_asm!(
     r#"
 // Called by `_start` with the MMU off: BOOT_L1[1] = table(BOOT_L2).
@@ -152,6 +165,7 @@ fn alloc_table() -> Result<&'static Table, MapError> {
 }
 
 fn flush_tlb_all() {
+    BROADCASTS.fetch_add(1, Ordering::Relaxed);
     // SAFETY: barriers and a broadcast TLB invalidation have no memory-safety
     // preconditions; they order the descriptor stores before the flush.
     unsafe {
@@ -162,6 +176,57 @@ fn flush_tlb_all() {
             "isb",
             options(nostack, preserves_flags)
         );
+    }
+}
+
+/// Which entries a by-address flush drops.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Levels {
+    /// Only leaf (page or block) entries changed: `vale1is`.
+    Leaf,
+    /// Table entries may have changed too: `vae1is`.
+    All,
+}
+
+/// Makes the changes to `[start, end)` visible on every CPU: the descriptor
+/// stores complete (`dsb ishst`), then the broadcast invalidations, then
+/// `dsb ish` waits until every CPU in the inner shareable domain has done
+/// them, and `isb` drops what this CPU fetched under the old entries.
+fn flush_range(start: usize, end: usize, levels: Levels) {
+    SHOOTDOWNS.fetch_add(1, Ordering::Relaxed);
+    let pages = (end - start) / PAGE_SIZE;
+    if pages > RANGE_FLUSH_MAX_PAGES {
+        return flush_tlb_all();
+    }
+    BROADCASTS.fetch_add(pages as u64, Ordering::Relaxed);
+    // SAFETY: barriers only order this CPU's memory accesses.
+    unsafe { core::arch::asm!("dsb ishst", options(nostack, preserves_flags)) };
+    for va in (start..end).step_by(PAGE_SIZE) {
+        // The operand: VA[55:12] in bits [43:0], ASID 0 (every entry lodger
+        // makes is global, which by-address TLBIs match whatever the ASID).
+        let operand = (va >> 12) as u64;
+        // SAFETY: a broadcast invalidation by address has no memory-safety
+        // preconditions; later accesses walk the (updated) tables.
+        unsafe {
+            match levels {
+                Levels::Leaf => core::arch::asm!("tlbi vale1is, {x}", x = in(reg) operand,
+                    options(nostack, preserves_flags)),
+                Levels::All => core::arch::asm!("tlbi vae1is, {x}", x = in(reg) operand,
+                    options(nostack, preserves_flags)),
+            }
+        }
+    }
+    // SAFETY: as above.
+    unsafe { core::arch::asm!("dsb ish", "isb", options(nostack, preserves_flags)) };
+}
+
+/// The flushes' counters since boot (no IPI, no hypercall: the hardware
+/// broadcasts).
+pub fn stats() -> ShootdownStats {
+    ShootdownStats {
+        shootdowns: SHOOTDOWNS.load(Ordering::Relaxed),
+        broadcasts: BROADCASTS.load(Ordering::Relaxed),
+        ..ShootdownStats::default()
     }
 }
 
@@ -235,7 +300,10 @@ pub fn map(va: usize, pa: usize, size: usize, attr: MemAttr) -> Result<(), MapEr
             level += 1;
         }
     }
-    flush_tlb_all();
+    // Nothing stale to drop where only invalid entries were replaced (they
+    // are never cached), but what the loop above broke it already flushed;
+    // one more by address is cheap and keeps `map` a full barrier.
+    flush_range(va, va + size, Levels::All);
     Ok(())
 }
 
@@ -266,7 +334,43 @@ pub fn unmap(va: usize, size: usize) -> Result<(), MapError> {
             level += 1;
         }
     }
-    flush_tlb_all();
+    // A whole-entry unmap above level 3 may have dropped a table: all levels.
+    flush_range(va, end, Levels::All);
+    Ok(())
+}
+
+/// Sets what the mapped parts of `[va, va + size)` allow (AP[2]); a block
+/// only partly in the range is split first. Unmapped parts are skipped.
+/// Only permissions change, so no break-before-make is needed.
+pub fn protect(va: usize, size: usize, access: Access) -> Result<(), MapError> {
+    check_range(va, size)?;
+    let _guard = MAP_LOCK.lock();
+    let end = va + size;
+    let mut v = va;
+    while v < end {
+        let mut table = &BOOT_L1;
+        let mut level = 1;
+        loop {
+            let step = level_size(level);
+            let slot = &table.0[index(v, level)];
+            let desc = slot.load(Ordering::Relaxed);
+            let covers = v.is_multiple_of(step) && end - v >= step;
+            if desc & DESC_VALID == 0 || (!is_table(desc, level) && (covers || level == 3)) {
+                if desc & DESC_VALID != 0 {
+                    let desc = match access {
+                        Access::ReadWrite => desc & !AP_RO,
+                        Access::ReadOnly => desc | AP_RO,
+                    };
+                    slot.store(desc, Ordering::Relaxed);
+                }
+                v = (v & !(step - 1)) + step;
+                break;
+            }
+            table = next_table(slot, level)?;
+            level += 1;
+        }
+    }
+    flush_range(va, end, Levels::Leaf);
     Ok(())
 }
 

@@ -15,7 +15,7 @@ use core::fmt;
 
 use aarch64_cpu::registers::{Readable, Writeable, DAIF, MPIDR_EL1, TPIDR_EL1};
 
-use crate::{Arch, IrqState, MapError, MemAttr, TrapHooks, MAX_CPUS};
+use crate::{Access, Arch, IrqState, MapError, MemAttr, ShootdownStats, TrapHooks, MAX_CPUS};
 
 /// The aarch64 implementation of [`Arch`].
 #[derive(Debug)]
@@ -260,6 +260,14 @@ impl Arch for Aarch64 {
 
     fn unmap(va: usize, size: usize) -> Result<(), MapError> {
         mmu::unmap(va, size)
+    }
+
+    fn protect(va: usize, size: usize, access: Access) -> Result<(), MapError> {
+        mmu::protect(va, size, access)
+    }
+
+    fn shootdown_stats() -> ShootdownStats {
+        mmu::stats()
     }
 
     fn pv_probe(switches: &crate::pv::PvSwitches) -> crate::pv::PvReport {

@@ -53,6 +53,7 @@ use loongArch64::iocsr::{iocsr_read_w, iocsr_write_w};
 use loongArch64::register::{ecfg, estat};
 
 use crate::pv::CpuMask;
+use crate::tlb::Sent;
 use crate::{Irq, MAX_CPUS};
 
 use super::csr;
@@ -119,8 +120,8 @@ pub(super) fn send(hw_id: u64, vectors: u32) {
 
 /// Asks every CPU in `targets` for `action`, ringing the doorbell of those
 /// that had no action pending: one PV multicast for all of them when the PV
-/// IPI is in use, else an IOCSR IPI each.
-pub(super) fn raise(targets: CpuMask, action: u32) {
+/// IPI is in use, else an IOCSR IPI each. Returns what it sent.
+pub(super) fn raise(targets: CpuMask, action: u32) -> Sent {
     let mut ring = CpuMask::default();
     for cpu in targets.iter().filter(|&c| c < MAX_CPUS) {
         // Release: what the action announces (the kernel's mailbox,
@@ -131,15 +132,20 @@ pub(super) fn raise(targets: CpuMask, action: u32) {
         }
     }
     if ring.is_empty() {
-        return;
+        return Sent::default();
     }
     // SeqCst: the action bits are visible before any doorbell rings (the
     // target reads them after clearing the doorbell).
     fence(Ordering::SeqCst);
-    if !super::pv::ring(ring) {
+    super::pv::ring(ring).unwrap_or_else(|| {
         let hw_id = &super::platform().hw_id;
-        ring.iter().for_each(|cpu| send(hw_id[cpu], IPI_DOORBELL));
-    }
+        let mut sent = Sent::default();
+        for cpu in ring.iter() {
+            send(hw_id[cpu], IPI_DOORBELL);
+            sent.ipis += 1;
+        }
+        sent
+    })
 }
 
 /// Takes and runs this CPU's actions; called after a doorbell was cleared.

@@ -36,38 +36,35 @@
 //! upper half (CSR.PGDH) is [`INVALID`]`[3]`: nothing there is ever mapped.
 //!
 //! # TLB coherence
-//! LoongArch has no broadcast TLB invalidation. [`map`] and [`unmap`] (rare)
-//! invalidate the local TLB with `invtlb` and then shoot the others down: each
-//! CPU that joined ([`join_shootdowns`]) gets its `FLUSH_PENDING` flag set,
-//! then all of them the TLB-flush action in one [`irq::raise`] (one PV
-//! multicast when the PV IPI is in use, else an IOCSR IPI each); each target's
-//! handler ([`on_flush_ipi`]) runs `invtlb` and clears its flag; the caller
-//! waits for every flag to clear. Invalid (V = 0) entries are cached too, so
-//! `map` flushes as well as `unmap`.
-//!
-//! ```text
-//!   caller (holds MAP_LOCK)                target CPU t
-//!   write PTEs; fence; invtlb (local)
-//!   [S] FLUSH_PENDING[t] = true, every t
-//!       raise(all t, TLB_FLUSH) ---------> doorbell: [L] FLUSH_PENDING[t] (Acquire)
-//!                                              invtlb
-//!   [L] wait FLUSH_PENDING[t] == false <-- [S] FLUSH_PENDING[t] = false (Release)
-//! ```
+//! LoongArch has no broadcast TLB invalidation. [`map`], [`unmap`] and
+//! [`protect`] invalidate the range locally with `invtlb` by address (the
+//! whole TLB above [`RANGE_FLUSH_MAX_PAGES`]) and shoot the others down by
+//! IPI with the protocol of [`crate::tlb`]: every CPU that joined
+//! ([`join_shootdowns`]) and is not halted gets the TLB-flush action, all in
+//! one [`irq::raise`] (one PV multicast per 128 CPUs when the PV IPI is in
+//! use, else an IOCSR IPI each), and the caller waits for each to answer
+//! ([`on_flush_ipi`]); a halted CPU ([`halt`]) flushes on waking instead.
+//! Invalid (V = 0) entries are cached too, so `map` flushes as well as
+//! `unmap`.
 //!
 //! [`irq::raise`]: super::irq::raise
 //!
 //! A target must be able to take the IPI: callers of `map`/`unmap` must not
 //! hold a lock that another CPU may spin on with interrupts masked. A caller
 //! waiting for `MAP_LOCK` or for acknowledgements services its own flag while
-//! it spins, so two CPUs mapping at once cannot deadlock. A CPU that never
-//! answers (one parked with interrupts masked) is reported by a panic after
-//! [`SHOOTDOWN_TIMEOUT_SEC`] rather than silently left with stale entries.
+//! it spins, so two CPUs mapping at once cannot deadlock. A target the host
+//! holds off (PV preempted flag, or steal that grows) is waited for as long
+//! as it takes; one that runs and does not answer for
+//! [`crate::tlb::TIMEOUT_SEC`] (one parked with interrupts masked) is
+//! reported by a panic naming it rather than silently left with stale
+//! entries.
 
 use core::arch::asm;
-use core::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{fence, AtomicUsize, Ordering};
 
 use crate::pv::CpuMask;
-use crate::{MapError, MemAttr, MAX_CPUS};
+use crate::tlb::{Sent, Shootdowns, TlbCpu};
+use crate::{Access, IrqState, MapError, MemAttr, ShootdownStats};
 
 use super::csr;
 
@@ -173,15 +170,12 @@ static POOL_USED: AtomicUsize = AtomicUsize::new(0);
 
 static MAP_LOCK: spin::Mutex<()> = spin::Mutex::new(());
 
-/// CPUs whose TLB may hold entries from these tables (joined shootdowns).
-static TLB_USERS: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
-/// Set by a CPU that changed the tables, cleared by the target once its TLB
-/// is invalidated.
-static FLUSH_PENDING: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
-/// How long [`map`]/[`unmap`] wait for the other CPUs' acknowledgements:
-/// as long as the kernel waits for a CPU to come online (a vCPU the host
-/// starves for longer is indistinguishable from a stuck one).
-const SHOOTDOWN_TIMEOUT_SEC: u64 = 2;
+/// Who may cache entries of these tables, and what each must flush.
+static SHOOTDOWNS: Shootdowns = Shootdowns::new();
+/// Above this many pages a flush drops the whole TLB: one `invtlb` per page
+/// (each a lookup in every way of the STLB) costs more than refilling what
+/// a small kernel keeps there.
+const RANGE_FLUSH_MAX_PAGES: usize = 16;
 
 core::arch::global_asm!(
     r#"
@@ -247,57 +241,99 @@ fn invalidate_local() {
     unsafe { asm!("dbar 0", "invtlb 0, $zero, $zero", options(nostack)) };
 }
 
+/// Drops this CPU's entries for `[start, end)` (the whole TLB for a long
+/// range).
+fn invalidate_local_range(start: usize, end: usize) {
+    if (end - start) / PAGE_SIZE > RANGE_FLUSH_MAX_PAGES {
+        return invalidate_local();
+    }
+    // SAFETY: as in `invalidate_local`; the barrier orders the table stores.
+    unsafe { asm!("dbar 0", options(nostack)) };
+    for va in (start..end).step_by(PAGE_SIZE) {
+        // SAFETY: `invtlb 6` drops the entries that are global or of ASID
+        // rj (0) and hold `va` (the even/odd pair); nothing else changes.
+        unsafe { asm!("invtlb 6, $zero, {va}", va = in(reg) va, options(nostack)) };
+    }
+}
+
+/// The real CPU, for the protocol of [`crate::tlb`].
+struct Cpu;
+
+impl TlbCpu for Cpu {
+    fn cpu_id(&self) -> usize {
+        super::cpu_id()
+    }
+    fn irq_save(&self) -> IrqState {
+        <super::Loongarch64 as crate::Arch>::irq_save()
+    }
+    fn irq_restore(&self, state: IrqState) {
+        <super::Loongarch64 as crate::Arch>::irq_restore(state);
+    }
+    fn invalidate_all(&self) {
+        invalidate_local();
+    }
+    fn invalidate_range(&self, start: usize, end: usize) {
+        invalidate_local_range(start, end);
+    }
+    fn ring(&self, targets: CpuMask) -> Sent {
+        super::irq::raise(targets, super::irq::ACTION_TLB_FLUSH)
+    }
+    fn ticks(&self) -> u64 {
+        super::timer::ticks()
+    }
+    fn ticks_per_sec(&self) -> u64 {
+        super::timer::ticks_per_sec()
+    }
+    fn preempted(&self, cpu: usize) -> Option<bool> {
+        super::pv::vcpu_preempted(cpu)
+    }
+    fn steal_ns(&self, cpu: usize) -> Option<u64> {
+        super::pv::steal_ns(cpu)
+    }
+    fn spin_hint(&self) {
+        core::hint::spin_loop();
+    }
+}
+
 /// Makes this CPU a shootdown target, then empties its TLB: from here on
 /// every change to the tables reaches it. Called by `init_cpu` once the IPI
 /// is enabled.
 pub(super) fn join_shootdowns(cpu: usize) {
-    // SeqCst (with the fence in `shoot_down`): a CPU changing the tables
-    // either sees this flag, or its table stores precede our invalidation
-    // below and so every later refill here.
-    TLB_USERS[cpu].store(true, Ordering::SeqCst);
-    fence(Ordering::SeqCst);
-    invalidate_local();
+    SHOOTDOWNS.join(&Cpu, cpu);
 }
 
 /// The TLB-flush action's handler (also polled by CPUs waiting in
 /// `map`/`unmap`).
 pub(super) fn on_flush_ipi() {
-    let me = super::cpu_id();
-    // Acquire: pairs with the Release in `shoot_down`'s store of the flag.
-    if FLUSH_PENDING[me].load(Ordering::Acquire) {
-        invalidate_local();
-        // Release: the invalidation is done before the requester goes on.
-        FLUSH_PENDING[me].store(false, Ordering::Release);
-    }
+    SHOOTDOWNS.on_flush_ipi(&Cpu);
 }
 
-/// Invalidates the TLB of this and every other joined CPU, and waits until
-/// all did. Called with `MAP_LOCK` held, after the table stores.
-fn shoot_down() {
-    fence(Ordering::SeqCst);
-    invalidate_local();
-    let me = super::cpu_id();
-    let Some(platform) = super::PLATFORM.get() else {
-        return; // Before init_platform only the boot CPU runs.
-    };
-    let targets = || (0..platform.cpus).filter(move |&c| c != me);
-    let mut flush = CpuMask::default();
-    for cpu in targets().filter(|&c| TLB_USERS[c].load(Ordering::SeqCst)) {
-        // Release: pairs with the Acquire in `on_flush_ipi`.
-        FLUSH_PENDING[cpu].store(true, Ordering::Release);
-        flush = flush.with(cpu);
-    }
-    super::irq::raise(flush, super::irq::ACTION_TLB_FLUSH);
-    let deadline = super::timer::ticks() + SHOOTDOWN_TIMEOUT_SEC * super::timer::ticks_per_sec();
-    for cpu in targets() {
-        // Acquire: pairs with the Release in the target's `on_flush_ipi`.
-        while FLUSH_PENDING[cpu].load(Ordering::Acquire) {
-            on_flush_ipi();
-            if super::timer::ticks() > deadline {
-                panic!("TLB shootdown: CPU {cpu} did not invalidate its TLB");
-            }
-            core::hint::spin_loop();
-        }
+/// Runs `idle` as a halt: no shootdown waits for this CPU meanwhile, and it
+/// flushes what was asked of it before returning.
+pub(super) fn halt(idle: impl FnOnce()) {
+    SHOOTDOWNS.halt(&Cpu, idle);
+}
+
+/// The shootdowns' counters since boot.
+pub(super) fn stats() -> ShootdownStats {
+    SHOOTDOWNS.stats()
+}
+
+/// Invalidates `[start, end)` on this and every other CPU that may cache
+/// it, and waits until all did. Called with `MAP_LOCK` held, after the
+/// table stores.
+fn shoot_down(start: usize, end: usize) {
+    let cpus = super::PLATFORM.get().map_or(1, |p| p.cpus);
+    if let Err(stuck) = SHOOTDOWNS.shoot_down(&Cpu, cpus, start, end) {
+        let ms = stuck.waited_ticks * 1000 / super::timer::ticks_per_sec().max(1);
+        panic!(
+            "TLB shootdown: CPU {} did not invalidate its TLB: no answer for {ms} ms, \
+             running (host preempted flag clear, steal not growing) for the last {} s \
+             (seen preempted before: {}); a CPU spinning or parked with interrupts masked?",
+            stuck.cpu,
+            crate::tlb::TIMEOUT_SEC,
+            stuck.seen_preempted
+        );
     }
 }
 
@@ -388,7 +424,7 @@ pub(super) fn map(va: usize, pa: usize, size: usize, attr: MemAttr) -> Result<()
     }
     // Also after a partial failure: invalid entries cached for the pages
     // mapped so far must go.
-    shoot_down();
+    shoot_down(va, va + size);
     result
 }
 
@@ -413,6 +449,39 @@ pub(super) fn unmap(va: usize, size: usize) -> Result<(), MapError> {
         table.0[index(v, 0)].store(0, Ordering::Relaxed);
         v += PAGE_SIZE;
     }
-    shoot_down();
+    shoot_down(va, end);
+    Ok(())
+}
+
+/// Makes the mapped pages of `[va, va + size)` writable or read-only (a
+/// store through a clean, D = 0, entry raises a page-modify exception);
+/// unmapped parts are skipped.
+pub(super) fn protect(va: usize, size: usize, access: Access) -> Result<(), MapError> {
+    check_range(va, size)?;
+    let _guard = lock_tables();
+    let end = va + size;
+    let mut v = va;
+    'pages: while v < end {
+        let mut table = &ROOT;
+        for level in (1..=3).rev() {
+            let entry = table.0[index(v, level)].load(Ordering::Relaxed);
+            if entry == INVALID[level - 1].addr() {
+                v = (v & !(span(level) - 1)) + span(level);
+                continue 'pages;
+            }
+            table = table_at(entry);
+        }
+        let slot = &table.0[index(v, 0)];
+        let pte = slot.load(Ordering::Relaxed);
+        if pte & PTE_V != 0 {
+            let pte = match access {
+                Access::ReadWrite => pte | PTE_D,
+                Access::ReadOnly => pte & !PTE_D,
+            };
+            slot.store(pte, Ordering::Relaxed);
+        }
+        v += PAGE_SIZE;
+    }
+    shoot_down(va, end);
     Ok(())
 }

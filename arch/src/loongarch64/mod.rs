@@ -29,7 +29,7 @@ use core::fmt;
 
 use loongArch64::register::cpuid;
 
-use crate::{Arch, IrqState, MapError, MemAttr, TrapHooks, MAX_CPUS};
+use crate::{Access, Arch, IrqState, MapError, MemAttr, ShootdownStats, TrapHooks, MAX_CPUS};
 
 /// The loongarch64 implementation of [`Arch`].
 #[derive(Debug)]
@@ -125,8 +125,10 @@ impl Arch for Loongarch64 {
     fn wait_for_interrupt() {
         // `idle` returns once an interrupt enabled in ECFG.LIE is pending,
         // whether or not CRMD.IE masks it (the kernel waits with it masked).
+        // As a halt: shootdowns skip this CPU meanwhile, and it flushes its
+        // TLB on waking if one asked it to.
         // SAFETY: `idle` has no effect beyond waiting.
-        unsafe { loongArch64::asm::idle() };
+        mmu::halt(|| unsafe { loongArch64::asm::idle() });
     }
 
     fn spin_hint() {
@@ -236,6 +238,14 @@ impl Arch for Loongarch64 {
 
     fn unmap(va: usize, size: usize) -> Result<(), MapError> {
         mmu::unmap(va, size)
+    }
+
+    fn protect(va: usize, size: usize, access: Access) -> Result<(), MapError> {
+        mmu::protect(va, size, access)
+    }
+
+    fn shootdown_stats() -> ShootdownStats {
+        mmu::stats()
     }
 
     fn pv_probe(switches: &crate::pv::PvSwitches) -> crate::pv::PvReport {

@@ -25,6 +25,7 @@ use crate::pv::{
     fallback_note, note, CpuMask, FallbackLine, Hypervisor, Note, PvReport, PvSwitches, State,
     StealGuard,
 };
+use crate::tlb::Sent;
 use crate::MAX_CPUS;
 
 use super::{irq, mmu, timer};
@@ -211,12 +212,11 @@ pub(super) fn ipi_in_use() -> bool {
 }
 
 /// The PV doorbell: rings every CPU in `targets` with FUNC_IPI, one call per
-/// window of 128 physical ids; false (nothing sent) if the PV IPI is not in
-/// use. A window the host refuses is rung through IOCSR instead.
-pub(super) fn ring(targets: CpuMask) -> bool {
-    let Some(plan) = PLAN.get().filter(|plan| plan.ipi) else {
-        return false;
-    };
+/// window of 128 physical ids, and says what it sent; `None` (nothing sent)
+/// if the PV IPI is not in use. A window the host refuses is rung through
+/// IOCSR instead.
+pub(super) fn ring(targets: CpuMask) -> Option<Sent> {
+    let plan = PLAN.get().filter(|plan| plan.ipi)?;
     let platform = super::platform();
     let mut ids = [0u64; MAX_CPUS];
     let mut n = 0;
@@ -224,9 +224,34 @@ pub(super) fn ring(targets: CpuMask) -> bool {
         ids[n] = platform.hw_id[cpu];
         n += 1;
     }
-    logic::send_ipi(&mut Kvm, plan, &mut ids[..n], |hw_id| {
-        irq::send(hw_id, irq::IPI_DOORBELL)
+    let mut host = Counted { calls: 0 };
+    let mut refused = 0;
+    logic::send_ipi(&mut host, plan, &mut ids[..n], |hw_id| {
+        irq::send(hw_id, irq::IPI_DOORBELL);
+        refused += 1;
+    });
+    Some(Sent {
+        ipis: refused,
+        hypercalls: host.calls,
     })
+}
+
+/// [`Kvm`], counting the hypercalls: the shootdowns' cost as the guest sees it.
+struct Counted {
+    calls: u32,
+}
+
+impl LoongArchHost for Counted {
+    fn iocsr_features(&mut self) -> u64 {
+        Kvm.iocsr_features()
+    }
+    fn cpucfg(&mut self, index: u32) -> u32 {
+        Kvm.cpucfg(index)
+    }
+    fn hvcl(&mut self, function: u32, a1: u64, a2: u64, a3: u64) -> i64 {
+        self.calls += 1;
+        Kvm.hvcl(function, a1, a2, a3)
+    }
 }
 
 /// The calling CPU stops: the host stops writing its record.

@@ -118,7 +118,7 @@ pub(super) fn poll() {
             *slot = None;
         } else if now >= s.next_send {
             send_start(s.hw_id as usize, cpu, s.stack_top);
-            s.next_send = now + (START_RESEND_MS * per_ms << s.sends.min(6));
+            s.next_send = now + ((START_RESEND_MS * per_ms) << s.sends.min(6));
             s.sends += 1;
         }
     }

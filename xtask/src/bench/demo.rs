@@ -550,7 +550,7 @@ mod tests {
     #[test]
     fn other_hosts_arches_and_steal() {
         let (cells, _) = parse("--host tcg --arch loongarch64 --smp 8").unwrap();
-        assert_eq!(cells[0].label(), "tcg smp 8 pv on contended");
+        assert_eq!(cells[0].label(), "tcg loongarch64 smp 8 pv on contended");
         assert_eq!(
             cells[2].command(0),
             "cargo xtask run --arch loongarch64 --host tcg --smp 8 --app lockstorm -- kinds=mutex ms=300"

@@ -87,7 +87,10 @@ pub const SMP_NO_OVERCOMMIT: u16 = 2;
 /// CPUs of the overcommitted TCG cell: 8 vCPU threads per core of this
 /// 2-core machine, preempted by the host's scheduler.
 pub const SMP_OVERCOMMIT: u16 = 16;
-/// The guest's architecture: every host here runs aarch64.
+/// CPUs of the scale cells (TCG, each arch): 32 vCPU threads per core.
+pub const SMP_SCALE: u16 = 64;
+/// The guest's architecture: every host here runs aarch64 (the scale cells
+/// run both).
 pub const ARCH: Arch = Arch::Aarch64;
 /// pvhost's schedule: half of every 10 ms stolen from each vCPU, CPU `c`'s
 /// windows 2.5 ms after CPU `c-1`'s, so two of the four vCPUs are preempted
@@ -113,6 +116,9 @@ pub enum Workload {
     /// TCG with 16 CPUs (8 per core here) takes each spinlock:
     /// `ms=300 slowpath=boot`.
     Overcommit,
+    /// TCG with 64 CPUs, aarch64 and loongarch64, takes each spinlock:
+    /// `ms=300 slowpath=boot`.
+    Scale,
 }
 
 impl Workload {
@@ -122,17 +128,23 @@ impl Workload {
             Workload::Uncontended => "uncontended",
             Workload::Mutex => "mutex",
             Workload::Overcommit => "overcommit",
+            Workload::Scale => "scale",
         }
     }
 
     /// Every CPU takes each spinlock (the contended tables and plots).
     pub fn contended(self) -> bool {
-        matches!(self, Workload::Contended | Workload::Overcommit)
+        matches!(
+            self,
+            Workload::Contended | Workload::Overcommit | Workload::Scale
+        )
     }
 
     pub fn app_args(self) -> &'static [&'static str] {
         match self {
-            Workload::Contended | Workload::Overcommit => &["ms=300", "slowpath=boot"],
+            Workload::Contended | Workload::Overcommit | Workload::Scale => {
+                &["ms=300", "slowpath=boot"]
+            }
             Workload::Uncontended => &["cpus=1", "cs=0", "out=0", "ms=200"],
             Workload::Mutex => &["kinds=mutex", "ms=300"],
         }
@@ -141,7 +153,9 @@ impl Workload {
     /// The `cpus=` every result line of this workload must show.
     fn cpus(self, smp: u16) -> u32 {
         match self {
-            Workload::Contended | Workload::Overcommit | Workload::Mutex => u32::from(smp),
+            Workload::Contended | Workload::Overcommit | Workload::Scale | Workload::Mutex => {
+                u32::from(smp)
+            }
             Workload::Uncontended => 1,
         }
     }
@@ -150,9 +164,10 @@ impl Workload {
     /// path or policy; `None`: whichever).
     fn expected(self) -> Vec<(&'static str, Option<&'static str>)> {
         match self {
-            Workload::Contended | Workload::Overcommit | Workload::Uncontended => {
-                KINDS.iter().map(|&kind| (kind, None)).collect()
-            }
+            Workload::Contended
+            | Workload::Overcommit
+            | Workload::Scale
+            | Workload::Uncontended => KINDS.iter().map(|&kind| (kind, None)).collect(),
             Workload::Mutex => MUTEX_POLICIES
                 .iter()
                 .map(|&policy| (MUTEX, Some(policy)))
@@ -256,14 +271,32 @@ impl Cell {
         format!("{} {}", self.label_without_workload(), self.workload.name())
     }
 
-    /// `tcg smp 4 pv on`.
+    /// `tcg smp 4 pv on`, `tcg loongarch64 smp 64 pv on`.
     pub fn label_without_workload(self) -> String {
         format!(
             "{} smp {} pv {}",
-            self.host_name(),
+            self.host_arch_name(),
             self.smp,
             self.pv.name()
         )
+    }
+
+    /// `64`, or `64 (loongarch64)` where the arch is not [`ARCH`].
+    pub fn smp_label(self) -> String {
+        if self.arch == ARCH {
+            self.smp.to_string()
+        } else {
+            format!("{} ({})", self.smp, self.arch.name())
+        }
+    }
+
+    /// The host's name, and the arch where it is not [`ARCH`].
+    pub fn host_arch_name(self) -> String {
+        if self.arch == ARCH {
+            self.host_name().to_owned()
+        } else {
+            format!("{} {}", self.host_name(), self.arch.name())
+        }
     }
 
     /// What the host does to this cell's vCPUs, for the report: the
@@ -286,16 +319,17 @@ impl Cell {
             )),
             HostKind::Pvhost => Some(format!("preempted on the schedule {}", self.steal)),
             HostKind::Tcg if self.smp == SMP_NO_OVERCOMMIT => Some("no overcommit".into()),
-            HostKind::Tcg if self.smp == SMP_OVERCOMMIT => {
+            HostKind::Tcg if self.smp >= SMP_OVERCOMMIT => {
                 Some(format!("{} vCPUs on this machine's 2 cores", self.smp))
             }
             HostKind::Tcg | HostKind::Kvm => None,
         }
     }
 
-    /// `nested-kvm smp 4 (4 vCPUs on L1's 2 CPUs)`, `tcg smp 4`.
+    /// `nested-kvm smp 4 (4 vCPUs on L1's 2 CPUs)`, `tcg smp 4`,
+    /// `tcg loongarch64 smp 64 (...)`.
     pub fn host_label(self, l1_load: u8) -> String {
-        let base = format!("{} smp {}", self.host_name(), self.smp);
+        let base = format!("{} smp {}", self.host_arch_name(), self.smp);
         match self.overcommit_note(l1_load) {
             Some(note) => format!("{base} ({note})"),
             None => base,
@@ -309,7 +343,7 @@ impl Cell {
         match self.host {
             HostKind::NestedKvm => self.smp > nested_kvm::L1_CPUS,
             HostKind::Pvhost => true,
-            HostKind::Tcg => self.smp == SMP_OVERCOMMIT,
+            HostKind::Tcg => self.smp >= SMP_OVERCOMMIT,
             // This machine's own cores.
             HostKind::Kvm => {
                 usize::from(self.smp) > std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -320,6 +354,7 @@ impl Cell {
     /// A rough time for one boot, for the estimate printed up front.
     fn estimate(self) -> Duration {
         match self.host {
+            HostKind::Tcg if self.smp >= SMP_SCALE => Duration::from_secs(12),
             HostKind::Tcg if self.smp > SMP => Duration::from_secs(5),
             HostKind::Tcg => Duration::from_millis(1500),
             HostKind::Pvhost | HostKind::Kvm => Duration::from_secs(2),
@@ -358,6 +393,20 @@ pub fn matrix(hosts: &[HostKind], workloads: &[Workload]) -> Vec<Cell> {
             add(SMP_OVERCOMMIT, Workload::Overcommit);
         }
         add(SMP, Workload::Mutex);
+        if host == HostKind::Tcg && workloads.contains(&Workload::Scale) {
+            // TCG has no hypervisor to ask: PV on only (pv=off is the same
+            // boot).
+            for arch in [Arch::Aarch64, Arch::Loongarch64] {
+                cells.push(Cell {
+                    host,
+                    smp: SMP_SCALE,
+                    pv: Pv::On,
+                    workload: Workload::Scale,
+                    arch,
+                    steal: PVHOST_STEAL,
+                });
+            }
+        }
     }
     cells
 }
@@ -576,17 +625,34 @@ pub fn execute(cells: Vec<Cell>, options: &Options) -> Result<Report> {
         let args: Vec<String> = std::env::args().skip(1).collect();
         format!("cargo xtask {}", cmd::quote(&args))
     };
-    let built = match &options.image {
-        Some(image) => image.clone(),
-        None => build::image(arch)?,
-    };
-    // Boot a copy: a build during the run (`cargo xtask test` in another
-    // shell) would otherwise change the guest between rounds.
     let dir = cmd::target_dir().join(tag);
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let image = dir.join(format!("{stem}-guest.elf"));
-    fs::copy(&built, &image)
-        .with_context(|| format!("copying {} to {}", built.display(), image.display()))?;
+    // An image per arch of the cells (`--image` is the main arch's).
+    let mut images: Vec<(Arch, PathBuf)> = Vec::new();
+    let mut main_built = PathBuf::new();
+    for cell in &cells {
+        if images.iter().any(|(a, _)| *a == cell.arch) {
+            continue;
+        }
+        let built = match &options.image {
+            Some(image) if cell.arch == arch => image.clone(),
+            _ => build::image(cell.arch)?,
+        };
+        if cell.arch == arch {
+            main_built.clone_from(&built);
+        }
+        // Boot a copy: a build during the run (`cargo xtask test` in
+        // another shell) would otherwise change the guest between rounds.
+        let suffix = if cell.arch == arch {
+            String::new()
+        } else {
+            format!("-{}", cell.arch.name())
+        };
+        let image = dir.join(format!("{stem}-guest{suffix}.elf"));
+        fs::copy(&built, &image)
+            .with_context(|| format!("copying {} to {}", built.display(), image.display()))?;
+        images.push((cell.arch, image));
+    }
     let git = git_version();
     let qemu = qemu_version(arch);
 
@@ -621,7 +687,12 @@ pub fn execute(cells: Vec<Cell>, options: &Options) -> Result<Report> {
                 "{}",
                 progress(&cells, &runs, index, rep, rounds, options, start.elapsed())
             );
-            let (record, console) = boot(cell, &image, options, &mut prep, seq, rep, index);
+            let image = &images
+                .iter()
+                .find(|(a, _)| *a == cell.arch)
+                .expect("built above")
+                .1;
+            let (record, console) = boot(cell, image, options, &mut prep, seq, rep, index);
             if guest_version.is_none() {
                 guest_version = console.as_deref().and_then(stats::guest_version);
             }
@@ -666,7 +737,7 @@ pub fn execute(cells: Vec<Cell>, options: &Options) -> Result<Report> {
             guest: guest_version,
             git,
             qemu,
-            image: built,
+            image: main_built,
             copy_dir: tag,
             wall: start.elapsed(),
         },
@@ -914,7 +985,7 @@ pub fn ratios(cells: &[Cell], runs: &[RunRecord], l1_load: u8) -> Vec<Ratio> {
                 Metric::PerSec,
                 Some(OVERHEAD_GOAL),
             ),
-            Workload::Contended | Workload::Overcommit => (
+            Workload::Contended | Workload::Overcommit | Workload::Scale => (
                 format!("{label}: qspinlock throughput, PV on / PV off"),
                 Metric::PerSec,
                 None,
@@ -1051,6 +1122,8 @@ mod tests {
                 "tcg smp 16 pv off overcommit",
                 "tcg smp 4 pv on mutex",
                 "tcg smp 4 pv off mutex",
+                "tcg smp 64 pv on scale",
+                "tcg loongarch64 smp 64 pv on scale",
                 "nested-kvm smp 4 pv on contended",
                 "nested-kvm smp 4 pv off contended",
                 "nested-kvm smp 4 pv on uncontended",

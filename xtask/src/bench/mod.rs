@@ -3,17 +3,21 @@
 //! (see each suite).
 //!
 //! Suites: `locks` ([`locks`]); `cargo xtask demo` ([`demo`]) is a small
-//! cell set of it. The files: [`locks`] drives the suite,
+//! cell set of it; `shootdown` ([`shootdown`]), the TLB shootdown's cost
+//! against the vCPU count, and `boot` ([`boot`]), boot time against it,
+//! each with its own runner and report on the shared [`stats`] and [`ci`]. The files: [`locks`] drives the suite,
 //! [`stats`] parses the guest's result lines and summarises them, [`ci`]
 //! gives ratios their confidence intervals, [`goals`] holds the locks'
 //! goals and the comparison with Linux's choice of lock, [`render`] writes
 //! `target/bench/locks.{md,json,svg}`.
 
+mod boot;
 mod ci;
 pub mod demo;
 mod goals;
 mod locks;
 mod render;
+mod shootdown;
 mod stats;
 
 use std::path::PathBuf;
@@ -43,6 +47,13 @@ pub enum Suite {
     /// `lockstorm` per lock kind and mutex spin policy, PV on and off, on
     /// TCG, nested KVM and pvhost.
     Locks,
+    /// `shootdown` per vCPU count (`--cpus`): aarch64 TLBI on TCG (the
+    /// baseline), LoongArch IOCSR IPIs on TCG, LoongArch pvhost with the PV
+    /// IPI on and off; of `--hosts`, tcg and pvhost.
+    Shootdown,
+    /// Boot time against the vCPU count (`--cpus`), both architectures
+    /// under TCG (`--arches`).
+    Boot,
 }
 
 #[derive(clap::Args)]
@@ -73,12 +84,13 @@ pub struct Args {
     hosts: Vec<HostKind>,
     /// Rows of the matrix to run, comma-separated (`mutex`: only the
     /// sleeping mutex's cells; `overcommit`: TCG at 16 CPUs, a few
-    /// seconds a boot).
+    /// seconds a boot; `scale`: TCG at 64 CPUs, aarch64 and loongarch64,
+    /// PV on only).
     #[arg(
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "contended,uncontended,mutex,overcommit"
+        default_value = "contended,uncontended,mutex,overcommit,scale"
     )]
     workloads: Vec<Workload>,
     /// nested-kvm: busy loops in L1 next to the guest (see `run --l1-load`);
@@ -86,6 +98,24 @@ pub struct Args {
     #[arg(long, value_name = "K", default_value_t = 0,
           value_parser = clap::value_parser!(u8).range(0..=i64::from(MAX_L1_LOAD)))]
     l1_load: u8,
+    /// shootdown and boot: the vCPU counts, comma-separated [default:
+    /// shootdown 2,8,32,128,256 (counts above the kernel's MAX_CPUS are
+    /// listed as skipped); boot 1,2,4,...,256]
+    #[arg(long, value_delimiter = ',', value_name = "N,N,...",
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    cpus: Vec<u16>,
+    /// boot: the architectures, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "aarch64,loongarch64"
+    )]
+    arches: Vec<crate::arch::Arch>,
+    /// shootdown: how long each boot's app runs, in ms.
+    #[arg(long, value_name = "MS", default_value_t = 2000,
+          value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    ms: u64,
     #[command(flatten)]
     boot: BootFlags,
 }
@@ -105,6 +135,24 @@ pub struct BootFlags {
 }
 
 pub fn main(args: Args) -> Result<ExitCode> {
+    if args.suite == Suite::Boot {
+        return match boot_options(&args) {
+            Ok(options) => boot::main(options),
+            Err(e) => {
+                eprintln!("xtask: error: {e:#}");
+                Ok(ExitCode::from(guest::EXIT_BAD_COMMAND_LINE))
+            }
+        };
+    }
+    if args.suite == Suite::Shootdown {
+        return match shootdown_options(&args) {
+            Ok(options) => shootdown::main(options),
+            Err(e) => {
+                eprintln!("xtask: error: {e:#}");
+                Ok(ExitCode::from(guest::EXIT_BAD_COMMAND_LINE))
+            }
+        };
+    }
     let options = match options(&args) {
         Ok(options) => options,
         Err(e) => {
@@ -112,14 +160,77 @@ pub fn main(args: Args) -> Result<ExitCode> {
             return Ok(ExitCode::from(guest::EXIT_BAD_COMMAND_LINE));
         }
     };
-    match args.suite {
-        Suite::Locks => locks::main(options),
-    }
+    locks::main(options)
 }
 
-/// The suite's options from the command line, checked.
-fn options(args: &Args) -> Result<locks::Options> {
-    let reps = match (args.reps, args.quick) {
+/// The shootdown suite's options: the reps as for locks, the hosts it
+/// runs on of `--hosts`.
+fn shootdown_options(args: &Args) -> Result<shootdown::Options> {
+    let hosts: Vec<HostKind> = unique(&args.hosts)
+        .into_iter()
+        .filter(|h| matches!(h, HostKind::Tcg | HostKind::Pvhost))
+        .collect();
+    if hosts.is_empty() {
+        bail!("--suite shootdown runs on tcg and pvhost: --hosts names neither");
+    }
+    let mut cpus = unique(&args.cpus);
+    if cpus.is_empty() {
+        cpus = shootdown::DEFAULT_CPUS.to_vec();
+    }
+    if let Some(n) = cpus.iter().find(|&&n| n < 2) {
+        bail!("--cpus {n}: a shootdown needs another CPU");
+    }
+    cpus.sort_unstable();
+    Ok(shootdown::Options {
+        reps: reps(args)? as usize,
+        quick: args.quick,
+        hosts,
+        cpus,
+        ms: args.ms,
+        timeout: args.boot.timeout.map(Duration::from_secs),
+        verbose: args.boot.verbose,
+    })
+}
+
+/// `--suite boot`'s options: its own flags; the locks' ones are refused.
+fn boot_options(args: &Args) -> Result<boot::Options> {
+    let reps = reps(args)?;
+    if args.max_reps.is_some() || args.l1_load > 0 {
+        bail!("--max-reps and --l1-load are for --suite locks");
+    }
+    let arches = unique(&args.arches);
+    if arches.is_empty() {
+        bail!("--arches names no architecture");
+    }
+    let mut cpus = unique(&args.cpus);
+    if cpus.is_empty() {
+        cpus = boot::DEFAULT_CPUS.to_vec();
+    }
+    if let Some(n) = cpus.iter().find(|&&n| n > crate::qemu::MAX_SMP) {
+        bail!(
+            "--cpus {n}: the kernel brings up at most {}",
+            crate::qemu::MAX_SMP
+        );
+    }
+    cpus.sort_unstable();
+    let images = match (&args.boot.image, arches.as_slice()) {
+        (None, _) => Vec::new(),
+        (Some(image), [arch]) => vec![(*arch, image.clone())],
+        (Some(_), _) => bail!("--image with --suite boot needs one --arches"),
+    };
+    Ok(boot::Options {
+        reps: reps as usize,
+        arches,
+        cpus,
+        timeout: args.boot.timeout.map(Duration::from_secs),
+        images,
+        verbose: args.boot.verbose,
+    })
+}
+
+/// `--reps` and `--quick`, checked: at least [`REPS`], or a smoke run.
+fn reps(args: &Args) -> Result<u32> {
+    Ok(match (args.reps, args.quick) {
         (None, false) => REPS,
         (None, true) => 1,
         (Some(n), false) if n < REPS => {
@@ -129,7 +240,12 @@ fn options(args: &Args) -> Result<locks::Options> {
             bail!("--quick runs 1-{QUICK_REPS} reps, not {n}: drop --quick for a real run")
         }
         (Some(n), _) => n,
-    };
+    })
+}
+
+/// The suite's options from the command line, checked.
+fn options(args: &Args) -> Result<locks::Options> {
+    let reps = reps(args)?;
     let max_reps = match (args.max_reps, args.quick) {
         (None, false) => reps.max(MAX_REPS),
         (None, true) => reps,
@@ -252,6 +368,39 @@ mod tests {
         );
         assert!(parse("--suite locks --workloads futex").is_err());
         assert!(parse("--suite locks --hosts pvhost --workloads uncontended").is_err());
+    }
+
+    #[test]
+    fn shootdown_takes_cpus_and_its_hosts() {
+        let o = shootdown_options(&parse_args("--suite shootdown").unwrap()).unwrap();
+        assert_eq!(o.cpus, [2, 8, 32, 128, 256]);
+        assert_eq!(o.hosts, [HostKind::Tcg, HostKind::Pvhost]);
+        assert_eq!(o.reps, 5);
+        let o = shootdown_options(
+            &parse_args("--suite shootdown --cpus 8,2,8 --quick --ms 500").unwrap(),
+        )
+        .unwrap();
+        assert_eq!((o.cpus, o.reps, o.ms), (vec![2, 8], 1, 500));
+        assert!(
+            shootdown_options(&parse_args("--suite shootdown --hosts nested-kvm").unwrap())
+                .is_err()
+        );
+        assert!(shootdown_options(&parse_args("--suite shootdown --cpus 1").unwrap()).is_err());
+    }
+
+    #[test]
+    fn boot_takes_cpus_and_arches() {
+        let o = boot_options(&parse_args("--suite boot").unwrap()).unwrap();
+        assert_eq!(o.cpus, boot::DEFAULT_CPUS);
+        assert_eq!(o.arches.len(), 2);
+        let o = boot_options(&parse_args("--suite boot --cpus 4,1 --arches loongarch64").unwrap())
+            .unwrap();
+        assert_eq!(
+            (o.cpus, o.arches),
+            (vec![1, 4], vec![crate::arch::Arch::Loongarch64])
+        );
+        assert!(boot_options(&parse_args("--suite boot --cpus 257").unwrap()).is_err());
+        assert!(boot_options(&parse_args("--suite boot --l1-load 1").unwrap()).is_err());
     }
 
     #[test]

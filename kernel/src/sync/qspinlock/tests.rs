@@ -18,13 +18,55 @@ fn word_layout() {
     assert_eq!(encode_tail(0, 0), 1 << 18);
 }
 
+/// The CPUs at the edges of the bit fields and masks: the first, the last
+/// of a 128-CPU window (LoongArch's PV IPI), the first past it, the last.
+const EDGE_CPUS: [usize; 4] = [0, 127, 128, 255];
+
+#[test]
+fn tails_round_trip_for_every_cpu_and_level() {
+    assert_eq!(crate::MAX_CPUS, 256);
+    let mut seen = std::collections::HashSet::new();
+    for cpu in 0..crate::MAX_CPUS {
+        for idx in 0..MAX_NODES {
+            let tail = encode_tail(cpu, idx);
+            assert_eq!(
+                tail & !TAIL_MASK,
+                0,
+                "CPU {cpu} level {idx} spills out of the tail"
+            );
+            assert_ne!(tail, 0, "CPU {cpu} level {idx} reads as an empty queue");
+            assert_eq!(decode_tail(tail), (cpu, idx));
+            assert!(seen.insert(tail), "CPU {cpu} level {idx} shares a tail");
+        }
+    }
+    for cpu in EDGE_CPUS {
+        assert_eq!(
+            decode_tail(encode_tail(cpu, MAX_NODES - 1)),
+            (cpu, MAX_NODES - 1)
+        );
+    }
+}
+
+#[test]
+fn edge_cpus_stress() {
+    stress_on(SlowPath::Spin, &EDGE_CPUS, 20_000);
+    stress_on(SlowPath::Halt, &EDGE_CPUS, 20_000);
+}
+
 fn stress(slow_path: SlowPath, cpus: usize, per_cpu: u64) {
-    let shared = shared(cpus, slow_path);
+    stress_on(slow_path, &(0..cpus).collect::<Vec<_>>(), per_cpu);
+}
+
+/// `per_cpu` lock/unlock rounds on each of the CPUs `ids` at once.
+fn stress_on(slow_path: SlowPath, ids: &[usize], per_cpu: u64) {
+    let cpus = ids.len();
+    let shared = shared(ids.iter().max().map_or(0, |&m| m + 1), slow_path);
     let lock = Arc::new(QSpinLock::new());
     let counter = Arc::new(AtomicU32::new(0));
     let inside = Arc::new(AtomicBool::new(false));
-    let threads: Vec<_> = (0..cpus)
-        .map(|id| {
+    let threads: Vec<_> = ids
+        .iter()
+        .map(|&id| {
             let shared = Arc::clone(&shared);
             let (lock, counter, inside) =
                 (Arc::clone(&lock), Arc::clone(&counter), Arc::clone(&inside));

@@ -155,8 +155,9 @@ mod tests {
         assert_eq!(goals[0]["verdict"], Value::Null, "not measured");
         assert_eq!(goals[1]["verdict"], "met");
         assert_eq!(goals[1]["parts"][0]["bar"], 0.98);
-        assert_eq!(goals[5]["parts"][1]["metric"], "fair_min/fair_max");
-        assert_eq!(goals[5]["parts"][1]["denominator_cell"], Value::Null);
+        assert_eq!(goals[4]["verdict"], Value::Null, "no scale cell");
+        assert_eq!(goals[6]["parts"][1]["metric"], "fair_min/fair_max");
+        assert_eq!(goals[6]["parts"][1]["denominator_cell"], Value::Null);
         assert_eq!(v["summary"]["versus_linux"][2]["numerator_cell"], 6);
         assert_eq!(
             ratios[4]["ci95"],

@@ -113,7 +113,7 @@ fn contended_table(out: &mut String, report: &Report, host: HostKind) {
         .into_iter()
         .map(|(c, g)| {
             let mut row = vec![
-                c.smp.to_string(),
+                c.smp_label(),
                 g.kind.clone(),
                 c.pv.name().to_owned(),
                 g.slowpath.clone(),
@@ -163,11 +163,7 @@ fn qspinlock_counters_table(out: &mut String, report: &Report, host: HostKind) {
             g.kind == QSPINLOCK && QSPINLOCK_KEYS.iter().all(|k| g.counters.contains_key(k))
         })
         .map(|(c, g)| {
-            let mut row = vec![
-                c.smp.to_string(),
-                c.pv.name().to_owned(),
-                g.slowpath.clone(),
-            ];
+            let mut row = vec![c.smp_label(), c.pv.name().to_owned(), g.slowpath.clone()];
             row.extend(
                 QSPINLOCK_KEYS
                     .iter()
@@ -236,11 +232,7 @@ fn mutex_table(out: &mut String, report: &Report, host: HostKind) {
                     .as_ref()
                     .map_or("-".to_owned(), |m| format!("{:.0}", f(m).median))
             };
-            let mut row = vec![
-                c.smp.to_string(),
-                g.slowpath.clone(),
-                c.pv.name().to_owned(),
-            ];
+            let mut row = vec![c.smp_label(), g.slowpath.clone(), c.pv.name().to_owned()];
             row.extend(throughput_columns(g));
             row.extend([
                 count(|m| m.spun),
@@ -331,7 +323,10 @@ pub(super) fn ratio_list(out: &mut String, report: &Report, ratios: &[Ratio]) {
             let c = report.cells[series.cell];
             group(report, series).map(|g| {
                 let value = match c.workload {
-                    Workload::Contended | Workload::Overcommit | Workload::Mutex => {
+                    Workload::Contended
+                    | Workload::Overcommit
+                    | Workload::Scale
+                    | Workload::Mutex => {
                         format!("{} acq/s", rate(g.per_sec.median))
                     }
                     Workload::Uncontended => time(g.ns_per_op.median),

@@ -9,6 +9,7 @@ use plotters::prelude::*;
 use super::super::locks::{self, Cell, Report, Workload, KINDS, MUTEX_POLICIES};
 use super::super::stats::{Group, Spread};
 use super::{axis_rate, plural, rate};
+use crate::arch::Arch;
 use crate::host::{HostKind, Pv};
 
 const WIDTH: u32 = 960;
@@ -38,6 +39,12 @@ fn host_caption(cell: &Cell) -> String {
         (HostKind::NestedKvm, smp) => format!("nested-kvm, smp {smp} ({smp} vCPUs on L1's 2 CPUs)"),
         (HostKind::Tcg, 2) => "tcg, smp 2 (no overcommit)".to_owned(),
         (HostKind::Tcg, 16) => "tcg, smp 16 (16 vCPUs on 2 cores)".to_owned(),
+        (HostKind::Tcg, smp) if smp == locks::SMP_SCALE => {
+            format!(
+                "tcg {}, smp {smp} ({smp} vCPUs on 2 cores)",
+                cell.arch.name()
+            )
+        }
         (HostKind::Pvhost, smp) => format!("pvhost, smp {smp} (steal {})", cell.steal),
         (host, smp) => format!("{}, smp {smp}", locks::host_name(host)),
     }
@@ -47,22 +54,22 @@ fn host_caption(cell: &Cell) -> String {
 /// kind) and of the mutex cells (a bar per spin policy), PV on next to off.
 fn panels(report: &Report) -> Vec<Panel> {
     let mut panels = Vec::new();
-    let find = |host, smp, pv, workload| {
+    let find = |arch, host, smp, pv, workload| {
         report
             .cells
             .iter()
-            .position(|c| c.is(host, smp, pv, workload))
+            .position(|c| c.arch == arch && c.is(host, smp, pv, workload))
     };
-    let mut seen: Vec<(HostKind, u16, Workload)> = Vec::new();
+    let mut seen: Vec<(Arch, HostKind, u16, Workload)> = Vec::new();
     for cell in &report.cells {
-        let key = (cell.host, cell.smp, cell.workload);
+        let key = (cell.arch, cell.host, cell.smp, cell.workload);
         if cell.workload == Workload::Uncontended || seen.contains(&key) {
             continue;
         }
         seen.push(key);
         let (on, off) = (
-            find(cell.host, cell.smp, Pv::On, cell.workload),
-            find(cell.host, cell.smp, Pv::Off, cell.workload),
+            find(cell.arch, cell.host, cell.smp, Pv::On, cell.workload),
+            find(cell.arch, cell.host, cell.smp, Pv::Off, cell.workload),
         );
         let mutex = cell.workload == Workload::Mutex;
         // What a bar is: a lock kind, or one of the mutex's policies.
