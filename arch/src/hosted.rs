@@ -114,8 +114,8 @@ impl Arch for Hosted {
             crate::pv::note(format_args!("hosted test")),
         )
     }
-    fn pv_init_cpu(_: usize) -> Result<(), crate::pv::Note> {
-        Ok(())
+    fn pv_init_cpu(_: usize) -> Option<crate::pv::FallbackLine> {
+        None
     }
     fn pv_steal_ns(_: usize) -> Option<u64> {
         None

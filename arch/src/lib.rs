@@ -249,8 +249,10 @@ pub trait Arch {
     /// not advertised, and none at all with `pv=off`.
     fn pv_probe(switches: &pv::PvSwitches) -> pv::PvReport;
     /// Registers the calling secondary CPU with what [`Arch::pv_probe`]
-    /// chose (per-vCPU records).
-    fn pv_init_cpu(cpu: usize) -> Result<(), pv::Note>;
+    /// chose (per-vCPU records); `Some` says which features run native on
+    /// it, why, and what it keeps. For the boot CPU (`cpu` 0), registered
+    /// by the probe, it only says how that went.
+    fn pv_init_cpu(cpu: usize) -> Option<pv::FallbackLine>;
     /// Stolen time of `cpu` in nanoseconds, if a steal clock is in use.
     fn pv_steal_ns(cpu: usize) -> Option<u64>;
     /// Whether `cpu`'s vCPU is preempted, if the host tells.

@@ -16,8 +16,10 @@ use crate::policy::{self, Steal};
 
 /// The usage text.
 pub const USAGE: &str = "pvhost.pv=on|off pvhost.time=on|off pvhost.lock=on|off \
-pvhost.sched=on|off pvhost.steal=POLICY pvhost.fault=none|drop-kicks|stuck-preempted pvhost.elf=ADDR [-- GUEST ARGS], where POLICY is \
-(none | periodic:PERIOD_US,SHARE_PCT[,PHASE_US] | random:SEED,MEAN_RUN_US,MEAN_STEAL_US)[@STOP_MS]";
+pvhost.sched=on|off pvhost.steal=POLICY pvhost.fault=FAULT pvhost.elf=ADDR [-- GUEST ARGS], where POLICY is \
+(none | periodic:PERIOD_US,SHARE_PCT[,PHASE_US] | random:SEED,MEAN_RUN_US,MEAN_STEAL_US)[@STOP_MS] and FAULT is \
+none | drop-kicks | delay-kicks | stuck-preempted | garbage-features | \
+(refuse-register | ipa-outside-ram | ipa-in-guest-ram | ipa-misaligned | steal-backwards | steal-jump):VCPU";
 
 /// What the command line asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,26 +42,116 @@ pub struct Args<'a> {
 }
 
 /// A host fault pvhost injects (`pvhost.fault=`), for the guest's
-/// fallbacks to meet.
+/// fallbacks to meet. The ones that name a vCPU hit that vCPU only, so the
+/// guest must fall back there and keep PV on the others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
     None,
     /// PV sched's KICK_CPU answers success and wakes nobody: every halt of
     /// a lock waiter must end another way (the guest's tick).
     DropKicks,
+    /// PV sched's KICK_CPU answers success and takes effect
+    /// [`KICK_DELAY_NS`] later: the target's halts until then end another
+    /// way, and its first halt after that ends at once, for nothing.
+    DelayKicks,
     /// Every vCPU's preempted flags (PV lock, PV sched) read 1, always.
     StuckPreempted,
+    /// The feature queries (SMCCC_ARCH_FEATURES of a PV function,
+    /// PV_TIME/LOCK/SCHED_FEATURES) answer nonsense: neither 0 nor an
+    /// SMCCC error code ([`garbage`]).
+    GarbageFeatures,
+    /// The vCPU's registrations fail: PV_TIME_ST and PV_LOCK_PREEMPTED
+    /// answer NOT_SUPPORTED, PV_SCHED_IPA_INIT INVALID_PARAMETER.
+    RefuseRegister(usize),
+    /// PV_TIME_ST and PV_LOCK_PREEMPTED hand the vCPU [`IPA_OUTSIDE_RAM`]:
+    /// aligned, below the ABI's IPA limit, and no memory at all.
+    IpaOutsideRam(usize),
+    /// PV_TIME_ST and PV_LOCK_PREEMPTED hand the vCPU an aligned IPA inside
+    /// the guest's own RAM: memory the guest allocates, not the host's.
+    IpaInGuestRam(usize),
+    /// PV_TIME_ST and PV_LOCK_PREEMPTED hand the vCPU its record's IPA + 8.
+    IpaMisaligned(usize),
+    /// From the vCPU's second preemption after its PV_TIME_ST on (the
+    /// guest has used the record by then), its stolen-time record goes back
+    /// to half of what it held instead of forward.
+    StealBackwards(usize),
+    /// At each of the vCPU's preemptions after its PV_TIME_ST its
+    /// stolen-time record jumps ahead by [`STEAL_JUMP_NS`] besides the
+    /// steal (more than the guest can have run). Every one, not just one:
+    /// one that fell between the call and the guest's first reading of the
+    /// record would look like steal from before registration.
+    StealJump(usize),
 }
+
+/// How late [`Fault::DelayKicks`] makes a kick.
+pub const KICK_DELAY_NS: u64 = 50_000_000;
+/// What [`Fault::StealJump`] adds to the record: three hours.
+pub const STEAL_JUMP_NS: u64 = 3 * 3600 * 1_000_000_000;
+/// What [`Fault::IpaOutsideRam`] hands out: 16 TiB, past every RAM and
+/// device region of QEMU `virt` (and past what a 39-bit guest maps), yet
+/// below `arch::abi::arm64::IPA_LIMIT`.
+pub const IPA_OUTSIDE_RAM: u64 = 1 << 44;
+
+const FAULT_FORMS: &str = "the fault must be none, drop-kicks, delay-kicks, stuck-preempted, \
+garbage-features, or refuse-register, ipa-outside-ram, ipa-in-guest-ram, ipa-misaligned, \
+steal-backwards or steal-jump followed by :VCPU (below 16)";
 
 impl Fault {
     fn parse(value: &str) -> Option<Self> {
-        match value {
+        let simple = match value {
             "none" => Some(Fault::None),
             "drop-kicks" => Some(Fault::DropKicks),
+            "delay-kicks" => Some(Fault::DelayKicks),
             "stuck-preempted" => Some(Fault::StuckPreempted),
+            "garbage-features" => Some(Fault::GarbageFeatures),
             _ => None,
+        };
+        if simple.is_some() {
+            return simple;
+        }
+        let (name, vcpu) = value.split_once(':')?;
+        let vcpu = usize::try_from(policy::parse_u64(vcpu)?)
+            .ok()
+            .filter(|&v| v < crate::MAX_VCPUS)?;
+        Some(match name {
+            "refuse-register" => Fault::RefuseRegister(vcpu),
+            "ipa-outside-ram" => Fault::IpaOutsideRam(vcpu),
+            "ipa-in-guest-ram" => Fault::IpaInGuestRam(vcpu),
+            "ipa-misaligned" => Fault::IpaMisaligned(vcpu),
+            "steal-backwards" => Fault::StealBackwards(vcpu),
+            "steal-jump" => Fault::StealJump(vcpu),
+            _ => return None,
+        })
+    }
+
+    /// What vCPU `vcpu`'s stolen-time record holds after its `nth`
+    /// preemption since its PV_TIME_ST (1, 2, ...; 0 before the call) took
+    /// `stolen_ns`, the record holding `record` before it: `record +
+    /// stolen_ns`, unless this fault says otherwise.
+    pub fn steal_record(self, vcpu: usize, nth: u64, record: u64, stolen_ns: u64) -> u64 {
+        match self {
+            Fault::StealBackwards(v) if v == vcpu && nth >= 2 => record / 2,
+            Fault::StealJump(v) if v == vcpu && nth >= 1 => record + stolen_ns + STEAL_JUMP_NS,
+            _ => record + stolen_ns,
         }
     }
+}
+
+/// [`Fault::GarbageFeatures`]' answer to `function(arg)`: the same every
+/// time for the same question, and never 0 nor -1, -2 or -3, so that no
+/// reading of it as an SMCCC status is right. Random in sign and size.
+pub fn garbage(function: u32, arg: u64) -> u64 {
+    let mut rng = policy::SplitMix64::new(u64::from(function) << 32 ^ arg);
+    let mut value = rng.next_u64();
+    // Small values, negative ones too, now and then: they look most like
+    // real answers.
+    if value & 3 == 0 {
+        value = ((value >> 8) as i64 % 1000) as u64;
+    }
+    if matches!(value as i64, -3..=0) {
+        value = 0x5eed_0000 | value & 0xff;
+    }
+    value
 }
 
 /// A word pvhost could not take.
@@ -141,10 +233,7 @@ impl<'a> Args<'a> {
                     if fault.is_some() {
                         return Err(err("repeated"));
                     }
-                    fault = Some(
-                        Fault::parse(value)
-                            .ok_or(err("the fault must be none, drop-kicks or stuck-preempted"))?,
-                    );
+                    fault = Some(Fault::parse(value).ok_or(err(FAULT_FORMS))?);
                     continue;
                 }
                 "pvhost.elf" => {
@@ -186,16 +275,71 @@ mod tests {
         assert_eq!(a.fault, Fault::DropKicks);
         let a = Args::parse("pvhost.fault=stuck-preempted").unwrap();
         assert_eq!(a.fault, Fault::StuckPreempted);
-        let e = Args::parse("pvhost.fault=lose").unwrap_err();
-        assert_eq!(
-            e.why,
-            "the fault must be none, drop-kicks or stuck-preempted"
-        );
+        for (word, fault) in [
+            ("delay-kicks", Fault::DelayKicks),
+            ("garbage-features", Fault::GarbageFeatures),
+            ("refuse-register:1", Fault::RefuseRegister(1)),
+            ("ipa-outside-ram:0", Fault::IpaOutsideRam(0)),
+            ("ipa-in-guest-ram:3", Fault::IpaInGuestRam(3)),
+            ("ipa-misaligned:2", Fault::IpaMisaligned(2)),
+            ("steal-backwards:15", Fault::StealBackwards(15)),
+            ("steal-jump:1", Fault::StealJump(1)),
+        ] {
+            let line = format!("pvhost.fault={word}");
+            assert_eq!(Args::parse(&line).unwrap().fault, fault, "{word}");
+        }
+        for bad in [
+            "lose",
+            "refuse-register",
+            "refuse-register:",
+            "refuse-register:16",
+            "refuse-register:x",
+            "drop-kicks:1",
+            "steal-jump:-1",
+        ] {
+            let line = format!("pvhost.fault={bad}");
+            assert_eq!(Args::parse(&line).unwrap_err().why, FAULT_FORMS, "{bad}");
+        }
         assert_eq!(
             Args::parse("pvhost.fault=none pvhost.fault=none")
                 .unwrap_err()
                 .why,
             "repeated"
+        );
+    }
+
+    #[test]
+    fn faulty_steal_records() {
+        let ok = Fault::None;
+        assert_eq!(ok.steal_record(1, 2, 100, 10), 110);
+        let back = Fault::StealBackwards(1);
+        assert_eq!(back.steal_record(1, 1, 0, 10), 10);
+        assert_eq!(back.steal_record(1, 2, 10, 10), 5);
+        assert_eq!(back.steal_record(1, 3, 5, 10), 2);
+        assert_eq!(back.steal_record(0, 2, 10, 10), 20, "other vCPUs count on");
+        let jump = Fault::StealJump(1);
+        assert_eq!(jump.steal_record(1, 0, 0, 10), 10, "before PV_TIME_ST");
+        assert_eq!(jump.steal_record(1, 1, 0, 10), 10 + STEAL_JUMP_NS);
+        assert_eq!(jump.steal_record(1, 2, 10, 10), 20 + STEAL_JUMP_NS);
+        assert_eq!(jump.steal_record(2, 2, 10, 10), 20);
+    }
+
+    #[test]
+    fn garbage_is_never_an_smccc_status_and_always_the_same() {
+        let mut small = 0;
+        let mut negative = 0;
+        for function in [0x8000_0001u32, 0xC500_0020, 0xC600_0020, 0xC500_0090] {
+            for arg in 0..2000u64 {
+                let g = garbage(function, arg);
+                assert!(!matches!(g as i64, -3..=0), "{function:#x}({arg}) = {g:#x}");
+                assert_eq!(g, garbage(function, arg));
+                small += u32::from((g as i64).unsigned_abs() < 1000);
+                negative += u32::from((g as i64) < 0);
+            }
+        }
+        assert!(
+            small > 100 && negative > 100,
+            "{small} small, {negative} negative"
         );
     }
 

@@ -19,10 +19,15 @@
 //! | VENDOR_HYP_KVM_FEATURES | bit 0 only (no PTP) |
 //! | PV time, PV lock v2, PV sched | see the functions below |
 //! | anything else, or an HVC/SMC immediate other than 0 | NOT_SUPPORTED |
+//!
+//! A host fault ([`Fault`], `pvhost.fault=`) changes some answers: see
+//! [`dispatch`].
 
 /// Which ABIs are offered (`pvhost.time/lock/sched`).
 pub use arch::abi::arm64::Offer;
 use arch::abi::arm64::*;
+
+use crate::args::{self, Fault};
 
 /// What a call does to the machine; implemented by the EL2 code, faked in
 /// tests. Addresses are guest physical (= host physical: no stage 2).
@@ -102,8 +107,28 @@ pub fn record_ipa_ok(ipa: u64, ram: &core::ops::Range<u64>) -> bool {
             .is_some_and(|end| end <= ram.end)
 }
 
-/// Answers one call from `vcpu`.
-pub fn dispatch(offer: Offer, vcpu: usize, call: Call, m: &mut impl Machine) -> Outcome {
+/// The IPA PV_TIME_ST or PV_LOCK_PREEMPTED hands `vcpu`, whose record is
+/// at `record`, under `fault`: the record, or a refusal, or a bad address.
+pub fn record_answer(fault: Fault, vcpu: usize, record: u64, ram: &core::ops::Range<u64>) -> u64 {
+    match fault {
+        Fault::RefuseRegister(v) if v == vcpu => NOT_SUPPORTED as u64,
+        Fault::IpaOutsideRam(v) if v == vcpu => args::IPA_OUTSIDE_RAM,
+        Fault::IpaInGuestRam(v) if v == vcpu => {
+            (ram.start + (ram.end - ram.start) / 2) & !(RECORD_ALIGN - 1)
+        }
+        Fault::IpaMisaligned(v) if v == vcpu => record + 8,
+        _ => record,
+    }
+}
+
+/// Answers one call from `vcpu`, with `fault` injected.
+pub fn dispatch(
+    offer: Offer,
+    fault: Fault,
+    vcpu: usize,
+    call: Call,
+    m: &mut impl Machine,
+) -> Outcome {
     if call.imm != 0 {
         // SMCCC: HVC/SMC #imm with imm != 0 is not a call of this convention.
         return ret(NOT_SUPPORTED);
@@ -118,7 +143,21 @@ pub fn dispatch(offer: Offer, vcpu: usize, call: Call, m: &mut impl Machine) -> 
             call.x[i] & 0xffff_ffff
         }
     };
+    let garbage = fault == Fault::GarbageFeatures;
     match function {
+        // Garbage for every PV feature query, whatever is offered.
+        SMCCC_ARCH_FEATURES
+            if garbage
+                && matches!(
+                    u32::try_from(arg(1)),
+                    Ok(PV_TIME_FEATURES | PV_LOCK_FEATURES | PV_SCHED_FEATURES)
+                ) =>
+        {
+            Outcome::Return(args::garbage(function, arg(1)))
+        }
+        PV_TIME_FEATURES | PV_LOCK_FEATURES | PV_SCHED_FEATURES if garbage => {
+            Outcome::Return(args::garbage(function, arg(1)))
+        }
         psci::PSCI_VERSION => Outcome::Return(PSCI_VERSION_1_1.into()),
         psci::PSCI_FEATURES => {
             if arg(1) >> 32 == 0 && PSCI_IMPLEMENTED.contains(&(arg(1) as u32)) {
@@ -162,19 +201,32 @@ pub fn dispatch(offer: Offer, vcpu: usize, call: Call, m: &mut impl Machine) -> 
             Ok(PV_TIME_FEATURES | PV_TIME_ST) if offer.time => ret(SUCCESS),
             _ => ret(NOT_SUPPORTED),
         },
-        PV_TIME_ST if offer.time => Outcome::Return(m.time_record(vcpu)),
+        PV_TIME_ST if offer.time => Outcome::Return(record_answer(
+            fault,
+            vcpu,
+            m.time_record(vcpu),
+            &m.guest_ram(),
+        )),
 
         PV_LOCK_FEATURES => match u32::try_from(arg(1)) {
             Ok(PV_LOCK_FEATURES | PV_LOCK_PREEMPTED) if offer.lock => ret(SUCCESS),
             _ => ret(NOT_SUPPORTED),
         },
-        PV_LOCK_PREEMPTED if offer.lock => Outcome::Return(m.lock_record(vcpu)),
+        PV_LOCK_PREEMPTED if offer.lock => Outcome::Return(record_answer(
+            fault,
+            vcpu,
+            m.lock_record(vcpu),
+            &m.guest_ram(),
+        )),
 
         PV_SCHED_FEATURES => match u32::try_from(arg(1)) {
             Ok(PV_SCHED_FEATURES..=PV_SCHED_KICK_CPU) if offer.sched => ret(SUCCESS),
             _ => ret(NOT_SUPPORTED),
         },
         PV_SCHED_IPA_INIT if offer.sched => {
+            if fault == Fault::RefuseRegister(vcpu) {
+                return ret(INVALID_PARAMETER);
+            }
             let ipa = arg(1);
             if !record_ipa_ok(ipa, &m.guest_ram()) {
                 return ret(INVALID_PARAMETER);
@@ -244,7 +296,74 @@ mod tests {
     }
 
     fn call(offer: Offer, vcpu: usize, x: [u64; 4], m: &mut Fake) -> Outcome {
-        dispatch(offer, vcpu, Call { x, imm: 0 }, m)
+        dispatch(offer, Fault::None, vcpu, Call { x, imm: 0 }, m)
+    }
+
+    fn faulty(fault: Fault, vcpu: usize, function: u32, arg: u64, m: &mut Fake) -> u64 {
+        let x = [function.into(), arg, 0, 0];
+        match dispatch(ALL, fault, vcpu, Call { x, imm: 0 }, m) {
+            Outcome::Return(v) => v,
+            other => panic!("{function:#x}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn per_vcpu_faults_hit_that_vcpu_only() {
+        let mut m = Fake::default();
+        let ram = m.guest_ram();
+        for (fault, time_1) in [
+            (Fault::RefuseRegister(1), NS),
+            (Fault::IpaOutsideRam(1), args::IPA_OUTSIDE_RAM),
+            (Fault::IpaInGuestRam(1), 0x4800_0000),
+            (Fault::IpaMisaligned(1), 0x5010_0048),
+        ] {
+            assert_eq!(faulty(fault, 1, PV_TIME_ST, 0, &mut m), time_1, "{fault:?}");
+            assert_eq!(faulty(fault, 0, PV_TIME_ST, 0, &mut m), 0x5010_0000);
+            assert_eq!(faulty(fault, 2, PV_LOCK_PREEMPTED, 0, &mut m), 0x5010_1080);
+            let lock_1 = faulty(fault, 1, PV_LOCK_PREEMPTED, 0, &mut m);
+            assert_ne!(lock_1, 0x5010_1040, "{fault:?}");
+            assert!(!record_ipa_ok(time_1, &(0x5010_0000..0x5010_2000)));
+        }
+        assert!(ram.contains(&0x4800_0000));
+        let init = |m: &mut Fake, vcpu| {
+            faulty(
+                Fault::RefuseRegister(1),
+                vcpu,
+                PV_SCHED_IPA_INIT,
+                0x4100_0000,
+                m,
+            )
+        };
+        assert_eq!(init(&mut m, 1), INVAL);
+        assert_eq!(m.sched[1], None);
+        assert_eq!(init(&mut m, 3), 0);
+        assert_eq!(m.sched[3], Some(0x4100_0000));
+    }
+
+    #[test]
+    fn garbage_features_answer_every_pv_feature_query() {
+        let mut m = Fake::default();
+        let g = Fault::GarbageFeatures;
+        for f in [PV_TIME_FEATURES, PV_LOCK_FEATURES, PV_SCHED_FEATURES] {
+            let a = faulty(g, 0, SMCCC_ARCH_FEATURES, f.into(), &mut m);
+            assert_eq!(a, args::garbage(SMCCC_ARCH_FEATURES, f.into()));
+            assert!(!matches!(a as i64, -3..=0));
+        }
+        let a = faulty(g, 0, PV_TIME_FEATURES, PV_TIME_ST.into(), &mut m);
+        assert!(!matches!(a as i64, -3..=0));
+        // The rest is answered as without the fault.
+        assert_eq!(faulty(g, 0, SMCCC_VERSION, 0, &mut m), 0x1_0001);
+        assert_eq!(
+            faulty(
+                g,
+                0,
+                SMCCC_ARCH_FEATURES,
+                SMCCC_ARCH_FEATURES.into(),
+                &mut m
+            ),
+            0
+        );
+        assert_eq!(faulty(g, 0, PV_TIME_ST, 0, &mut m), 0x5010_0000);
     }
 
     fn x0(offer: Offer, function: u32, arg: u64) -> u64 {
@@ -322,6 +441,7 @@ mod tests {
         let mut m = Fake::default();
         let out = dispatch(
             ALL,
+            Fault::None,
             0,
             Call {
                 x: [psci::PSCI_VERSION.into(), 0, 0, 0],
@@ -442,7 +562,7 @@ mod tests {
                 rng.next_u64(),
             ];
             let vcpu = (r >> 20) as usize % 4;
-            let _ = dispatch(ALL, vcpu, Call { x, imm: 0 }, &mut m);
+            let _ = dispatch(ALL, Fault::None, vcpu, Call { x, imm: 0 }, &mut m);
         }
         let ram = m.guest_ram();
         assert!(m

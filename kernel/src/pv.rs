@@ -40,6 +40,8 @@ static LOCK_SLOW_PATH: spin::Once<SlowPath> = spin::Once::new();
 /// `pv=off` or `pv.lock=off` selects the spin-only path (Linux's on bare metal).
 pub(crate) fn init(switches: &PvSwitches) {
     REPORT.call_once(|| A::pv_probe(switches));
+    // The probe registered the boot CPU; this reports a fallback there.
+    init_cpu(0);
     let halting = switches.enabled && switches.lock != LockChoice::Off;
     LOCK_SLOW_PATH.call_once(|| {
         if halting {
@@ -73,11 +75,12 @@ pub fn lock_slow_path() -> SlowPath {
     LOCK_SLOW_PATH.get().copied().unwrap_or(SlowPath::Spin)
 }
 
-/// Registers a secondary CPU's per-vCPU records; a failure leaves that CPU
-/// native and is logged.
+/// Registers a secondary CPU's per-vCPU records (the boot CPU's: says how
+/// the probe's registration went). A feature that fails runs native on
+/// that CPU only, in one line naming each and why, and what it keeps.
 pub(crate) fn init_cpu(cpu: usize) {
-    if let Err(why) = A::pv_init_cpu(cpu) {
-        log::warn!("pv: CPU {cpu} runs native: {why}");
+    if let Some(why) = A::pv_init_cpu(cpu) {
+        log::warn!("pv: CPU {cpu} falls back: {why}; other CPUs keep PV");
     }
 }
 

@@ -1086,6 +1086,166 @@ pub const TESTS: &[BootTest] = &[
         checks: FAULT_STORM_CHECKS,
         ..BASE
     },
+    // Host faults that hit one vCPU (pvhost.fault=NAME:VCPU): that CPU
+    // says in one line what was wrong and runs those features native, the
+    // others keep PV, and the run's result is right.
+    BootTest {
+        // Every registration of vCPU 1 refused: it falls back to all
+        // native (its waiters kicked by IPI), the storm loses nothing.
+        name: "pvhost-fault-refuse-register",
+        host: pvhost_with(STAGGERED_HALF_STEAL, "refuse-register:1"),
+        smp: 4,
+        app: "lockstorm",
+        app_args: FAULT_STORM,
+        checks: &[
+            Contains("pv: CPU 1 falls back: time native (PV_TIME_ST = -1); lock native (PV_LOCK_PREEMPTED = -1); sched native (PV_SCHED_IPA_INIT = -3); keeps no PV; other CPUs keep PV"),
+            Lacks("pv: CPU 0 falls back"),
+            Lacks("pv: CPU 2 falls back"),
+            Lacks("pv: CPU 3 falls back"),
+            Contains("time: used (record at"),
+            Contains("sched: used (with KICK_CPU)"),
+            FAULT_STORM_CHECKS[0],
+            FAULT_STORM_CHECKS[1],
+        ],
+        ..BASE
+    },
+    BootTest {
+        // vCPU 1's records at 16 TiB, where no RAM is: refused before they
+        // are touched; CPU 1 has no steal clock, the others do.
+        name: "pvhost-fault-ipa-outside-ram",
+        host: pvhost_with("periodic:10000,10", "ipa-outside-ram:1"),
+        smp: 4,
+        app: "stealwatch",
+        app_args: &["ms=500"],
+        checks: &[
+            Contains("pv: CPU 1 falls back: time native (PV_TIME_ST = 0x100000000000: outside RAM, past what the kernel maps (0x8000000000)); lock native (PV_LOCK_PREEMPTED = 0x100000000000: outside RAM, past what the kernel maps (0x8000000000)); keeps sched; other CPUs keep PV"),
+            Contains("stealwatch: cpu=1 steal_ns=0 total_ns=0 "),
+            STEAL_KEPT[0],
+            STEAL_KEPT[1],
+            STEAL_KEPT[2],
+            Lacks("monotonic=no"),
+        ],
+        ..BASE
+    },
+    BootTest {
+        // vCPU 2's records in the middle of the guest's heap: the host
+        // would write there; refused, CPU 2 has no steal clock.
+        name: "pvhost-fault-ipa-in-guest-ram",
+        host: pvhost_with("periodic:10000,10", "ipa-in-guest-ram:2"),
+        smp: 4,
+        app: "stealwatch",
+        app_args: &["ms=500"],
+        checks: &[
+            Contains("pv: CPU 2 falls back: time native (PV_TIME_ST = 0x48000000: inside the guest's own RAM); lock native (PV_LOCK_PREEMPTED = 0x48000000: inside the guest's own RAM); keeps sched; other CPUs keep PV"),
+            Contains("stealwatch: cpu=2 steal_ns=0 total_ns=0 "),
+            Lacks("stealwatch: cpu=0 steal_ns=0 "),
+            Lacks("stealwatch: cpu=1 steal_ns=0 "),
+            Lacks("stealwatch: cpu=3 steal_ns=0 "),
+            Lacks("monotonic=no"),
+        ],
+        ..BASE
+    },
+    BootTest {
+        // vCPU 3's records 8 bytes off: refused, under the whole selftest.
+        name: "pvhost-fault-ipa-misaligned",
+        host: pvhost_with("periodic:10000,10", "ipa-misaligned:3"),
+        smp: 4,
+        checks: &[
+            Contains("pv: CPU 3 falls back: time native (PV_TIME_ST = 0x"),
+            Contains(": misaligned (records are 64-byte aligned)); lock native (PV_LOCK_PREEMPTED = 0x"),
+            Contains(": misaligned (records are 64-byte aligned)); keeps sched; other CPUs keep PV"),
+            Lacks("pv: CPU 0 falls back"),
+            Lacks("pv: CPU 1 falls back"),
+            Lacks("pv: CPU 2 falls back"),
+            Contains("passed, 0 failed"),
+        ],
+        ..BASE
+    },
+    BootTest {
+        // vCPU 1's steal clock halves at every preemption once in use: CPU
+        // 1 holds it at its last good reading and says so, never going
+        // backwards (stealwatch fails on that); the others keep theirs.
+        name: "pvhost-fault-steal-backwards",
+        host: pvhost_with("periodic:10000,10", "steal-backwards:1"),
+        smp: 4,
+        app: "stealwatch",
+        app_args: &["ms=500"],
+        checks: &[
+            Contains("pv: CPU 1's steal clock went backwards, from "),
+            STEAL_FAULTED_1,
+            Contains(": CPU 1 runs without a steal clock from now on (held at "),
+            Lacks("pv: CPU 0's steal clock"),
+            Lacks("pv: CPU 2's steal clock"),
+            Lacks("pv: CPU 3's steal clock"),
+            STEAL_KEPT[0],
+            STEAL_KEPT[1],
+            STEAL_KEPT[2],
+            Lacks("monotonic=no"),
+        ],
+        ..BASE
+    },
+    BootTest {
+        // vCPU 1's steal clock jumps by three hours at each preemption once
+        // in use: more steal than time passed, so CPU 1 holds it and says
+        // so; its final reading stays below the minute the whole boot
+        // cannot reach.
+        name: "pvhost-fault-steal-jump",
+        host: pvhost_with("periodic:10000,10", "steal-jump:1"),
+        smp: 4,
+        app: "stealwatch",
+        app_args: &["ms=500"],
+        checks: &[
+            Contains("pv: CPU 1's steal clock jumped ahead: "),
+            STEAL_FAULTED_1,
+            Contains(": CPU 1 runs without a steal clock from now on (held at "),
+            Lacks("pv: CPU 0's steal clock"),
+            Lacks("pv: CPU 2's steal clock"),
+            Lacks("pv: CPU 3's steal clock"),
+            Below("stealwatch: final cpu=1 hw_id=1 stolen_ns=", 60e9),
+            STEAL_KEPT[0],
+            STEAL_KEPT[1],
+            STEAL_KEPT[2],
+            Lacks("monotonic=no"),
+        ],
+        ..BASE
+    },
+    BootTest {
+        // Every kick takes effect 50 ms late: halts end by the tick, and
+        // the late kicks end later halts early; nothing is lost.
+        name: "pvhost-fault-delay-kicks",
+        host: pvhost_with(STAGGERED_HALF_STEAL, "delay-kicks"),
+        smp: 4,
+        app: "lockstorm",
+        app_args: FAULT_STORM,
+        checks: &[
+            FAULT_STORM_CHECKS[0],
+            FAULT_STORM_CHECKS[1],
+            Truth {
+                key: "kicks_delayed",
+                cpu: None,
+                min: 1,
+                max: u64::MAX,
+            },
+        ],
+        ..BASE
+    },
+    BootTest {
+        // The PV feature queries answer nonsense (neither 0 nor an SMCCC
+        // error): each ABI is reported unusable, nothing is registered, the
+        // kernel runs native and the selftest passes.
+        name: "pvhost-fault-garbage-features",
+        host: pvhost_with("periodic:10000,10", "garbage-features"),
+        smp: 4,
+        checks: &[
+            Contains("time: unusable (ARCH_FEATURES(0xc5000020) answered nonsense 0x"),
+            Contains("lock: unusable (ARCH_FEATURES(0xc6000020) answered nonsense 0x"),
+            Contains("sched: unusable (ARCH_FEATURES(0xc5000090) answered nonsense 0x"),
+            Lacks("falls back"),
+            Contains("kicked by IPI"),
+            Contains("passed, 0 failed"),
+        ],
+        ..BASE
+    },
     BootTest {
         name: "pvhost-selftest-smp4",
         host: PVHOST_STEAL,
@@ -1457,7 +1617,96 @@ pub const TESTS: &[BootTest] = &[
         timeout: Some(90),
         ..LA
     },
+    // The host faults the LoongArch model injects (as pvhost's). The guest
+    // numbers its CPUs in the order they come up, not always the vCPUs'
+    // (vCPU 1 is often CPU 3): the checks name vCPUs by `hw_id`, or hit
+    // vCPU 0, the boot CPU, which is always CPU 0.
+    BootTest {
+        // vCPU 1's FUNC_NOTIFY refused: it has no steal clock and no
+        // preempted flag, keeps PV IPI; the others keep everything.
+        name: "la-pvhost-fault-refuse-register",
+        host: la_pvhost_with("refuse-register:1"),
+        app: "stealwatch",
+        app_args: &["ms=500"],
+        checks: &[
+            Contains(" falls back: time native (FUNC_NOTIFY(STEAL_TIME) = -2); preempt native (FUNC_NOTIFY(STEAL_TIME) = -2); keeps ipi; other CPUs keep PV"),
+            Lacks("pv: CPU 0 falls back"),
+            Contains(" hw_id=1 stolen_ns=0 at_ns="),
+            Lacks(" hw_id=0 stolen_ns=0 "),
+            Lacks(" hw_id=2 stolen_ns=0 "),
+            Lacks(" hw_id=3 stolen_ns=0 "),
+            Lacks("monotonic=no"),
+        ],
+        ..LA
+    },
+    BootTest {
+        name: "la-pvhost-fault-steal-backwards",
+        host: la_pvhost_with("steal-backwards:0"),
+        app: "stealwatch",
+        app_args: &["ms=500"],
+        checks: &[
+            Contains("pv: CPU 0's steal clock went backwards, from "),
+            Contains(": CPU 0 runs without a steal clock from now on (held at "),
+            LA_STEAL_FAULTED_0,
+            LA_STEAL_KEPT[0],
+            LA_STEAL_KEPT[1],
+            LA_STEAL_KEPT[2],
+            LA_STEAL_KEPT[3],
+            LA_STEAL_KEPT[4],
+            LA_STEAL_KEPT[5],
+            Lacks("monotonic=no"),
+        ],
+        ..LA
+    },
+    BootTest {
+        name: "la-pvhost-fault-steal-jump",
+        host: la_pvhost_with("steal-jump:0"),
+        app: "stealwatch",
+        app_args: &["ms=500"],
+        checks: &[
+            Contains("pv: CPU 0's steal clock jumped ahead: "),
+            Contains(": CPU 0 runs without a steal clock from now on (held at "),
+            LA_STEAL_FAULTED_0,
+            Below("stealwatch: final cpu=0 hw_id=0 stolen_ns=", 60e9),
+            LA_STEAL_KEPT[0],
+            LA_STEAL_KEPT[1],
+            LA_STEAL_KEPT[2],
+            LA_STEAL_KEPT[3],
+            LA_STEAL_KEPT[4],
+            LA_STEAL_KEPT[5],
+            Lacks("monotonic=no"),
+        ],
+        ..LA
+    },
 ];
+
+/// A steal fault on vCPU 0 under stealwatch on 4 CPUs: only CPU 0 says so,
+/// the others saw steal (they kept their clocks).
+const LA_STEAL_KEPT: [Check; 6] = [
+    Lacks("pv: CPU 1's steal clock"),
+    Lacks("pv: CPU 2's steal clock"),
+    Lacks("pv: CPU 3's steal clock"),
+    Lacks("stealwatch: cpu=1 steal_ns=0 "),
+    Lacks("stealwatch: cpu=2 steal_ns=0 "),
+    Lacks("stealwatch: cpu=3 steal_ns=0 "),
+];
+const LA_STEAL_FAULTED_0: Check = Truth {
+    key: "steal_faults",
+    cpu: Some(0),
+    min: 1,
+    max: u64::MAX,
+};
+
+/// The LoongArch PV QEMU offering every feature, stealing 10% of every
+/// 10 ms from each vCPU, with the host fault `fault`.
+const fn la_pvhost_with(fault: &'static str) -> Host {
+    Host::Pvhost(pvhost::Settings {
+        pv: Pv::On,
+        steal: "periodic:10000,10",
+        fault,
+    })
+}
+
 /// The LoongArch PV QEMU offering every feature, no preemption.
 const LA_PVHOST: Host = Host::Pvhost(pvhost::Settings::DEFAULT);
 
@@ -1500,6 +1749,23 @@ const FAULT_STORM_CHECKS: &[Check] = &[
     Contains("kind=qspinlock slowpath=halt cpus=4 cs=0 out=0 acquisitions=400000 "),
     Contains("kind=mutex slowpath=spin-owner-pv cpus=4 cs=0 out=0 acquisitions=400000 "),
 ];
+
+/// Under a fault that hit vCPU 1 only, stealwatch on 4 CPUs: the other
+/// CPUs saw steal (they kept their steal clocks).
+const STEAL_KEPT: [Check; 3] = [
+    Lacks("stealwatch: cpu=0 steal_ns=0 "),
+    Lacks("stealwatch: cpu=2 steal_ns=0 "),
+    Lacks("stealwatch: cpu=3 steal_ns=0 "),
+];
+
+/// pvhost did write vCPU 1's steal wrong at least once (else the guest
+/// had nothing to catch).
+const STEAL_FAULTED_1: Check = Truth {
+    key: "steal_faults",
+    cpu: Some(1),
+    min: 1,
+    max: u64::MAX,
+};
 
 /// What every selftest under pvhost shows: KVM with all three ABIs used,
 /// the halting qspinlock kicked through PV sched, and CPU 0 preempted.

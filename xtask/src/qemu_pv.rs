@@ -21,7 +21,7 @@
 //! guest's exit marker, one line per vCPU:
 //! `pvhost: cpu=N hw_id=H preemptions=K stolen_ns=S held_ns=A pv_calls=C
 //! last_end_ns=E record_updates=U hvcl_ipi=I hvcl_notify=M hvcl_other=O
-//! hvcl_unadvertised=X ipis_pv=P ipis_iocsr=Q` ([`crate::steal`] reads it as
+//! hvcl_unadvertised=X ipis_pv=P ipis_iocsr=Q steal_faults=F` ([`crate::steal`] reads it as
 //! it reads aarch64 pvhost's).
 
 use std::path::{Path, PathBuf};
@@ -264,9 +264,9 @@ fn fetch_source(start: Instant) -> Result<PathBuf> {
 /// The QEMU that boots `boot` under the LoongArch PV model at `qemu`: the
 /// TCG command with the model's CPU properties.
 pub fn command(boot: &Boot, settings: Settings, qemu: &Path) -> Result<Command> {
-    if settings.fault != "none" {
+    if !fault_modelled(settings.fault) {
         anyhow::bail!(
-            "pvhost fault `{}`: host faults are injected by the aarch64 pvhost only so far",
+            "pvhost fault `{}`: the LoongArch model injects only {LOONGARCH_FAULTS}",
             settings.fault
         );
     }
@@ -277,8 +277,20 @@ pub fn command(boot: &Boot, settings: Settings, qemu: &Path) -> Result<Command> 
     boot.tcg_with(qemu.as_os_str(), &globals)
 }
 
+/// The host faults the model injects (`pvhost-fault=`), as aarch64
+/// pvhost's of the same names.
+const LOONGARCH_FAULTS: &str = "none, refuse-register:V, steal-backwards:V and steal-jump:V";
+
+fn fault_modelled(fault: &str) -> bool {
+    let vcpu = |v: &str| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit());
+    fault == "none"
+        || ["refuse-register:", "steal-backwards:", "steal-jump:"]
+            .iter()
+            .any(|p| fault.strip_prefix(p).is_some_and(vcpu))
+}
+
 /// The model's CPU properties for `settings`: `--pv off` offers no feature
-/// (the hypervisor and its signature stay).
+/// (the hypervisor and its signature stay); a fault only when there is one.
 fn properties(settings: Settings) -> Vec<String> {
     let offer = if settings.pv == Pv::On { "on" } else { "off" };
     let mut out = vec!["pvhost=on".to_owned()];
@@ -286,6 +298,9 @@ fn properties(settings: Settings) -> Vec<String> {
         out.push(format!("pvhost-{feature}={offer}"));
     }
     out.push(format!("pvhost-steal={}", settings.steal));
+    if settings.fault != "none" {
+        out.push(format!("pvhost-fault={}", settings.fault));
+    }
     out
 }
 
@@ -342,6 +357,35 @@ mod tests {
             fault: "none",
         });
         assert!(off.contains(&"pvhost-ipi=off".to_owned()), "{off:?}");
+    }
+
+    #[test]
+    fn faults_the_model_injects() {
+        for ok in [
+            "none",
+            "refuse-register:1",
+            "steal-backwards:0",
+            "steal-jump:3",
+        ] {
+            assert!(fault_modelled(ok), "{ok}");
+        }
+        for bad in [
+            "drop-kicks",
+            "steal-jump:",
+            "steal-jump:x",
+            "ipa-misaligned:1",
+        ] {
+            assert!(!fault_modelled(bad), "{bad}");
+        }
+        let p = properties(Settings {
+            pv: Pv::On,
+            steal: "none",
+            fault: "steal-jump:1",
+        });
+        assert_eq!(
+            p.last().map(String::as_str),
+            Some("pvhost-fault=steal-jump:1")
+        );
     }
 
     #[test]

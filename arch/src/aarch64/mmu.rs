@@ -32,7 +32,7 @@ pub(super) use crate::aarch64_pte::MAIR_VALUE as MAIR_EL1_VALUE;
 
 pub(super) const PAGE_SIZE: usize = 4096;
 const ENTRIES: usize = 512;
-const VA_BITS: u32 = 39;
+pub(super) const VA_BITS: u32 = 39;
 const PA_LIMIT: usize = 1 << 48;
 
 use crate::aarch64_pte::{

@@ -274,7 +274,7 @@ impl Arch for Aarch64 {
         pv::probe(switches)
     }
 
-    fn pv_init_cpu(cpu: usize) -> Result<(), crate::pv::Note> {
+    fn pv_init_cpu(cpu: usize) -> Option<crate::pv::FallbackLine> {
         pv::init_cpu(cpu)
     }
 

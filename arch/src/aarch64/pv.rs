@@ -9,11 +9,13 @@ use crate::abi::arm64::{
     PvSchedRecord, PvTimeRecord, PV_SCHED_IPA_RELEASE, PV_SCHED_KICK_CPU, PV_TIME_STOLEN_OFFSET,
 };
 use crate::pv::arm64::{self as probe, Plan, Smccc};
-use crate::pv::{note, Note, PvReport, PvSwitches, RawCallError, State};
+use crate::pv::{
+    fallback_note, note, FallbackLine, Note, PvReport, PvSwitches, RawCallError, State, StealGuard,
+};
 use crate::{MemAttr, MAX_CPUS};
 
 use super::psci::Conduit;
-use super::{mmu, platform};
+use super::{mmu, platform, timer};
 
 impl Smccc for Conduit {
     fn call(&mut self, function: u32, arg: u64) -> [u64; 4] {
@@ -36,60 +38,114 @@ static LOCK_RECORD: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MA
 static SCHED_RECORD: [PvSchedRecord; MAX_CPUS] = [const { PvSchedRecord::new() }; MAX_CPUS];
 static SCHED_REGISTERED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 
+/// Each CPU's steal clock as the kernel sees it.
+static STEAL: [StealGuard; MAX_CPUS] = [const { StealGuard::new() }; MAX_CPUS];
+
+/// How the boot CPU's registration (during the probe) went, for
+/// [`init_cpu`]`(0)`.
+static BOOT_CPU: spin::Once<Option<FallbackLine>> = spin::Once::new();
+
+/// Pages this module mapped for host records: the host's memory, unlike
+/// every other page mapped Normal (the kernel's RAM).
+static HOST_PAGES: spin::Mutex<heapless::Vec<usize, 16>> = spin::Mutex::new(heapless::Vec::new());
+
+/// Everything the kernel can map: its identity map's reach.
+const REACH: u64 = 1 << mmu::VA_BITS;
+
+/// Whether `ipa` is memory the kernel uses: mapped Normal, and not a host
+/// record page mapped here.
+fn kernel_memory(ipa: u64) -> bool {
+    let page = ipa as usize & !(mmu::PAGE_SIZE - 1);
+    ipa < REACH && mmu::attr_of(page) == Some(MemAttr::Normal) && !HOST_PAGES.lock().contains(&page)
+}
+
 /// Makes the page holding a host record Normal write-back (as the ABIs ask),
-/// unless it already is (e.g. a record inside RAM).
+/// unless this module already did (another CPU's record on the page).
 fn map_record(ipa: u64) -> Result<usize, Note> {
     let page = ipa as usize & !(mmu::PAGE_SIZE - 1);
-    if mmu::attr_of(page) != Some(MemAttr::Normal) {
+    let mut pages = HOST_PAGES.lock();
+    if !pages.contains(&page) {
         mmu::map(page, page, mmu::PAGE_SIZE, MemAttr::Normal)
             .map_err(|e| note(format_args!("cannot map record at {ipa:#x}: {e:?}")))?;
+        // A full list only costs the next CPU a second (harmless) mapping.
+        let _ = pages.push(page);
     }
     Ok(ipa as usize) // Identity map.
 }
 
-/// Registers the calling CPU, maps and checks its records. Failures are
-/// reported per feature in `report` (boot CPU) and returned.
-fn register(cpu: usize, report: &mut PvReport) -> Result<(), Note> {
-    let Some(plan) = PLAN.get() else {
-        return Ok(());
-    };
+/// Guest time in ns (the virtual counter, read after what came before).
+fn now_ns() -> u64 {
+    (u128::from(timer::ticks()) * 1_000_000_000 / u128::from(timer::ticks_per_sec())) as u64
+}
+
+/// Registers the calling CPU, maps and checks its records. A feature that
+/// fails here runs native on this CPU only (the others register their
+/// own); the line returned names each such feature and why, and what is
+/// kept.
+/// The boot CPU's successes are noted in `report`.
+fn register(cpu: usize, report: &mut PvReport) -> Option<FallbackLine> {
+    let plan = PLAN.get()?;
     let mut conduit = platform().conduit;
     let sched_ipa = &SCHED_RECORD[cpu] as *const PvSchedRecord as u64;
-    let records = probe::register_cpu(&mut conduit, plan, sched_ipa, report);
-    let mut first_error = None;
-    let mut fail = |report: &mut PvReport, name: &'static str, why: Note| {
-        report.set(name, State::Unusable, why.clone());
-        first_error.get_or_insert(why);
-    };
+    let records = probe::register_cpu(&mut conduit, plan, sched_ipa, report, REACH, kernel_memory);
+    let mut failed: heapless::Vec<(&str, Note), 3> = heapless::Vec::new();
+    let mut kept: heapless::Vec<&str, 3> = heapless::Vec::new();
 
     if let Some(result) = records.time {
         let checked = result.and_then(map_record).and_then(|va| {
+            // The origin's time is read before the record, so the steal
+            // the record gains later fits in the time counted from it.
+            let at_ns = now_ns();
             // SAFETY: `va` is the host's 64-byte-aligned record, just mapped
             // Normal; the host writes it, so read it volatile.
             let record = unsafe { core::ptr::read_volatile(va as *const PvTimeRecord) };
-            probe::check_time_record(&record).map(|()| va)
+            probe::check_time_record(&record).map(|()| (va, at_ns, record.stolen_time_ns))
         });
         match checked {
-            Ok(va) => {
+            Ok((va, at_ns, clock_ns)) => {
+                STEAL[cpu].start(at_ns, clock_ns);
+                // Release: the origin is seen by whoever sees the record.
                 TIME_RECORD[cpu].store(va, Ordering::Release);
-                report.set("time", State::Used, note(format_args!("record at {va:#x}")));
+                if cpu == 0 {
+                    report.set("time", State::Used, note(format_args!("record at {va:#x}")));
+                }
+                let _ = kept.push("time");
             }
-            Err(why) => fail(report, "time", why),
+            Err(why) => {
+                let _ = failed.push(("time", why));
+            }
         }
     }
     if let Some(result) = records.lock {
         match result.and_then(map_record) {
-            Ok(va) => LOCK_RECORD[cpu].store(va, Ordering::Release),
-            Err(why) => fail(report, "lock", why),
+            Ok(va) => {
+                LOCK_RECORD[cpu].store(va, Ordering::Release);
+                let _ = kept.push("lock");
+            }
+            Err(why) => {
+                let _ = failed.push(("lock", why));
+            }
         }
     }
     if let Some(result) = records.sched {
         match result {
-            Ok(()) => SCHED_REGISTERED[cpu].store(true, Ordering::Release),
-            Err(why) => fail(report, "sched", why),
+            Ok(()) => {
+                SCHED_REGISTERED[cpu].store(true, Ordering::Release);
+                let _ = kept.push("sched");
+            }
+            Err(why) => {
+                let _ = failed.push(("sched", why));
+            }
         }
     }
-    first_error.map_or(Ok(()), Err)
+    if failed.is_empty() {
+        return None;
+    }
+    let reasons: heapless::Vec<(&str, &str), 3> = failed
+        .iter()
+        .map(|(name, why)| (*name, why.as_str()))
+        .collect();
+    Some(fallback_note(&reasons, &kept))
 }
 
 /// Probes on the boot CPU and registers it. Runs before the secondaries
@@ -99,17 +155,23 @@ pub(super) fn probe(switches: &PvSwitches) -> PvReport {
     let mut conduit = platform().conduit;
     let (mut report, plan) = probe::probe(&mut conduit, platform().psci_version, switches);
     PLAN.call_once(|| plan);
-    let _ = register(0, &mut report);
+    let boot = register(0, &mut report);
+    BOOT_CPU.call_once(|| boot);
     report
 }
 
-/// Registers a secondary CPU.
-pub(super) fn init_cpu(cpu: usize) -> Result<(), Note> {
+/// Registers a secondary CPU; for the boot CPU, registered by [`probe`],
+/// says how that went.
+pub(super) fn init_cpu(cpu: usize) -> Option<FallbackLine> {
+    if cpu == 0 {
+        return BOOT_CPU.get().cloned().flatten();
+    }
     // Its calls are not part of the boot report.
     let mut scratch = PvReport::new(crate::pv::Hypervisor::NotProbed, Note::new());
     register(cpu, &mut scratch)
 }
 
+/// `cpu`'s steal clock, from any CPU, as [`StealGuard`] lets it through.
 pub(super) fn steal_ns(cpu: usize) -> Option<u64> {
     let va = TIME_RECORD.get(cpu)?.load(Ordering::Acquire);
     if va == 0 {
@@ -118,7 +180,8 @@ pub(super) fn steal_ns(cpu: usize) -> Option<u64> {
     // SAFETY: a mapped, 8-byte-aligned host record; the ABI promises a
     // single-copy-atomic 64-bit value, so an atomic load reads it whole.
     let stolen = unsafe { &*((va + PV_TIME_STOLEN_OFFSET) as *const AtomicU64) };
-    Some(stolen.load(Ordering::Relaxed))
+    // `now_ns` is read after the record (the ISB in `ticks`).
+    Some(STEAL[cpu].read(cpu, || Some(stolen.load(Ordering::Acquire)), now_ns))
 }
 
 pub(super) fn vcpu_preempted(cpu: usize) -> Option<bool> {

@@ -14,18 +14,21 @@
 //! coherent cached); the host is given their physical address.
 
 use core::arch::asm;
-use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU8, Ordering};
 
 use loongArch64::cpu::CPUCFG;
 use loongArch64::iocsr::iocsr_read_d;
 
 use crate::abi::loongarch::{StealTimeRecord, HVCL_KVM_CODE, IOCSR_FEATURES, PREEMPTED};
 use crate::pv::loongarch::{self as logic, LoongArchHost, Plan};
-use crate::pv::{note, CpuMask, Hypervisor, Note, PvReport, PvSwitches, State};
+use crate::pv::{
+    fallback_note, note, CpuMask, FallbackLine, Hypervisor, Note, PvReport, PvSwitches, State,
+    StealGuard,
+};
 use crate::tlb::Sent;
 use crate::MAX_CPUS;
 
-use super::{irq, mmu};
+use super::{irq, mmu, timer};
 
 /// `hvcl 0x100`: a0 = `function`, a1..a3; returns a0. The host preserves
 /// every other register (a1..a5 included), so only a0 is declared clobbered.
@@ -90,9 +93,25 @@ const REGISTERED: u8 = 1;
 /// preempted flag means nothing any more.
 const RELEASED: u8 = 2;
 static RECORD_STATE: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(NOT_REGISTERED) }; MAX_CPUS];
-/// The last consistent steal reading of each CPU, answered when the seqlock
-/// read gives up (see [`logic::read_steal_ns`]); also keeps it monotonic.
-static LAST_STEAL_NS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// Each CPU's steal clock as the kernel sees it: monotonic (also when the
+/// seqlock read gives up, [`logic::read_steal_ns`]) and bounded.
+static STEAL: [StealGuard; MAX_CPUS] = [const { StealGuard::new() }; MAX_CPUS];
+
+/// Guest time in ns (the stable counter).
+fn now_ns() -> u64 {
+    (u128::from(timer::ticks()) * 1_000_000_000 / u128::from(timer::ticks_per_sec())) as u64
+}
+
+/// `cpu`'s record's steal clock under its seqlock (`None`: the host kept
+/// writing).
+fn read_record(cpu: usize) -> Option<u64> {
+    let record = &RECORDS[cpu];
+    // Relaxed loads: `read_steal_ns` puts the Acquire fences between them.
+    logic::read_steal_ns(
+        || record.version.load(Ordering::Relaxed),
+        || record.steal_ns.load(Ordering::Relaxed),
+    )
+}
 
 /// Physical address of `cpu`'s record (the image runs in DMW1).
 fn record_pa(cpu: usize) -> u64 {
@@ -103,8 +122,13 @@ fn record_pa(cpu: usize) -> u64 {
 /// when registered.
 fn register(plan: &Plan, cpu: usize, log: &mut PvReport) -> Option<Result<u64, Note>> {
     let pa = record_pa(cpu);
+    // Before the registration: the steal the record gains from it on fits
+    // in the time counted from here.
+    let at_ns = now_ns();
     let result = logic::register_cpu(&mut Kvm, plan, pa, &mut log.calls)?;
     Some(result.map(|()| {
+        let clock_ns = read_record(cpu).unwrap_or(0);
+        STEAL[cpu].start(at_ns, clock_ns);
         // Release: the registration happened before readers use the record.
         RECORD_STATE[cpu].store(REGISTERED, Ordering::Release);
         pa
@@ -137,17 +161,23 @@ pub(super) fn probe(switches: &PvSwitches) -> PvReport {
     report
 }
 
-/// Registers a secondary CPU's record.
-pub(super) fn init_cpu(cpu: usize) -> Result<(), Note> {
-    let Some(plan) = PLAN.get() else {
-        return Ok(());
-    };
+/// Registers a secondary CPU's record. The boot CPU registered in
+/// [`probe`], whose report says how that went.
+pub(super) fn init_cpu(cpu: usize) -> Option<FallbackLine> {
+    let plan = PLAN.get().filter(|_| cpu != 0)?;
     // Its call is not part of the boot report.
     let mut scratch = PvReport::new(Hypervisor::NotProbed, Note::new());
-    match register(plan, cpu, &mut scratch) {
-        None | Some(Ok(_)) => Ok(()),
-        Some(Err(why)) => Err(why),
+    let why = register(plan, cpu, &mut scratch)?.err()?;
+    // The record holds both the steal clock and the preempted flag.
+    let mut failed: heapless::Vec<(&str, &str), 2> = heapless::Vec::new();
+    if plan.steal_clock {
+        let _ = failed.push(("time", why.as_str()));
     }
+    if plan.preempt {
+        let _ = failed.push(("preempt", why.as_str()));
+    }
+    let kept: &[&str] = if plan.ipi { &["ipi"] } else { &[] };
+    Some(fallback_note(&failed, kept))
 }
 
 /// Stolen nanoseconds of `cpu`, if the steal clock is in use and `cpu`
@@ -160,17 +190,7 @@ pub(super) fn steal_ns(cpu: usize) -> Option<u64> {
     if RECORD_STATE.get(cpu)?.load(Ordering::Acquire) == NOT_REGISTERED {
         return None;
     }
-    let record = &RECORDS[cpu];
-    let last = &LAST_STEAL_NS[cpu];
-    // Relaxed loads: `read_steal_ns` puts the Acquire fences between them.
-    let read = logic::read_steal_ns(
-        || record.version.load(Ordering::Relaxed),
-        || record.steal_ns.load(Ordering::Relaxed),
-    );
-    Some(match read {
-        Some(now) => now.max(last.fetch_max(now, Ordering::Relaxed)),
-        None => last.load(Ordering::Relaxed),
-    })
+    Some(STEAL[cpu].read(cpu, || read_record(cpu), now_ns))
 }
 
 /// Whether `cpu`'s vCPU is preempted, if PREEMPT is in use and `cpu`'s record

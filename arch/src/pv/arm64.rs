@@ -155,26 +155,41 @@ fn probe_host(hv: &mut impl Smccc, psci: (u16, u16), switches: &PvSwitches) -> (
     (report, plan)
 }
 
-/// 3. `ARCH_FEATURES(function)`; `Err(reason)` unless it is implemented.
-fn arch_features(hv: &mut impl Smccc, report: &mut PvReport, function: u32) -> Result<(), Note> {
-    match call(hv, report, SMCCC_ARCH_FEATURES, function.into()) {
-        0 => Ok(()),
-        r => Err(note(format_args!("ARCH_FEATURES({function:#x}) = {r}"))),
+/// Judges a feature query's answer `r` to `asked`: 0 is yes; an SMCCC error
+/// code is no (not offered); anything else is nonsense, no answer a host
+/// that follows SMCCC gives (for these functions no positive answer is
+/// defined), so nothing it seems to offer can be trusted (unusable).
+pub fn feature_answer(asked: core::fmt::Arguments<'_>, r: i64) -> Result<(), (State, Note)> {
+    match r {
+        SUCCESS => Ok(()),
+        NOT_SUPPORTED | NOT_REQUIRED | INVALID_PARAMETER => {
+            Err((State::NotOffered, note(format_args!("{asked} = {r}"))))
+        }
+        _ => Err((
+            State::Unusable,
+            note(format_args!("{asked} answered nonsense {:#x}", r as u64)),
+        )),
     }
 }
 
+/// 3. `ARCH_FEATURES(function)`; `Err` unless it is implemented.
+fn arch_features(
+    hv: &mut impl Smccc,
+    report: &mut PvReport,
+    function: u32,
+) -> Result<(), (State, Note)> {
+    let r = call(hv, report, SMCCC_ARCH_FEATURES, function.into());
+    feature_answer(format_args!("ARCH_FEATURES({function:#x})"), r)
+}
+
 fn probe_time(hv: &mut impl Smccc, report: &mut PvReport, plan: &mut Plan, switches: &PvSwitches) {
-    if let Err(why) = arch_features(hv, report, PV_TIME_FEATURES) {
-        return report.set("time", State::NotOffered, why);
+    if let Err((state, why)) = arch_features(hv, report, PV_TIME_FEATURES) {
+        return report.set("time", state, why);
     }
     // ARCH_FEATURES says yes even when steal time is off: only this tells.
     let r = call(hv, report, PV_TIME_FEATURES, PV_TIME_ST.into());
-    if r != SUCCESS {
-        return report.set(
-            "time",
-            State::NotOffered,
-            note(format_args!("PV_TIME_FEATURES(PV_TIME_ST) = {r}")),
-        );
+    if let Err((state, why)) = feature_answer(format_args!("PV_TIME_FEATURES(PV_TIME_ST)"), r) {
+        return report.set("time", state, why);
     }
     if !switches.time {
         return report.set(
@@ -211,49 +226,58 @@ fn probe_lock(
     }
     let ptp_hint = kvm_features & 1 << KVM_FEATURE_PTP != 0;
     if switches.lock == LockChoice::V3 {
-        if let Err(why) = arch_features(hv, report, PV_LOCK_V3) {
-            return report.set("lock", State::NotOffered, why);
+        if let Err((state, why)) = arch_features(hv, report, PV_LOCK_V3) {
+            return report.set("lock", state, why);
         }
         let r = call(hv, report, PV_LOCK_V3, PV_LOCK_V3_FEATURES);
-        if r != SUCCESS {
-            return report.set(
-                "lock",
-                State::NotOffered,
-                note(format_args!("v3 FEATURES = {r}")),
-            );
+        if let Err((state, why)) = feature_answer(format_args!("v3 FEATURES"), r) {
+            return report.set("lock", state, why);
         }
         plan.lock = Some(LockAbi::V3);
         return report.set("lock", State::Used, note(format_args!("v3, pv.lock=v3")));
     }
     let v2 = arch_features(hv, report, PV_LOCK_FEATURES).and_then(|()| {
-        match call(hv, report, PV_LOCK_FEATURES, PV_LOCK_PREEMPTED.into()) {
-            SUCCESS => Ok(()),
-            r => Err(note(format_args!("PV_LOCK_FEATURES(PREEMPTED) = {r}"))),
-        }
+        let r = call(hv, report, PV_LOCK_FEATURES, PV_LOCK_PREEMPTED.into());
+        feature_answer(format_args!("PV_LOCK_FEATURES(PREEMPTED)"), r)
     });
     match v2 {
         Ok(()) => {
             plan.lock = Some(LockAbi::V2);
             report.set("lock", State::Used, note(format_args!("v2")));
         }
-        Err(mut why) if ptp_hint => {
+        Err((State::NotOffered, mut why)) if ptp_hint => {
             use core::fmt::Write as _;
             let _ = write!(why, "; 0x86000001 is PTP here, v3 only with pv.lock=v3");
             report.set("lock", State::NotOffered, why);
         }
-        Err(why) => report.set("lock", State::NotOffered, why),
+        Err((state, why)) => report.set("lock", state, why),
     }
 }
 
 fn probe_sched(hv: &mut impl Smccc, report: &mut PvReport, plan: &mut Plan, switches: &PvSwitches) {
-    if let Err(why) = arch_features(hv, report, PV_SCHED_FEATURES) {
-        return report.set("sched", State::NotOffered, why);
+    if let Err((state, why)) = arch_features(hv, report, PV_SCHED_FEATURES) {
+        return report.set("sched", state, why);
     }
-    let mut offered =
-        |function: u32| call(hv, report, PV_SCHED_FEATURES, function.into()) == SUCCESS;
+    // Each of the three asked; a nonsense answer to any of them makes the
+    // whole ABI unusable (the first one is reported).
+    let mut nonsense = None;
+    let mut offered = |function: u32| {
+        let r = call(hv, report, PV_SCHED_FEATURES, function.into());
+        match feature_answer(format_args!("PV_SCHED_FEATURES({function:#x})"), r) {
+            Ok(()) => true,
+            Err((State::Unusable, why)) => {
+                nonsense.get_or_insert(why);
+                false
+            }
+            Err(_) => false,
+        }
+    };
     let init = offered(PV_SCHED_IPA_INIT);
     let release = offered(PV_SCHED_IPA_RELEASE);
     let kick = offered(PV_SCHED_KICK_CPU);
+    if let Some(why) = nonsense {
+        return report.set("sched", State::Unusable, why);
+    }
     if !init {
         return report.set(
             "sched",
@@ -286,12 +310,35 @@ pub struct CpuRecords {
     pub sched: Option<Result<(), Note>>,
 }
 
-/// Checks an IPA a host returned for a 64-byte record.
-pub fn check_record_ipa(what: &str, r: u64) -> Result<u64, Note> {
+/// Checks an IPA a host returned for a 64-byte record. The record is host
+/// memory the guest maps and reads, so the IPA must be 64-byte aligned,
+/// inside what the kernel can map (`reach`: its identity map, which is
+/// below [`IPA_LIMIT`]), and not memory the kernel already uses
+/// (`kernel_memory`: its RAM): a record there would be host writes into
+/// memory the kernel hands out. An aligned IPA inside `reach` where nothing
+/// is cannot be told from a host region no FDT describes (KVM's `pvtime`)
+/// without reading it, and is not caught here.
+pub fn check_record_ipa(
+    what: &str,
+    r: u64,
+    reach: u64,
+    kernel_memory: impl Fn(u64) -> bool,
+) -> Result<u64, Note> {
+    let reach = reach.min(IPA_LIMIT);
     if (r as i64) < 0 {
         Err(note(format_args!("{what} = {}", r as i64)))
-    } else if !r.is_multiple_of(RECORD_ALIGN) || r >= IPA_LIMIT {
-        Err(note(format_args!("{what} returned unusable IPA {r:#x}")))
+    } else if !r.is_multiple_of(RECORD_ALIGN) {
+        Err(note(format_args!(
+            "{what} = {r:#x}: misaligned (records are {RECORD_ALIGN}-byte aligned)"
+        )))
+    } else if r.saturating_add(RECORD_ALIGN) > reach {
+        Err(note(format_args!(
+            "{what} = {r:#x}: outside RAM, past what the kernel maps ({reach:#x})"
+        )))
+    } else if kernel_memory(r) || kernel_memory(r + RECORD_ALIGN - 1) {
+        Err(note(format_args!(
+            "{what} = {r:#x}: inside the guest's own RAM"
+        )))
     } else {
         Ok(r)
     }
@@ -299,17 +346,21 @@ pub fn check_record_ipa(what: &str, r: u64) -> Result<u64, Note> {
 
 /// Registers the calling CPU with every feature of `plan`; `sched_record`
 /// is the IPA of this CPU's guest-owned PV sched record.
+/// `reach` and `kernel_memory` judge the host's record IPAs
+/// ([`check_record_ipa`]).
 pub fn register_cpu(
     hv: &mut impl Smccc,
     plan: &Plan,
     sched_record: u64,
     log: &mut PvReport,
+    reach: u64,
+    kernel_memory: impl Fn(u64) -> bool,
 ) -> CpuRecords {
     let mut out = CpuRecords::default();
     if plan.time {
         let r = hv.call(PV_TIME_ST, 0)[0];
         log.calls.record(PV_TIME_ST, 0);
-        out.time = Some(check_record_ipa("PV_TIME_ST", r));
+        out.time = Some(check_record_ipa("PV_TIME_ST", r, reach, &kernel_memory));
     }
     if let Some(abi) = plan.lock {
         let r = match abi {
@@ -322,7 +373,12 @@ pub fn register_cpu(
                 hv.call(PV_LOCK_V3, PV_LOCK_V3_PREEMPTED)[0]
             }
         };
-        out.lock = Some(check_record_ipa("PV_LOCK_PREEMPTED", r));
+        out.lock = Some(check_record_ipa(
+            "PV_LOCK_PREEMPTED",
+            r,
+            reach,
+            &kernel_memory,
+        ));
     }
     if plan.sched {
         let r = call(hv, log, PV_SCHED_IPA_INIT, sched_record);
@@ -403,390 +459,4 @@ pub fn raw_call_refusal(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::HashMap;
-    use std::vec::Vec;
-
-    const NS: u64 = NOT_SUPPORTED as u64;
-
-    /// A simulated host: answers from a table keyed by (function, x1); any
-    /// other call is NOT_SUPPORTED. Every call is logged.
-    #[derive(Default)]
-    struct FakeHost {
-        answers: HashMap<(u32, u64), [u64; 4]>,
-        log: Vec<(u32, u64)>,
-    }
-
-    impl FakeHost {
-        fn answer(mut self, function: u32, arg: u64, x0: u64) -> Self {
-            self.answers.insert((function, arg), [x0, 0, 0, 0]);
-            self
-        }
-        fn uid(mut self, uid: [u32; 4]) -> Self {
-            self.answers
-                .insert((VENDOR_HYP_CALL_UID, 0), uid.map(u64::from));
-            self
-        }
-        fn called(&self, function: u32) -> bool {
-            self.log.iter().any(|&(f, _)| f == function)
-        }
-    }
-
-    impl Smccc for FakeHost {
-        fn call(&mut self, function: u32, arg: u64) -> [u64; 4] {
-            self.log.push((function, arg));
-            *self.answers.get(&(function, arg)).unwrap_or(&[NS, 0, 0, 0])
-        }
-    }
-
-    /// Upstream KVM with steal time on, as measured under real KVM here.
-    fn kvm_upstream() -> FakeHost {
-        FakeHost::default()
-            .answer(PSCI_FEATURES, SMCCC_VERSION.into(), 0)
-            .answer(SMCCC_VERSION, 0, SMCCC_VERSION_1_1.into())
-            .uid(KVM_UID)
-            .answer(VENDOR_HYP_KVM_FEATURES, 0, 0b11) // features + PTP
-            .answer(SMCCC_ARCH_FEATURES, PV_TIME_FEATURES.into(), 0)
-            .answer(PV_TIME_FEATURES, PV_TIME_ST.into(), 0)
-            .answer(PV_TIME_ST, 0, 0x090a_0000)
-    }
-
-    /// A patched host offering everything.
-    fn kvm_patched() -> FakeHost {
-        kvm_upstream()
-            .answer(SMCCC_ARCH_FEATURES, PV_LOCK_FEATURES.into(), 0)
-            .answer(PV_LOCK_FEATURES, PV_LOCK_PREEMPTED.into(), 0)
-            .answer(PV_LOCK_PREEMPTED, 0, 0x090b_0000)
-            .answer(SMCCC_ARCH_FEATURES, PV_SCHED_FEATURES.into(), 0)
-            .answer(PV_SCHED_FEATURES, PV_SCHED_IPA_INIT.into(), 0)
-            .answer(PV_SCHED_FEATURES, PV_SCHED_IPA_RELEASE.into(), 0)
-            .answer(PV_SCHED_FEATURES, PV_SCHED_KICK_CPU.into(), 0)
-            .answer(PV_SCHED_IPA_INIT, 0x4100_0040, 0)
-    }
-
-    /// Every rule of the probing order, checked on a call log.
-    fn assert_probing_rules(log: &[(u32, u64)]) {
-        let smccc_ok = log
-            .iter()
-            .position(|&(f, _)| f == SMCCC_VERSION)
-            .unwrap_or(usize::MAX);
-        let uid_at = log
-            .iter()
-            .position(|&(f, _)| f == VENDOR_HYP_CALL_UID)
-            .unwrap_or(usize::MAX);
-        for (i, &(f, arg)) in log.iter().enumerate() {
-            if i < smccc_ok && f != SMCCC_VERSION {
-                assert!(is_psci_call(f), "call {f:#x} before SMCCC_VERSION");
-            }
-            if is_vendor_hyp_call(f) && f != VENDOR_HYP_CALL_UID {
-                assert!(i > uid_at, "vendor call {f:#x} before the UID");
-            }
-            // Every non-PSCI, non-SMCCC-arch function was asked about first.
-            let arch = f == SMCCC_VERSION || f == SMCCC_ARCH_FEATURES || f == VENDOR_HYP_CALL_UID;
-            if !is_psci_call(f) && !arch && f != VENDOR_HYP_KVM_FEATURES {
-                let family = match f {
-                    PV_TIME_FEATURES | PV_TIME_ST => PV_TIME_FEATURES,
-                    PV_LOCK_FEATURES | PV_LOCK_PREEMPTED => PV_LOCK_FEATURES,
-                    PV_SCHED_FEATURES..=PV_SCHED_KICK_CPU => PV_SCHED_FEATURES,
-                    other => other,
-                };
-                assert!(
-                    log[..i].contains(&(SMCCC_ARCH_FEATURES, family.into())),
-                    "{f:#x}({arg:#x}) without ARCH_FEATURES({family:#x}) first"
-                );
-            }
-        }
-    }
-
-    fn run(mut host: FakeHost, switches: PvSwitches) -> (PvReport, Plan, FakeHost) {
-        let (report, plan) = probe(&mut host, (1, 1), &switches);
-        assert_eq!(
-            report.calls.calls.as_slice(),
-            host.log.as_slice(),
-            "the report lists every call"
-        );
-        assert_probing_rules(&host.log);
-        (report, plan, host)
-    }
-
-    #[test]
-    fn tcg_without_el2_stops_after_psci_features() {
-        let host = FakeHost::default();
-        let (report, plan, host) = run(host, PvSwitches::default());
-        assert_eq!(report.hypervisor, Hypervisor::None);
-        assert_eq!(host.log, [(PSCI_FEATURES, SMCCC_VERSION.into())]);
-        assert_eq!(plan, Plan::default());
-        assert_eq!(report.state("time"), Some(State::NotProbed));
-        assert!(report.to_string().contains("SMCCC 1.0"), "{report}");
-    }
-
-    #[test]
-    fn psci_0_2_never_asks_for_smccc() {
-        let mut host = kvm_upstream();
-        let (report, _) = probe(&mut host, (0, 2), &PvSwitches::default());
-        assert!(host.log.is_empty());
-        assert_eq!(report.hypervisor, Hypervisor::None);
-    }
-
-    #[test]
-    fn smccc_1_0_stops_before_any_other_call() {
-        let host = FakeHost::default()
-            .answer(PSCI_FEATURES, SMCCC_VERSION.into(), 0)
-            .answer(SMCCC_VERSION, 0, 0x1_0000);
-        let (report, plan, host) = run(host, PvSwitches::default());
-        assert_eq!(host.log.len(), 2);
-        assert_eq!(plan, Plan::default());
-        assert!(report.found.contains("< 1.1"), "{report}");
-    }
-
-    #[test]
-    fn upstream_kvm_uses_pv_time_only() {
-        let (report, plan, host) = run(kvm_upstream(), PvSwitches::default());
-        assert_eq!(report.hypervisor, Hypervisor::Kvm);
-        assert!(plan.time && plan.lock.is_none() && !plan.sched);
-        assert!(report.uses("time"));
-        assert_eq!(report.state("lock"), Some(State::NotOffered));
-        assert_eq!(report.state("sched"), Some(State::NotOffered));
-        // The PTP bit is set, yet 0x86000001 was never called.
-        assert!(!host.called(PV_LOCK_V3));
-        assert!(report.to_string().contains("PTP"), "{report}");
-    }
-
-    #[test]
-    fn ptp_bit_without_v3_switch_never_calls_0x86000001() {
-        let host = kvm_patched().answer(SMCCC_ARCH_FEATURES, PV_LOCK_V3.into(), 0);
-        for lock in [LockChoice::Default, LockChoice::V2, LockChoice::Off] {
-            let (_, _, host) = run(
-                FakeHost {
-                    answers: host.answers.clone(),
-                    log: Vec::new(),
-                },
-                PvSwitches {
-                    lock,
-                    ..PvSwitches::default()
-                },
-            );
-            assert!(!host.called(PV_LOCK_V3), "{lock:?}");
-            assert!(
-                !host.log.contains(&(SMCCC_ARCH_FEATURES, PV_LOCK_V3.into())),
-                "{lock:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn v3_only_on_request() {
-        let host = kvm_upstream()
-            .answer(SMCCC_ARCH_FEATURES, PV_LOCK_V3.into(), 0)
-            .answer(PV_LOCK_V3, PV_LOCK_V3_FEATURES, 0);
-        let (report, plan, _) = run(
-            host,
-            PvSwitches {
-                lock: LockChoice::V3,
-                ..PvSwitches::default()
-            },
-        );
-        assert_eq!(plan.lock, Some(LockAbi::V3));
-        assert!(report.uses("lock"));
-        // On upstream KVM (PTP answers ARCH_FEATURES NOT_SUPPORTED) v3 is refused.
-        let (report, plan, _) = run(
-            kvm_upstream(),
-            PvSwitches {
-                lock: LockChoice::V3,
-                ..PvSwitches::default()
-            },
-        );
-        assert_eq!(plan.lock, None);
-        assert_eq!(report.state("lock"), Some(State::NotOffered));
-    }
-
-    #[test]
-    fn unknown_vendor_uid_gets_no_vendor_call() {
-        let host = kvm_patched().uid([1, 2, 3, 4]);
-        let (report, plan, host) = run(host, PvSwitches::default());
-        assert_eq!(report.hypervisor, Hypervisor::Unknown);
-        assert!(!host.called(VENDOR_HYP_KVM_FEATURES));
-        assert!(!host
-            .log
-            .iter()
-            .any(|&(f, _)| is_vendor_hyp_call(f) && f != VENDOR_HYP_CALL_UID));
-        assert_eq!(plan.lock, None);
-        assert_eq!(report.state("lock"), Some(State::NotProbed));
-        // Standard-service PV time is still probed (ARCH_FEATURES decides).
-        assert!(plan.time);
-    }
-
-    #[test]
-    fn patched_host_offers_everything() {
-        let (report, plan, _) = run(kvm_patched(), PvSwitches::default());
-        assert!(plan.time && plan.sched && plan.sched_kick && plan.sched_release);
-        assert_eq!(plan.lock, Some(LockAbi::V2));
-        for f in ["time", "lock", "sched"] {
-            assert!(report.uses(f), "{f}: {report}");
-        }
-    }
-
-    #[test]
-    fn switches_turn_features_off() {
-        let switches = PvSwitches {
-            time: false,
-            lock: LockChoice::Off,
-            sched: false,
-            ..PvSwitches::default()
-        };
-        let (report, plan, host) = run(kvm_patched(), switches);
-        assert_eq!(
-            plan,
-            Plan {
-                smccc_1_1: true,
-                ..Plan::default()
-            }
-        );
-        for f in ["time", "lock", "sched"] {
-            assert_eq!(report.state(f), Some(State::SwitchedOff), "{f}");
-        }
-        assert!(!host.called(PV_LOCK_FEATURES));
-    }
-
-    #[test]
-    fn pv_off_issues_no_call_at_all() {
-        let mut host = kvm_patched();
-        let (report, plan) = probe(
-            &mut host,
-            (1, 1),
-            &PvSwitches {
-                enabled: false,
-                ..PvSwitches::default()
-            },
-        );
-        assert!(host.log.is_empty() && report.calls.calls.is_empty());
-        assert_eq!(plan, Plan::default());
-        assert_eq!(report.hypervisor, Hypervisor::NotProbed);
-    }
-
-    #[test]
-    fn steal_time_off_in_the_host() {
-        // QEMU kvm-steal-time=off: ARCH_FEATURES still says yes.
-        let host = kvm_upstream().answer(PV_TIME_FEATURES, PV_TIME_ST.into(), NS);
-        let (report, plan, _) = run(host, PvSwitches::default());
-        assert!(!plan.time);
-        assert_eq!(report.state("time"), Some(State::NotOffered));
-        assert!(
-            report
-                .to_string()
-                .contains("PV_TIME_FEATURES(PV_TIME_ST) = -1"),
-            "{report}"
-        );
-    }
-
-    #[test]
-    fn registration_checks_what_the_host_returns() {
-        let (mut report, plan, mut host) = run(kvm_patched(), PvSwitches::default());
-        let regs = register_cpu(&mut host, &plan, 0x4100_0040, &mut report);
-        assert_eq!(regs.time, Some(Ok(0x090a_0000)));
-        assert_eq!(regs.lock, Some(Ok(0x090b_0000)));
-        assert_eq!(regs.sched, Some(Ok(())));
-
-        // PV_TIME_ST = -1 and an unaligned lock IPA are refused.
-        let mut host =
-            kvm_patched()
-                .answer(PV_TIME_ST, 0, NS)
-                .answer(PV_LOCK_PREEMPTED, 0, 0x090b_0008);
-        let regs = register_cpu(&mut host, &plan, 0x4100_0040, &mut report);
-        assert!(regs.time.unwrap().unwrap_err().contains("= -1"));
-        assert!(regs.lock.unwrap().unwrap_err().contains("unusable IPA"));
-    }
-
-    #[test]
-    fn time_record_revision_and_attributes_must_be_zero() {
-        assert!(check_time_record(&PvTimeRecord::default()).is_ok());
-        let bad = PvTimeRecord {
-            revision: 1,
-            ..PvTimeRecord::default()
-        };
-        assert!(check_time_record(&bad).unwrap_err().contains("revision 1"));
-        let bad = PvTimeRecord {
-            attributes: 2,
-            ..PvTimeRecord::default()
-        };
-        assert!(check_time_record(&bad).is_err());
-    }
-
-    #[test]
-    fn raw_calls_only_after_smccc_1_1() {
-        let (_, plan, _) = run(kvm_upstream(), PvSwitches::default());
-        assert!(plan.smccc_1_1);
-        let unknown_vendor = kvm_patched().uid([1, 2, 3, 4]);
-        assert!(run(unknown_vendor, PvSwitches::default()).1.smccc_1_1);
-        let smccc_1_0 = FakeHost::default().answer(PSCI_FEATURES, SMCCC_VERSION.into(), 0);
-        assert!(!run(smccc_1_0, PvSwitches::default()).1.smccc_1_1);
-        assert!(!run(FakeHost::default(), PvSwitches::default()).1.smccc_1_1);
-    }
-
-    #[test]
-    fn raw_calls_that_would_pull_the_rug_are_refused() {
-        let ram = |a: u64| (0x4000_0000..0x5000_0000).contains(&a);
-        let refused = |f: u32, x1: u64| raw_call_refusal(f, [x1, 0, 0], ram).is_some();
-        // PSCI: queries pass, power calls (both conventions) do not.
-        for query in [
-            0x8400_0000,
-            PSCI_FEATURES,
-            0xC400_0004,
-            0x8400_0006,
-            0x8400_0014,
-        ] {
-            assert!(!refused(query, 0), "{query:#x}");
-        }
-        for power in [
-            0x8400_0001u32, // CPU_SUSPEND
-            0xC400_0001,
-            0x8400_0002, // CPU_OFF
-            0x8400_0003, // CPU_ON
-            0xC400_0003,
-            0x8400_0005, // MIGRATE
-            0x8400_0008, // SYSTEM_OFF
-            0x8400_0009, // SYSTEM_RESET
-            0x8400_000B, // CPU_FREEZE
-            0xC400_000E, // SYSTEM_SUSPEND
-            0x8400_0012, // SYSTEM_RESET2
-            0x8400_0013, // MEM_PROTECT
-            0xC400_0015, // SYSTEM_OFF2
-            0x0400_0008, // yielding form
-            0xC400_0021, // SDEI_EVENT_REGISTER
-            0x8400_0063, // FF-A
-        ] {
-            assert!(refused(power, 0), "{power:#x}");
-        }
-        // PV sched: a record in the kernel's memory or a release, in either
-        // convention; a record elsewhere, or a record straddling into RAM.
-        assert!(refused(PV_SCHED_IPA_INIT, 0x4000_0040));
-        assert!(refused(PV_SCHED_IPA_INIT, 0x4fff_fff3));
-        assert!(refused(PV_SCHED_IPA_INIT, 0x3fff_ffe1), "ends in RAM");
-        assert!(refused(PV_SCHED_IPA_INIT & !SMC64, 0xdead_0000_4000_0040));
-        assert!(
-            refused(PV_SCHED_IPA_INIT, 0xdead_0000_4000_0040),
-            "its low half"
-        );
-        assert!(!refused(PV_SCHED_IPA_INIT, 0x5000_0000));
-        assert!(!refused(PV_SCHED_IPA_INIT, 0x3fff_ff80));
-        assert!(!refused(PV_SCHED_IPA_INIT, u64::MAX));
-        assert!(refused(PV_SCHED_IPA_RELEASE, 0));
-        assert!(refused(PV_SCHED_IPA_RELEASE & !SMC64, 0));
-        // The rest goes through, unknown IDs included.
-        for f in [
-            PV_TIME_ST,
-            PV_LOCK_PREEMPTED,
-            PV_SCHED_KICK_CPU,
-            VENDOR_HYP_CALL_UID,
-            SMCCC_ARCH_FEATURES,
-            PV_LOCK_V3,
-            0,
-            u32::MAX,
-            0xC400_0050, // TRNG
-        ] {
-            let expect_refused = (f >> 24) & 0x3f == 4;
-            assert_eq!(refused(f, 0x4000_0000), expect_refused, "{f:#x}");
-        }
-    }
-}
+mod tests;

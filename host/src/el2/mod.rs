@@ -35,7 +35,7 @@ use core::ops::Range;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use arch::abi::arm64::{PvLockRecord, PvSchedRecord, PvTimeRecord, PV_TIME_STOLEN_OFFSET};
-use host::args::{Args, Fault, USAGE};
+use host::args::{Args, Fault, KICK_DELAY_NS, USAGE};
 use host::fdt_patch::{self, Edits};
 use host::hvc::{self, Call, Family, Machine, Offer, Outcome};
 use host::policy::{Schedule, Steal};
@@ -121,8 +121,11 @@ struct Vcpu {
     /// The guest's CPU_ON entry point and context id.
     entry: AtomicU64,
     context: AtomicU64,
-    /// A PV_SCHED_KICK_CPU arrived: the vCPU's next WFI returns at once.
+    /// A PV_SCHED_KICK_CPU arrived: the vCPU's next WFI returns at once
+    /// (with `pvhost.fault=delay-kicks`, its next WFI from `kick_due_ns` on).
     kick: AtomicBool,
+    /// When the pending kick takes effect (host time, ns; 0: at once).
+    kick_due_ns: AtomicU64,
     /// IPA of the vCPU's PV sched record (0: none).
     sched_ipa: AtomicU64,
     /// This pCPU's GIC redistributor (RD frame).
@@ -136,6 +139,13 @@ struct Vcpu {
     pv_calls: AtomicU64,
     /// Kicks to this vCPU that `pvhost.fault=drop-kicks` dropped.
     kicks_dropped: AtomicU64,
+    /// Kicks to this vCPU that `pvhost.fault=delay-kicks` delayed.
+    kicks_delayed: AtomicU64,
+    /// Preemptions whose steal a steal fault wrote wrong into the record.
+    steal_faults: AtomicU64,
+    /// `preemptions` when the vCPU first asked PV_TIME_ST for its record
+    /// (`u64::MAX`: not yet), from which the steal faults count.
+    time_asked_at: AtomicU64,
 }
 
 impl Vcpu {
@@ -145,6 +155,7 @@ impl Vcpu {
             entry: AtomicU64::new(0),
             context: AtomicU64::new(0),
             kick: AtomicBool::new(false),
+            kick_due_ns: AtomicU64::new(0),
             sched_ipa: AtomicU64::new(0),
             rd: AtomicU64::new(0),
             preemptions: AtomicU64::new(0),
@@ -152,6 +163,9 @@ impl Vcpu {
             last_end_ns: AtomicU64::new(0),
             pv_calls: AtomicU64::new(0),
             kicks_dropped: AtomicU64::new(0),
+            kicks_delayed: AtomicU64::new(0),
+            steal_faults: AtomicU64::new(0),
+            time_asked_at: AtomicU64::new(u64::MAX),
         }
     }
 }
@@ -321,14 +335,19 @@ fn preempted_wait(cpu: usize, injector: &mut Injector, end_ns: u64) {
     gic::set_priority_mask(gic::PMR_ALL);
     let stolen_ns = ticks_to_ns(ticks()) - ticks_to_ns(start);
     // Single writer (this pCPU): the guest reads it with one 64-bit load.
+    // A steal fault makes it wrong; the ground truth below stays right.
+    let v = &VCPUS[cpu];
+    let preemptions = v.preemptions.load(Ordering::Relaxed);
+    let nth = (preemptions + 1).saturating_sub(v.time_asked_at.load(Ordering::Relaxed));
     let record = &RECORDS.time[cpu].stolen_ns;
-    record.store(
-        record.load(Ordering::Relaxed) + stolen_ns,
-        Ordering::Release,
-    );
+    let before = record.load(Ordering::Relaxed);
+    let after = facts().fault.steal_record(cpu, nth, before, stolen_ns);
+    if after != before + stolen_ns {
+        v.steal_faults.fetch_add(1, Ordering::Relaxed);
+    }
+    record.store(after, Ordering::Release);
     // Taken after the record holds the steal, stored before the count does:
     // whoever sees the count sees a `last_end_ns` no earlier than this.
-    let v = &VCPUS[cpu];
     v.last_end_ns.store(now_ns(), Ordering::Relaxed);
     v.preemptions.fetch_add(1, Ordering::Relaxed);
     // Release: pairs with the Acquire in `report_ground_truth`.
@@ -362,7 +381,13 @@ fn host_interrupts(_frame: &mut Frame) {
 fn guest_wfi(cpu: usize) {
     let v = &VCPUS[cpu];
     loop {
-        if v.kick.swap(false, Ordering::AcqRel) {
+        // A delayed kick waits for its time (then ends the first WFI after
+        // it, whatever that WFI waits for).
+        if v.kick.load(Ordering::Acquire)
+            && now_ns() >= v.kick_due_ns.load(Ordering::Acquire)
+            && v.kick.swap(false, Ordering::AcqRel)
+        {
+            v.kick_due_ns.store(0, Ordering::Release);
             break;
         }
         if sysreg!("isr_el1") & ISR_I != 0 {
@@ -438,6 +463,13 @@ impl Machine for Host {
     }
 
     fn time_record(&self, vcpu: usize) -> u64 {
+        // Only `vcpu` asks for its own record (and only this pCPU counts
+        // its preemptions): no race.
+        let v = &VCPUS[vcpu];
+        if v.time_asked_at.load(Ordering::Relaxed) == u64::MAX {
+            let preemptions = v.preemptions.load(Ordering::Relaxed);
+            v.time_asked_at.store(preemptions, Ordering::Relaxed);
+        }
         &RECORDS.time[vcpu] as *const TimeSlot as u64
     }
 
@@ -461,9 +493,25 @@ impl Machine for Host {
     }
 
     fn kick(&mut self, vcpu: usize) {
-        if facts().fault == Fault::DropKicks {
-            VCPUS[vcpu].kicks_dropped.fetch_add(1, Ordering::Relaxed);
-            return;
+        let v = &VCPUS[vcpu];
+        match facts().fault {
+            Fault::DropKicks => {
+                v.kicks_dropped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Fault::DelayKicks => {
+                // No SGI: the vCPU would wake for nothing. Its halts end by
+                // its own interrupts until the kick is due; a kick already
+                // pending keeps its time.
+                let due = now_ns() + KICK_DELAY_NS;
+                let _ = v
+                    .kick_due_ns
+                    .compare_exchange(0, due, Ordering::AcqRel, Ordering::Acquire);
+                v.kick.store(true, Ordering::Release);
+                v.kicks_delayed.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            _ => {}
         }
         // Release: the guest's stores before its kick are seen by the
         // woken vCPU (pairs with the AcqRel swap in `guest_wfi`).
@@ -514,7 +562,7 @@ fn hypercall(cpu: usize, frame: &mut Frame, imm: u16) {
     if hvc::family(call.x[0] as u32) == Family::Pv {
         VCPUS[cpu].pv_calls.fetch_add(1, Ordering::Relaxed);
     }
-    match hvc::dispatch(f.offer, cpu, call, &mut Host) {
+    match hvc::dispatch(f.offer, f.fault, cpu, call, &mut Host) {
         Outcome::Return(x0) => frame.x[0] = x0,
         Outcome::Return4(x) => frame.x[..4].copy_from_slice(&x),
         Outcome::CpuOff => {
@@ -541,7 +589,7 @@ fn hypercall(cpu: usize, frame: &mut Frame, imm: u16) {
 
 /// The machine-readable ground truth, one line per vCPU:
 /// `pvhost: cpu=N preemptions=K stolen_ns=S pv_calls=C last_end_ns=E
-/// kicks_dropped=D`.
+/// kicks_dropped=D kicks_delayed=L steal_faults=F`.
 ///
 /// `last_end_ns` is when the vCPU's last preemption reached its PV time
 /// record (host time, which is the guest's clock too: CNTVOFF = 0): a guest
@@ -553,11 +601,13 @@ fn report_ground_truth() {
         // Acquire, then `last_end_ns`: see `preempted_wait`.
         let stolen_ns = v.stolen_ns.load(Ordering::Acquire);
         console::line(format_args!(
-            "pvhost: cpu={cpu} preemptions={} stolen_ns={stolen_ns} pv_calls={} last_end_ns={} kicks_dropped={}",
+            "pvhost: cpu={cpu} preemptions={} stolen_ns={stolen_ns} pv_calls={} last_end_ns={} kicks_dropped={} kicks_delayed={} steal_faults={}",
             v.preemptions.load(Ordering::Relaxed),
             v.pv_calls.load(Ordering::Relaxed),
             v.last_end_ns.load(Ordering::Relaxed),
             v.kicks_dropped.load(Ordering::Relaxed),
+            v.kicks_delayed.load(Ordering::Relaxed),
+            v.steal_faults.load(Ordering::Relaxed),
         ));
     }
 }
@@ -794,11 +844,12 @@ extern "C" fn boot_main() -> ! {
         guest_ram.start, guest_ram.end, image.entry, fdt_range.start
     ));
     console::line(format_args!(
-        "pvhost: offers PV time {}, PV lock v2 {}, PV sched {}; steal {}; guest args \"{}\"",
+        "pvhost: offers PV time {}, PV lock v2 {}, PV sched {}; steal {}; fault {:?}; guest args \"{}\"",
         on_off(args.time),
         on_off(args.lock),
         on_off(args.sched),
         args.steal,
+        args.fault,
         args.guest
     ));
 
