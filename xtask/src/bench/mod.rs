@@ -135,32 +135,16 @@ pub struct BootFlags {
 }
 
 pub fn main(args: Args) -> Result<ExitCode> {
-    if args.suite == Suite::Boot {
-        return match boot_options(&args) {
-            Ok(options) => boot::main(options),
-            Err(e) => {
-                eprintln!("xtask: error: {e:#}");
-                Ok(ExitCode::from(guest::EXIT_BAD_COMMAND_LINE))
-            }
-        };
-    }
-    if args.suite == Suite::Shootdown {
-        return match shootdown_options(&args) {
-            Ok(options) => shootdown::main(options),
-            Err(e) => {
-                eprintln!("xtask: error: {e:#}");
-                Ok(ExitCode::from(guest::EXIT_BAD_COMMAND_LINE))
-            }
-        };
-    }
-    let options = match options(&args) {
-        Ok(options) => options,
-        Err(e) => {
-            eprintln!("xtask: error: {e:#}");
-            return Ok(ExitCode::from(guest::EXIT_BAD_COMMAND_LINE));
-        }
+    // Each suite checks its own flags; a refusal is a bad command line.
+    let refused = |e: anyhow::Error| {
+        eprintln!("xtask: error: {e:#}");
+        Ok(ExitCode::from(guest::EXIT_BAD_COMMAND_LINE))
     };
-    locks::main(options)
+    match args.suite {
+        Suite::Locks => options(&args).map_or_else(refused, locks::main),
+        Suite::Shootdown => shootdown_options(&args).map_or_else(refused, shootdown::main),
+        Suite::Boot => boot_options(&args).map_or_else(refused, boot::main),
+    }
 }
 
 /// The shootdown suite's options: the reps as for locks, the hosts it
