@@ -36,6 +36,18 @@ pub enum HostKind {
     Kvm,
 }
 
+impl HostKind {
+    /// The `--host` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            HostKind::Tcg => "tcg",
+            HostKind::NestedKvm => "nested-kvm",
+            HostKind::Pvhost => "pvhost",
+            HostKind::Kvm => "kvm",
+        }
+    }
+}
+
 /// `--pv`: whether the host offers the guest its paravirtual interfaces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Pv {

@@ -1,7 +1,7 @@
 //! lodger's host-side tooling, run as `cargo xtask COMMAND` from anywhere in
 //! the workspace (the alias lives in `.cargo/config.toml`).
 //!
-//! One file per subcommand (`build`, `run`, `test`, `bench`, `libvirt`;
+//! One file per subcommand (`build`, `run`, `test`, `bench`, `soak`, `libvirt`;
 //! `demo` is `bench/demo.rs`); the pieces they
 //! share are [`arch`] (what differs per guest architecture), [`host`] (where
 //! the guest runs), [`guest`] (the contract with the kernel: boot arguments
@@ -31,6 +31,7 @@ mod pvhost;
 mod qemu;
 mod qemu_pv;
 mod run;
+mod soak;
 mod steal;
 mod test;
 
@@ -64,6 +65,10 @@ enum Command {
     /// The demo: lockstorm with PV on and off, side by side (pvhost with a
     /// preemption schedule by default), in about a minute; into target/demo/.
     Demo(bench::demo::Args),
+    /// Boot lockstorm, selftest and fairshare in a loop with random (seeded)
+    /// hosts, vCPU counts, steal schedules and boot switches until the time
+    /// is up or a boot fails (then: the command that repeats it).
+    Soak(soak::Args),
     /// Write a libvirt domain XML for the image (KVM, direct kernel boot,
     /// serial console) and print its path.
     Libvirt(libvirt::Args),
@@ -81,6 +86,7 @@ fn main() -> ExitCode {
         Command::Test(args) => test::main(args),
         Command::Bench(args) => bench::main(args),
         Command::Demo(args) => bench::demo::main(args),
+        Command::Soak(args) => soak::main(args),
         Command::Libvirt(args) => libvirt::main(args),
     };
     match result {
