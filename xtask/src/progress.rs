@@ -1,0 +1,549 @@
+//! Progress of the long commands (bench, demo, the nested-KVM L1 build,
+//! the LoongArch PV QEMU build), in one of two modes chosen once per
+//! process ([`live`]):
+//!
+//! - **live**, when stderr is a terminal and `CI` is not set: each long
+//!   step ([`Step`]) is one line redrawn in place: what, `[done/total]`
+//!   where known, the time so far, an estimate of what is left, and what it
+//!   is doing now (the command it runs, the last line that command printed:
+//!   ninja's `[N/M]` and apt's `Get:N` become the counts). A step started
+//!   inside another is a second line under it. Lines that must stay
+//!   (failures, warnings) print above the live lines ([`say`]).
+//! - **plain** otherwise (CI, a pipe, a file, `TERM=dumb`): lines only, as
+//!   the commands printed before this module: a line per boot or phase,
+//!   `$ command` before each command, and for a command whose output goes
+//!   to a log (ninja) a count line at most every 10% or 30 s
+//!   ([`Throttle`]). No `\r`, no escape codes.
+//!
+//! Summary lines (a suite's `wrote ...`, the test runner's) are printed by
+//! their commands after the step ends, the same in both modes.
+//!
+//! The live lines are drawn by `indicatif`; the decisions and every plain
+//! line are pure functions here, tested below.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+
+use crate::cmd;
+
+/// The decision rule: live lines only on a terminal (stderr, where
+/// progress goes), outside CI (`CI` set to anything but empty, `0` or
+/// `false`: CI systems set `CI=true`), and not on a `TERM=dumb` terminal
+/// (one that cannot move its cursor).
+pub fn decide(stderr_is_terminal: bool, ci: Option<&str>, term: Option<&str>) -> bool {
+    let in_ci = ci.is_some_and(|v| !matches!(v.trim(), "" | "0" | "false"));
+    stderr_is_terminal && !in_ci && term != Some("dumb")
+}
+
+/// This process's mode: [`decide`] on its stderr and environment.
+pub fn live() -> bool {
+    static LIVE: LazyLock<bool> = LazyLock::new(|| {
+        let var = |name| std::env::var(name).ok();
+        decide(
+            std::io::stderr().is_terminal(),
+            var("CI").as_deref(),
+            var("TERM").as_deref(),
+        )
+    });
+    *LIVE
+}
+
+/// `42 s`, `3.4 min`: the bench's way of writing a duration.
+pub fn duration(d: Duration) -> String {
+    if d.as_secs() < 100 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{:.1} min", d.as_secs_f64() / 60.0)
+    }
+}
+
+/// What is left at `done` of `total` after `elapsed`, at the rate so far.
+pub fn linear_left(done: u64, total: u64, elapsed: Duration) -> Option<Duration> {
+    (done > 0 && total >= done).then(|| elapsed.mul_f64((total - done) as f64 / done as f64))
+}
+
+/// The counts part of a live line: `[3/12] 6 s elapsed, about 39 s left`
+/// (`left`: the caller's estimate, else [`linear_left`]; none without a
+/// total).
+pub fn status(done: u64, total: Option<u64>, elapsed: Duration, left: Option<Duration>) -> String {
+    let counts = match total {
+        Some(total) => format!("[{done}/{total}] "),
+        None if done > 0 => format!("[{done}] "),
+        None => String::new(),
+    };
+    let left = left.or_else(|| linear_left(done, total?, elapsed));
+    let left = left.map_or(String::new(), |l| format!(", about {} left", duration(l)));
+    format!("{counts}{} elapsed{left}", duration(elapsed))
+}
+
+/// A phase's plain line: `xtask: LoongArch PV QEMU: configuring (12 s)`.
+pub fn phase_line(what: &str, phase: &str, elapsed: Duration) -> String {
+    format!("{what}: {phase} ({:.0} s)", elapsed.as_secs_f64())
+}
+
+/// A count's plain line: `xtask: LoongArch PV QEMU: 1234/2345 steps, 52% (123 s)`.
+pub fn count_line(what: &str, done: u64, total: u64, elapsed: Duration) -> String {
+    let percent = (done * 100).checked_div(total).unwrap_or(100);
+    format!(
+        "{what}: {done}/{total} steps, {percent}% ({:.0} s)",
+        elapsed.as_secs_f64()
+    )
+}
+
+/// ninja's progress: `[N/M] Compiling ...` gives `(N, M)`.
+pub fn ninja_count(line: &str) -> Option<(u64, u64)> {
+    let (counts, _) = line.strip_prefix('[')?.split_once(']')?;
+    let (done, total) = counts.split_once('/')?;
+    Some((done.trim().parse().ok()?, total.trim().parse().ok()?))
+}
+
+/// apt's lines for each index or package it fetches (or finds fresh):
+/// `Get:7 URI ...`, `Hit:2 URI ...`, `Ign:1 ...`.
+pub fn apt_fetch(line: &str) -> bool {
+    ["Get:", "Hit:", "Ign:"].iter().any(|p| {
+        line.strip_prefix(p)
+            .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()))
+    })
+}
+
+/// When a count's next plain line is due: at the start, every further
+/// tenth of the total, at the end, and otherwise every [`Throttle::EVERY`].
+#[derive(Debug)]
+pub struct Throttle {
+    /// The tenth and the time of the last line, if any.
+    last: Option<(u64, Instant)>,
+}
+
+impl Throttle {
+    pub const EVERY: Duration = Duration::from_secs(30);
+
+    pub fn new() -> Self {
+        Throttle { last: None }
+    }
+
+    /// Whether `done` of `total` at `now` gets a line (and if so, notes it).
+    pub fn due(&mut self, done: u64, total: u64, now: Instant) -> bool {
+        let tenth = (done * 10).checked_div(total).unwrap_or(10);
+        let due = match self.last {
+            None => true,
+            Some((last, at)) => tenth > last || now.duration_since(at) >= Self::EVERY,
+        };
+        if due {
+            self.last = Some((tenth, now));
+        }
+        due
+    }
+}
+
+/// The live lines, one per live step, innermost last.
+static MULTI: LazyLock<MultiProgress> =
+    LazyLock::new(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+/// The live steps' lines, innermost last.
+static STACK: Mutex<Vec<Live>> = Mutex::new(Vec::new());
+
+fn stack() -> MutexGuard<'static, Vec<Live>> {
+    STACK.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A live step's line: `{spinner} {prefix} {status} · {note} · {now}`.
+#[derive(Clone)]
+struct Live {
+    bar: ProgressBar,
+    /// The caller's estimate of what is left and when it was made: it
+    /// counts down between updates.
+    left: Arc<Mutex<Option<(Duration, Instant)>>>,
+    /// What the caller says the step is at (a cell, a phase), and what
+    /// runs now (the last command or the last line it printed).
+    texts: Arc<Mutex<(String, String)>>,
+}
+
+impl Live {
+    fn new(what: &str) -> Live {
+        let left: Arc<Mutex<Option<(Duration, Instant)>>> = Arc::default();
+        let estimate = Arc::clone(&left);
+        let style = ProgressStyle::with_template("{spinner} {prefix} {status} {wide_msg}")
+            .expect("a valid template")
+            .with_key(
+                "status",
+                move |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    let left = lock(&estimate).map(|(left, at)| left.saturating_sub(at.elapsed()));
+                    let _ = w.write_str(&status(state.pos(), state.len(), state.elapsed(), left));
+                },
+            );
+        let bar = MULTI.add(
+            ProgressBar::no_length()
+                .with_style(style)
+                .with_prefix(what.to_owned()),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        Live {
+            bar,
+            left,
+            texts: Arc::default(),
+        }
+    }
+
+    fn set(&self, note: Option<&str>, now: Option<&str>) {
+        let mut texts = lock(&self.texts);
+        if let Some(note) = note {
+            note.clone_into(&mut texts.0);
+        }
+        if let Some(now) = now {
+            now.clone_into(&mut texts.1);
+        }
+        let shown: Vec<&str> = [&texts.0, &texts.1]
+            .into_iter()
+            .map(String::as_str)
+            .filter(|t| !t.is_empty())
+            .collect();
+        self.bar.set_message(
+            shown
+                .iter()
+                .map(|t| format!("· {t}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+    }
+}
+
+/// The innermost live step's line, if one is drawn.
+fn innermost() -> Option<Live> {
+    stack().last().cloned()
+}
+
+/// Prints a line that stays: above the live lines if any are drawn.
+pub fn say(line: &str) {
+    if innermost().is_some() {
+        let _ = MULTI.println(line);
+    } else {
+        eprintln!("{line}");
+    }
+}
+
+/// A command about to run (`$ program args`): its own line, or in a live
+/// step what the step runs now.
+pub fn announce(line: &str) {
+    match innermost() {
+        Some(live) => live.set(None, Some(line)),
+        None => eprintln!("{line}"),
+    }
+}
+
+/// One long step: a live line while it lasts (in live mode), or the
+/// lines its caller prints (plain). The live line goes when it drops.
+pub struct Step {
+    what: String,
+    start: Instant,
+    live: Option<Live>,
+    /// Whether the live line is this step's own (removed when it drops),
+    /// or the enclosing step's, lent to [`run_in_step`].
+    owned: bool,
+    throttle: Throttle,
+}
+
+impl Step {
+    /// A step called `what` (the start of its lines, `bench`,
+    /// `xtask: LoongArch PV QEMU`), live if the process is [`live`].
+    pub fn new(what: &str) -> Step {
+        Step::with_mode(what, live())
+    }
+
+    /// As [`Step::new`], live only if `live` (plain while a command
+    /// streams the guest's console, `--verbose`).
+    pub fn with_mode(what: &str, live: bool) -> Step {
+        let live = live.then(|| {
+            let live = Live::new(what);
+            stack().push(live.clone());
+            live
+        });
+        Step {
+            what: what.to_owned(),
+            start: Instant::now(),
+            live,
+            owned: true,
+            throttle: Throttle::new(),
+        }
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.live.is_some()
+    }
+
+    /// Live: `done` of `total` (if known), and the caller's estimate of
+    /// what is left (else one from the rate so far). Plain: nothing.
+    pub fn count(&self, done: u64, total: Option<u64>, left: Option<Duration>) {
+        if let Some(live) = &self.live {
+            match total {
+                Some(total) => live.bar.set_length(total),
+                None => live.bar.unset_length(),
+            }
+            live.bar.set_position(done);
+            *lock(&live.left) = left.map(|left| (left, Instant::now()));
+        }
+    }
+
+    /// Live: what the step is at (a cell and its round, a phase); what it
+    /// runs follows. Plain: nothing.
+    pub fn message(&self, text: &str) {
+        if let Some(live) = &self.live {
+            live.set(Some(text), Some(""));
+        }
+    }
+
+    /// Live: what it runs now (a command, its last line). Plain: nothing.
+    fn now(&self, text: &str) {
+        if let Some(live) = &self.live {
+            live.set(None, Some(text));
+        }
+    }
+
+    /// Plain: `line` as it is. Live: nothing (the live line says it).
+    pub fn plain(&self, line: &str) {
+        if self.live.is_none() {
+            eprintln!("{line}");
+        }
+    }
+
+    /// A new phase: plain, its line ([`phase_line`]); live, the line's
+    /// message, the counts cleared.
+    pub fn phase(&mut self, phase: &str) {
+        self.plain(&phase_line(&self.what, phase, self.start.elapsed()));
+        self.count(0, None, None);
+        self.message(phase);
+        self.throttle = Throttle::new();
+    }
+
+    /// The step's last phase, a line that stays in both modes.
+    pub fn done(&self, phase: &str) {
+        say(&phase_line(&self.what, phase, self.start.elapsed()));
+    }
+
+    /// Runs `cmd`, reading what it prints line by line; `counts` turns a
+    /// line into `(done, total)`. With a `log`, the output goes there
+    /// (`$ cmd > log`), and plain mode prints the counts ([`count_line`],
+    /// [`Throttle`]); without, plain mode prints the lines as they come.
+    /// Live, the last line and the counts are the step's. Its stderr is
+    /// printed as it comes, in both modes. Fails unless `cmd` exits 0
+    /// (live and without a log: after printing its last lines).
+    pub fn run(
+        &mut self,
+        cmd: &mut Command,
+        log: Option<&Path>,
+        mut counts: impl FnMut(&str) -> Option<(u64, Option<u64>)>,
+    ) -> Result<()> {
+        let shown = match log {
+            Some(log) => format!(
+                "$ {} > {}",
+                cmd::display(cmd),
+                cmd::quote(&[log.to_string_lossy().into_owned()])
+            ),
+            None => format!("$ {}", cmd::display(cmd)),
+        };
+        if self.is_live() {
+            self.now(&shown);
+        } else {
+            say(&shown);
+        }
+        let mut log = match log {
+            Some(path) => {
+                Some(File::create(path).with_context(|| format!("creating {}", path.display()))?)
+            }
+            None => None,
+        };
+        let program = cmd.get_program().to_string_lossy().into_owned();
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start `{program}`"))?;
+        let stderr = child.stderr.take().expect("piped");
+        let errors = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                say(&line);
+            }
+        });
+        let mut tail: Vec<String> = Vec::new();
+        let stdout = child.stdout.take().expect("piped");
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(file) = &mut log {
+                writeln!(file, "{line}").context("writing the log")?;
+            }
+            if let Some((done, total)) = counts(&line) {
+                self.count(done, total, None);
+                if let (Some(total), Some(_), false) = (total, &log, self.is_live()) {
+                    if self.throttle.due(done, total, Instant::now()) {
+                        let line = count_line(&self.what, done, total, self.start.elapsed());
+                        eprintln!("{line}");
+                    }
+                }
+            }
+            match (&log, self.is_live()) {
+                (None, false) => eprintln!("{line}"),
+                (None, true) => {
+                    self.now(&line);
+                    tail.push(line);
+                    if tail.len() > 20 {
+                        tail.remove(0);
+                    }
+                }
+                (Some(_), _) => self.now(&line),
+            }
+        }
+        let status = child
+            .wait()
+            .with_context(|| format!("waiting for `{program}`"))?;
+        let _ = errors.join();
+        if !status.success() {
+            for line in &tail {
+                say(line);
+            }
+            bail!("`{}` failed ({status})", cmd::display(cmd));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Step {
+    fn drop(&mut self) {
+        if let (Some(live), true) = (self.live.take(), self.owned) {
+            stack().retain(|l| !Arc::ptr_eq(&l.left, &live.left));
+            live.bar.finish_and_clear();
+            MULTI.remove(&live.bar);
+        }
+    }
+}
+
+/// [`cmd::run`] inside a live step: the command's output becomes the
+/// innermost step's line instead of scrolling (its last lines are
+/// printed if it fails). `None` outside a live step.
+pub fn run_in_step(cmd: &mut Command) -> Option<Result<()>> {
+    let mut step = Step {
+        what: String::new(),
+        start: Instant::now(),
+        live: Some(innermost()?),
+        owned: false,
+        throttle: Throttle::new(),
+    };
+    Some(step.run(cmd, None, |_| None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_only_on_a_terminal_outside_ci() {
+        assert!(decide(true, None, Some("xterm-256color")));
+        assert!(decide(true, None, None));
+        assert!(!decide(false, None, Some("xterm")), "a pipe or a file");
+        for ci in ["true", "1", "yes", "woodpecker"] {
+            assert!(!decide(true, Some(ci), Some("xterm")), "CI={ci}");
+        }
+        for not_ci in ["", "0", "false"] {
+            assert!(decide(true, Some(not_ci), None), "CI={not_ci:?}");
+        }
+        assert!(!decide(true, None, Some("dumb")));
+    }
+
+    #[test]
+    fn plain_lines() {
+        let s = Duration::from_secs;
+        assert_eq!(
+            phase_line(
+                "xtask: LoongArch PV QEMU",
+                "configuring",
+                Duration::from_millis(12_400)
+            ),
+            "xtask: LoongArch PV QEMU: configuring (12 s)"
+        );
+        assert_eq!(
+            count_line("xtask: LoongArch PV QEMU", 1234, 2345, s(123)),
+            "xtask: LoongArch PV QEMU: 1234/2345 steps, 52% (123 s)"
+        );
+        assert_eq!(count_line("x", 0, 0, s(0)), "x: 0/0 steps, 100% (0 s)");
+        for line in [
+            phase_line("a", "b", s(1)),
+            count_line("a", 1, 2, s(3)),
+            status(3, Some(12), s(6), Some(s(39))),
+        ] {
+            assert!(!line.contains(['\r', '\x1b', '\n']), "{line:?}");
+        }
+    }
+
+    #[test]
+    fn live_status_counts_and_estimates() {
+        let s = Duration::from_secs;
+        assert_eq!(
+            status(3, Some(12), s(6), Some(s(39))),
+            "[3/12] 6 s elapsed, about 39 s left"
+        );
+        // No estimate given: the rate so far (3 in 6 s, 9 to go).
+        assert_eq!(
+            status(3, Some(12), s(6), None),
+            "[3/12] 6 s elapsed, about 18 s left"
+        );
+        assert_eq!(status(0, Some(12), s(6), None), "[0/12] 6 s elapsed");
+        assert_eq!(status(7, None, s(150), None), "[7] 2.5 min elapsed");
+        assert_eq!(status(0, None, s(2), None), "2 s elapsed");
+        assert_eq!(linear_left(1, 4, s(10)), Some(s(30)));
+        assert_eq!(linear_left(5, 4, s(10)), None);
+    }
+
+    #[test]
+    fn ninja_and_apt_lines() {
+        assert_eq!(
+            ninja_count("[123/2345] Compiling C object libqemu.a.p/x.c.o"),
+            Some((123, 2345))
+        );
+        assert_eq!(
+            ninja_count("[1/1] Linking target qemu-system-loongarch64"),
+            Some((1, 1))
+        );
+        for not in [
+            "ninja: Entering directory `build'",
+            "[a/b] x",
+            "[12] x",
+            "",
+            "FAILED: x",
+        ] {
+            assert_eq!(ninja_count(not), None, "{not}");
+        }
+        assert!(apt_fetch("Get:7 http://m.example/debian bookworm/main arm64 busybox-static arm64 1:1.35.0-4+b3 [866 kB]"));
+        assert!(apt_fetch(
+            "Hit:1 http://m.example/debian bookworm InRelease"
+        ));
+        assert!(!apt_fetch("Fetched 45.1 MB in 5s (9,020 kB/s)"));
+        assert!(!apt_fetch("Get: nothing"));
+    }
+
+    #[test]
+    fn count_lines_every_tenth_or_half_minute() {
+        let t0 = Instant::now();
+        let mut throttle = Throttle::new();
+        let lines: Vec<u64> = (0..=1000)
+            .filter(|&done| throttle.due(done, 1000, t0))
+            .collect();
+        assert_eq!(
+            lines,
+            [0, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000]
+        );
+        // Slow: a line after 30 s even within a tenth, not before.
+        let mut throttle = Throttle::new();
+        assert!(throttle.due(1, 1000, t0));
+        assert!(!throttle.due(2, 1000, t0 + Duration::from_secs(29)));
+        assert!(throttle.due(3, 1000, t0 + Duration::from_secs(30)));
+        assert!(!throttle.due(4, 1000, t0 + Duration::from_secs(31)));
+    }
+}
