@@ -22,10 +22,10 @@
 //! line are pure functions here, tested below.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
+use std::sync::{mpsc, Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -200,7 +200,8 @@ impl Live {
             note.clone_into(&mut texts.0);
         }
         if let Some(now) = now {
-            now.clone_into(&mut texts.1);
+            // A command's `\r` or escape codes would break the line.
+            texts.1 = now.replace(char::is_control, " ");
         }
         let shown: Vec<&str> = [&texts.0, &texts.1]
             .into_iter()
@@ -332,10 +333,10 @@ impl Step {
     /// Runs `cmd`, reading what it prints line by line; `counts` turns a
     /// line into `(done, total)`. With a `log`, the output goes there
     /// (`$ cmd > log`), and plain mode prints the counts ([`count_line`],
-    /// [`Throttle`]); without, plain mode prints the lines as they come.
-    /// Live, the last line and the counts are the step's. Its stderr is
-    /// printed as it comes, in both modes. Fails unless `cmd` exits 0
-    /// (live and without a log: after printing its last lines).
+    /// [`Throttle`]) and the stderr lines; without, plain mode prints
+    /// every line as it comes. Live, the last line and the counts are the
+    /// step's, and the last [`TAIL`] lines are printed if it fails. Fails
+    /// unless `cmd` exits 0.
     pub fn run(
         &mut self,
         cmd: &mut Command,
@@ -368,15 +369,16 @@ impl Step {
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("cannot start `{program}`"))?;
-        let stderr = child.stderr.take().expect("piped");
-        let errors = std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                say(&line);
-            }
-        });
-        let mut tail: Vec<String> = Vec::new();
+        // Both streams, line by line, in the order they come.
+        let (tx, rx) = mpsc::channel();
         let stdout = child.stdout.take().expect("piped");
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        let stderr = child.stderr.take().expect("piped");
+        let readers = [
+            lines(stdout, Stream::Out, tx.clone()),
+            lines(stderr, Stream::Err, tx),
+        ];
+        let mut tail: Vec<String> = Vec::new();
+        for (stream, line) in rx {
             if let Some(file) = &mut log {
                 writeln!(file, "{line}").context("writing the log")?;
             }
@@ -389,22 +391,22 @@ impl Step {
                     }
                 }
             }
-            match (&log, self.is_live()) {
-                (None, false) => eprintln!("{line}"),
-                (None, true) => {
-                    self.now(&line);
-                    tail.push(line);
-                    if tail.len() > 20 {
-                        tail.remove(0);
-                    }
+            if self.is_live() {
+                self.now(&line);
+                tail.push(line);
+                if tail.len() > TAIL {
+                    tail.remove(0);
                 }
-                (Some(_), _) => self.now(&line),
+            } else if log.is_none() || stream == Stream::Err {
+                eprintln!("{line}");
             }
+        }
+        for reader in readers {
+            let _ = reader.join();
         }
         let status = child
             .wait()
             .with_context(|| format!("waiting for `{program}`"))?;
-        let _ = errors.join();
         if !status.success() {
             for line in &tail {
                 say(line);
@@ -413,6 +415,36 @@ impl Step {
         }
         Ok(())
     }
+}
+
+/// The lines of a failed command printed in live mode.
+const TAIL: usize = 20;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stream {
+    Out,
+    Err,
+}
+
+/// Sends each line read from `from` to `to` until EOF (invalid UTF-8
+/// replaced).
+fn lines(
+    from: impl Read + Send + 'static,
+    stream: Stream,
+    to: mpsc::Sender<(Stream, String)>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut from = BufReader::new(from);
+        let mut buf = Vec::new();
+        while from.read_until(b'\n', &mut buf).is_ok_and(|n| n > 0) {
+            let line = String::from_utf8_lossy(&buf);
+            let line = line.trim_end_matches(['\n', '\r']).to_owned();
+            if to.send((stream, line)).is_err() {
+                break;
+            }
+            buf.clear();
+        }
+    })
 }
 
 impl Drop for Step {
@@ -526,6 +558,38 @@ mod tests {
         ));
         assert!(!apt_fetch("Fetched 45.1 MB in 5s (9,020 kB/s)"));
         assert!(!apt_fetch("Get: nothing"));
+    }
+
+    #[test]
+    fn a_run_logs_both_streams_counts_its_lines_and_fails_on_a_failure() {
+        let dir = cmd::ScratchDir::new(cmd::target_dir().join("progress-test")).unwrap();
+        let log = dir.path().join("ninja.log");
+        let mut step = Step::with_mode("t", false);
+        let mut seen = Vec::new();
+        let script = "echo '[1/2] a'; echo oops >&2; echo '[2/2] b'";
+        step.run(
+            Command::new("sh").args(["-c", script]),
+            Some(&log),
+            |line| {
+                seen.push(line.to_owned());
+                ninja_count(line).map(|(d, t)| (d, Some(t)))
+            },
+        )
+        .unwrap();
+        let mut logged: Vec<String> = std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        // The two streams interleave in no fixed order.
+        seen.sort();
+        logged.sort();
+        assert_eq!(seen, ["[1/2] a", "[2/2] b", "oops"]);
+        assert_eq!(logged, seen);
+        let err = step
+            .run(Command::new("sh").args(["-c", "exit 3"]), None, |_| None)
+            .unwrap_err();
+        assert_eq!(err.to_string(), "`sh -c 'exit 3'` failed (exit status: 3)");
     }
 
     #[test]
