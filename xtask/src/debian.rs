@@ -279,6 +279,7 @@ impl Fetcher {
                 .arg("download")
                 .args(&to_download)
                 .current_dir(&self.debs);
+            step.message("downloading");
             let total = to_download.len() as u64;
             let mut got = 0;
             step.run(&mut download, None, |line| {
@@ -289,6 +290,7 @@ impl Fetcher {
             })
             .map_err(|e| DownloadFailed(format!("{e:#}")))?;
         }
+        step.message("extracting");
         for (done, info) in infos.iter().enumerate() {
             step.count(done as u64, Some(infos.len() as u64), None);
             let deb = self.debs.join(info.deb_name());

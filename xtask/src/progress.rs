@@ -69,16 +69,13 @@ pub fn linear_left(done: u64, total: u64, elapsed: Duration) -> Option<Duration>
     (done > 0 && total >= done).then(|| elapsed.mul_f64((total - done) as f64 / done as f64))
 }
 
-/// The counts part of a live line: `[3/12] 6 s elapsed, about 39 s left`
-/// (`left`: the caller's estimate, else [`linear_left`]; none without a
-/// total).
+/// The counts part of a live line: `[3/12] 6 s elapsed, about 39 s left`.
 pub fn status(done: u64, total: Option<u64>, elapsed: Duration, left: Option<Duration>) -> String {
     let counts = match total {
         Some(total) => format!("[{done}/{total}] "),
         None if done > 0 => format!("[{done}] "),
         None => String::new(),
     };
-    let left = left.or_else(|| linear_left(done, total?, elapsed));
     let left = left.map_or(String::new(), |l| format!(", about {} left", duration(l)));
     format!("{counts}{} elapsed{left}", duration(elapsed))
 }
@@ -163,6 +160,9 @@ struct Live {
     /// The caller's estimate of what is left and when it was made: it
     /// counts down between updates.
     left: Arc<Mutex<Option<(Duration, Instant)>>>,
+    /// When the counting began (the last message): without the caller's
+    /// estimate, what is left is the rate since then ([`linear_left`]).
+    since: Arc<Mutex<Instant>>,
     /// What the caller says the step is at (a cell, a phase), and what
     /// runs now (the last command or the last line it printed).
     texts: Arc<Mutex<(String, String)>>,
@@ -171,13 +171,18 @@ struct Live {
 impl Live {
     fn new(what: &str) -> Live {
         let left: Arc<Mutex<Option<(Duration, Instant)>>> = Arc::default();
-        let estimate = Arc::clone(&left);
+        let since = Arc::new(Mutex::new(Instant::now()));
+        let (estimate, counted) = (Arc::clone(&left), Arc::clone(&since));
         let style = ProgressStyle::with_template("{spinner} {prefix} {status} {wide_msg}")
             .expect("a valid template")
             .with_key(
                 "status",
                 move |state: &ProgressState, w: &mut dyn std::fmt::Write| {
-                    let left = lock(&estimate).map(|(left, at)| left.saturating_sub(at.elapsed()));
+                    let left = lock(&estimate)
+                        .map(|(left, at)| left.saturating_sub(at.elapsed()))
+                        .or_else(|| {
+                            linear_left(state.pos(), state.len()?, lock(&counted).elapsed())
+                        });
                     let _ = w.write_str(&status(state.pos(), state.len(), state.elapsed(), left));
                 },
             );
@@ -190,6 +195,7 @@ impl Live {
         Live {
             bar,
             left,
+            since,
             texts: Arc::default(),
         }
     }
@@ -282,7 +288,8 @@ impl Step {
     }
 
     /// Live: `done` of `total` (if known), and the caller's estimate of
-    /// what is left (else one from the rate so far). Plain: nothing.
+    /// what is left (else one from the rate since the last message).
+    /// Plain: nothing.
     pub fn count(&self, done: u64, total: Option<u64>, left: Option<Duration>) {
         if let Some(live) = &self.live {
             match total {
@@ -295,10 +302,12 @@ impl Step {
     }
 
     /// Live: what the step is at (a cell and its round, a phase); what it
-    /// runs follows. Plain: nothing.
+    /// runs follows, and counts from here on estimate what is left from
+    /// their rate since. Plain: nothing.
     pub fn message(&self, text: &str) {
         if let Some(live) = &self.live {
             live.set(Some(text), Some(""));
+            *lock(&live.since) = Instant::now();
         }
     }
 
@@ -521,15 +530,14 @@ mod tests {
             status(3, Some(12), s(6), Some(s(39))),
             "[3/12] 6 s elapsed, about 39 s left"
         );
-        // No estimate given: the rate so far (3 in 6 s, 9 to go).
-        assert_eq!(
-            status(3, Some(12), s(6), None),
-            "[3/12] 6 s elapsed, about 18 s left"
-        );
+        assert_eq!(status(3, Some(12), s(6), None), "[3/12] 6 s elapsed");
         assert_eq!(status(0, Some(12), s(6), None), "[0/12] 6 s elapsed");
         assert_eq!(status(7, None, s(150), None), "[7] 2.5 min elapsed");
         assert_eq!(status(0, None, s(2), None), "2 s elapsed");
+        // Without the caller's estimate: the rate so far.
+        assert_eq!(linear_left(3, 12, s(6)), Some(s(18)));
         assert_eq!(linear_left(1, 4, s(10)), Some(s(30)));
+        assert_eq!(linear_left(0, 4, s(10)), None);
         assert_eq!(linear_left(5, 4, s(10)), None);
     }
 
