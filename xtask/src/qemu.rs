@@ -413,7 +413,7 @@ pub fn kill_on_exit() -> Result<()> {
         let live = live();
         if !live.is_empty() {
             kill_all(&live);
-            eprintln!("\nxtask: interrupted; killed QEMU");
+            crate::progress::say("\nxtask: interrupted; killed QEMU");
         }
         std::process::exit(guest::EXIT_INTERRUPTED);
     })
