@@ -57,12 +57,19 @@ pub fn quote(words: &[String]) -> String {
 }
 
 /// Prints `$ command` on stderr (stdout stays for results, such as an image path).
+/// In a live step ([`crate::progress`]) the command is the step's line's
+/// message instead.
 pub fn announce(cmd: &Command) {
-    eprintln!("$ {}", display(cmd));
+    crate::progress::announce(&format!("$ {}", display(cmd)));
 }
 
 /// Prints and runs `cmd` with inherited stdio; fails unless it exits 0.
+/// In a live step ([`crate::progress`]) its output becomes the step's
+/// line instead of scrolling.
 pub fn run(cmd: &mut Command) -> Result<()> {
+    if let Some(result) = crate::progress::run_in_step(cmd) {
+        return result;
+    }
     announce(cmd);
     let status = cmd
         .status()
@@ -95,12 +102,12 @@ pub fn output_unchecked(cmd: &mut Command) -> Result<Output> {
 /// read from `input` and its standard output written to `output`; fails
 /// unless it exits 0.
 pub fn run_redirected(cmd: &mut Command, input: &Path, output: &Path) -> Result<()> {
-    eprintln!(
+    crate::progress::announce(&format!(
         "$ {} < {} > {}",
         display(cmd),
         quote(&[input.to_string_lossy().into_owned()]),
         quote(&[output.to_string_lossy().into_owned()])
-    );
+    ));
     let stdin = File::open(input).with_context(|| format!("opening {}", input.display()))?;
     let stdout = File::create(output).with_context(|| format!("creating {}", output.display()))?;
     let status = cmd

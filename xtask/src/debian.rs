@@ -31,6 +31,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 use crate::cmd;
+use crate::progress::{self, Step};
 
 /// The readelf that reads the NEEDED entries of arm64 binaries (Debian
 /// package `binutils-aarch64-linux-gnu`).
@@ -261,6 +262,9 @@ impl Fetcher {
             .filter(|info| !self.debs.join(info.deb_name()).is_file())
             .map(|info| format!("{}:{}", info.name, self.arch))
             .collect();
+        // A line of its own under the caller's on a terminal: the packages
+        // downloaded (apt's `Get:N` lines), then extracted, of how many.
+        let mut step = Step::new(&format!("apt {}", self.arch));
         if !to_download.is_empty() {
             let mut download = Command::new("apt-get");
             download.arg("-q");
@@ -269,23 +273,26 @@ impl Fetcher {
                 // write here; say that root is meant instead of a warning.
                 download.args(["-o", "APT::Sandbox::User=root"]);
             }
-            // Progress goes to stderr: stdout is for the guest's console.
+            // Its progress goes to stderr (or the live line): stdout is
+            // for the guest's console.
             download
                 .arg("download")
                 .args(&to_download)
-                .current_dir(&self.debs)
-                .stdout(io::stderr());
-            cmd::announce(&download);
-            let status = download.status().context("cannot start apt-get")?;
-            if !status.success() {
-                return Err(DownloadFailed(format!(
-                    "`{}` failed ({status})",
-                    cmd::display(&download)
-                ))
-                .into());
-            }
+                .current_dir(&self.debs);
+            step.message("downloading");
+            let total = to_download.len() as u64;
+            let mut got = 0;
+            step.run(&mut download, None, |line| {
+                progress::apt_fetch(line).then(|| {
+                    got += 1;
+                    (got, Some(total))
+                })
+            })
+            .map_err(|e| DownloadFailed(format!("{e:#}")))?;
         }
-        for info in &infos {
+        step.message("extracting");
+        for (done, info) in infos.iter().enumerate() {
+            step.count(done as u64, Some(infos.len() as u64), None);
             let deb = self.debs.join(info.deb_name());
             if !deb.is_file() {
                 bail!("`apt-get download` did not write {}", deb.display());

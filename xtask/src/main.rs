@@ -9,7 +9,8 @@
 //! [`cmd`] (printing and running external commands). The real-KVM hosts
 //! are [`kvm`] (this machine's KVM; its command line serves both) and
 //! [`nested_kvm`], built from Debian packages with [`debian`] and [`cpio`].
-//! The QEMU boot tests are data, in [`boot_tests`]; [`steal`] compares the
+//! [`progress`] shows how the long commands get on (a live line on a
+//! terminal, plain lines in CI). The QEMU boot tests are data, in [`boot_tests`]; [`steal`] compares the
 //! guest's steal clock with pvhost's ground truth for one of their checks.
 
 #![forbid(unsafe_code)]
@@ -27,6 +28,7 @@ mod interference;
 mod kvm;
 mod libvirt;
 mod nested_kvm;
+mod progress;
 mod pvhost;
 mod qemu;
 mod qemu_pv;

@@ -49,6 +49,7 @@ use crate::cpio::{self, Entry, Tree};
 use crate::debian::{self, Fetcher, PackageInfo};
 use crate::host::Pv;
 use crate::kvm::{self, QemuVersion};
+use crate::progress::{self, Step};
 use crate::qemu::{Boot, Launch};
 
 /// Bump when what goes into the cache changes in a way the stamp does not
@@ -216,18 +217,20 @@ impl L1 {
                 .clone();
             let stamp = stamp(&kernel, &infos);
             if l1.is_built_from(&stamp) {
-                eprintln!(
+                progress::say(&format!(
                     "nested-kvm: L1 from the cache in {} ({kernel}, {})",
                     l1.dir.display(),
                     packages_summary(&infos)
-                );
+                ));
                 return Ok(l1);
             }
             match l1.build(&kernel, &stamp) {
                 // The lists name versions the mirror no longer has: update
                 // them once (the kernel's name may change too) and retry.
                 Err(e) if !updated && debian::is_root() && e.is::<debian::DownloadFailed>() => {
-                    eprintln!("nested-kvm: {e}; updating apt's package lists and retrying");
+                    progress::say(&format!(
+                        "nested-kvm: {e}; updating apt's package lists and retrying"
+                    ));
                     debian::update()?;
                     updated = true;
                     infos = debian::show(&wanted, ARCH)?;
@@ -246,11 +249,11 @@ impl L1 {
     /// Fetches the packages and makes `Image`, `base.cpio` and `stamp`.
     fn build(&self, kernel_package: &str, stamp: &str) -> Result<()> {
         let start = Instant::now();
-        eprintln!(
+        progress::say(&format!(
             "nested-kvm: preparing L1 in {} from Debian's {ARCH} packages \
              (the first time: about 45 MB to download, a minute or less)",
             self.dir.display()
-        );
+        ));
         fs::create_dir_all(&self.dir)?;
         // No stamp while the files change: an interrupted build is redone.
         remove_file_if_present(&self.dir.join("stamp"))?;
@@ -258,16 +261,22 @@ impl L1 {
         if work.exists() {
             fs::remove_dir_all(&work)?;
         }
+        // On a terminal, a live line through the phases (the downloads a
+        // second line under it); plain, the commands as they run.
+        let step = Step::new("nested-kvm: L1");
         let mut fetcher = Fetcher::new(ARCH, self.dir.join("debs"), work.join("packages"))?;
         let roots = [kernel_package, QEMU_PACKAGE, BUSYBOX_PACKAGE].map(String::from);
+        step.message("the kernel, QEMU and busybox");
         let infos = fetcher.fetch(&roots)?;
 
         let kernel = find_kernel(&fetcher.dir(kernel_package))?;
         let qemu = fetcher.dir(QEMU_PACKAGE).join(QEMU_BINARY);
+        step.message("the libraries QEMU needs");
         let libs = debian::library_closure(&mut fetcher, QEMU_PACKAGE, &qemu)?;
         let busybox = fetcher.dir(BUSYBOX_PACKAGE).join(BUSYBOX_BINARY);
         let tree = base_tree(&busybox, &qemu, &libs)?;
         let base_tmp = self.dir.join("base.cpio.tmp");
+        step.message("packing base.cpio");
         tree.archive(&work.join("root"), &base_tmp)?;
         let kernel_tmp = self.dir.join("Image.tmp");
         fs::copy(&kernel, &kernel_tmp).with_context(|| format!("copying {}", kernel.display()))?;
@@ -278,14 +287,15 @@ impl L1 {
         fetcher.prune_downloads()?;
         let packages = fetcher.packages().len();
         fs::remove_dir_all(&work)?;
-        eprintln!(
+        drop(step);
+        progress::say(&format!(
             "nested-kvm: L1 ready after {:.1} s: {}, {} libraries from {} packages, base.cpio {} MB",
             start.elapsed().as_secs_f64(),
             packages_summary(&infos),
             libs.len(),
             packages - roots.len(),
             fs::metadata(&self.base)?.len() >> 20
-        );
+        ));
         Ok(())
     }
 }
@@ -420,7 +430,7 @@ fn run_tree(boot: &Boot, settings: Settings, qemu: &[String]) -> Result<Tree> {
 /// scratch directory that lives as long as the [`Launch`].
 pub fn launch(boot: &Boot, settings: Settings, l1: &L1) -> Result<Launch> {
     let qemu = l2_command_line(boot, settings, &l1.qemu_version)?;
-    eprintln!("nested-kvm: in L1: $ {}", cmd::quote(&qemu));
+    progress::announce(&format!("nested-kvm: in L1: $ {}", cmd::quote(&qemu)));
     let scratch = ScratchDir::new(l1.dir.join("runs").join(std::process::id().to_string()))?;
     let run_cpio = scratch.path().join("run.cpio");
     run_tree(boot, settings, &qemu)?.archive(&scratch.path().join("root"), &run_cpio)?;

@@ -327,7 +327,9 @@ pub fn run(launch: Launch, timeout: Duration, echo: bool) -> Result<Run> {
     let outcome = match (status, console.status()) {
         (Some(exit), Some(code)) => {
             if !exit.success() {
-                eprintln!("xtask: warning: QEMU {exit} after the guest's exit marker");
+                crate::progress::say(&format!(
+                    "xtask: warning: QEMU {exit} after the guest's exit marker"
+                ));
             }
             Outcome::Exited(code)
         }
@@ -411,7 +413,7 @@ pub fn kill_on_exit() -> Result<()> {
         let live = live();
         if !live.is_empty() {
             kill_all(&live);
-            eprintln!("\nxtask: interrupted; killed QEMU");
+            crate::progress::say("\nxtask: interrupted; killed QEMU");
         }
         std::process::exit(guest::EXIT_INTERRUPTED);
     })

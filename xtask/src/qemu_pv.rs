@@ -24,14 +24,13 @@
 //! hvcl_unadvertised=X ipis_pv=P ipis_iocsr=Q steal_faults=F` ([`crate::steal`] reads it as
 //! it reads aarch64 pvhost's).
 
+use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
-
-use anyhow::{bail, Context, Result};
 
 use crate::cmd;
 use crate::host::Pv;
+use crate::progress::{self, Step};
 use crate::pvhost::Settings;
 use crate::qemu::Boot;
 
@@ -57,13 +56,6 @@ fn cache_dir() -> PathBuf {
     cmd::target_dir().join("qemu-pv")
 }
 
-fn progress(start: Instant, what: &str) {
-    eprintln!(
-        "xtask: LoongArch PV QEMU: {what} ({:.0} s)",
-        start.elapsed().as_secs_f64()
-    );
-}
-
 /// The patched QEMU, built first if the cache has none for this patch.
 pub fn ensure() -> Result<PathBuf> {
     let patch = cmd::workspace_root().join(PATCH);
@@ -73,9 +65,11 @@ pub fn ensure() -> Result<PathBuf> {
     if binary.is_file() {
         return Ok(binary);
     }
-    let start = Instant::now();
-    progress(start, "building it (once per patch: a few minutes)");
-    let tarball = fetch_source(start)?;
+    // Its phases and ninja's `[N/M]` on a live line, or a line each
+    // (ninja's: every 10% or 30 s), [`progress`].
+    let mut step = Step::new("xtask: LoongArch PV QEMU");
+    step.phase("building it (once per patch: a few minutes)");
+    let tarball = fetch_source(&mut step)?;
     let work = dir.join("work");
     if work.exists() {
         std::fs::remove_dir_all(&work)?;
@@ -89,7 +83,7 @@ pub fn ensure() -> Result<PathBuf> {
             .arg(&work),
     )?;
     let src = work.join(format!("qemu-{UPSTREAM}"));
-    progress(start, "unpacked; patching");
+    step.phase("unpacked; patching");
     cmd::run_redirected(
         Command::new("patch")
             .args(["-p1", "--quiet"])
@@ -99,7 +93,7 @@ pub fn ensure() -> Result<PathBuf> {
     )?;
     let build = work.join("build");
     std::fs::create_dir_all(&build)?;
-    progress(start, "configuring");
+    step.phase("configuring");
     cmd::run_redirected(
         Command::new(src.join("configure"))
             .args([
@@ -117,18 +111,18 @@ pub fn ensure() -> Result<PathBuf> {
         &work.join("configure.log"),
     )
     .context("configure failed (its output: target/qemu-pv/*/work/configure.log; ./run.sh install installs what it needs)")?;
-    progress(start, "compiling (ninja -j2)");
-    cmd::run_redirected(
+    step.phase("compiling (ninja -j2)");
+    step.run(
         Command::new("ninja")
             .args(["-j2", BINARY])
             .current_dir(&build),
-        Path::new("/dev/null"),
-        &work.join("ninja.log"),
+        Some(&work.join("ninja.log")),
+        |line| progress::ninja_count(line).map(|(done, total)| (done, Some(total))),
     )
     .context("the build failed (its output: target/qemu-pv/*/work/ninja.log)")?;
     std::fs::rename(build.join(BINARY), &binary)?;
     std::fs::remove_dir_all(&work)?;
-    progress(start, &format!("built {}", binary.display()));
+    step.done(&format!("built {}", binary.display()));
     Ok(binary)
 }
 
@@ -203,7 +197,7 @@ fn one_line_mirror(text: &str) -> Option<(String, Option<String>)> {
 }
 
 /// Debian's orig tarball, downloaded once with a private apt setup.
-fn fetch_source(start: Instant) -> Result<PathBuf> {
+fn fetch_source(step: &mut Step) -> Result<PathBuf> {
     let dir = cache_dir();
     let tarball = dir.join(TARBALL);
     if tarball.is_file() {
@@ -221,7 +215,7 @@ fn fetch_source(start: Instant) -> Result<PathBuf> {
     if upstream != UPSTREAM {
         bail!("{VERSION_OF} {version} is installed; {PATCH} is for QEMU {UPSTREAM}");
     }
-    progress(start, "fetching the source");
+    step.phase("fetching the source");
     let (uri, key) = bookworm_mirror()?;
     let apt = dir.join("apt");
     for sub in ["lists/partial", "parts", "archives/partial"] {
@@ -248,13 +242,25 @@ fn fetch_source(start: Instant) -> Result<PathBuf> {
             .current_dir(&dir);
         c
     };
-    cmd::run(&mut apt_get(&["update"]))?;
-    cmd::run(&mut apt_get(&[
-        "source",
-        "--download-only",
-        "--tar-only",
-        &format!("qemu={version}"),
-    ]))?;
+    // apt's `Get:N`, `Hit:N` lines: the indexes and the tarball fetched.
+    let mut fetched = 0;
+    let mut apt_counts = |line: &str| {
+        progress::apt_fetch(line).then(|| {
+            fetched += 1;
+            (fetched, None)
+        })
+    };
+    step.run(&mut apt_get(&["update"]), None, &mut apt_counts)?;
+    step.run(
+        &mut apt_get(&[
+            "source",
+            "--download-only",
+            "--tar-only",
+            &format!("qemu={version}"),
+        ]),
+        None,
+        &mut apt_counts,
+    )?;
     if !tarball.is_file() {
         bail!("apt-get source did not bring {TARBALL}");
     }

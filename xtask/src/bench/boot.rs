@@ -28,7 +28,7 @@ use super::stats::Spread;
 use crate::arch::Arch;
 use crate::host::{Host, Preparations};
 use crate::qemu::{self, Boot};
-use crate::{build, cmd};
+use crate::{build, cmd, progress};
 
 /// The CPU counts of a full run: powers of two up to the kernel's maximum.
 pub const DEFAULT_CPUS: [u16; 9] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
@@ -220,29 +220,51 @@ pub fn main(options: Options) -> Result<ExitCode> {
         cells.len() * options.reps
     );
     let start = Instant::now();
+    // A live line on a terminal (not while `--verbose` streams consoles),
+    // else a line per boot ([`progress::Step`]).
+    let step = progress::Step::with_mode("bench: boot", progress::live() && !options.verbose);
     let mut prep = Preparations::default();
     let mut records = Vec::new();
+    let total = cells.len() * options.reps;
     for rep in 0..options.reps {
-        for (i, &(arch, cpus)) in cells.iter().enumerate() {
+        for &(arch, cpus) in &cells {
             let image = &images.iter().find(|(a, _)| *a == arch).expect("built").1;
-            eprint!(
-                "bench: boot {}/{}: {} smp {cpus}, round {}/{} ({:.0} s so far) ... ",
-                rep * cells.len() + i + 1,
-                cells.len() * options.reps,
+            let what = format!(
+                "bench: boot {}/{total}: {} smp {cpus}, round {}/{}",
+                records.len() + 1,
                 arch.name(),
                 rep + 1,
                 options.reps,
-                start.elapsed().as_secs_f64()
             );
+            let (done, all) = (records.len() as u64, total as u64);
+            step.count(
+                done,
+                Some(all),
+                progress::linear_left(done, all, start.elapsed()),
+            );
+            step.message(&format!(
+                "{} smp {cpus}, round {}/{}",
+                arch.name(),
+                rep + 1,
+                options.reps
+            ));
+            if !step.is_live() {
+                eprint!(
+                    "{what} ({:.0} s so far) ... ",
+                    start.elapsed().as_secs_f64()
+                );
+            }
             let record = boot_once(arch, cpus, rep, image, &options, &mut prep);
             match (&record.boot_ms, &record.error) {
+                (_, Some(e)) if step.is_live() => progress::say(&format!("{what}: FAILED: {e}")),
                 (_, Some(e)) => eprintln!("FAILED: {e}"),
-                (Some(ms), None) => eprintln!("{ms:.1} ms"),
-                (None, None) => eprintln!("no figure"),
+                (Some(ms), None) => step.plain(&format!("{ms:.1} ms")),
+                (None, None) => step.plain("no figure"),
             }
             records.push(record);
         }
     }
+    drop(step);
     let rows = rows(&records, &options);
     let command = format!(
         "cargo xtask {}",

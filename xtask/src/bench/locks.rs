@@ -65,7 +65,7 @@ use crate::arch::Arch;
 use crate::host::{Host, HostKind, Preparations, Pv};
 use crate::nested_kvm::{self, Settings};
 use crate::qemu::{self, Boot, Outcome};
-use crate::{build, cmd, guest};
+use crate::{build, cmd, guest, progress};
 
 const APP: &str = "lockstorm";
 /// The kinds every boot must report, one line each (`slowpath=boot` gives
@@ -675,6 +675,9 @@ pub fn execute(cells: Vec<Cell>, options: &Options) -> Result<Report> {
     );
 
     let start = Instant::now();
+    // A live line on a terminal (not while `--verbose` streams consoles),
+    // else the lines below ([`progress::Step`]).
+    let step = progress::Step::with_mode(tag, progress::live() && !options.verbose);
     let mut prep = Preparations::default();
     let mut runs: Vec<RunRecord> = Vec::new();
     let mut guest_version = None;
@@ -683,10 +686,23 @@ pub fn execute(cells: Vec<Cell>, options: &Options) -> Result<Report> {
     while rep < rounds {
         for (index, &cell) in cells.iter().enumerate() {
             let seq = runs.len();
-            eprintln!(
-                "{}",
-                progress(&cells, &runs, index, rep, rounds, options, start.elapsed())
-            );
+            let total = (cells.len() * rounds) as u64;
+            let (left, _) = left(&cells, &runs, index, rep, rounds);
+            step.count(seq as u64, Some(total), Some(left));
+            step.message(&format!(
+                "{}, round {}",
+                cell.label(),
+                round_of(rep, options)
+            ));
+            step.plain(&progress(
+                &cells,
+                &runs,
+                index,
+                rep,
+                rounds,
+                options,
+                start.elapsed(),
+            ));
             let image = &images
                 .iter()
                 .find(|(a, _)| *a == cell.arch)
@@ -697,14 +713,14 @@ pub fn execute(cells: Vec<Cell>, options: &Options) -> Result<Report> {
                 guest_version = console.as_deref().and_then(stats::guest_version);
             }
             match &record.error {
-                None => eprintln!("{tag}: ok, {:.1} s", record.wall.as_secs_f64()),
+                None => step.plain(&format!("{tag}: ok, {:.1} s", record.wall.as_secs_f64())),
                 Some(why) => {
-                    eprintln!(
+                    progress::say(&format!(
                         "{tag}: run FAILED after {:.1} s: {why}",
                         record.wall.as_secs_f64()
-                    );
+                    ));
                     if let Some(tail) = &record.console_tail {
-                        eprintln!("--- the end of its console ---\n{tail}---");
+                        progress::say(&format!("--- the end of its console ---\n{tail}---"));
                     }
                 }
             }
@@ -716,12 +732,12 @@ pub fn execute(cells: Vec<Cell>, options: &Options) -> Result<Report> {
             let unsettled = goals::unsettled(&goals);
             if !unsettled.is_empty() {
                 rounds += 1;
-                eprintln!(
+                progress::say(&format!(
                     "{tag}: round {rounds} of at most {}: {} unsettled, e.g. {}",
                     options.max_reps,
                     render::plural(unsettled.len(), "goal figure"),
                     unsettled[0]
-                );
+                ));
             }
         }
     }
@@ -746,19 +762,16 @@ pub fn execute(cells: Vec<Cell>, options: &Options) -> Result<Report> {
     ))
 }
 
-/// The line printed before each boot: the cell, the round (of the first
-/// rounds, or of the most while growing), the time so far, and what is
-/// left of the planned rounds, from each cell's mean boot time so far (its
+/// What is left of the planned rounds before boot `index` of round `rep`,
+/// and what one round takes, from each cell's mean boot time so far (its
 /// [`Cell::estimate`] until it has booted).
-fn progress(
+fn left(
     cells: &[Cell],
     runs: &[RunRecord],
     index: usize,
     rep: usize,
     rounds: usize,
-    options: &Options,
-    elapsed: Duration,
-) -> String {
+) -> (Duration, Duration) {
     let mean = |cell: usize| {
         let walls: Vec<Duration> = runs
             .iter()
@@ -772,12 +785,32 @@ fn progress(
     };
     let round: Duration = (0..cells.len()).map(mean).sum();
     let this_round: Duration = (index..cells.len()).map(mean).sum();
-    let left = this_round + round * (rounds - rep - 1) as u32;
-    let of = if rep < options.reps {
+    (this_round + round * (rounds - rep - 1) as u32, round)
+}
+
+/// The round of boot `rep`: of the first rounds, or of the most while
+/// growing.
+fn round_of(rep: usize, options: &Options) -> String {
+    if rep < options.reps {
         format!("{}/{}", rep + 1, options.reps)
     } else {
         format!("{}/{} (growing)", rep + 1, options.max_reps)
-    };
+    }
+}
+
+/// The line printed before each boot: the cell, the round ([`round_of`]),
+/// the time so far, and what is left of the planned rounds ([`left`]).
+fn progress(
+    cells: &[Cell],
+    runs: &[RunRecord],
+    index: usize,
+    rep: usize,
+    rounds: usize,
+    options: &Options,
+    elapsed: Duration,
+) -> String {
+    let (left, round) = left(cells, runs, index, rep, rounds);
+    let of = round_of(rep, options);
     format!(
         "{}: {}: round {of}, boot {}; {} elapsed, about {} left{}",
         options.output.tag,

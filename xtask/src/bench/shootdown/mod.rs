@@ -40,7 +40,7 @@ use super::stats::Spread;
 use crate::arch::Arch;
 use crate::host::{Host, HostKind, Preparations, Pv};
 use crate::qemu::{self, Boot, Outcome};
-use crate::{build, cmd, guest};
+use crate::{build, cmd, guest, progress};
 
 const APP: &str = "shootdown";
 /// The goal: IOCSR's p50 over PV's at least this, from this many vCPUs on.
@@ -354,6 +354,15 @@ fn execute(cells: Vec<Cell>, skipped: Vec<Cell>, limit: u16, o: &Options) -> Res
         }
     }
     let start = Instant::now();
+    // A live line on a terminal (not while `--verbose` streams consoles),
+    // else a line per boot ([`progress::Step`]).
+    let step = progress::Step::with_mode("bench: shootdown", progress::live() && !o.verbose);
+    let baseline_boots = cells
+        .iter()
+        .filter(|c| c.series.host() == HostKind::Pvhost)
+        .count();
+    let total = (cells.len() * o.reps + baseline_boots) as u64;
+    let mut booted = 0;
     let mut prep = Preparations::default();
     let image_of = |cell: Cell| {
         &images
@@ -365,15 +374,23 @@ fn execute(cells: Vec<Cell>, skipped: Vec<Cell>, limit: u16, o: &Options) -> Res
     let mut baselines = Vec::new();
     for &cell in &cells {
         baselines.push(if cell.series.host() == HostKind::Pvhost {
-            eprintln!(
+            booted += 1;
+            let left = progress::linear_left(booted - 1, total, start.elapsed());
+            step.count(booted - 1, Some(total), left);
+            step.message(&format!(
+                "{} at {} vCPUs, rounds=0",
+                cell.series.name(),
+                cell.cpus
+            ));
+            step.plain(&format!(
                 "bench: shootdown: {} at {} vCPUs, rounds=0 (the host's count of what is not shootdowns)",
                 cell.series.name(),
                 cell.cpus
-            );
+            ));
             match console(cell, image_of(cell), "rounds=0", o, &mut prep) {
                 Ok(console) => Baseline::of(&console),
                 Err(e) => {
-                    eprintln!("bench: shootdown: the rounds=0 boot FAILED: {e:#}");
+                    progress::say(&format!("bench: shootdown: the rounds=0 boot FAILED: {e:#}"));
                     None
                 }
             }
@@ -384,14 +401,24 @@ fn execute(cells: Vec<Cell>, skipped: Vec<Cell>, limit: u16, o: &Options) -> Res
     let mut runs = Vec::new();
     for rep in 0..o.reps {
         for (index, &cell) in cells.iter().enumerate() {
-            eprintln!(
+            booted += 1;
+            let left = progress::linear_left(booted - 1, total, start.elapsed());
+            step.count(booted - 1, Some(total), left);
+            step.message(&format!(
+                "round {}/{}, {} at {} vCPUs",
+                rep + 1,
+                o.reps,
+                cell.series.name(),
+                cell.cpus
+            ));
+            step.plain(&format!(
                 "bench: shootdown: round {}/{}, {} at {} vCPUs ({:.0} s so far)",
                 rep + 1,
                 o.reps,
                 cell.series.name(),
                 cell.cpus,
                 start.elapsed().as_secs_f64()
-            );
+            ));
             let began = Instant::now();
             let baseline = baselines[index].unwrap_or_default();
             let ms = format!("ms={}", o.ms);
@@ -405,12 +432,12 @@ fn execute(cells: Vec<Cell>, skipped: Vec<Cell>, limit: u16, o: &Options) -> Res
                 sample: result.ok(),
             };
             match (&record.sample, &record.error) {
-                (Some(s), _) => eprintln!(
+                (Some(s), _) => step.plain(&format!(
                     "bench: shootdown: ok, p50 {:.0} us, {:.0}/s",
                     s.p50_ns / 1e3,
                     s.per_sec
-                ),
-                (None, Some(why)) => eprintln!("bench: shootdown: run FAILED: {why}"),
+                )),
+                (None, Some(why)) => progress::say(&format!("bench: shootdown: run FAILED: {why}")),
                 (None, None) => {}
             }
             runs.push(record);
