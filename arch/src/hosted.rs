@@ -123,6 +123,7 @@ impl Arch for Hosted {
     fn pv_vcpu_preempted(_: usize) -> Option<bool> {
         None
     }
+    fn pv_check_own_preempted(_: usize) {}
     fn pv_send_ipi_mask(_: crate::pv::CpuMask) -> bool {
         false
     }

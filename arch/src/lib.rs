@@ -257,6 +257,10 @@ pub trait Arch {
     fn pv_steal_ns(cpu: usize) -> Option<u64>;
     /// Whether `cpu`'s vCPU is preempted, if the host tells.
     fn pv_vcpu_preempted(cpu: usize) -> Option<bool>;
+    /// At each tick of the calling CPU `cpu` (interrupts masked): a running
+    /// vCPU's own preempted flag must read clear; one that stays set is
+    /// ignored from then on, said in one line ([`pv::PreemptedGuard`]).
+    fn pv_check_own_preempted(cpu: usize);
     /// Sends the IPI to every CPU in `mask` with one paravirtual multicast;
     /// false if none is in use (the caller then sends one by one).
     fn pv_send_ipi_mask(mask: pv::CpuMask) -> bool;

@@ -1089,7 +1089,13 @@ pub const TESTS: &[BootTest] = &[
         name: "pvhost-fault-stuck-preempted",
         host: pvhost_with("periodic:10000,10", "stuck-preempted"),
         smp: 4,
-        checks: &[Contains("passed, 0 failed")],
+        checks: &[
+            Contains("passed, 0 failed"),
+            // Each CPU sees its own flag set while it runs, says so once,
+            // and ignores it from then on.
+            Contains("pv: CPU 0's preempted flag reads 1 while CPU 0 runs (2 ticks in a row): the host's flag for CPU 0 is ignored from now on"),
+            Contains("pv: CPU 3's preempted flag reads 1 while CPU 3 runs"),
+        ],
         ..BASE
     },
     BootTest {
@@ -1793,6 +1799,8 @@ const PVHOST_SELFTEST_CHECKS: &[Check] = &[
     Contains("passed, 0 failed"),
     Contains("pvhost: cpu=0 preemptions="),
     Lacks("pvhost: cpu=0 preemptions=0 "),
+    // Preempted and running again: every CPU's own flag reads clear.
+    Lacks("preempted flag reads 1 while"),
 ];
 
 /// loongarch64 entries start from here.

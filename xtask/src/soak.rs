@@ -57,7 +57,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
     if args.hosts.contains(&HostKind::Kvm) {
         bail!("--hosts kvm: the soak draws from emulated hosts only (tcg, pvhost, nested-kvm)");
     }
-    if !pairs(&args.hosts, &args.arches).next().is_some() {
+    if pairs(&args.hosts, &args.arches).next().is_none() {
         bail!("no host in --hosts runs an architecture of --arches");
     }
     let seed = args.seed.unwrap_or_else(clock_seed);

@@ -286,6 +286,10 @@ impl Arch for Aarch64 {
         pv::vcpu_preempted(cpu)
     }
 
+    fn pv_check_own_preempted(cpu: usize) {
+        pv::check_own_preempted(cpu);
+    }
+
     fn pv_send_ipi_mask(_: crate::pv::CpuMask) -> bool {
         false // arm64 has no PV IPI.
     }

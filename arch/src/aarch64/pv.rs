@@ -10,7 +10,8 @@ use crate::abi::arm64::{
 };
 use crate::pv::arm64::{self as probe, Plan, Smccc};
 use crate::pv::{
-    fallback_note, note, FallbackLine, Note, PvReport, PvSwitches, RawCallError, State, StealGuard,
+    fallback_note, note, FallbackLine, Note, PreemptedGuard, PvReport, PvSwitches, RawCallError,
+    State, StealGuard,
 };
 use crate::{MemAttr, MAX_CPUS};
 
@@ -40,6 +41,7 @@ static SCHED_REGISTERED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false
 
 /// Each CPU's steal clock as the kernel sees it.
 static STEAL: [StealGuard; MAX_CPUS] = [const { StealGuard::new() }; MAX_CPUS];
+static PREEMPTED: [PreemptedGuard; MAX_CPUS] = [const { PreemptedGuard::new() }; MAX_CPUS];
 
 /// How the boot CPU's registration (during the probe) went, for
 /// [`init_cpu`]`(0)`.
@@ -184,7 +186,21 @@ pub(super) fn steal_ns(cpu: usize) -> Option<u64> {
     Some(STEAL[cpu].read(cpu, || Some(stolen.load(Ordering::Acquire)), now_ns))
 }
 
+/// Whether `cpu`'s vCPU is preempted, as its [`PreemptedGuard`] lets the
+/// host's flag through.
 pub(super) fn vcpu_preempted(cpu: usize) -> Option<bool> {
+    PREEMPTED.get(cpu)?.read(|| host_preempted(cpu))
+}
+
+/// At a tick of the calling CPU `cpu`: its own flag must read clear.
+pub(super) fn check_own_preempted(cpu: usize) {
+    if let Some(guard) = PREEMPTED.get(cpu) {
+        guard.check_own(cpu, host_preempted(cpu));
+    }
+}
+
+/// The host's preempted flag for `cpu` (PV lock's record, else PV sched's).
+fn host_preempted(cpu: usize) -> Option<bool> {
     let lock = LOCK_RECORD.get(cpu)?.load(Ordering::Acquire);
     if lock != 0 {
         // SAFETY: a mapped, 64-byte-aligned host record whose first field is

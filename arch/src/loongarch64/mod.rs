@@ -264,6 +264,10 @@ impl Arch for Loongarch64 {
         pv::vcpu_preempted(cpu)
     }
 
+    fn pv_check_own_preempted(cpu: usize) {
+        pv::check_own_preempted(cpu);
+    }
+
     fn pv_send_ipi_mask(mask: crate::pv::CpuMask) -> bool {
         if !pv::ipi_in_use() {
             return false;

@@ -22,8 +22,8 @@ use loongArch64::iocsr::iocsr_read_d;
 use crate::abi::loongarch::{StealTimeRecord, HVCL_KVM_CODE, IOCSR_FEATURES, PREEMPTED};
 use crate::pv::loongarch::{self as logic, LoongArchHost, Plan};
 use crate::pv::{
-    fallback_note, note, CpuMask, FallbackLine, Hypervisor, Note, PvReport, PvSwitches, State,
-    StealGuard,
+    fallback_note, note, CpuMask, FallbackLine, Hypervisor, Note, PreemptedGuard, PvReport,
+    PvSwitches, State, StealGuard,
 };
 use crate::tlb::Sent;
 use crate::MAX_CPUS;
@@ -96,6 +96,7 @@ static RECORD_STATE: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(NOT_REGISTERE
 /// Each CPU's steal clock as the kernel sees it: monotonic (also when the
 /// seqlock read gives up, [`logic::read_steal_ns`]) and bounded.
 static STEAL: [StealGuard; MAX_CPUS] = [const { StealGuard::new() }; MAX_CPUS];
+static PREEMPTED_GUARD: [PreemptedGuard; MAX_CPUS] = [const { PreemptedGuard::new() }; MAX_CPUS];
 
 /// Guest time in ns (the stable counter).
 fn now_ns() -> u64 {
@@ -193,9 +194,22 @@ pub(super) fn steal_ns(cpu: usize) -> Option<u64> {
     Some(STEAL[cpu].read(cpu, || read_record(cpu), now_ns))
 }
 
-/// Whether `cpu`'s vCPU is preempted, if PREEMPT is in use and `cpu`'s record
-/// is registered.
+/// Whether `cpu`'s vCPU is preempted, as its [`PreemptedGuard`] lets the
+/// host's flag through.
 pub(super) fn vcpu_preempted(cpu: usize) -> Option<bool> {
+    PREEMPTED_GUARD.get(cpu)?.read(|| host_preempted(cpu))
+}
+
+/// At a tick of the calling CPU `cpu`: its own flag must read clear.
+pub(super) fn check_own_preempted(cpu: usize) {
+    if let Some(guard) = PREEMPTED_GUARD.get(cpu) {
+        guard.check_own(cpu, host_preempted(cpu));
+    }
+}
+
+/// The host's preempted flag for `cpu`, if PREEMPT is in use and `cpu`'s
+/// record is registered.
+fn host_preempted(cpu: usize) -> Option<bool> {
     if !PLAN.get()?.preempt {
         return None;
     }

@@ -5,7 +5,7 @@
 //! result.
 
 use core::fmt::{self, Write as _};
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use heapless::{String, Vec};
 
@@ -430,6 +430,26 @@ mod steal_tests {
     }
 
     #[test]
+    fn a_preempted_flag_set_while_its_cpu_runs_is_ignored_for_good() {
+        let g = PreemptedGuard::new();
+        assert_eq!(g.read(|| Some(true)), Some(true), "another CPU's hint");
+        // One tick with the own flag set (a host between its writes), then
+        // clear: believed still.
+        assert!(!g.check_own(3, Some(true)));
+        assert!(!g.check_own(3, Some(false)));
+        assert!(!g.check_own(3, Some(true)));
+        assert!(!g.check_own(3, None));
+        assert_eq!(g.read(|| Some(true)), Some(true));
+        // Set on PREEMPTED_STUCK_TICKS ticks in a row: ignored from then on.
+        for tick in 1..=PREEMPTED_STUCK_TICKS {
+            assert_eq!(g.check_own(3, Some(true)), tick == PREEMPTED_STUCK_TICKS);
+        }
+        assert_eq!(g.read(|| Some(true)), None);
+        assert!(g.check_own(3, Some(false)), "for good");
+        assert_eq!(g.read(|| Some(false)), None);
+    }
+
+    #[test]
     fn more_steal_than_time_is_refused() {
         const HOURS: u64 = 3 * 3_600_000_000_000;
         let e = judge_steal(ORIGIN, 1_000, 1_000 + HOURS, 1_050_000_000).unwrap_err();
@@ -445,6 +465,69 @@ mod steal_tests {
         // A `now` before the origin (another CPU's clock read early) gives
         // no time at all, only the slack.
         assert!(judge_steal(ORIGIN, 1_000, 1_000 + STEAL_SLACK_NS, 0).is_ok());
+    }
+}
+
+/// Ticks in a row on which a running vCPU must read its own preempted flag
+/// set before [`PreemptedGuard`] stops believing the host's flag.
+pub const PREEMPTED_STUCK_TICKS: u32 = 2;
+
+/// One CPU's preempted flag as the kernel sees it. The host sets the flag
+/// only while the vCPU is off its CPU and clears it before the vCPU runs
+/// again (KVM at its next steal-time update), so it is a hint about other
+/// CPUs that may be stale by the time it is read, and a running vCPU
+/// reading its own flag set is a host fault. [`PreemptedGuard::check_own`],
+/// at each tick of the CPU, catches that: after
+/// [`PREEMPTED_STUCK_TICKS`] ticks in a row the CPU's flag is "the host
+/// does not say" for good, reported once in a line naming the CPU.
+pub struct PreemptedGuard {
+    set_ticks: AtomicU32,
+    ignored: AtomicBool,
+}
+
+impl Default for PreemptedGuard {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PreemptedGuard {
+    pub const fn new() -> Self {
+        Self {
+            set_ticks: AtomicU32::new(0),
+            ignored: AtomicBool::new(false),
+        }
+    }
+
+    /// The flag of this guard's CPU, from any CPU: `read` reads the host's
+    /// record (`None`: the host does not say), unless it proved false.
+    pub fn read(&self, read: impl FnOnce() -> Option<bool>) -> Option<bool> {
+        if self.ignored.load(Ordering::Relaxed) {
+            return None;
+        }
+        read()
+    }
+
+    /// At a tick of `cpu` itself, which is running: `own` is its flag as
+    /// the host wrote it. True once the flag is ignored from now on.
+    pub fn check_own(&self, cpu: usize, own: Option<bool>) -> bool {
+        if self.ignored.load(Ordering::Relaxed) {
+            return true;
+        }
+        if own != Some(true) {
+            self.set_ticks.store(0, Ordering::Relaxed);
+            return false;
+        }
+        let ticks = self.set_ticks.fetch_add(1, Ordering::Relaxed) + 1;
+        if ticks < PREEMPTED_STUCK_TICKS {
+            return false;
+        }
+        if !self.ignored.swap(true, Ordering::Relaxed) {
+            log::warn!(
+                "pv: CPU {cpu}'s preempted flag reads 1 while CPU {cpu} runs ({ticks} ticks in a row): the host's flag for CPU {cpu} is ignored from now on (native: never preempted); other CPUs keep theirs"
+            );
+        }
+        true
     }
 }
 
