@@ -102,6 +102,31 @@ fn usage<T>(arg: &str, valid: &str) -> Result<T, u8> {
     Err(status::USAGE)
 }
 
+/// Each CPU's steal as the scheduler accounted it and as the PV clock
+/// says, both read on that CPU itself right after bringing its accounting
+/// up to now. (Read from one CPU after all had accounted, a host
+/// preemption of another in between showed as a window's worth of steal
+/// the scheduler "missed".)
+fn steal_views(cpus: &[usize]) -> Vec<(u64, u64)> {
+    let views: Vec<(AtomicU64, AtomicU64)> = cpus
+        .iter()
+        .map(|_| (AtomicU64::new(0), AtomicU64::new(0)))
+        .collect();
+    smp::run_on_all(&|cpu| {
+        sched::account_now();
+        if let Some(i) = cpus.iter().position(|&c| c == cpu) {
+            views[i]
+                .0
+                .store(sched::cpu_times(cpu).steal_ns, Ordering::Relaxed);
+            views[i].1.store(pv::steal_ns(cpu), Ordering::Relaxed);
+        }
+    });
+    views
+        .iter()
+        .map(|(s, p)| (s.load(Ordering::Relaxed), p.load(Ordering::Relaxed)))
+        .collect()
+}
+
 /// One chunk of work the compiler cannot skip.
 fn chunk(mut x: u64) -> u64 {
     for _ in 0..CHUNK_STEPS {
@@ -145,12 +170,7 @@ pub fn main(args: &[&str]) -> u8 {
     let start_flag = Arc::new(AtomicBool::new(false));
     let outcomes = Arc::new(Mutex::new(Vec::new()));
 
-    // The scheduler's and the PV clock's view of steal, from the same moment.
-    smp::run_on_all(&|_| sched::account_now());
-    let steal_before: Vec<(u64, u64)> = cpus
-        .iter()
-        .map(|&c| (sched::cpu_times(c).steal_ns, pv::steal_ns(c)))
-        .collect();
+    let steal_before = steal_views(&cpus);
 
     // The window starts once every thread exists (spawning can take a while
     // on a host that steals most of the time).
@@ -205,7 +225,7 @@ pub fn main(args: &[&str]) -> u8 {
     for h in handles {
         h.join();
     }
-    smp::run_on_all(&|_| sched::account_now());
+    let steal_after = steal_views(&cpus);
 
     let mut ok = true;
     let mut worst = 0.0f64;
@@ -229,9 +249,11 @@ pub fn main(args: &[&str]) -> u8 {
             ok = false;
         }
     }
-    for (&cpu, (sched_before, pv_before)) in cpus.iter().zip(steal_before) {
-        let sched_steal = sched::cpu_times(cpu).steal_ns - sched_before;
-        let pv_steal = pv::steal_ns(cpu) - pv_before;
+    for ((&cpu, (sched_before, pv_before)), (sched_after, pv_after)) in
+        cpus.iter().zip(steal_before).zip(steal_after)
+    {
+        let sched_steal = sched_after - sched_before;
+        let pv_steal = pv_after - pv_before;
         kernel::println!(
             "fairshare: cpu={cpu} sched_steal_us={} pv_steal_us={}",
             sched_steal / 1000,
