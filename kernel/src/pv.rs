@@ -155,3 +155,17 @@ pub(crate) fn cpu_off() {
 pub fn raw_call(function_id: u32, args: [u64; 3]) -> Result<[u64; 4], RawCallError> {
     A::pv_raw_call(function_id, args)
 }
+
+/// One raw `hvcl 0x100` (LoongArch), for the hypercall fuzz app only: a0..a5
+/// in, a0..a5 back. Only where the probe found KVM's signature; a
+/// FUNC_NOTIFY that would move or drop the calling CPU's steal-time record
+/// is refused ([`arch::Arch::pv_raw_hvcl`]).
+pub fn raw_hvcl(regs: [u64; 6]) -> Result<[u64; 6], RawCallError> {
+    A::pv_raw_hvcl(regs)
+}
+
+/// The calling CPU's live FUNC_NOTIFY a2 (LoongArch: its steal-time record's
+/// physical address | VALID), if it registered one.
+pub fn raw_hvcl_registration() -> Option<u64> {
+    A::pv_hvcl_registration()
+}

@@ -1,15 +1,7 @@
-//! Hypercall fuzzing: random SMCCC calls, every answer checked against what
-//! the host must answer.
-//!
-//! ```text
-//! app=hvcfuzz -- [calls=20000] [seed=1] [offer=probe|all|none]
-//! ```
-//!
-//! Every online CPU issues its share of `calls` through
-//! [`kernel::pv::raw_call`], from a generator of its own (seeded from `seed`
-//! and the CPU), each call of one of three kinds, a third of the time each
-//! (a call that must not be issued is drawn again, so fewer `near` ones
-//! remain in the end):
+//! The SMCCC fuzz (arm64): random calls on the conduit the FDT names, every
+//! answer checked against what the host must answer. Each call is of one of
+//! three kinds ([`Kind`]), a third of the time each (a call that must not be
+//! issued is drawn again, so fewer `near` ones remain in the end):
 //!
 //! | kind | the call |
 //! |---|---|
@@ -52,29 +44,22 @@
 //! Also never issued: AFFINITY_INFO with other arguments, whose answer is
 //! the firmware's (pvhost forwards it), not pvhost's.
 //!
-//! `offer=`: which of PV time, PV lock v2 and PV sched the host offers,
-//! since the answers differ: `probe` (default) takes what the boot probe
-//! found; `all` and `none` say it, so that a host lying to the probe and to
-//! the fuzz alike is still caught (the boot tests say it).
-//!
-//! Output: the first mismatches (`hvcfuzz: mismatch ...`), then
-//! `hvcfuzz: calls=N ok=N mismatches=M` and the mix of kinds. Status 0 only
-//! with no mismatch; 1 as well where no raw call can be issued (no SMCCC
-//! >= 1.1: TCG without EL2, `pv=off`, LoongArch).
 
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use arch::abi::arm64::*;
 use arch::pv::arm64::raw_call_refusal;
 use arch::pv::State;
 use kernel::exit::status;
 use kernel::percpu::PerCpu;
-use kernel::pv::{self, RawCallError};
+use kernel::pv;
 use kernel::{per_cpu, smp};
+
+use super::{Config, Kind, OfferArg, Rng, Tally};
 
 /// The IDs the fuzz knows, the bases of the `near` and `known` kinds (the
 /// refused ones are among them: their neighbours are worth a call): the
@@ -170,24 +155,6 @@ pub struct Call {
     pub args: [u64; 3],
 }
 
-/// How a call was made up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Random = 0,
-    Near = 1,
-    Known = 2,
-}
-
-impl Kind {
-    fn name(self) -> &'static str {
-        match self {
-            Kind::Random => "random",
-            Kind::Near => "near",
-            Kind::Known => "known",
-        }
-    }
-}
-
 /// The answer `call` must get, or `None` if the fuzz must not issue it
 /// (see the module's header for which and why).
 pub fn expect(call: Call, m: &Machine) -> Option<Expect> {
@@ -254,36 +221,6 @@ pub fn expect(call: Call, m: &Machine) -> Option<Expect> {
             INVALID_PARAMETER
         }),
         _ => code(NOT_SUPPORTED),
-    }
-}
-
-/// SplitMix64: small, well mixed, reproducible per seed.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (n > 0; the bias is far below what matters here).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn pick<T: Copy>(&mut self, from: &[T]) -> T {
-        from[self.below(from.len() as u64) as usize]
-    }
-
-    fn chance(&mut self, one_in: u64) -> bool {
-        self.below(one_in) == 0
     }
 }
 
@@ -440,45 +377,6 @@ fn check_records_distinct() -> Vec<String> {
     problems
 }
 
-struct Config {
-    calls: u64,
-    seed: u64,
-    offer: Option<Offer>,
-}
-
-fn parse(args: &[&str]) -> Result<Config, String> {
-    let mut config = Config {
-        calls: 20_000,
-        seed: 1,
-        offer: None,
-    };
-    for &arg in args {
-        match arg.split_once('=') {
-            Some(("calls", n)) => {
-                config.calls = n
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=100_000_000).contains(n))
-                    .ok_or(format!("bad `{arg}`: expected calls=N, 1 <= N <= 10^8"))?;
-            }
-            Some(("seed", n)) => {
-                config.seed = n
-                    .parse()
-                    .map_err(|_| format!("bad `{arg}`: expected seed=N"))?;
-            }
-            Some(("offer", "probe")) => config.offer = None,
-            Some(("offer", "all")) => config.offer = Some(Offer::ALL),
-            Some(("offer", "none")) => config.offer = Some(Offer::NONE),
-            _ => {
-                return Err(format!(
-                    "unknown argument `{arg}`; valid: calls=N, seed=N, offer=probe|all|none"
-                ))
-            }
-        }
-    }
-    Ok(config)
-}
-
 /// What the boot probe found the host to offer.
 fn probed_offer() -> Result<Offer, String> {
     let offered = |name: &str| match pv::report().state(name) {
@@ -496,28 +394,37 @@ fn probed_offer() -> Result<Offer, String> {
     })
 }
 
-/// How many mismatches are printed in full.
-const SHOWN_MISMATCHES: usize = 10;
+/// Whether the SMCCC fuzz can run here: a raw call is answered.
+pub fn available() -> bool {
+    pv::raw_call(SMCCC_VERSION, [0; 3]).is_ok()
+}
 
-pub fn main(args: &[&str]) -> u8 {
-    let config = match parse(args) {
-        Ok(config) => config,
-        Err(why) => {
-            log::error!("{why}");
-            return status::USAGE;
-        }
-    };
-    if let Err(why) = pv::raw_call(SMCCC_VERSION, [0; 3]) {
-        let why = match why {
-            RawCallError::Unavailable => {
-                "no raw hypercalls here (no SMCCC >= 1.1 found, pv=off, or not arm64)"
+/// The offer `offer=` names, by the `pv:` line's names (time, lock, sched).
+fn named_offer(names: &[&str]) -> Result<Offer, String> {
+    let mut offer = Offer::NONE;
+    for &name in names {
+        match name {
+            "time" => offer.time = true,
+            "lock" => offer.lock = true,
+            "sched" => offer.sched = true,
+            _ => {
+                return Err(format!(
+                    "offer=: arm64 has no PV {name:?}; its features: time, lock, sched"
+                ))
             }
-            RawCallError::Refused(why) => why,
-        };
-        log::error!("hvcfuzz: {why}");
-        return status::FAILURE;
+        }
     }
-    let offer = match config.offer.map_or_else(probed_offer, Ok) {
+    Ok(offer)
+}
+
+/// Runs the fuzz as `config` says; the app's exit status.
+pub fn run(config: &Config) -> u8 {
+    let offer = match &config.offer {
+        OfferArg::Probe => probed_offer(),
+        OfferArg::All => Ok(Offer::ALL),
+        OfferArg::List(names) => named_offer(names),
+    };
+    let offer = match offer {
         Ok(offer) => offer,
         Err(why) => {
             log::error!("{why}");
@@ -535,72 +442,31 @@ pub fn main(args: &[&str]) -> u8 {
         online_mpidr: smp::online_cpus().map(|c| info.cpu_hw_ids[c]).collect(),
         vcpus: info.cpus_in_fdt as u64,
     };
-    let cpus = smp::online_count() as u64;
     let on_off = |b: bool| if b { "on" } else { "off" };
     kernel::println!(
-        "hvcfuzz: {} calls on {cpus} CPUs, seed {}; the host offers PV time {}, PV lock {}, PV sched {}",
+        "hvcfuzz: {} calls on {} CPUs, seed {}; the host offers PV time {}, PV lock {}, PV sched {}",
         config.calls,
+        smp::online_count(),
         config.seed,
         on_off(offer.time),
         on_off(offer.lock),
         on_off(offer.sched)
     );
-
-    let ok = AtomicU64::new(0);
-    let mismatches = AtomicU64::new(0);
-    let kinds = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
-    let shown = AtomicUsize::new(0);
-    smp::run_on_all(&|cpu| {
-        let rank = smp::online_cpus().position(|c| c == cpu).unwrap_or(0) as u64;
-        let share = config.calls / cpus + u64::from(rank < config.calls % cpus);
-        let mut rng = Rng::new(config.seed ^ (cpu as u64 + 1).wrapping_mul(0xA076_1D64_78BD_642F));
-        for _ in 0..share {
-            let (kind, call, expect) = generate(&mut rng, &machine);
-            kinds[kind as usize].fetch_add(1, Ordering::Relaxed);
-            let why = match pv::raw_call(call.function, call.args) {
-                Ok(answer) => judge(answer, expect, cpu).map(|why| {
-                    let [x0, x1, x2, x3] = answer;
-                    (format!("[{x0:#x}, {x1:#x}, {x2:#x}, {x3:#x}]"), why)
-                }),
-                Err(e) => Some(("nothing".into(), format!("not issued: {e:?}"))),
-            };
-            let Some((answer, why)) = why else {
-                ok.fetch_add(1, Ordering::Relaxed);
-                continue;
-            };
-            mismatches.fetch_add(1, Ordering::Relaxed);
-            if shown.fetch_add(1, Ordering::Relaxed) < SHOWN_MISMATCHES {
-                let [a1, a2, a3] = call.args;
-                kernel::println!(
-                    "hvcfuzz: mismatch cpu={cpu} kind={} call={:#x}({a1:#x}, {a2:#x}, {a3:#x}) got {answer}: {why}",
-                    kind.name(),
-                    call.function,
-                );
-            }
-        }
+    let tally = Tally::new();
+    tally.run_on_every_cpu(config, |cpu, rng| {
+        let (kind, call, expect) = generate(rng, &machine);
+        let why = match pv::raw_call(call.function, call.args) {
+            Ok(answer) => judge(answer, expect, cpu).map(|why| {
+                let [x0, x1, x2, x3] = answer;
+                (format!("[{x0:#x}, {x1:#x}, {x2:#x}, {x3:#x}]"), why)
+            }),
+            Err(e) => Some(("nothing".into(), format!("not issued: {e:?}"))),
+        };
+        let [a1, a2, a3] = call.args;
+        let shown = format!("{:#x}({a1:#x}, {a2:#x}, {a3:#x})", call.function);
+        (kind, why.map(|(answer, why)| (shown, answer, why)))
     });
-
-    let distinct = check_records_distinct();
-    for problem in &distinct {
-        kernel::println!("hvcfuzz: mismatch: {problem}");
-    }
-    let mismatches = mismatches.load(Ordering::Relaxed) + distinct.len() as u64;
-    kernel::println!(
-        "hvcfuzz: calls={} ok={} mismatches={mismatches}",
-        config.calls,
-        ok.load(Ordering::Relaxed)
-    );
-    kernel::println!(
-        "hvcfuzz: mix random={} near={} known={}",
-        kinds[0].load(Ordering::Relaxed),
-        kinds[1].load(Ordering::Relaxed),
-        kinds[2].load(Ordering::Relaxed)
-    );
-    if mismatches == 0 {
-        status::SUCCESS
-    } else {
-        status::FAILURE
-    }
+    tally.finish(check_records_distinct())
 }
 
 #[cfg(test)]
