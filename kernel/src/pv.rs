@@ -105,8 +105,11 @@ pub fn steal_ns(cpu: usize) -> u64 {
     A::pv_steal_ns(cpu).unwrap_or(0)
 }
 
-/// Whether `cpu`'s vCPU is preempted by the host right now (false when the
-/// host does not say).
+/// Whether the host says `cpu`'s vCPU is preempted right now: a hint only.
+/// True means it was taken off its CPU; false means "not known to be
+/// preempted" (the host does not say, sets its flag only on involuntary
+/// preemptions, or has not cleared it yet), never "running" (docs/abi.md,
+/// "The preempted flags are hints").
 pub fn vcpu_is_preempted(cpu: usize) -> bool {
     A::pv_vcpu_preempted(cpu).unwrap_or(false)
 }

@@ -107,7 +107,9 @@ pub struct StealTimeRecord {
     /// Reserved (0).
     pub flags: core::sync::atomic::AtomicU32,
     /// Bit 0 ([`PREEMPTED`]): the vCPU is preempted. Valid only when
-    /// [`KVM_FEATURE_PREEMPT`] is advertised.
+    /// [`KVM_FEATURE_PREEMPT`] is advertised. KVM sets it only when it takes
+    /// the vCPU off involuntarily and clears it at the next steal update:
+    /// 0 means "not known to be preempted", not "running".
     pub preempted: core::sync::atomic::AtomicU8,
     _pad: [u8; 47],
 }
