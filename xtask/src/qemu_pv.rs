@@ -31,8 +31,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 
 use crate::cmd;
-use crate::host::Pv;
-use crate::pvhost::Settings;
+use crate::pvhost::{Feature, Settings};
 use crate::qemu::Boot;
 
 /// The patch, relative to the workspace root.
@@ -289,13 +288,22 @@ fn fault_modelled(fault: &str) -> bool {
             .any(|p| fault.strip_prefix(p).is_some_and(vcpu))
 }
 
-/// The model's CPU properties for `settings`: `--pv off` offers no feature
-/// (the hypervisor and its signature stay); a fault only when there is one.
+/// The model's CPU properties for `settings`: each feature `settings`
+/// offers on, the others off (`--pv off`: all; the hypervisor and its
+/// signature stay); a fault only when there is one.
 fn properties(settings: Settings) -> Vec<String> {
-    let offer = if settings.pv == Pv::On { "on" } else { "off" };
     let mut out = vec!["pvhost=on".to_owned()];
-    for feature in ["ipi", "steal-time", "preempt"] {
-        out.push(format!("pvhost-{feature}={offer}"));
+    for (feature, property) in [
+        (Feature::Ipi, "ipi"),
+        (Feature::Time, "steal-time"),
+        (Feature::Preempt, "preempt"),
+    ] {
+        let on = if settings.offers(feature) {
+            "on"
+        } else {
+            "off"
+        };
+        out.push(format!("pvhost-{property}={on}"));
     }
     out.push(format!("pvhost-steal={}", settings.steal));
     if settings.fault != "none" {
@@ -307,6 +315,7 @@ fn properties(settings: Settings) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::Pv;
 
     #[test]
     fn mirrors_from_both_source_formats() {
@@ -335,9 +344,10 @@ mod tests {
     }
 
     #[test]
-    fn properties_offer_all_or_nothing() {
+    fn properties_offer_each_feature() {
         let on = properties(Settings {
             pv: Pv::On,
+            offer: crate::pvhost::Offer::ALL,
             steal: "periodic:1000,50",
             fault: "none",
         });
@@ -353,10 +363,23 @@ mod tests {
         );
         let off = properties(Settings {
             pv: Pv::Off,
+            offer: crate::pvhost::Offer::ALL,
             steal: "none",
             fault: "none",
         });
         assert!(off.contains(&"pvhost-ipi=off".to_owned()), "{off:?}");
+        let time = properties(Settings {
+            offer: crate::pvhost::Offer::only(&[Feature::Time]),
+            ..Settings::DEFAULT
+        });
+        assert_eq!(
+            time[1..4],
+            [
+                "pvhost-ipi=off",
+                "pvhost-steal-time=on",
+                "pvhost-preempt=off"
+            ]
+        );
     }
 
     #[test]
@@ -379,6 +402,7 @@ mod tests {
         }
         let p = properties(Settings {
             pv: Pv::On,
+            offer: crate::pvhost::Offer::ALL,
             steal: "none",
             fault: "steal-jump:1",
         });
