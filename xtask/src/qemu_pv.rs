@@ -16,13 +16,15 @@
 //! 3. the binary moves to `target/qemu-pv/<hash>/`, the tree is removed.
 //!
 //! The QEMU command is the TCG one plus the model's CPU properties
-//! (`-global la464-loongarch-cpu.pvhost=on`, the offered features, the
-//! injector's policy). At exit the model prints its ground truth after the
-//! guest's exit marker, one line per vCPU:
+//! (`-global la464-loongarch-cpu.pvhost=on`, the offered features, each on
+//! or off as [`Settings::offers`] says, the injector's policy). At exit the
+//! model prints its ground truth after the guest's exit marker, one line per
+//! vCPU:
 //! `pvhost: cpu=N hw_id=H preemptions=K stolen_ns=S held_ns=A pv_calls=C
 //! last_end_ns=E record_updates=U hvcl_ipi=I hvcl_notify=M hvcl_other=O
-//! hvcl_unadvertised=X ipis_pv=P ipis_iocsr=Q steal_faults=F` ([`crate::steal`] reads it as
-//! it reads aarch64 pvhost's).
+//! hvcl_unadvertised=X ipis_pv=P ipis_iocsr=Q steal_faults=F st_registers=R
+//! st_unregisters=D st_registered=0|1` ([`crate::steal`] reads it as it reads
+//! aarch64 pvhost's).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
