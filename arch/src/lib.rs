@@ -278,6 +278,22 @@ pub trait Arch {
     /// kernel's memory away from it are refused, not issued
     /// ([`pv::arm64::raw_call_refusal`] says which and why).
     fn pv_raw_call(function_id: u32, args: [u64; 3]) -> Result<[u64; 4], pv::RawCallError>;
+    /// Issues one raw `hvcl 0x100` with a0..a5 = `regs`, for the hypercall
+    /// fuzz app only (through `kernel::pv::raw_hvcl`), returning a0..a5
+    /// after it (LoongArch; the ABI clobbers only a0). Only where the probe
+    /// found KVM's signature ([`pv::RawCallError::Unavailable`] otherwise:
+    /// not LoongArch, `pv=off`, no KVM); a FUNC_NOTIFY that would move or
+    /// drop the calling CPU's steal-time record is refused, not issued
+    /// ([`pv::loongarch::raw::refusal`]).
+    fn pv_raw_hvcl(_regs: [u64; 6]) -> Result<[u64; 6], pv::RawCallError> {
+        Err(pv::RawCallError::Unavailable)
+    }
+    /// The calling CPU's live FUNC_NOTIFY a2 (its steal-time record's
+    /// physical address | VALID), if it registered one (LoongArch): the one
+    /// accepted FUNC_NOTIFY the fuzz may issue.
+    fn pv_hvcl_registration() -> Option<u64> {
+        None
+    }
 
     /// Powers the machine off; the kernel printed the exit marker already.
     fn power_off() -> !;

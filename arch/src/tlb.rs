@@ -44,9 +44,25 @@ const NONE: u8 = 0;
 const RANGE: u8 = 1;
 const FULL: u8 = 2;
 
-/// How long a requester waits for a target that the host does not report
-/// preempted (as long as the kernel waits for a CPU to come online).
+/// How long a requester waits for a target that shows no sign of being held
+/// off by the host (as long as the kernel waits for a CPU to come online)
+/// before the wait counts as a long one ([`ShootdownStats`]'s
+/// `preempted_waits`) and, with [`SILENT_SEC`] passed too, the target as
+/// [`Stuck`].
 pub const TIMEOUT_SEC: u64 = 2;
+
+/// How long a target must have been silent (no answer, and no sign of a
+/// hold-off) before it is called [`Stuck`]. The signs are only ever
+/// hints: a preempted flag of 0 means "not known to be preempted", not
+/// "running" (KVM sets it only when it takes a vCPU off involuntarily, and
+/// a woken vCPU waiting for a host CPU reads 0), a host may not offer the
+/// flag at all (QEMU 10 under KVM does not), and steal grows only when the
+/// vCPU runs again. So the absence of a sign is no proof that a target
+/// runs, and a hold-off longer than [`TIMEOUT_SEC`] that shows none must
+/// not be taken for a stuck CPU: this bound is far above any hold-off the
+/// hosts here inflict, and still ends a wait for a CPU spinning with
+/// interrupts masked.
+pub const SILENT_SEC: u64 = 10;
 
 /// What ringing the doorbells cost, as the guest counts it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -232,14 +248,16 @@ impl Shootdowns {
     }
 
     /// Waits until `cpu` answered, serving this CPU's own flag meanwhile.
-    /// Time the host holds `cpu` off does not count against the timeout: a
-    /// descheduled vCPU is normal on an overcommitted host; nor does time
-    /// it holds this CPU off (the flag is read again after the clock). A
-    /// target that runs and does not answer for [`TIMEOUT_SEC`] is
+    /// Time the host is seen holding `cpu` off does not count against the
+    /// timeout: a descheduled vCPU is normal on an overcommitted host; nor
+    /// does time it holds this CPU off (the flag is read again after the
+    /// clock). A target that does not answer for [`TIMEOUT_SEC`] after the
+    /// last sign of a hold-off, and for [`SILENT_SEC`] in all, is
     /// [`Stuck`].
     fn wait_for(&self, tlb: &impl TlbCpu, cpu: usize) -> Result<(), Stuck> {
         let timeout = TIMEOUT_SEC * tlb.ticks_per_sec();
         let begin = tlb.ticks();
+        let silent_until = begin + SILENT_SEC * tlb.ticks_per_sec();
         let mut deadline = begin + timeout;
         let mut steal = tlb.steal_ns(cpu);
         let mut seen_preempted = false;
@@ -254,7 +272,9 @@ impl Shootdowns {
             if held_off {
                 seen_preempted = true;
                 deadline = now + timeout;
-            } else if now > deadline && self.pending[cpu].load(Ordering::Acquire) != NONE {
+            } else if now > deadline.max(silent_until)
+                && self.pending[cpu].load(Ordering::Acquire) != NONE
+            {
                 // The flag read again after the clock: had this CPU been
                 // held off itself since the loop's read, the target may
                 // have answered meanwhile (seen under pvhost).

@@ -105,8 +105,11 @@ pub fn steal_ns(cpu: usize) -> u64 {
     A::pv_steal_ns(cpu).unwrap_or(0)
 }
 
-/// Whether `cpu`'s vCPU is preempted by the host right now (false when the
-/// host does not say).
+/// Whether the host says `cpu`'s vCPU is preempted right now: a hint only.
+/// True means it was taken off its CPU; false means "not known to be
+/// preempted" (the host does not say, sets its flag only on involuntary
+/// preemptions, or has not cleared it yet), never "running" (docs/abi.md,
+/// "The preempted flags are hints").
 pub fn vcpu_is_preempted(cpu: usize) -> bool {
     A::pv_vcpu_preempted(cpu).unwrap_or(false)
 }
@@ -154,4 +157,18 @@ pub(crate) fn cpu_off() {
 /// kernel's memory away from it ([`arch::Arch::pv_raw_call`]).
 pub fn raw_call(function_id: u32, args: [u64; 3]) -> Result<[u64; 4], RawCallError> {
     A::pv_raw_call(function_id, args)
+}
+
+/// One raw `hvcl 0x100` (LoongArch), for the hypercall fuzz app only: a0..a5
+/// in, a0..a5 back. Only where the probe found KVM's signature; a
+/// FUNC_NOTIFY that would move or drop the calling CPU's steal-time record
+/// is refused ([`arch::Arch::pv_raw_hvcl`]).
+pub fn raw_hvcl(regs: [u64; 6]) -> Result<[u64; 6], RawCallError> {
+    A::pv_raw_hvcl(regs)
+}
+
+/// The calling CPU's live FUNC_NOTIFY a2 (LoongArch: its steal-time record's
+/// physical address | VALID), if it registered one.
+pub fn raw_hvcl_registration() -> Option<u64> {
+    A::pv_hvcl_registration()
 }

@@ -302,6 +302,13 @@ pub(crate) fn on_ipi() {
     }
 }
 
+/// How long [`stop_others`] waits for the other CPUs to park. Each releases
+/// its PV registrations as it parks (`crate::pv::cpu_off`), which must
+/// happen before the power-off: a vCPU thread of a loaded host can take tens
+/// of ms to run the IPI. A CPU not parked by then spins with interrupts
+/// masked (a deadlock, a fault of its own) and never will.
+const PARK_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Parks every other online CPU (best effort: a CPU spinning with interrupts
 /// masked cannot take the IPI) so the run can end with only the caller.
 pub(crate) fn stop_others() {
@@ -310,7 +317,5 @@ pub(crate) fn stop_others() {
     }
     let me = A::cpu_id();
     let others: usize = online_cpus().filter(|&c| c != me).map(A::send_ipi).count();
-    time::spin_until(Duration::from_millis(20), || {
-        PARKED.load(Ordering::Acquire) >= others
-    });
+    time::spin_until(PARK_TIMEOUT, || PARKED.load(Ordering::Acquire) >= others);
 }

@@ -8,7 +8,7 @@ use crate::arch::Arch;
 use crate::bench::PVHOST_STEAL as STAGGERED_HALF_STEAL;
 use crate::host::{Host, Pv};
 use crate::nested_kvm::Settings;
-use crate::pvhost;
+use crate::pvhost::{self, Feature};
 use crate::qemu::{self, MemSize};
 
 use Check::{AtLeast, Below, Contains, Lacks, StealMatchesTruth, Truth, TruthPerShootdown};
@@ -1044,6 +1044,7 @@ pub const TESTS: &[BootTest] = &[
         name: "pvhost-sleep-accuracy-steal",
         host: Host::Pvhost(pvhost::Settings {
             pv: Pv::On,
+            offer: pvhost::Offer::ALL,
             steal: "periodic:10000,50",
             fault: "none",
         }),
@@ -1279,6 +1280,7 @@ pub const TESTS: &[BootTest] = &[
         name: "pvhost-abis-off",
         host: Host::Pvhost(pvhost::Settings {
             pv: Pv::Off,
+            offer: pvhost::Offer::ALL,
             steal: "none",
             fault: "none",
         }),
@@ -1303,6 +1305,24 @@ pub const TESTS: &[BootTest] = &[
             Contains("passed, 0 failed"),
             Contains("pvhost: cpu=0 preemptions=0 stolen_ns=0 pv_calls=0 "),
             Contains("pvhost: cpu=1 preemptions=0 stolen_ns=0 pv_calls=0 "),
+        ],
+        ..BASE
+    },
+    BootTest {
+        // At power-off every CPU releases its PV sched record
+        // (PV_SCHED_IPA_RELEASE), as LoongArch's steal-time record: one
+        // release per vCPU, none left registered. (PV time and PV lock have
+        // no release call.)
+        name: "pvhost-sched-release-at-exit",
+        host: Host::Pvhost(pvhost::Settings::DEFAULT),
+        app_args: &["ipi"],
+        checks: &[
+            Contains("sched: used (with KICK_CPU)"),
+            Truth { key: "sched_releases", cpu: Some(0), min: 1, max: 1 },
+            Truth { key: "sched_releases", cpu: Some(1), min: 1, max: 1 },
+            Truth { key: "sched_releases", cpu: Some(2), min: 1, max: 1 },
+            Truth { key: "sched_releases", cpu: Some(3), min: 1, max: 1 },
+            Truth { key: "sched_registered", cpu: None, min: 0, max: 0 },
         ],
         ..BASE
     },
@@ -1341,6 +1361,7 @@ pub const TESTS: &[BootTest] = &[
         name: "pvhost-hvcfuzz-abis-off",
         host: Host::Pvhost(pvhost::Settings {
             pv: Pv::Off,
+            offer: pvhost::Offer::ALL,
             steal: "none",
             fault: "none",
         }),
@@ -1351,6 +1372,27 @@ pub const TESTS: &[BootTest] = &[
             Contains("the host offers PV time off, PV lock off, PV sched off"),
             Contains("hvcfuzz: calls=100000 ok=100000 mismatches=0\n"),
             Contains("pvhost: cpu=1 preemptions="),
+        ],
+        ..BASE
+    },
+    BootTest {
+        // PV time alone offered (pvhost.lock=off pvhost.sched=off): the
+        // probe uses exactly it, and the fuzz told so finds every answer
+        // as the ABI says for that offer.
+        name: "pvhost-hvcfuzz-offer-time",
+        host: Host::Pvhost(pvhost::Settings {
+            offer: pvhost::Offer::only(&[Feature::Time]),
+            ..pvhost::Settings::DEFAULT
+        }),
+        smp: 2,
+        app: "hvcfuzz",
+        app_args: &["calls=50000", "seed=10", "offer=time"],
+        checks: &[
+            Contains("time: used (record at"),
+            Contains("lock: not offered"),
+            Contains("sched: not offered"),
+            Contains("the host offers PV time on, PV lock off, PV sched off"),
+            Contains("hvcfuzz: calls=50000 ok=50000 mismatches=0\n"),
         ],
         ..BASE
     },
@@ -1377,6 +1419,7 @@ pub const TESTS: &[BootTest] = &[
         name: "pvhost-fairshare-accurate",
         host: Host::Pvhost(pvhost::Settings {
             pv: Pv::On,
+            offer: pvhost::Offer::ALL,
             steal: STAGGERED_HALF_STEAL,
             fault: "none",
         }),
@@ -1391,6 +1434,7 @@ pub const TESTS: &[BootTest] = &[
         name: "pvhost-fairshare-pv-off-skew",
         host: Host::Pvhost(pvhost::Settings {
             pv: Pv::Off,
+            offer: pvhost::Offer::ALL,
             steal: STAGGERED_HALF_STEAL,
             fault: "none",
         }),
@@ -1409,6 +1453,7 @@ pub const TESTS: &[BootTest] = &[
         name: "pvhost-steal-truth-smp4",
         host: Host::Pvhost(pvhost::Settings {
             pv: Pv::On,
+            offer: pvhost::Offer::ALL,
             steal: "periodic:20000,50,5000@2000",
             fault: "none",
         }),
@@ -1450,6 +1495,7 @@ pub const TESTS: &[BootTest] = &[
         name: "la-pvhost-none-offered",
         host: Host::Pvhost(pvhost::Settings {
             pv: Pv::Off,
+            offer: pvhost::Offer::ALL,
             steal: "none",
             fault: "none",
         }),
@@ -1460,6 +1506,153 @@ pub const TESTS: &[BootTest] = &[
             Contains("preempt: not offered"),
             Contains(" 0 failed"),
             Truth { key: "pv_calls", cpu: None, min: 0, max: 0 },
+        ],
+        ..LA
+    },
+    // Each feature offered alone: exactly it is used, the others are "not
+    // offered", and not one hvcl for anything not advertised (the host
+    // counts them: hvcl_unadvertised). The IPI and page-table tests only,
+    // as la-pvhost-pv-off: enough to send IPIs, shootdowns included.
+    BootTest {
+        // IPI alone: every doorbell a FUNC_IPI, no FUNC_NOTIFY (no record).
+        name: "la-pvhost-offer-ipi",
+        host: la_pvhost_offering(&[Feature::Ipi]),
+        app_args: &["ipi", "page-map"],
+        checks: &[
+            Contains("pv: hypervisor KVM (IOCSR FEATURES bit 11, KVM signature, features 0x2)"),
+            Contains("time: not offered (STEAL_TIME (bit 2) not in features)"),
+            Contains("ipi: used (FUNC_IPI multicast"),
+            Contains("preempt: not offered (PREEMPT (bit 3) not in features)"),
+            Contains(" 0 failed"),
+            Truth { key: "hvcl_unadvertised", cpu: None, min: 0, max: 0 },
+            Truth { key: "hvcl_notify", cpu: None, min: 0, max: 0 },
+            Truth { key: "st_registers", cpu: None, min: 0, max: 0 },
+            Truth { key: "hvcl_ipi", cpu: None, min: 1, max: u64::MAX },
+            Truth { key: "ipis_pv", cpu: None, min: 1, max: u64::MAX },
+        ],
+        ..LA
+    },
+    BootTest {
+        // STEAL_TIME alone: each CPU registers its record; no FUNC_IPI,
+        // every doorbell an IOCSR IPI.
+        name: "la-pvhost-offer-time",
+        host: la_pvhost_offering(&[Feature::Time]),
+        app_args: &["ipi", "page-map"],
+        checks: &[
+            Contains("pv: hypervisor KVM (IOCSR FEATURES bit 11, KVM signature, features 0x4)"),
+            Contains("time: used (record at PA"),
+            Contains("ipi: not offered (IPI (bit 1) not in features)"),
+            Contains("preempt: not offered (PREEMPT (bit 3) not in features)"),
+            Contains(" 0 failed"),
+            Truth { key: "hvcl_unadvertised", cpu: None, min: 0, max: 0 },
+            Truth { key: "hvcl_ipi", cpu: None, min: 0, max: 0 },
+            Truth { key: "ipis_pv", cpu: None, min: 0, max: 0 },
+            Truth { key: "st_registers", cpu: None, min: 4, max: 4 },
+            Truth { key: "ipis_iocsr", cpu: Some(0), min: 1, max: u64::MAX },
+        ],
+        ..LA
+    },
+    BootTest {
+        // PREEMPT alone: its flag lives in the steal-time record, which
+        // only FUNC_NOTIFY(STEAL_TIME) registers, and that is not offered:
+        // unusable, nothing used, no hvcl at all.
+        name: "la-pvhost-offer-preempt",
+        host: la_pvhost_offering(&[Feature::Preempt]),
+        app_args: &["ipi", "page-map"],
+        checks: &[
+            Contains("pv: hypervisor KVM (IOCSR FEATURES bit 11, KVM signature, features 0x8)"),
+            Contains("time: not offered (STEAL_TIME (bit 2) not in features)"),
+            Contains("ipi: not offered (IPI (bit 1) not in features)"),
+            Contains("preempt: unusable (PREEMPT without STEAL_TIME: no record holds the flag)"),
+            Contains(" 0 failed"),
+            Truth { key: "pv_calls", cpu: None, min: 0, max: 0 },
+        ],
+        ..LA
+    },
+    // Each boot switch with something to govern, everything offered: what
+    // is used is what is offered and allowed.
+    BootTest {
+        // pv.time=off: no steal clock, but the record is still registered
+        // for the preempted flag; the PV IPI stays.
+        name: "la-pvhost-time-off",
+        host: LA_PVHOST,
+        bootargs: "pv.time=off",
+        app_args: &["ipi", "page-map"],
+        checks: &[
+            Contains("time: off (pv.time=off)"),
+            Contains("ipi: used (FUNC_IPI multicast"),
+            Contains("preempt: used (flag in the steal-time record)"),
+            Contains(" 0 failed"),
+            Truth { key: "hvcl_unadvertised", cpu: None, min: 0, max: 0 },
+            Truth { key: "st_registers", cpu: None, min: 4, max: 4 },
+            Truth { key: "hvcl_ipi", cpu: None, min: 1, max: u64::MAX },
+        ],
+        ..LA
+    },
+    BootTest {
+        // pv.lock=off governs the preempted flag on LoongArch (it has no PV
+        // lock ABI): the steal clock and the PV IPI stay.
+        name: "la-pvhost-lock-off",
+        host: LA_PVHOST,
+        bootargs: "pv.lock=off",
+        app_args: &["ipi", "page-map"],
+        checks: &[
+            Contains("time: used (record at PA"),
+            Contains("ipi: used (FUNC_IPI multicast"),
+            Contains("preempt: off (pv.lock=off)"),
+            Contains(" 0 failed"),
+            Truth { key: "hvcl_unadvertised", cpu: None, min: 0, max: 0 },
+            Truth { key: "st_registers", cpu: None, min: 4, max: 4 },
+        ],
+        ..LA
+    },
+    BootTest {
+        // pv.time=off and pv.lock=off: nothing needs the record, so no
+        // FUNC_NOTIFY; the PV IPI alone.
+        name: "la-pvhost-time-lock-off",
+        host: LA_PVHOST,
+        bootargs: "pv.time=off pv.lock=off",
+        app_args: &["ipi", "page-map"],
+        checks: &[
+            Contains("time: off (pv.time=off)"),
+            Contains("preempt: off (pv.lock=off)"),
+            Contains("ipi: used (FUNC_IPI multicast"),
+            Contains(" 0 failed"),
+            Truth { key: "hvcl_notify", cpu: None, min: 0, max: 0 },
+            Truth { key: "hvcl_ipi", cpu: None, min: 1, max: u64::MAX },
+        ],
+        ..LA
+    },
+    BootTest {
+        // pv.sched=off: LoongArch has no PV sched ABI; everything else is
+        // used as offered.
+        name: "la-pvhost-sched-off",
+        host: LA_PVHOST,
+        bootargs: "pv.sched=off",
+        app_args: &["ipi", "page-map"],
+        checks: &[
+            Contains("time: used (record at PA"),
+            Contains("ipi: used (FUNC_IPI multicast"),
+            Contains("preempt: used (flag in the steal-time record)"),
+            Contains(" 0 failed"),
+            Truth { key: "hvcl_unadvertised", cpu: None, min: 0, max: 0 },
+        ],
+        ..LA
+    },
+    BootTest {
+        // At power-off every CPU that registered its steal-time record
+        // releases it, as Linux's guest does at reboot (FUNC_NOTIFY with
+        // a2 = 0): one release per vCPU, none left registered.
+        name: "la-pvhost-unregister-at-exit",
+        host: LA_PVHOST,
+        app_args: &["ipi"],
+        checks: &[
+            Truth { key: "st_registers", cpu: None, min: 4, max: 4 },
+            Truth { key: "st_unregisters", cpu: Some(0), min: 1, max: 1 },
+            Truth { key: "st_unregisters", cpu: Some(1), min: 1, max: 1 },
+            Truth { key: "st_unregisters", cpu: Some(2), min: 1, max: 1 },
+            Truth { key: "st_unregisters", cpu: Some(3), min: 1, max: 1 },
+            Truth { key: "st_registered", cpu: None, min: 0, max: 0 },
         ],
         ..LA
     },
@@ -1500,6 +1693,7 @@ pub const TESTS: &[BootTest] = &[
         name: "la-pvhost-steal-truth-smp4",
         host: Host::Pvhost(pvhost::Settings {
             pv: Pv::On,
+            offer: pvhost::Offer::ALL,
             steal: "periodic:10000,20,2500@1500",
             fault: "none",
         }),
@@ -1510,6 +1704,70 @@ pub const TESTS: &[BootTest] = &[
             Lacks("monotonic=no"),
             Contains("pvhost: cpu=3 hw_id=3 preemptions="),
             StealMatchesTruth(STEAL_TOLERANCE),
+        ],
+        ..LA
+    },
+    BootTest {
+        // Random hvcl 0x100 calls from every CPU, with preemption on: every
+        // answer as the ABI says (a1..a5 kept), and the model still there
+        // for the power-off (its ground truth follows the exit marker).
+        // The unknown functions are unadvertised calls, counted as such.
+        name: "la-pvhost-hvcfuzz",
+        host: la_pvhost_with("none"),
+        app: "hvcfuzz",
+        app_args: &["calls=100000", "seed=7", "offer=all"],
+        checks: &[
+            Contains("the host offers IPI on, STEAL_TIME on"),
+            Contains("hvcfuzz: calls=100000 ok=100000 mismatches=0\n"),
+            Contains("pvhost: cpu=3 hw_id=3 preemptions="),
+            Truth { key: "pv_calls", cpu: None, min: 100_000, max: u64::MAX },
+            Truth { key: "hvcl_unadvertised", cpu: None, min: 10_000, max: u64::MAX },
+            Truth { key: "st_registered", cpu: None, min: 0, max: 0 },
+        ],
+        ..LA
+    },
+    BootTest {
+        // IPI alone offered: FUNC_NOTIFY answers -1 whatever its arguments.
+        name: "la-pvhost-hvcfuzz-ipi-only",
+        host: la_pvhost_offering(&[Feature::Ipi]),
+        smp: 2,
+        app: "hvcfuzz",
+        app_args: &["calls=50000", "seed=8", "offer=ipi"],
+        checks: &[
+            Contains("the host offers IPI on, STEAL_TIME off"),
+            Contains("hvcfuzz: calls=50000 ok=50000 mismatches=0\n"),
+            Truth { key: "st_registers", cpu: None, min: 0, max: 0 },
+        ],
+        ..LA
+    },
+    BootTest {
+        // Nothing offered: every call answers -1, none changes anything.
+        name: "la-pvhost-hvcfuzz-none-offered",
+        host: Host::Pvhost(pvhost::Settings {
+            pv: Pv::Off,
+            ..pvhost::Settings::DEFAULT
+        }),
+        smp: 2,
+        app: "hvcfuzz",
+        app_args: &["calls=50000", "seed=9", "offer=none"],
+        checks: &[
+            Contains("the host offers IPI off, STEAL_TIME off"),
+            Contains("hvcfuzz: calls=50000 ok=50000 mismatches=0\n"),
+            Truth { key: "ipis_pv", cpu: None, min: 0, max: 0 },
+        ],
+        ..LA
+    },
+    BootTest {
+        // The guest's pv=off: no raw call at all, the host counts none.
+        name: "la-pvhost-hvcfuzz-guest-pv-off",
+        host: LA_PVHOST,
+        smp: 2,
+        bootargs: "pv=off",
+        app: "hvcfuzz",
+        expect: FAILURE,
+        checks: &[
+            Contains("hvcfuzz: no raw hypercalls here"),
+            Truth { key: "pv_calls", cpu: None, min: 0, max: 0 },
         ],
         ..LA
     },
@@ -1624,6 +1882,7 @@ pub const TESTS: &[BootTest] = &[
         name: "la-pvhost-shootdown-preempted",
         host: Host::Pvhost(pvhost::Settings {
             pv: Pv::On,
+            offer: pvhost::Offer::ALL,
             steal: "periodic:5000000,50,2500000",
             fault: "none",
         }),
@@ -1634,6 +1893,32 @@ pub const TESTS: &[BootTest] = &[
             Lacks("did not invalidate its TLB"),
             Contains(" stale=0"),
             AtLeast("preempted_waits=", 1.0),
+        ],
+        timeout: Some(90),
+        ..LA
+    },
+    BootTest {
+        // As la-pvhost-shootdown-preempted with the preempted flag not used
+        // (pv.lock=off; QEMU 10 under KVM never offers it): a 2.5 s
+        // hold-off shows no sign until it ends (steal grows only then), and
+        // a flag of 0 was taken for "running". (Before the fix: "TLB
+        // shootdown: CPU 1 did not invalidate its TLB: no answer for 2000
+        // ms" at 10 s into the run.)
+        name: "la-pvhost-shootdown-preempted-no-flag",
+        host: Host::Pvhost(pvhost::Settings {
+            pv: Pv::On,
+            offer: pvhost::Offer::ALL,
+            steal: "periodic:5000000,50,2500000",
+            fault: "none",
+        }),
+        smp: 2,
+        bootargs: "pv.lock=off",
+        app: "shootdown",
+        app_args: &["ms=11000"],
+        checks: &[
+            Contains("preempt: off (pv.lock=off)"),
+            Lacks("did not invalidate its TLB"),
+            Contains(" stale=0"),
         ],
         timeout: Some(90),
         ..LA
@@ -1723,8 +2008,17 @@ const LA_STEAL_FAULTED_0: Check = Truth {
 const fn la_pvhost_with(fault: &'static str) -> Host {
     Host::Pvhost(pvhost::Settings {
         pv: Pv::On,
+        offer: pvhost::Offer::ALL,
         steal: "periodic:10000,10",
         fault,
+    })
+}
+
+/// The LoongArch PV QEMU offering only `features`, no preemption.
+const fn la_pvhost_offering(features: &[Feature]) -> Host {
+    Host::Pvhost(pvhost::Settings {
+        offer: pvhost::Offer::only(features),
+        ..pvhost::Settings::DEFAULT
     })
 }
 
@@ -1744,6 +2038,7 @@ const NESTED_KVM: Host = Host::NestedKvm(Settings {
 /// pvhost offering everything, stealing 10% of every 10 ms from each vCPU.
 const PVHOST_STEAL: Host = Host::Pvhost(pvhost::Settings {
     pv: Pv::On,
+    offer: pvhost::Offer::ALL,
     steal: "periodic:10000,10",
     fault: "none",
 });
@@ -1758,6 +2053,7 @@ const STORM_PER_CPU_CHECKS: &[Check] = &[Contains(
 const fn pvhost_with(steal: &'static str, fault: &'static str) -> Host {
     Host::Pvhost(pvhost::Settings {
         pv: Pv::On,
+        offer: pvhost::Offer::ALL,
         steal,
         fault,
     })

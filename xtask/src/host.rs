@@ -117,6 +117,7 @@ impl Host {
                 };
                 Ok(Host::Pvhost(pvhost::Settings {
                     pv: pv.unwrap_or(pvhost::Settings::DEFAULT.pv),
+                    offer: pvhost::Offer::ALL,
                     steal,
                     fault: "none",
                 }))
@@ -143,12 +144,24 @@ impl Host {
         }
     }
 
+    /// This host offering only `offer` (`--offer`): pvhost with PV on only.
+    pub fn with_offer(self, offer: pvhost::Offer) -> Result<Host> {
+        match self {
+            Host::Pvhost(settings) if settings.pv == Pv::On => {
+                Ok(Host::Pvhost(pvhost::Settings { offer, ..settings }))
+            }
+            Host::Pvhost(_) => bail!("--offer with --pv off: --pv off offers nothing"),
+            _ => bail!("--offer only with --host pvhost"),
+        }
+    }
+
     /// Fails if the guest cannot run here as asked. For `--host kvm` this
     /// looks at the machine ([`kvm::Machine::probe`]).
     pub fn check(self, arch: Arch, el2: bool) -> Result<()> {
         match self {
             Host::Tcg => {}
-            Host::Pvhost(_) => {
+            Host::Pvhost(settings) => {
+                settings.offer.check(arch)?;
                 // loongarch64: the patched QEMU of `crate::qemu_pv`.
                 if el2 {
                     bail!(
@@ -325,6 +338,7 @@ mod tests {
             host.unwrap(),
             Host::Pvhost(pvhost::Settings {
                 pv: Pv::Off,
+                offer: pvhost::Offer::ALL,
                 steal: "periodic:1000,50",
                 fault: "none",
             })
@@ -339,6 +353,7 @@ mod tests {
             Host::from_args(HostKind::Pvhost, None, None, Some("periodic:10ms,50%@2s")).unwrap(),
             Host::Pvhost(pvhost::Settings {
                 pv: Pv::On,
+                offer: pvhost::Offer::ALL,
                 steal: "periodic:10000,50@2000",
                 fault: "none",
             })
@@ -352,5 +367,12 @@ mod tests {
         assert!(pvhost.check(Arch::Aarch64, false).is_ok());
         assert!(pvhost.check(Arch::Aarch64, true).is_err());
         assert!(pvhost.check(Arch::Loongarch64, false).is_ok());
+        let ipi = pvhost::Offer::only(&[pvhost::Feature::Ipi]);
+        let la = pvhost.with_offer(ipi).unwrap();
+        assert!(la.check(Arch::Loongarch64, false).is_ok());
+        assert!(la.check(Arch::Aarch64, false).is_err());
+        assert!(Host::Tcg.with_offer(ipi).is_err());
+        let off = Host::from_args(HostKind::Pvhost, Some(Pv::Off), None, None).unwrap();
+        assert!(off.with_offer(ipi).is_err());
     }
 }

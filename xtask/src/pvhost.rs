@@ -42,11 +42,126 @@ const RAM_END: u64 = 0x6000_0000;
 const PACKAGE: &str = "host";
 const BINARY: &str = "pvhost";
 
+/// A PV feature pvhost offers, by the name the guest's `pv:` line gives it:
+/// aarch64 has `time`, `lock`, `sched`; loongarch64 `time` (STEAL_TIME),
+/// `ipi`, `preempt`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Feature {
+    Time = 0,
+    Lock = 1,
+    Sched = 2,
+    Ipi = 3,
+    Preempt = 4,
+}
+
+impl Feature {
+    const EVERY: [Feature; 5] = [
+        Feature::Time,
+        Feature::Lock,
+        Feature::Sched,
+        Feature::Ipi,
+        Feature::Preempt,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Feature::Time => "time",
+            Feature::Lock => "lock",
+            Feature::Sched => "sched",
+            Feature::Ipi => "ipi",
+            Feature::Preempt => "preempt",
+        }
+    }
+
+    /// The features pvhost has for `arch`, in the `pv:` line's order.
+    pub fn of(arch: Arch) -> &'static [Feature] {
+        match arch {
+            Arch::Aarch64 => &[Feature::Time, Feature::Lock, Feature::Sched],
+            Arch::Loongarch64 => &[Feature::Time, Feature::Ipi, Feature::Preempt],
+        }
+    }
+}
+
+/// `--offer`: which features pvhost offers when PV is on (`--pv off` offers
+/// none): `all`, `none`, or a list such as `time,ipi`. aarch64 pvhost gets
+/// `pvhost.time/lock/sched=off` for those left out, the LoongArch model
+/// `pvhost-steal-time/ipi/preempt=off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Offer(u8);
+
+impl Offer {
+    pub const ALL: Offer = Offer(0x1f);
+    pub const NONE: Offer = Offer(0);
+
+    /// Only `features`.
+    pub const fn only(features: &[Feature]) -> Offer {
+        let mut bits = 0;
+        let mut i = 0;
+        while i < features.len() {
+            bits |= 1 << features[i] as u8;
+            i += 1;
+        }
+        Offer(bits)
+    }
+
+    pub fn has(self, feature: Feature) -> bool {
+        self.0 & 1 << feature as u8 != 0
+    }
+
+    /// `all`, `none` or `FEATURE[,FEATURE...]` (any arch's names; [`Offer::check`]
+    /// says whether they fit the guest's).
+    pub fn parse(text: &str) -> Result<Offer> {
+        match text {
+            "all" => return Ok(Offer::ALL),
+            "none" => return Ok(Offer::NONE),
+            _ => {}
+        }
+        let mut bits = 0;
+        for word in text.split(',') {
+            let feature = Feature::EVERY
+                .into_iter()
+                .find(|f| f.name() == word)
+                .ok_or_else(|| {
+                    anyhow!(
+                        "--offer {text:?}: unknown feature {word:?}; expected all, none or a list \
+                         of time, lock, sched (aarch64) or time, ipi, preempt (loongarch64)"
+                    )
+                })?;
+            bits |= 1 << feature as u8;
+        }
+        Ok(Offer(bits))
+    }
+
+    /// Fails if a feature listed is not one `arch`'s pvhost has.
+    pub fn check(self, arch: Arch) -> Result<()> {
+        if self == Offer::ALL {
+            return Ok(());
+        }
+        let own = Feature::of(arch);
+        if let Some(f) = Feature::EVERY
+            .into_iter()
+            .find(|&f| self.has(f) && !own.contains(&f))
+        {
+            let names: Vec<&str> = own.iter().map(|f| f.name()).collect();
+            bail!(
+                "--offer: {} guests' pvhost has no `{}`; its features: {}",
+                arch.name(),
+                f.name(),
+                names.join(", ")
+            );
+        }
+        Ok(())
+    }
+}
+
 /// The settings of a pvhost host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Settings {
-    /// `pvhost.pv=`: offer PV time, PV lock v2 and PV sched, or none of them.
+    /// `pvhost.pv=`: offer PV time, PV lock v2 and PV sched (LoongArch:
+    /// IPI, STEAL_TIME, PREEMPT), or none of them.
     pub pv: Pv,
+    /// With `pv` on, the features offered ([`Offer::ALL`]: every one).
+    pub offer: Offer,
     /// `pvhost.steal=`: the preemption injector's policy.
     pub steal: &'static str,
     /// `pvhost.fault=`: a host fault to inject (`none`, `drop-kicks`).
@@ -54,8 +169,16 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// Whether `feature` is offered.
+    pub fn offers(&self, feature: Feature) -> bool {
+        self.pv == Pv::On && self.offer.has(feature)
+    }
+}
+
+impl Settings {
     pub const DEFAULT: Settings = Settings {
         pv: Pv::On,
+        offer: Offer::ALL,
         steal: "none",
         fault: "none",
     };
@@ -252,8 +375,14 @@ pub fn append(settings: Settings, bootargs: &str) -> String {
         "none" => String::new(),
         fault => format!(" pvhost.fault={fault}"),
     };
+    // Only the features left out, after pvhost.pv: the default line stays.
+    let off: String = Feature::of(Arch::Aarch64)
+        .iter()
+        .filter(|&&f| settings.pv == Pv::On && !settings.offer.has(f))
+        .map(|f| format!(" pvhost.{}=off", f.name()))
+        .collect();
     format!(
-        "pvhost.elf={GUEST_ELF_PA:#x} pvhost.pv={} pvhost.steal={}{fault} -- {bootargs}",
+        "pvhost.elf={GUEST_ELF_PA:#x} pvhost.pv={}{off} pvhost.steal={}{fault} -- {bootargs}",
         settings.pv.name(),
         settings.steal
     )
@@ -400,12 +529,50 @@ mod tests {
         let s = Settings {
             pv: Pv::Off,
             steal: "periodic:1000,50",
-            fault: "none",
+            ..Settings::DEFAULT
         };
         assert_eq!(
             append(s, "app=x -- a"),
             "pvhost.elf=0x58000000 pvhost.pv=off pvhost.steal=periodic:1000,50 -- app=x -- a"
         );
+    }
+
+    #[test]
+    fn offers_name_each_arch_own_features() {
+        let time_only = Settings {
+            offer: Offer::parse("time").unwrap(),
+            ..Settings::DEFAULT
+        };
+        assert_eq!(
+            append(time_only, "app=x"),
+            "pvhost.elf=0x58000000 pvhost.pv=on pvhost.lock=off pvhost.sched=off \
+             pvhost.steal=none -- app=x"
+        );
+        assert!(time_only.offers(Feature::Time) && !time_only.offers(Feature::Lock));
+        let off = Settings {
+            pv: Pv::Off,
+            ..time_only
+        };
+        assert!(!off.offers(Feature::Time));
+        assert_eq!(Offer::parse("all").unwrap(), Offer::ALL);
+        assert_eq!(Offer::parse("none").unwrap(), Offer::NONE);
+        assert_eq!(
+            Offer::parse("ipi,preempt").unwrap(),
+            Offer::only(&[Feature::Ipi, Feature::Preempt])
+        );
+        let err = Offer::parse("time,steal").unwrap_err().to_string();
+        assert!(err.contains("unknown feature \"steal\""), "{err}");
+        let ipi = Offer::only(&[Feature::Ipi]);
+        assert!(ipi.check(Arch::Loongarch64).is_ok());
+        let err = ipi.check(Arch::Aarch64).unwrap_err().to_string();
+        assert!(
+            err.contains("has no `ipi`; its features: time, lock, sched"),
+            "{err}"
+        );
+        assert!(Offer::only(&[Feature::Lock])
+            .check(Arch::Loongarch64)
+            .is_err());
+        assert!(Offer::ALL.check(Arch::Aarch64).is_ok());
     }
 
     #[test]

@@ -16,22 +16,23 @@
 //! 3. the binary moves to `target/qemu-pv/<hash>/`, the tree is removed.
 //!
 //! The QEMU command is the TCG one plus the model's CPU properties
-//! (`-global la464-loongarch-cpu.pvhost=on`, the offered features, the
-//! injector's policy). At exit the model prints its ground truth after the
-//! guest's exit marker, one line per vCPU:
+//! (`-global la464-loongarch-cpu.pvhost=on`, the offered features, each on
+//! or off as [`Settings::offers`] says, the injector's policy). At exit the
+//! model prints its ground truth after the guest's exit marker, one line per
+//! vCPU:
 //! `pvhost: cpu=N hw_id=H preemptions=K stolen_ns=S held_ns=A pv_calls=C
 //! last_end_ns=E record_updates=U hvcl_ipi=I hvcl_notify=M hvcl_other=O
-//! hvcl_unadvertised=X ipis_pv=P ipis_iocsr=Q steal_faults=F` ([`crate::steal`] reads it as
-//! it reads aarch64 pvhost's).
+//! hvcl_unadvertised=X ipis_pv=P ipis_iocsr=Q steal_faults=F st_registers=R
+//! st_unregisters=D st_registered=0|1` ([`crate::steal`] reads it as it reads
+//! aarch64 pvhost's).
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::cmd;
-use crate::host::Pv;
 use crate::progress::{self, Step};
-use crate::pvhost::Settings;
+use crate::pvhost::{Feature, Settings};
 use crate::qemu::Boot;
 
 /// The patch, relative to the workspace root.
@@ -295,13 +296,22 @@ fn fault_modelled(fault: &str) -> bool {
             .any(|p| fault.strip_prefix(p).is_some_and(vcpu))
 }
 
-/// The model's CPU properties for `settings`: `--pv off` offers no feature
-/// (the hypervisor and its signature stay); a fault only when there is one.
+/// The model's CPU properties for `settings`: each feature `settings`
+/// offers on, the others off (`--pv off`: all; the hypervisor and its
+/// signature stay); a fault only when there is one.
 fn properties(settings: Settings) -> Vec<String> {
-    let offer = if settings.pv == Pv::On { "on" } else { "off" };
     let mut out = vec!["pvhost=on".to_owned()];
-    for feature in ["ipi", "steal-time", "preempt"] {
-        out.push(format!("pvhost-{feature}={offer}"));
+    for (feature, property) in [
+        (Feature::Ipi, "ipi"),
+        (Feature::Time, "steal-time"),
+        (Feature::Preempt, "preempt"),
+    ] {
+        let on = if settings.offers(feature) {
+            "on"
+        } else {
+            "off"
+        };
+        out.push(format!("pvhost-{property}={on}"));
     }
     out.push(format!("pvhost-steal={}", settings.steal));
     if settings.fault != "none" {
@@ -313,6 +323,7 @@ fn properties(settings: Settings) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::Pv;
 
     #[test]
     fn mirrors_from_both_source_formats() {
@@ -341,9 +352,10 @@ mod tests {
     }
 
     #[test]
-    fn properties_offer_all_or_nothing() {
+    fn properties_offer_each_feature() {
         let on = properties(Settings {
             pv: Pv::On,
+            offer: crate::pvhost::Offer::ALL,
             steal: "periodic:1000,50",
             fault: "none",
         });
@@ -359,10 +371,23 @@ mod tests {
         );
         let off = properties(Settings {
             pv: Pv::Off,
+            offer: crate::pvhost::Offer::ALL,
             steal: "none",
             fault: "none",
         });
         assert!(off.contains(&"pvhost-ipi=off".to_owned()), "{off:?}");
+        let time = properties(Settings {
+            offer: crate::pvhost::Offer::only(&[Feature::Time]),
+            ..Settings::DEFAULT
+        });
+        assert_eq!(
+            time[1..4],
+            [
+                "pvhost-ipi=off",
+                "pvhost-steal-time=on",
+                "pvhost-preempt=off"
+            ]
+        );
     }
 
     #[test]
@@ -385,6 +410,7 @@ mod tests {
         }
         let p = properties(Settings {
             pv: Pv::On,
+            offer: crate::pvhost::Offer::ALL,
             steal: "none",
             fault: "steal-jump:1",
         });

@@ -73,6 +73,12 @@ pub struct Args {
     /// not [default: on]
     #[arg(long, value_enum, value_name = "on|off")]
     pv: Option<Pv>,
+    /// pvhost with PV on: only these features offered, `all`, `none` or a
+    /// list by the `pv:` line's names: time,lock,sched (aarch64: pvhost.time,
+    /// pvhost.lock, pvhost.sched) or time,ipi,preempt (loongarch64:
+    /// STEAL_TIME, IPI, PREEMPT) [default: all]
+    #[arg(long, value_name = "LIST")]
+    offer: Option<String>,
     /// nested-kvm: busy loops started in L1 before the guest, so that its
     /// vCPUs are really preempted [default: 0]
     #[arg(long, value_name = "K",
@@ -100,7 +106,10 @@ pub struct Args {
 fn check(args: &Args) -> Result<(String, Host)> {
     let g = &args.guest;
     let bootargs = g.bootargs()?;
-    let host = Host::from_args(args.host, args.pv, args.l1_load, args.steal.as_deref())?;
+    let mut host = Host::from_args(args.host, args.pv, args.l1_load, args.steal.as_deref())?;
+    if let Some(offer) = &args.offer {
+        host = host.with_offer(crate::pvhost::Offer::parse(offer)?)?;
+    }
     host.check(g.arch, args.el2)?;
     qemu::check_mem(host, g.mem)?;
     Ok((bootargs, host))

@@ -57,13 +57,23 @@ pub const INVALID_PARAMETER: i64 = -2;
 /// low / high 64 bits of a 128-bit bitmap, a3 = the lowest **physical** CPU
 /// id (CSR.CPUID) of the window; bit n targets physical id a3 + n. Delivered
 /// to each target as SWI0 (ESTAT bit 0), which carries no vector. Always
-/// returns [`SUCCESS`]; ids with no vCPU are skipped.
+/// returns [`SUCCESS`], whatever a1..a3 hold: ids with no vCPU are skipped,
+/// and KVM keeps only the low 32 bits of a3 (an `unsigned int`).
+///
+/// The function is all 64 bits of a0: 1 with any upper bit set is no
+/// function ([`NOT_IMPLEMENTED`]), nor is anything but [`FUNC_IPI`] and
+/// [`FUNC_NOTIFY`].
 pub const FUNC_IPI: u32 = 1;
 /// CPUs one FUNC_IPI can reach: a window of consecutive physical ids.
 pub const IPI_WINDOW_CPUS: u64 = 128;
 
 /// FUNC_NOTIFY: a1 = the feature, as a mask ([`NOTIFY_STEAL_TIME`]), a2 =
 /// the record's physical address | [`STEAL_PHYS_VALID`]; a2 = 0 unregisters.
+/// Answers, in this order: [`NOT_IMPLEMENTED`] without STEAL_TIME offered or
+/// for any a1 but [`NOTIFY_STEAL_TIME`] (all 64 bits); [`INVALID_PARAMETER`]
+/// for an a2 with any of bits 5:1 set; else [`SUCCESS`], and a2 is this
+/// vCPU's record from then on (without [`STEAL_PHYS_VALID`]: none). KVM does
+/// not check that RAM is there: it writes a record it can reach.
 pub const FUNC_NOTIFY: u32 = 2;
 /// FUNC_NOTIFY's a1 for steal time: BIT(STEAL_TIME) = 4, a mask, not the
 /// bit number.
@@ -97,7 +107,9 @@ pub struct StealTimeRecord {
     /// Reserved (0).
     pub flags: core::sync::atomic::AtomicU32,
     /// Bit 0 ([`PREEMPTED`]): the vCPU is preempted. Valid only when
-    /// [`KVM_FEATURE_PREEMPT`] is advertised.
+    /// [`KVM_FEATURE_PREEMPT`] is advertised. KVM sets it only when it takes
+    /// the vCPU off involuntarily and clears it at the next steal update:
+    /// 0 means "not known to be preempted", not "running".
     pub preempted: core::sync::atomic::AtomicU8,
     _pad: [u8; 47],
 }
@@ -133,5 +145,52 @@ impl StealTimeRecord {
 impl Default for StealTimeRecord {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// Which LoongArch KVM features a host offers: what the LoongArch pvhost
+/// model is told (`pvhost-ipi`, `pvhost-steal-time`, `pvhost-preempt`; xtask's
+/// `--offer time,ipi,preempt`) and what hvcfuzz expects answers for, as
+/// [`super::arm64::Offer`] is on arm64.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offer {
+    /// [`KVM_FEATURE_STEAL_TIME`]: FUNC_NOTIFY answers.
+    pub time: bool,
+    /// [`KVM_FEATURE_IPI`]: FUNC_IPI answers.
+    pub ipi: bool,
+    /// [`KVM_FEATURE_PREEMPT`]: no call of its own.
+    pub preempt: bool,
+}
+
+impl Offer {
+    pub const ALL: Offer = Offer {
+        time: true,
+        ipi: true,
+        preempt: true,
+    };
+    pub const NONE: Offer = Offer {
+        time: false,
+        ipi: false,
+        preempt: false,
+    };
+
+    /// What `hvcl 0x100` with a0..a2 = `function`, `a1`, `a2` answers (a0)
+    /// from a host offering `self` (see [`FUNC_IPI`] and [`FUNC_NOTIFY`]).
+    /// A successful FUNC_NOTIFY also changes the registration: see
+    /// `pv::loongarch::raw::refusal` for the ones never to issue.
+    pub fn answer(self, function: u64, a1: u64, a2: u64) -> i64 {
+        match function {
+            f if f == u64::from(FUNC_IPI) && self.ipi => SUCCESS,
+            f if f == u64::from(FUNC_NOTIFY) && self.time => {
+                if a1 != NOTIFY_STEAL_TIME {
+                    NOT_IMPLEMENTED
+                } else if a2 & !(STEAL_PHYS_MASK | STEAL_PHYS_VALID) != 0 {
+                    INVALID_PARAMETER
+                } else {
+                    SUCCESS
+                }
+            }
+            _ => NOT_IMPLEMENTED,
+        }
     }
 }

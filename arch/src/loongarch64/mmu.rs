@@ -53,11 +53,11 @@
 //! hold a lock that another CPU may spin on with interrupts masked. A caller
 //! waiting for `MAP_LOCK` or for acknowledgements services its own flag while
 //! it spins, so two CPUs mapping at once cannot deadlock. A target the host
-//! holds off (PV preempted flag, or steal that grows) is waited for as long
-//! as it takes; one that runs and does not answer for
-//! [`crate::tlb::TIMEOUT_SEC`] (one parked with interrupts masked) is
-//! reported by a panic naming it rather than silently left with stale
-//! entries.
+//! is seen holding off (PV preempted flag, or steal that grows) is waited
+//! for as long as it takes; one that shows no such sign is still waited for
+//! up to [`crate::tlb::SILENT_SEC`] (a flag of 0 is no proof that a vCPU
+//! runs), and then (one parked with interrupts masked) reported by a panic
+//! naming it rather than silently left with stale entries.
 
 use core::arch::asm;
 use core::sync::atomic::{fence, AtomicUsize, Ordering};
@@ -328,8 +328,9 @@ fn shoot_down(start: usize, end: usize) {
         let ms = stuck.waited_ticks * 1000 / super::timer::ticks_per_sec().max(1);
         panic!(
             "TLB shootdown: CPU {} did not invalidate its TLB: no answer for {ms} ms, \
-             running (host preempted flag clear, steal not growing) for the last {} s \
-             (seen preempted before: {}); a CPU spinning or parked with interrupts masked?",
+             no sign of a hold-off by the host (preempted flag never set, steal not \
+             growing) for the last {} s at least (seen preempted before: {}); a CPU \
+             spinning or parked with interrupts masked, or a host holding it off unseen?",
             stuck.cpu,
             crate::tlb::TIMEOUT_SEC,
             stuck.seen_preempted

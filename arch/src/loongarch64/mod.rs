@@ -285,9 +285,16 @@ impl Arch for Loongarch64 {
     }
 
     fn pv_raw_call(_: u32, _: [u64; 3]) -> Result<[u64; 4], crate::pv::RawCallError> {
-        // The fuzz app speaks SMCCC; LoongArch's `hvcl` convention is another
-        // ABI (one result, in a0), and no LoongArch KVM is at hand to fuzz.
+        // SMCCC is arm64's; LoongArch's `hvcl` convention is `pv_raw_hvcl`.
         Err(crate::pv::RawCallError::Unavailable)
+    }
+
+    fn pv_raw_hvcl(regs: [u64; 6]) -> Result<[u64; 6], crate::pv::RawCallError> {
+        pv::raw_hvcl(regs)
+    }
+
+    fn pv_hvcl_registration() -> Option<u64> {
+        pv::registration(cpu_id())
     }
 
     fn power_off() -> ! {

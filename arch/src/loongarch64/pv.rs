@@ -14,16 +14,18 @@
 //! coherent cached); the host is given their physical address.
 
 use core::arch::asm;
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use loongArch64::cpu::CPUCFG;
 use loongArch64::iocsr::iocsr_read_d;
 
-use crate::abi::loongarch::{StealTimeRecord, HVCL_KVM_CODE, IOCSR_FEATURES, PREEMPTED};
+use crate::abi::loongarch::{
+    StealTimeRecord, HVCL_KVM_CODE, IOCSR_FEATURES, PREEMPTED, STEAL_PHYS_VALID,
+};
 use crate::pv::loongarch::{self as logic, LoongArchHost, Plan};
 use crate::pv::{
     fallback_note, note, CpuMask, FallbackLine, Hypervisor, Note, PreemptedGuard, PvReport,
-    PvSwitches, State, StealGuard,
+    PvSwitches, RawCallError, State, StealGuard,
 };
 use crate::tlb::Sent;
 use crate::MAX_CPUS;
@@ -81,6 +83,8 @@ impl LoongArchHost for Kvm {
 }
 
 static PLAN: spin::Once<Plan> = spin::Once::new();
+/// The probe found KVM's signature: every `hvcl 0x100` gets an answer.
+static KVM_FOUND: AtomicBool = AtomicBool::new(false);
 
 /// Each CPU's steal-time record, registered with the host by that CPU.
 static RECORDS: [StealTimeRecord; MAX_CPUS] = [const { StealTimeRecord::new() }; MAX_CPUS];
@@ -140,6 +144,7 @@ fn register(plan: &Plan, cpu: usize, log: &mut PvReport) -> Option<Result<u64, N
 /// registers its record. If that registration fails, no CPU uses the record.
 pub(super) fn probe(switches: &PvSwitches) -> PvReport {
     let (mut report, mut plan) = logic::probe(&mut Kvm, switches);
+    KVM_FOUND.store(report.hypervisor == Hypervisor::Kvm, Ordering::Release);
     match register(&plan, 0, &mut report) {
         None => {}
         Some(Ok(pa)) => {
@@ -281,4 +286,49 @@ pub(super) fn cpu_off() {
         // hold the console.)
         let _ = logic::unregister_cpu(&mut Kvm, plan);
     }
+}
+
+/// `cpu`'s live FUNC_NOTIFY a2 (record PA | VALID), if it registered.
+pub(super) fn registration(cpu: usize) -> Option<u64> {
+    // Acquire: pairs with the Release in `register`.
+    (RECORD_STATE.get(cpu)?.load(Ordering::Acquire) == REGISTERED)
+        .then(|| record_pa(cpu) | STEAL_PHYS_VALID)
+}
+
+/// One raw `hvcl 0x100` with a0..a5 = `regs`, for `Arch::pv_raw_hvcl`: only
+/// once the probe found KVM, and never one `raw::refusal` refuses.
+pub(super) fn raw_hvcl(regs: [u64; 6]) -> Result<[u64; 6], RawCallError> {
+    if !KVM_FOUND.load(Ordering::Acquire) {
+        return Err(RawCallError::Unavailable);
+    }
+    // Interrupts masked: the CPU cannot change between the check and the call.
+    let irq = <super::Loongarch64 as crate::Arch>::irq_save();
+    let registered = registration(super::cpu_id());
+    let result = match logic::raw::refusal(&regs, registered) {
+        Some(why) => Err(RawCallError::Refused(why)),
+        None => {
+            let mut r = regs;
+            // SAFETY: KVM's signature matched, so `hvcl 0x100` is answered
+            // (never INE), and the one call that makes the host write guest
+            // memory, an accepted FUNC_NOTIFY, names the CPU's own live
+            // record (`raw::refusal`). All six registers are declared: the
+            // fuzz checks that a1..a5 come back unchanged.
+            unsafe {
+                asm!(
+                    "hvcl {code}",
+                    code = const HVCL_KVM_CODE,
+                    inout("$a0") r[0],
+                    inout("$a1") r[1],
+                    inout("$a2") r[2],
+                    inout("$a3") r[3],
+                    inout("$a4") r[4],
+                    inout("$a5") r[5],
+                    options(nostack),
+                );
+            }
+            Ok(r)
+        }
+    };
+    <super::Loongarch64 as crate::Arch>::irq_restore(irq);
+    result
 }

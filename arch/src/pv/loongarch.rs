@@ -26,6 +26,8 @@
 use core::fmt;
 use core::sync::atomic::{fence, Ordering};
 
+pub mod raw;
+
 use crate::abi::loongarch::*;
 
 use super::{note, CallLog, Hypervisor, LockChoice, Note, PvReport, PvSwitches, State};

@@ -143,6 +143,9 @@ struct Vcpu {
     kicks_delayed: AtomicU64,
     /// Preemptions whose steal a steal fault wrote wrong into the record.
     steal_faults: AtomicU64,
+    /// PV_SCHED_IPA_RELEASE calls that released a registered record (the
+    /// guest's power-off releases each).
+    sched_releases: AtomicU64,
     /// `preemptions` when the vCPU first asked PV_TIME_ST for its record
     /// (`u64::MAX`: not yet), from which the steal faults count.
     time_asked_at: AtomicU64,
@@ -165,6 +168,7 @@ impl Vcpu {
             kicks_dropped: AtomicU64::new(0),
             kicks_delayed: AtomicU64::new(0),
             steal_faults: AtomicU64::new(0),
+            sched_releases: AtomicU64::new(0),
             time_asked_at: AtomicU64::new(u64::MAX),
         }
     }
@@ -487,9 +491,10 @@ impl Machine for Host {
                 Ordering::Release,
             );
         }
-        VCPUS[vcpu]
-            .sched_ipa
-            .store(ipa.unwrap_or(0), Ordering::Release);
+        let v = &VCPUS[vcpu];
+        if v.sched_ipa.swap(ipa.unwrap_or(0), Ordering::AcqRel) != 0 && ipa.is_none() {
+            v.sched_releases.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     fn kick(&mut self, vcpu: usize) {
@@ -589,7 +594,9 @@ fn hypercall(cpu: usize, frame: &mut Frame, imm: u16) {
 
 /// The machine-readable ground truth, one line per vCPU:
 /// `pvhost: cpu=N preemptions=K stolen_ns=S pv_calls=C last_end_ns=E
-/// kicks_dropped=D kicks_delayed=L steal_faults=F`.
+/// kicks_dropped=D kicks_delayed=L steal_faults=F sched_releases=R
+/// sched_registered=0|1` (`sched_registered`: a PV sched record still
+/// registered at SYSTEM_OFF).
 ///
 /// `last_end_ns` is when the vCPU's last preemption reached its PV time
 /// record (host time, which is the guest's clock too: CNTVOFF = 0): a guest
@@ -601,13 +608,15 @@ fn report_ground_truth() {
         // Acquire, then `last_end_ns`: see `preempted_wait`.
         let stolen_ns = v.stolen_ns.load(Ordering::Acquire);
         console::line(format_args!(
-            "pvhost: cpu={cpu} preemptions={} stolen_ns={stolen_ns} pv_calls={} last_end_ns={} kicks_dropped={} kicks_delayed={} steal_faults={}",
+            "pvhost: cpu={cpu} preemptions={} stolen_ns={stolen_ns} pv_calls={} last_end_ns={} kicks_dropped={} kicks_delayed={} steal_faults={} sched_releases={} sched_registered={}",
             v.preemptions.load(Ordering::Relaxed),
             v.pv_calls.load(Ordering::Relaxed),
             v.last_end_ns.load(Ordering::Relaxed),
             v.kicks_dropped.load(Ordering::Relaxed),
             v.kicks_delayed.load(Ordering::Relaxed),
             v.steal_faults.load(Ordering::Relaxed),
+            v.sched_releases.load(Ordering::Relaxed),
+            u8::from(v.sched_ipa.load(Ordering::Acquire) != 0),
         ));
     }
 }

@@ -232,6 +232,7 @@ impl Cell {
             }),
             HostKind::Pvhost => Host::Pvhost(crate::pvhost::Settings {
                 pv: self.pv,
+                offer: crate::pvhost::Offer::ALL,
                 steal: self.steal,
                 fault: "none",
             }),
@@ -1238,6 +1239,7 @@ mod tests {
             on.host(0),
             Host::Pvhost(crate::pvhost::Settings {
                 pv: Pv::On,
+                offer: crate::pvhost::Offer::ALL,
                 steal: "periodic:10000,50,2500",
                 fault: "none",
             })
@@ -1251,6 +1253,7 @@ mod tests {
             off.host(0),
             Host::Pvhost(crate::pvhost::Settings {
                 pv: Pv::Off,
+                offer: crate::pvhost::Offer::ALL,
                 steal: PVHOST_STEAL,
                 fault: "none",
             })

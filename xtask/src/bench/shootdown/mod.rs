@@ -117,6 +117,7 @@ impl Cell {
         match self.series.host() {
             HostKind::Pvhost => Host::Pvhost(crate::pvhost::Settings {
                 pv: Pv::On,
+                offer: crate::pvhost::Offer::ALL,
                 steal: "none",
                 fault: "none",
             }),

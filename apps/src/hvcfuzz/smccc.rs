@@ -1,15 +1,7 @@
-//! Hypercall fuzzing: random SMCCC calls, every answer checked against what
-//! the host must answer.
-//!
-//! ```text
-//! app=hvcfuzz -- [calls=20000] [seed=1] [offer=probe|all|none]
-//! ```
-//!
-//! Every online CPU issues its share of `calls` through
-//! [`kernel::pv::raw_call`], from a generator of its own (seeded from `seed`
-//! and the CPU), each call of one of three kinds, a third of the time each
-//! (a call that must not be issued is drawn again, so fewer `near` ones
-//! remain in the end):
+//! The SMCCC fuzz (arm64): random calls on the conduit the FDT names, every
+//! answer checked against what the host must answer. Each call is of one of
+//! three kinds ([`Kind`]), a third of the time each (a call that must not be
+//! issued is drawn again, so fewer `near` ones remain in the end):
 //!
 //! | kind | the call |
 //! |---|---|
@@ -52,29 +44,22 @@
 //! Also never issued: AFFINITY_INFO with other arguments, whose answer is
 //! the firmware's (pvhost forwards it), not pvhost's.
 //!
-//! `offer=`: which of PV time, PV lock v2 and PV sched the host offers,
-//! since the answers differ: `probe` (default) takes what the boot probe
-//! found; `all` and `none` say it, so that a host lying to the probe and to
-//! the fuzz alike is still caught (the boot tests say it).
-//!
-//! Output: the first mismatches (`hvcfuzz: mismatch ...`), then
-//! `hvcfuzz: calls=N ok=N mismatches=M` and the mix of kinds. Status 0 only
-//! with no mismatch; 1 as well where no raw call can be issued (no SMCCC
-//! >= 1.1: TCG without EL2, `pv=off`, LoongArch).
 
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use arch::abi::arm64::*;
 use arch::pv::arm64::raw_call_refusal;
 use arch::pv::State;
 use kernel::exit::status;
 use kernel::percpu::PerCpu;
-use kernel::pv::{self, RawCallError};
+use kernel::pv;
 use kernel::{per_cpu, smp};
+
+use super::{Config, Kind, OfferArg, Rng, Tally};
 
 /// The IDs the fuzz knows, the bases of the `near` and `known` kinds (the
 /// refused ones are among them: their neighbours are worth a call): the
@@ -170,24 +155,6 @@ pub struct Call {
     pub args: [u64; 3],
 }
 
-/// How a call was made up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Random = 0,
-    Near = 1,
-    Known = 2,
-}
-
-impl Kind {
-    fn name(self) -> &'static str {
-        match self {
-            Kind::Random => "random",
-            Kind::Near => "near",
-            Kind::Known => "known",
-        }
-    }
-}
-
 /// The answer `call` must get, or `None` if the fuzz must not issue it
 /// (see the module's header for which and why).
 pub fn expect(call: Call, m: &Machine) -> Option<Expect> {
@@ -254,36 +221,6 @@ pub fn expect(call: Call, m: &Machine) -> Option<Expect> {
             INVALID_PARAMETER
         }),
         _ => code(NOT_SUPPORTED),
-    }
-}
-
-/// SplitMix64: small, well mixed, reproducible per seed.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (n > 0; the bias is far below what matters here).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn pick<T: Copy>(&mut self, from: &[T]) -> T {
-        from[self.below(from.len() as u64) as usize]
-    }
-
-    fn chance(&mut self, one_in: u64) -> bool {
-        self.below(one_in) == 0
     }
 }
 
@@ -440,45 +377,6 @@ fn check_records_distinct() -> Vec<String> {
     problems
 }
 
-struct Config {
-    calls: u64,
-    seed: u64,
-    offer: Option<Offer>,
-}
-
-fn parse(args: &[&str]) -> Result<Config, String> {
-    let mut config = Config {
-        calls: 20_000,
-        seed: 1,
-        offer: None,
-    };
-    for &arg in args {
-        match arg.split_once('=') {
-            Some(("calls", n)) => {
-                config.calls = n
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=100_000_000).contains(n))
-                    .ok_or(format!("bad `{arg}`: expected calls=N, 1 <= N <= 10^8"))?;
-            }
-            Some(("seed", n)) => {
-                config.seed = n
-                    .parse()
-                    .map_err(|_| format!("bad `{arg}`: expected seed=N"))?;
-            }
-            Some(("offer", "probe")) => config.offer = None,
-            Some(("offer", "all")) => config.offer = Some(Offer::ALL),
-            Some(("offer", "none")) => config.offer = Some(Offer::NONE),
-            _ => {
-                return Err(format!(
-                    "unknown argument `{arg}`; valid: calls=N, seed=N, offer=probe|all|none"
-                ))
-            }
-        }
-    }
-    Ok(config)
-}
-
 /// What the boot probe found the host to offer.
 fn probed_offer() -> Result<Offer, String> {
     let offered = |name: &str| match pv::report().state(name) {
@@ -496,28 +394,37 @@ fn probed_offer() -> Result<Offer, String> {
     })
 }
 
-/// How many mismatches are printed in full.
-const SHOWN_MISMATCHES: usize = 10;
+/// Whether the SMCCC fuzz can run here: a raw call is answered.
+pub fn available() -> bool {
+    pv::raw_call(SMCCC_VERSION, [0; 3]).is_ok()
+}
 
-pub fn main(args: &[&str]) -> u8 {
-    let config = match parse(args) {
-        Ok(config) => config,
-        Err(why) => {
-            log::error!("{why}");
-            return status::USAGE;
-        }
-    };
-    if let Err(why) = pv::raw_call(SMCCC_VERSION, [0; 3]) {
-        let why = match why {
-            RawCallError::Unavailable => {
-                "no raw hypercalls here (no SMCCC >= 1.1 found, pv=off, or not arm64)"
+/// The offer `offer=` names, by the `pv:` line's names (time, lock, sched).
+fn named_offer(names: &[&str]) -> Result<Offer, String> {
+    let mut offer = Offer::NONE;
+    for &name in names {
+        match name {
+            "time" => offer.time = true,
+            "lock" => offer.lock = true,
+            "sched" => offer.sched = true,
+            _ => {
+                return Err(format!(
+                    "offer=: arm64 has no PV {name:?}; its features: time, lock, sched"
+                ))
             }
-            RawCallError::Refused(why) => why,
-        };
-        log::error!("hvcfuzz: {why}");
-        return status::FAILURE;
+        }
     }
-    let offer = match config.offer.map_or_else(probed_offer, Ok) {
+    Ok(offer)
+}
+
+/// Runs the fuzz as `config` says; the app's exit status.
+pub fn run(config: &Config) -> u8 {
+    let offer = match &config.offer {
+        OfferArg::Probe => probed_offer(),
+        OfferArg::All => Ok(Offer::ALL),
+        OfferArg::List(names) => named_offer(names),
+    };
+    let offer = match offer {
         Ok(offer) => offer,
         Err(why) => {
             log::error!("{why}");
@@ -535,248 +442,32 @@ pub fn main(args: &[&str]) -> u8 {
         online_mpidr: smp::online_cpus().map(|c| info.cpu_hw_ids[c]).collect(),
         vcpus: info.cpus_in_fdt as u64,
     };
-    let cpus = smp::online_count() as u64;
     let on_off = |b: bool| if b { "on" } else { "off" };
     kernel::println!(
-        "hvcfuzz: {} calls on {cpus} CPUs, seed {}; the host offers PV time {}, PV lock {}, PV sched {}",
+        "hvcfuzz: {} calls on {} CPUs, seed {}; the host offers PV time {}, PV lock {}, PV sched {}",
         config.calls,
+        smp::online_count(),
         config.seed,
         on_off(offer.time),
         on_off(offer.lock),
         on_off(offer.sched)
     );
-
-    let ok = AtomicU64::new(0);
-    let mismatches = AtomicU64::new(0);
-    let kinds = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
-    let shown = AtomicUsize::new(0);
-    smp::run_on_all(&|cpu| {
-        let rank = smp::online_cpus().position(|c| c == cpu).unwrap_or(0) as u64;
-        let share = config.calls / cpus + u64::from(rank < config.calls % cpus);
-        let mut rng = Rng::new(config.seed ^ (cpu as u64 + 1).wrapping_mul(0xA076_1D64_78BD_642F));
-        for _ in 0..share {
-            let (kind, call, expect) = generate(&mut rng, &machine);
-            kinds[kind as usize].fetch_add(1, Ordering::Relaxed);
-            let why = match pv::raw_call(call.function, call.args) {
-                Ok(answer) => judge(answer, expect, cpu).map(|why| {
-                    let [x0, x1, x2, x3] = answer;
-                    (format!("[{x0:#x}, {x1:#x}, {x2:#x}, {x3:#x}]"), why)
-                }),
-                Err(e) => Some(("nothing".into(), format!("not issued: {e:?}"))),
-            };
-            let Some((answer, why)) = why else {
-                ok.fetch_add(1, Ordering::Relaxed);
-                continue;
-            };
-            mismatches.fetch_add(1, Ordering::Relaxed);
-            if shown.fetch_add(1, Ordering::Relaxed) < SHOWN_MISMATCHES {
-                let [a1, a2, a3] = call.args;
-                kernel::println!(
-                    "hvcfuzz: mismatch cpu={cpu} kind={} call={:#x}({a1:#x}, {a2:#x}, {a3:#x}) got {answer}: {why}",
-                    kind.name(),
-                    call.function,
-                );
-            }
-        }
+    let tally = Tally::new();
+    tally.run_on_every_cpu(config, |cpu, rng| {
+        let (kind, call, expect) = generate(rng, &machine);
+        let why = match pv::raw_call(call.function, call.args) {
+            Ok(answer) => judge(answer, expect, cpu).map(|why| {
+                let [x0, x1, x2, x3] = answer;
+                (format!("[{x0:#x}, {x1:#x}, {x2:#x}, {x3:#x}]"), why)
+            }),
+            Err(e) => Some(("nothing".into(), format!("not issued: {e:?}"))),
+        };
+        let [a1, a2, a3] = call.args;
+        let shown = format!("{:#x}({a1:#x}, {a2:#x}, {a3:#x})", call.function);
+        (kind, why.map(|(answer, why)| (shown, answer, why)))
     });
-
-    let distinct = check_records_distinct();
-    for problem in &distinct {
-        kernel::println!("hvcfuzz: mismatch: {problem}");
-    }
-    let mismatches = mismatches.load(Ordering::Relaxed) + distinct.len() as u64;
-    kernel::println!(
-        "hvcfuzz: calls={} ok={} mismatches={mismatches}",
-        config.calls,
-        ok.load(Ordering::Relaxed)
-    );
-    kernel::println!(
-        "hvcfuzz: mix random={} near={} known={}",
-        kinds[0].load(Ordering::Relaxed),
-        kinds[1].load(Ordering::Relaxed),
-        kinds[2].load(Ordering::Relaxed)
-    );
-    if mismatches == 0 {
-        status::SUCCESS
-    } else {
-        status::FAILURE
-    }
+    tally.finish(check_records_distinct())
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const RAM: (u64, u64) = (0x4000_0000, 0x5000_0000);
-    const NS: Option<Expect> = Some(Expect::X0(NOT_SUPPORTED as u64));
-    const YES: Option<Expect> = Some(Expect::X0(0));
-    const INVAL: Option<Expect> = Some(Expect::X0(INVALID_PARAMETER as u64));
-
-    fn machine(offer: Offer) -> Machine {
-        Machine {
-            offer,
-            ram: Vec::from([RAM]),
-            online_mpidr: Vec::from([0, 1, 2, 3]),
-            vcpus: 4,
-        }
-    }
-
-    fn ask(offer: Offer, function: u32, a1: u64) -> Option<Expect> {
-        expect(
-            Call {
-                function,
-                args: [a1, 0, 0],
-            },
-            &machine(offer),
-        )
-    }
-
-    #[test]
-    fn the_probe_sequence_as_the_abi_says() {
-        let all = Offer::ALL;
-        assert_eq!(ask(all, PSCI_VERSION, 0), Some(Expect::X0(0x1_0001)));
-        assert_eq!(ask(all, PSCI_FEATURES, SMCCC_VERSION.into()), YES);
-        assert_eq!(ask(all, SMCCC_VERSION, 0), Some(Expect::X0(0x1_0001)));
-        assert_eq!(ask(all, VENDOR_HYP_CALL_UID, 0), Some(Expect::Uid));
-        assert_eq!(ask(all, VENDOR_HYP_KVM_FEATURES, 0), Some(Expect::X0(1)));
-        for f in [PV_TIME_FEATURES, PV_LOCK_FEATURES, PV_SCHED_FEATURES] {
-            assert_eq!(ask(all, SMCCC_ARCH_FEATURES, f.into()), YES, "{f:#x}");
-        }
-        assert_eq!(ask(all, PV_TIME_FEATURES, PV_TIME_ST.into()), YES);
-        assert_eq!(ask(all, PV_SCHED_FEATURES, PV_SCHED_KICK_CPU.into()), YES);
-        assert_eq!(ask(all, PV_TIME_ST, 0), Some(Expect::Record(Record::Time)));
-        assert_eq!(
-            ask(all, PV_LOCK_PREEMPTED, 7),
-            Some(Expect::Record(Record::Lock))
-        );
-    }
-
-    #[test]
-    fn nothing_offered() {
-        let none = Offer::NONE;
-        // As KVM with steal time off: ARCH_FEATURES still says yes.
-        assert_eq!(ask(none, SMCCC_ARCH_FEATURES, PV_TIME_FEATURES.into()), YES);
-        assert_eq!(ask(none, SMCCC_ARCH_FEATURES, PV_LOCK_FEATURES.into()), NS);
-        for f in [
-            PV_TIME_ST,
-            PV_LOCK_PREEMPTED,
-            PV_SCHED_KICK_CPU,
-            PV_SCHED_IPA_INIT,
-        ] {
-            assert_eq!(ask(none, f, 0x9_0000_0000), NS, "{f:#x}");
-        }
-        // Never issued, offered or not: the rule does not depend on the offer.
-        assert!(ask(none, PV_SCHED_IPA_RELEASE, 0).is_none());
-        assert_eq!(ask(none, VENDOR_HYP_CALL_UID, 0), Some(Expect::Uid));
-    }
-
-    #[test]
-    fn arguments_count_by_convention() {
-        let all = Offer::ALL;
-        // 32-bit: the upper half is ignored.
-        let junk = 0xdead_beef_0000_0000;
-        assert_eq!(ask(all, PSCI_FEATURES, junk | u64::from(PSCI_VERSION)), YES);
-        assert_eq!(
-            ask(all, SMCCC_ARCH_FEATURES, junk | u64::from(PV_TIME_FEATURES)),
-            YES
-        );
-        // 64-bit: it makes another (unknown) function.
-        assert_eq!(ask(all, PV_TIME_FEATURES, junk | u64::from(PV_TIME_ST)), NS);
-        assert_eq!(ask(all, PV_SCHED_KICK_CPU, 3), YES);
-        assert_eq!(ask(all, PV_SCHED_KICK_CPU, 4), INVAL);
-        assert_eq!(ask(all, PV_SCHED_KICK_CPU, 1 << 32), INVAL);
-        let affinity = |f, args| expect(Call { function: f, args }, &machine(all));
-        assert_eq!(
-            affinity(psci::PSCI_AFFINITY_INFO_32, [junk | 2, junk, 0]),
-            YES
-        );
-        assert_eq!(
-            affinity(psci::PSCI_AFFINITY_INFO_64, [junk | 2, 0, 0]),
-            None
-        );
-        assert_eq!(affinity(psci::PSCI_AFFINITY_INFO_64, [2, 1, 0]), None);
-    }
-
-    #[test]
-    fn dangerous_calls_are_never_planned() {
-        let all = Offer::ALL;
-        for f in [
-            psci::PSCI_CPU_OFF,
-            psci::PSCI_CPU_ON_64,
-            psci::PSCI_SYSTEM_OFF,
-            psci::PSCI_SYSTEM_RESET,
-            0x8400_0001, // CPU_SUSPEND
-            0xC400_0012, // SYSTEM_RESET2
-            PV_SCHED_IPA_RELEASE,
-        ] {
-            assert_eq!(ask(all, f, 0), None, "{f:#x}");
-        }
-        // A record touching RAM, aligned or not, in either convention.
-        for ipa in [0x4000_0000, 0x4fff_ffc0, 0x4000_0001, 0x3fff_fff0] {
-            assert_eq!(ask(all, PV_SCHED_IPA_INIT, ipa), None, "{ipa:#x}");
-        }
-        assert_eq!(ask(all, PV_SCHED_IPA_INIT & !SMC64, 0x1_4000_0000), None);
-        // Outside RAM: issued, refused by the host.
-        for ipa in [0x3fff_ffc0, 0x5000_0000, 0x5000_0001, 1 << 48, u64::MAX] {
-            assert_eq!(ask(all, PV_SCHED_IPA_INIT, ipa), INVAL, "{ipa:#x}");
-        }
-    }
-
-    #[test]
-    fn unknown_ids_are_not_supported() {
-        for f in [
-            0,
-            u32::MAX,
-            PV_LOCK_V3,
-            0xC500_0022,
-            0x8500_0021,
-            0xC600_0022,
-        ] {
-            assert_eq!(ask(Offer::ALL, f, 0), NS, "{f:#x}");
-        }
-        for f in [
-            SMCCC_ARCH_SOC_ID,
-            SMCCC_ARCH_WORKAROUND_1,
-            psci::PSCI_MIGRATE_INFO_UP_CPU_64,
-        ] {
-            assert_eq!(ask(Offer::ALL, f, 0), NS, "{f:#x}");
-        }
-    }
-
-    #[test]
-    fn the_generator_mixes_kinds_and_plans_only_safe_calls() {
-        let m = machine(Offer::ALL);
-        let mut rng = Rng::new(7);
-        let mut kinds = [0; 3];
-        let mut init_ipas = 0;
-        for _ in 0..100_000 {
-            let (kind, call, expect) = generate(&mut rng, &m);
-            kinds[kind as usize] += 1;
-            assert!(
-                raw_call_refusal(call.function, call.args, |a| m.in_ram(a)).is_none(),
-                "{call:x?}"
-            );
-            assert_eq!(super::expect(call, &m), Some(expect));
-            if call.function == PV_SCHED_IPA_INIT {
-                init_ipas += 1;
-                assert_eq!(expect, INVAL.unwrap());
-            }
-        }
-        // Near IDs are drawn again most often (near PSCI power calls).
-        assert!(kinds.iter().all(|&k| k > 25_000), "{kinds:?}");
-        assert!(init_ipas > 100, "{init_ipas}");
-    }
-
-    #[test]
-    fn the_same_seed_gives_the_same_calls() {
-        let m = machine(Offer::ALL);
-        let run = |seed| {
-            let mut rng = Rng::new(seed);
-            (0..50)
-                .map(|_| generate(&mut rng, &m).1)
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(run(3), run(3));
-        assert_ne!(run(3), run(4));
-    }
-}
+mod tests;
