@@ -7,6 +7,11 @@
 //! per CPU and per thread with the PV steal clock ([`account`]): a thread's
 //! run time excludes what the host stole.
 //!
+//! The pieces: [`thread`] (threads, spawning, joining), [`switch`] (the
+//! switch and the interrupt hooks), [`idle`] (the idle thread and smp
+//! jobs), [`account`], [`placement`], [`runqueue`], [`wait`], [`preempt`];
+//! this file holds each CPU's state and blocking, sleeping and waking.
+//!
 //! Where threads go: a woken or new thread goes to its last CPU if that is
 //! idle, else to the least loaded CPU, skipping CPUs whose vCPU the PV view
 //! reports preempted (a thread queued there would wait for the host). An
@@ -51,19 +56,17 @@
 //! anything else runs there.
 
 mod account;
+mod idle;
 mod placement;
 pub mod preempt;
 mod runqueue;
+mod switch;
+mod thread;
 mod wait;
 
-use alloc::boxed::Box;
-use alloc::collections::BTreeMap;
-use alloc::string::String;
-use alloc::sync::{Arc, Weak};
+use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::cell::UnsafeCell;
-use core::fmt;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use core::time::Duration;
 
 use arch::Arch;
@@ -73,183 +76,28 @@ use placement::CpuView;
 pub use runqueue::{RunQueue, Runnable};
 pub use wait::WaitQueue;
 
+use idle::{idle_entry, is_idle_running};
+pub(crate) use idle::{idle_loop, job_arrived, may_wait_for_jobs, run_job_if_idle};
+use switch::{account, finish_switch, schedule, Reason};
+pub(crate) use switch::{on_irq_entry, on_irq_exit, on_tick};
+pub use thread::{
+    for_each_thread, spawn, Builder, JoinHandle, SpawnError, Thread, ThreadTimes,
+    DEFAULT_STACK_SIZE, MIN_STACK_SIZE,
+};
+use thread::{new_thread, prepare_start, register};
+
 use crate::percpu::PerCpu;
-use crate::sync::{SpinLock, SpinNoIrq};
+use crate::sync::SpinNoIrq;
 use crate::{per_cpu, pv, smp, time, A};
 
-/// Stack size of a thread unless its [`Builder`] says otherwise.
-pub const DEFAULT_STACK_SIZE: usize = 32 * 1024;
-/// Smallest stack a thread may ask for (a switch frame, a trap frame and
-/// room to run).
-pub const MIN_STACK_SIZE: usize = 8 * 1024;
 /// Time a thread runs before others queued on its CPU get a turn: one tick.
 pub const SLICE_NS: u64 = 1_000_000_000 / time::TICK_HZ;
 /// Ticks between a busy CPU's checks for imbalance.
 const BALANCE_TICKS: u64 = 4;
-/// Written at the lowest word of every thread stack and checked at every
-/// switch: a thread that overran its stack is reported, not left to corrupt
-/// the heap silently.
-const STACK_CANARY: u64 = u64::from_le_bytes(*b"lodger!!");
-
 const RUNNABLE: u8 = 0;
 const BLOCKING: u8 = 1;
 const BLOCKED: u8 = 2;
 const EXITED: u8 = 3;
-
-/// A kernel thread.
-pub struct Thread {
-    id: u64,
-    name: String,
-    /// The only CPU it may run on, if pinned.
-    pinned: Option<usize>,
-    is_idle: bool,
-    /// Saved stack pointer while switched out (see [`Arch::switch_context`]).
-    sp: UnsafeCell<usize>,
-    /// `None` for a CPU's boot context adopted as a thread.
-    stack: Option<Box<[u64]>>,
-    state: AtomicU8,
-    /// Set by the CPU switching to it, cleared once its context is saved.
-    on_cpu: AtomicBool,
-    /// The CPU it last ran on.
-    cpu: AtomicUsize,
-    /// Task time, adjusted when entering a run queue ([`runqueue`]).
-    vruntime: AtomicU64,
-    run_ns: AtomicU64,
-    steal_ns: AtomicU64,
-    wall_ns: AtomicU64,
-    switches: AtomicU64,
-    migrations: AtomicU64,
-    entry: SpinNoIrq<Option<Box<dyn FnOnce() + Send>>>,
-    exited: AtomicBool,
-    joiners: WaitQueue,
-}
-
-// SAFETY: `sp` is written only by `switch_context` on the CPU switching the
-// thread out and read only by the CPU switching it in, which first sees
-// `on_cpu` false (Acquire) after the save (Release in `finish_switch`). All
-// other fields are atomics or locks.
-unsafe impl Sync for Thread {}
-// SAFETY: as above; nothing in a thread is tied to the CPU that made it.
-unsafe impl Send for Thread {}
-
-/// A thread's accounted time.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ThreadTimes {
-    /// Time it had a CPU, steal excluded (Linux's `clock_task`).
-    pub run_ns: u64,
-    /// Time the host stole while it was the running thread.
-    pub steal_ns: u64,
-    /// Guest time while it was the running thread: `run_ns + steal_ns`.
-    pub wall_ns: u64,
-    /// Times it was switched in.
-    pub switches: u64,
-    /// Times it was switched in on a different CPU than the last.
-    pub migrations: u64,
-}
-
-impl Thread {
-    fn new(
-        name: String,
-        pinned: Option<usize>,
-        is_idle: bool,
-        stack: Option<Box<[u64]>>,
-        cpu: usize,
-    ) -> Self {
-        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-        Self {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            name,
-            pinned,
-            is_idle,
-            sp: UnsafeCell::new(0),
-            stack,
-            state: AtomicU8::new(RUNNABLE),
-            on_cpu: AtomicBool::new(false),
-            cpu: AtomicUsize::new(cpu),
-            vruntime: AtomicU64::new(0),
-            run_ns: AtomicU64::new(0),
-            steal_ns: AtomicU64::new(0),
-            wall_ns: AtomicU64::new(0),
-            switches: AtomicU64::new(0),
-            migrations: AtomicU64::new(0),
-            entry: SpinNoIrq::new(None),
-            exited: AtomicBool::new(false),
-            joiners: WaitQueue::new(),
-        }
-    }
-
-    /// Unique, never 0.
-    pub fn id(&self) -> u64 {
-        self.id
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The CPU it runs on or last ran on.
-    pub fn cpu(&self) -> usize {
-        self.cpu.load(Ordering::Relaxed)
-    }
-
-    pub fn pinned(&self) -> Option<usize> {
-        self.pinned
-    }
-
-    pub fn has_exited(&self) -> bool {
-        self.exited.load(Ordering::Acquire)
-    }
-
-    /// Accounted time so far (up to the last switch or tick of its CPU).
-    pub fn times(&self) -> ThreadTimes {
-        ThreadTimes {
-            run_ns: self.run_ns.load(Ordering::Relaxed),
-            steal_ns: self.steal_ns.load(Ordering::Relaxed),
-            wall_ns: self.wall_ns.load(Ordering::Relaxed),
-            switches: self.switches.load(Ordering::Relaxed),
-            migrations: self.migrations.load(Ordering::Relaxed),
-        }
-    }
-
-    fn charge(&self, c: Charge) {
-        self.run_ns.fetch_add(c.task_ns, Ordering::Relaxed);
-        self.steal_ns.fetch_add(c.steal_ns, Ordering::Relaxed);
-        self.wall_ns.fetch_add(c.wall_ns, Ordering::Relaxed);
-        self.vruntime.fetch_add(c.task_ns, Ordering::Relaxed);
-    }
-
-    fn stack_intact(&self) -> bool {
-        self.stack.as_ref().is_none_or(|s| s[0] == STACK_CANARY)
-    }
-}
-
-impl Runnable for Arc<Thread> {
-    fn vruntime(&self) -> u64 {
-        self.vruntime.load(Ordering::Relaxed)
-    }
-    fn movable(&self) -> bool {
-        self.pinned.is_none()
-    }
-}
-
-impl fmt::Debug for Thread {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "thread {} `{}`", self.id, self.name)
-    }
-}
-
-/// Why [`schedule`] runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Reason {
-    /// The tick or a wake-up asked (interrupt exit): the thread stays runnable.
-    Preempt,
-    /// The thread offers its CPU: it stays runnable.
-    Yield,
-    /// The thread waits ([`block`]).
-    Block,
-    /// The thread has finished.
-    Exit,
-}
 
 /// One CPU's scheduler state.
 struct CpuSched {
@@ -300,9 +148,6 @@ static CPUS: PerCpu<CpuSched> = per_cpu!(CpuSched {
     ticks: AtomicU64::new(0),
     switches: AtomicU64::new(0),
 });
-
-/// Every live thread, for statistics.
-static THREADS: SpinLock<BTreeMap<u64, Weak<Thread>>> = SpinLock::new(BTreeMap::new());
 
 fn cpu_sched(cpu: usize) -> &'static CpuSched {
     CPUS.of(cpu)
@@ -393,235 +238,6 @@ pub(crate) fn init_cpu(cpu: usize) {
         .store(Arc::into_raw(this) as *mut _, Ordering::Release);
     s.clock.lock().start(time::now_ns(), pv::steal_ns(cpu));
     s.running.store(true, Ordering::Release);
-}
-
-fn register(t: &Arc<Thread>) {
-    THREADS.lock().insert(t.id, Arc::downgrade(t));
-}
-
-fn new_thread(
-    name: String,
-    pinned: Option<usize>,
-    is_idle: bool,
-    stack_size: usize,
-) -> Result<Arc<Thread>, SpawnError> {
-    let words = stack_size.max(MIN_STACK_SIZE).div_ceil(8);
-    let mut stack = Vec::new();
-    stack
-        .try_reserve_exact(words)
-        .map_err(|_| SpawnError::OutOfMemory)?;
-    stack.resize(words, 0u64);
-    stack[0] = STACK_CANARY;
-    let cpu = pinned.unwrap_or(0);
-    Ok(Arc::new(Thread::new(
-        name,
-        pinned,
-        is_idle,
-        Some(stack.into_boxed_slice()),
-        cpu,
-    )))
-}
-
-fn prepare_start(t: &Arc<Thread>, entry: extern "C" fn(usize) -> !) {
-    let stack = t.stack.as_ref().expect("a new thread has a stack");
-    let top = stack.as_ptr_range().end as usize;
-    // SAFETY: the thread has not started, so nothing else touches `sp`.
-    unsafe { *t.sp.get() = A::init_context(top, entry, 0) };
-}
-
-/// Why [`Builder::spawn`] failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SpawnError {
-    /// Pinned to a CPU that is not online.
-    CpuOffline(usize),
-    /// No memory for the stack.
-    OutOfMemory,
-}
-
-impl fmt::Display for SpawnError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SpawnError::CpuOffline(cpu) => write!(f, "CPU {cpu} is not online"),
-            SpawnError::OutOfMemory => f.write_str("no memory for the thread's stack"),
-        }
-    }
-}
-
-/// Thread options: name, CPU, stack size.
-#[derive(Debug, Default)]
-pub struct Builder {
-    name: Option<String>,
-    pin: Option<usize>,
-    stack_size: Option<usize>,
-}
-
-impl Builder {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = Some(name.into());
-        self
-    }
-
-    /// Runs the thread on `cpu` only.
-    pub fn pin(mut self, cpu: usize) -> Self {
-        self.pin = Some(cpu);
-        self
-    }
-
-    /// Stack size in bytes (at least [`MIN_STACK_SIZE`]).
-    pub fn stack_size(mut self, bytes: usize) -> Self {
-        self.stack_size = Some(bytes);
-        self
-    }
-
-    /// Starts `f` in a new thread.
-    pub fn spawn(self, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle, SpawnError> {
-        if let Some(cpu) = self.pin {
-            if !smp::is_online(cpu) || !cpu_sched(cpu).running.load(Ordering::Acquire) {
-                return Err(SpawnError::CpuOffline(cpu));
-            }
-        }
-        let name = self.name.unwrap_or_else(|| "thread".into());
-        let t = new_thread(
-            name,
-            self.pin,
-            false,
-            self.stack_size.unwrap_or(DEFAULT_STACK_SIZE),
-        )?;
-        *t.entry.lock() = Some(Box::new(f));
-        prepare_start(&t, thread_entry);
-        register(&t);
-        let handle = JoinHandle { thread: t.clone() };
-        let cpu = select_cpu(&t);
-        t.cpu.store(cpu, Ordering::Relaxed);
-        enqueue(cpu, t);
-        Ok(handle)
-    }
-}
-
-/// Starts `f` in a new unpinned thread with the default stack.
-///
-/// # Panics
-/// If there is no memory for its stack ([`Builder::spawn`] reports it).
-pub fn spawn(f: impl FnOnce() + Send + 'static) -> JoinHandle {
-    match Builder::new().spawn(f) {
-        Ok(handle) => handle,
-        Err(e) => panic!("spawn: {e}"),
-    }
-}
-
-/// Owns the right to wait for a thread.
-#[derive(Debug)]
-pub struct JoinHandle {
-    thread: Arc<Thread>,
-}
-
-impl JoinHandle {
-    pub fn thread(&self) -> &Arc<Thread> {
-        &self.thread
-    }
-
-    /// Waits for the thread to finish; returns its accounted time.
-    pub fn join(self) -> ThreadTimes {
-        let t = &self.thread;
-        t.joiners.wait_until(|| t.has_exited());
-        t.times()
-    }
-}
-
-/// First code of every spawned thread, on its own stack.
-extern "C" fn thread_entry(_: usize) -> ! {
-    finish_switch();
-    A::irq_enable();
-    let me = current();
-    let f = me.entry.lock().take().expect("a thread starts once");
-    f();
-    me.exited.store(true, Ordering::Release);
-    THREADS.lock().remove(&me.id);
-    me.joiners.wake_all();
-    drop(me);
-    let _ = A::irq_save();
-    let s = cpu_sched(A::cpu_id());
-    current_ref(s).state.store(EXITED, Ordering::Release);
-    schedule(Reason::Exit);
-    unreachable!("an exited thread was switched back in");
-}
-
-/// First code of the boot CPU's idle thread.
-extern "C" fn idle_entry(_: usize) -> ! {
-    finish_switch();
-    A::irq_enable();
-    idle_loop()
-}
-
-/// A CPU with nothing to run: run posted jobs, take threads, else wait for
-/// an interrupt (checked with interrupts masked, so a wake-up IPI or a job
-/// that arrives after the check ends the wait).
-pub(crate) fn idle_loop() -> ! {
-    loop {
-        if smp::job_pending() {
-            run_job();
-        }
-        let irq = A::irq_save();
-        schedule(Reason::Yield);
-        let s = cpu_sched(A::cpu_id());
-        if !smp::job_pending() && s.queued.load(Ordering::Acquire) == 0 {
-            A::wait_for_interrupt();
-        }
-        A::irq_restore(irq);
-    }
-}
-
-/// Runs this CPU's smp job in the idle thread, its time accounted as busy.
-/// Nests: a job that posts jobs runs its CPU's jobs while it waits.
-fn run_job() {
-    let s = cpu_sched(A::cpu_id());
-    account_now();
-    let outer = s.in_job.swap(true, Ordering::Relaxed);
-    smp::run_pending_job();
-    account_now();
-    s.in_job.store(outer, Ordering::Relaxed);
-}
-
-/// A job arrived in this CPU's mailbox (the IPI handler): switch to the idle
-/// thread at interrupt exit, if the interrupted code allows (see [`smp`]).
-pub(crate) fn job_arrived() {
-    cpu_sched(A::cpu_id())
-        .need_resched
-        .store(true, Ordering::Relaxed);
-}
-
-/// Whether the caller may wait for smp jobs to finish: not in an interrupt
-/// handler, and either preemption is enabled (its CPU can switch to its
-/// idle thread for a job posted to it) or it is the idle thread, which runs
-/// such jobs itself while it waits ([`run_job_if_idle`]).
-pub(crate) fn may_wait_for_jobs() -> bool {
-    let irq = A::irq_save();
-    let s = cpu_sched(A::cpu_id());
-    let ok = !s.in_irq.load(Ordering::Relaxed)
-        && (s.preempt_count.load(Ordering::Relaxed) == 0 || is_idle_running(s));
-    A::irq_restore(irq);
-    ok
-}
-
-/// Whether `s`'s CPU runs its idle thread (for another CPU: a snapshot).
-fn is_idle_running(s: &CpuSched) -> bool {
-    s.current_id.load(Ordering::Relaxed) == s.idle_id.load(Ordering::Relaxed)
-}
-
-/// For a CPU waiting for smp jobs: if the caller is the idle thread (a job
-/// that posts jobs), runs the job posted to this CPU, if any, now: nothing
-/// else would. The idle thread is pinned, so the CPU cannot change.
-pub(crate) fn run_job_if_idle() {
-    let irq = A::irq_save();
-    let idle = is_idle_running(cpu_sched(A::cpu_id()));
-    A::irq_restore(irq);
-    if idle && smp::job_pending() {
-        run_job();
-    }
 }
 
 /// Offers the CPU to other runnable threads of this CPU (a no-op where the
@@ -793,189 +409,6 @@ fn enqueue(cpu: usize, t: Arc<Thread>) {
     }
 }
 
-/// Charges the time since the last sample to this CPU's running thread or,
-/// inside an interrupt, to the CPU's interrupt time. Interrupts masked.
-fn account(cpu: usize, s: &CpuSched, t: &Thread) {
-    account_until(cpu, s, t, time::now_ns());
-}
-
-fn account_until(cpu: usize, s: &CpuSched, t: &Thread, now_ns: u64) {
-    let ran = if s.in_irq.load(Ordering::Relaxed) {
-        Ran::Irq
-    } else if t.is_idle && !s.in_job.load(Ordering::Relaxed) {
-        Ran::Idle
-    } else {
-        Ran::Thread
-    };
-    let charge = s.clock.lock().advance(now_ns, pv::steal_ns(cpu), ran);
-    if ran != Ran::Irq {
-        t.charge(charge);
-    }
-}
-
-/// Picks the next thread and switches to it. Interrupts masked.
-fn schedule(reason: Reason) {
-    let cpu = A::cpu_id();
-    let s = cpu_sched(cpu);
-    if !s.running.load(Ordering::Relaxed) {
-        return;
-    }
-    let prev = current_ref(s);
-    if reason == Reason::Block
-        && prev
-            .state
-            .compare_exchange(BLOCKING, BLOCKED, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-    {
-        return; // Woken before it got here.
-    }
-    // A posted job runs first, on the idle thread, and to its end (see
-    // `smp`): the idle thread stays while a job waits or runs; any other
-    // thread is switched out for it.
-    let job = smp::job_pending();
-    if prev.is_idle && (job || s.in_job.load(Ordering::Relaxed)) {
-        return;
-    }
-    account(cpu, s, prev);
-    s.need_resched.store(false, Ordering::Relaxed);
-    let stays_runnable = matches!(reason, Reason::Preempt | Reason::Yield);
-    if job {
-        // SAFETY: the idle slot owns a reference for ever.
-        let idle = unsafe { arc_from_slot(&s.idle) };
-        switch_to(cpu, s, idle, stays_runnable);
-        return;
-    }
-    let next = {
-        let mut rq = s.rq.lock();
-        if !prev.is_idle {
-            rq.note_running(prev.vruntime.load(Ordering::Relaxed));
-        }
-        let next = rq.pop_next();
-        s.queued.store(rq.len(), Ordering::Release);
-        next
-    };
-    let next = match next {
-        Some(next) => next,
-        None if stays_runnable && !prev.is_idle => return,
-        None => match pull(cpu) {
-            Some(next) => next,
-            None if prev.is_idle => return,
-            // SAFETY: the idle slot owns a reference for ever.
-            None => unsafe { arc_from_slot(&s.idle) },
-        },
-    };
-    switch_to(cpu, s, next, stays_runnable && !prev.is_idle);
-}
-
-/// Takes a thread from the busiest other CPU, preferring CPUs whose vCPU is
-/// preempted (their queued threads are not running anyway).
-fn pull(cpu: usize) -> Option<Arc<Thread>> {
-    steal_from(placement::pull_victim(cpu, cpu_views())?)
-}
-
-fn switch_to(cpu: usize, s: &CpuSched, next: Arc<Thread>, requeue_prev: bool) {
-    let prev_ptr = s.current.load(Ordering::Relaxed);
-    // SAFETY: the slot owns a live thread (see `current_ref`).
-    let prev = unsafe { &*prev_ptr };
-    assert!(
-        prev.stack_intact(),
-        "stack overflow in {prev:?} (its stack's lowest word was overwritten)"
-    );
-    next.on_cpu.store(true, Ordering::Relaxed);
-    if next.cpu.swap(cpu, Ordering::Relaxed) != cpu {
-        next.migrations.fetch_add(1, Ordering::Relaxed);
-    }
-    next.switches.fetch_add(1, Ordering::Relaxed);
-    s.switches.fetch_add(1, Ordering::Relaxed);
-    // SAFETY: `next` is off every CPU (queued threads are; the idle thread
-    // runs only here), so its saved `sp` is complete and nobody else reads it.
-    let next_sp = unsafe { *next.sp.get() };
-    s.current_id.store(next.id, Ordering::Release);
-    s.current
-        .store(Arc::into_raw(next) as *mut _, Ordering::Relaxed);
-    s.prev.store(prev_ptr, Ordering::Relaxed);
-    s.prev_requeue.store(requeue_prev, Ordering::Relaxed);
-    // SAFETY: interrupts are masked; `next_sp` is a saved context of a
-    // thread that runs nowhere; `prev.sp` belongs to the running thread.
-    unsafe { A::switch_context(prev.sp.get(), next_sp) };
-    finish_switch();
-}
-
-/// The second half of a switch, run by the incoming thread: the outgoing
-/// one's context is saved now, so it may run elsewhere.
-fn finish_switch() {
-    let cpu = A::cpu_id();
-    let s = cpu_sched(cpu);
-    let prev = s.prev.swap(core::ptr::null_mut(), Ordering::Relaxed);
-    // SAFETY: `switch_to` moved the current slot's reference here.
-    let prev = unsafe { Arc::from_raw(prev) };
-    let requeue = s.prev_requeue.load(Ordering::Relaxed);
-    prev.on_cpu.store(false, Ordering::Release);
-    if requeue {
-        enqueue(cpu, prev);
-    }
-    // Otherwise it blocked (its wait queue holds it), exited (joiners and
-    // the registry's weak reference may), or is the idle thread (its slot
-    // holds it): this reference goes.
-}
-
-/// The arch's interrupt-exit hook: switch if the tick or a wake-up asked and
-/// the interrupted code allows it.
-pub(crate) fn on_irq_exit() {
-    let cpu = A::cpu_id();
-    let s = cpu_sched(cpu);
-    if s.running.load(Ordering::Relaxed) {
-        account(cpu, s, current_ref(s));
-    }
-    s.in_irq.store(false, Ordering::Relaxed);
-    if s.need_resched.load(Ordering::Relaxed)
-        && s.preempt_count.load(Ordering::Relaxed) == 0
-        && s.running.load(Ordering::Relaxed)
-    {
-        schedule(Reason::Preempt);
-    }
-}
-
-/// The kernel's interrupt dispatch begins (see [`may_block`]): the
-/// interrupted thread is charged up to when the interrupt's time began
-/// (`timer_fired_ns` for a timer, see [`account::irq_start`]), the rest of
-/// it until [`on_irq_exit`] is interrupt time.
-pub(crate) fn on_irq_entry(timer_fired_ns: Option<u64>) {
-    let cpu = A::cpu_id();
-    let s = cpu_sched(cpu);
-    if s.running.load(Ordering::Relaxed) {
-        let start = account::irq_start(time::now_ns(), timer_fired_ns);
-        account_until(cpu, s, current_ref(s), start);
-    }
-    s.in_irq.store(true, Ordering::Relaxed);
-}
-
-/// The tick: give the next queued thread its turn, balance (the interrupted
-/// thread was charged when the interrupt began).
-pub(crate) fn on_tick() {
-    let cpu = A::cpu_id();
-    let s = cpu_sched(cpu);
-    if !s.running.load(Ordering::Relaxed) {
-        return;
-    }
-    let ticks = s.ticks.fetch_add(1, Ordering::Relaxed) + 1;
-    if ticks.is_multiple_of(BALANCE_TICKS) {
-        balance(cpu);
-    }
-    if s.queued.load(Ordering::Relaxed) > 0 {
-        s.need_resched.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Pulls one thread if another CPU has two or more threads more than this one.
-fn balance(cpu: usize) {
-    if let Some(victim) = placement::balance_victim(cpu, load(cpu), cpu_views()) {
-        if let Some(t) = steal_from(victim) {
-            enqueue(cpu, t);
-        }
-    }
-}
-
 /// Wakes this CPU's sleepers whose deadline is `now` or earlier; returns the
 /// earliest deadline left. Interrupts masked.
 pub(crate) fn expire_sleepers(now: u64) -> Option<u64> {
@@ -1016,12 +449,6 @@ pub fn account_now() {
 /// Context switches on `cpu` so far.
 pub fn switches_on(cpu: usize) -> u64 {
     cpu_sched(cpu).switches.load(Ordering::Relaxed)
-}
-
-/// Calls `f` for every live thread.
-pub fn for_each_thread(mut f: impl FnMut(&Thread)) {
-    let threads: Vec<Arc<Thread>> = THREADS.lock().values().filter_map(Weak::upgrade).collect();
-    threads.iter().for_each(|t| f(t));
 }
 
 /// Logs the per-CPU busy / idle / steal split and every live thread's
