@@ -260,7 +260,7 @@ pub(super) mod tests {
             .copied()
             .filter(|&w| w != Workload::Scale)
             .collect();
-        let cells = locks::matrix(&[HostKind::Tcg], &workloads);
+        let cells = locks::matrix(&[HostKind::Tcg], &workloads, &locks::ARCHES);
         let mut runs = Vec::new();
         for rep in 0..2 {
             for (index, cell) in cells.iter().enumerate() {
