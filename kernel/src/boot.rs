@@ -232,6 +232,8 @@ fn banner(info: &BootInfo, heap: &Heap, spin: sync::SpinLimit) {
     let report = pv::report();
     log::info!("pv: {report}");
     log::info!("pv: probe calls: {}", arch::pv::CallList(&report.calls));
-    log::info!("pv: steal accounting {}", pv::steal_accounting_summary());
+    if let Some(note) = pv::steal_accounting_note() {
+        log::info!("pv: steal accounting {note}");
+    }
     log::info!("locks: {}; {spin}", pv::lock_slow_path_summary());
 }

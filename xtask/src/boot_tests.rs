@@ -1531,6 +1531,7 @@ pub const TESTS: &[BootTest] = &[
         checks: &[
             Contains("time: used (record at PA"),
             Contains("fairshare: steal_clock=yes steal_accounted=yes"),
+            Lacks("pv: steal accounting"),
         ],
         timing: FAIRSHARE_TIMING,
         ..LA
