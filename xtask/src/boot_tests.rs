@@ -3,6 +3,10 @@
 //!
 //! To add a test, add an entry to [`TESTS`]; start from [`BASE`] and set what
 //! differs. A new kind of output check is a variant of [`Check`].
+//!
+//! Long by nature: one table entry per boot test (past a hundred), each
+//! with the comment that says what it proves; split by host it would
+//! scatter the one list `--filter` and the table checks walk.
 
 use crate::arch::Arch;
 use crate::bench::PVHOST_STEAL as STAGGERED_HALF_STEAL;

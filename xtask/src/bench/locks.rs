@@ -52,6 +52,10 @@
 //! A benchmark, not a test: the figures never fail it. A run fails when
 //! the guest does not exit 0, loses an update, or leaves out a result line;
 //! the suite then still reports what it measured, and exits 1.
+//!
+//! Past 600 lines: over 400 of them are the unit tests at the end, which
+//! pin the matrix, the commands and the ratios' names; the rest is the
+//! matrix, the runner and the judging of a run, which share [`Cell`].
 
 use std::fmt::Write as _;
 use std::fs;
