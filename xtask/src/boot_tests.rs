@@ -426,6 +426,8 @@ pub const TESTS: &[BootTest] = &[
         checks: &[
             Contains("unknown boot argument `bogus=1`"),
             Contains("valid arguments"),
+            // The flags too.
+            Contains(" no-steal-acc, then `-- APP-ARGUMENTS`"),
         ],
         ..BASE
     },
