@@ -20,7 +20,10 @@
 //! `fairshare: thread=I cpu=C run_ms=R progress_ms=P ratio=X steal_ms=S`,
 //! `fairshare: cpu=C sched_steal_us=A pv_steal_us=B` (the scheduler's steal
 //! accounting against the PV steal clock over the same window), and
-//! `fairshare: steal_clock=yes|no worst_ratio_error=E%`.
+//! `fairshare: steal_clock=yes|no steal_accounted=yes|no worst_ratio_error=E%`
+//! (`steal_accounted=no`: no steal clock, or `no-steal-acc`, which keeps
+//! the clock but leaves steal in run time, so the ratios skew and the
+//! scheduler's steal stays 0).
 //! `expect=steal-match` fails the run (status 1) if any CPU's steal
 //! accounting is off by more than 1% (+1 ms); `expect=accurate` also if any
 //! ratio is off by more than 5%; `expect=skewed` if no ratio is off by more
@@ -267,9 +270,11 @@ pub fn main(args: &[&str]) -> u8 {
             ok = false;
         }
     }
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
     kernel::println!(
-        "fairshare: steal_clock={} worst_ratio_error={:.1}%",
-        if pv::has_steal_clock() { "yes" } else { "no" },
+        "fairshare: steal_clock={} steal_accounted={} worst_ratio_error={:.1}%",
+        yes_no(pv::has_steal_clock()),
+        yes_no(pv::steal_accounted()),
         worst * 100.0
     );
     if opts.expect_skewed && worst <= SKEW_MIN {

@@ -104,6 +104,7 @@ pub fn primary(handoff: &BootHandoff, heap: &'static Heap, apps: &'static [App])
         },
     };
     phases.end("heap");
+    pv::set_steal_accounting(args.as_ref().map_or(true, |a| a.steal_acc));
     pv::init(&switches);
     phases.end("pv");
 
@@ -231,5 +232,8 @@ fn banner(info: &BootInfo, heap: &Heap, spin: sync::SpinLimit) {
     let report = pv::report();
     log::info!("pv: {report}");
     log::info!("pv: probe calls: {}", arch::pv::CallList(&report.calls));
+    if let Some(note) = pv::steal_accounting_note() {
+        log::info!("pv: steal accounting {note}");
+    }
     log::info!("locks: {}; {spin}", pv::lock_slow_path_summary());
 }

@@ -3,12 +3,13 @@
 //! ```text
 //! app=NAME [log=LEVEL] [pv=on|off] [pv.time=on|off] [pv.lock=off|v2|v3]
 //!          [pv.sched=on|off] [pv.ipi=on|off] [lock.spin=auto|N]
-//!          [-- APP-ARGUMENT ...]
+//!          [no-steal-acc] [-- APP-ARGUMENT ...]
 //! ```
 //!
-//! Kernel arguments are `key=value` pairs from [`KEYS`]; everything after a
-//! lone `--` belongs to the app. Anything else is an error that names the
-//! offending token and lists what is valid: the kernel never guesses.
+//! Kernel arguments are `key=value` pairs from [`KEYS`] and the bare flags
+//! of [`FLAGS`] (Linux's names); everything after a lone `--` belongs to
+//! the app. Anything else is an error that names the offending token and
+//! lists what is valid: the kernel never guesses.
 
 use core::fmt;
 
@@ -36,6 +37,12 @@ pub const KEYS: &[(&str, &str)] = &[
     ),
 ];
 
+/// Every bare flag: name and what it does.
+pub const FLAGS: &[(&str, &str)] = &[(
+    "no-steal-acc",
+    "read the steal clock but keep steal in the scheduler's run time",
+)];
+
 /// The largest `lock.spin=N`: a halt is bounded by the tick anyway.
 pub const MAX_LOCK_SPIN: u32 = 1 << 20;
 
@@ -56,12 +63,15 @@ pub struct BootArgs<'a> {
     pub pv: PvSwitches,
     /// `lock.spin=N`; `None` (`auto`, the default): measured at boot.
     pub spin_limit: Option<u32>,
+    /// Whether the scheduler takes steal out of run time (Linux's steal
+    /// accounting); `no-steal-acc` clears it.
+    pub steal_acc: bool,
 }
 
 /// What was wrong with the boot arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BootArgError<'a> {
-    /// A token that is not `key=value` (before `--`).
+    /// A token that is neither `key=value` nor a flag (before `--`).
     NotKeyValue(&'a str),
     /// A key lodger does not know.
     UnknownKey(&'a str),
@@ -78,7 +88,7 @@ impl fmt::Display for BootArgError<'_> {
         match self {
             Self::NotKeyValue(t) => write!(
                 f,
-                "malformed boot argument `{t}`: expected key=value (app arguments go after `--`)"
+                "malformed boot argument `{t}`: expected key=value or a flag (app arguments go after `--`)"
             )?,
             Self::UnknownKey(k) => write!(f, "unknown boot argument `{k}`")?,
             Self::Repeated(k) => write!(f, "boot argument `{k}` given twice")?,
@@ -90,6 +100,9 @@ impl fmt::Display for BootArgError<'_> {
         write!(f, "; valid arguments:")?;
         for (key, values) in KEYS {
             write!(f, " {key}=<{values}>")?;
+        }
+        for (flag, _) in FLAGS {
+            write!(f, " {flag}")?;
         }
         write!(f, ", then `-- APP-ARGUMENTS`")
     }
@@ -103,12 +116,24 @@ pub fn parse(line: &str) -> Result<BootArgs<'_>, BootArgError<'_>> {
         log_level: log::LevelFilter::Info,
         pv: PvSwitches::default(),
         spin_limit: None,
+        steal_acc: true,
     };
-    let mut seen: Vec<&str, { KEYS.len() }> = Vec::new();
+    let mut seen: Vec<&str, { KEYS.len() + FLAGS.len() }> = Vec::new();
     let mut tokens = line.split_ascii_whitespace();
     for token in tokens.by_ref() {
         if token == "--" {
             break;
+        }
+        if let Some((flag, _)) = FLAGS.iter().find(|(f, _)| *f == token) {
+            if seen.contains(flag) {
+                return Err(BootArgError::Repeated(flag));
+            }
+            let _ = seen.push(flag);
+            match *flag {
+                "no-steal-acc" => args.steal_acc = false,
+                _ => unreachable!("every flag of FLAGS is handled"),
+            }
+            continue;
         }
         let (key, value) = token
             .split_once('=')
@@ -274,6 +299,38 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn no_steal_acc_is_a_bare_flag() {
+        assert!(parse("").unwrap().steal_acc);
+        let args = parse("pv.ipi=off no-steal-acc -- no-steal-acc").unwrap();
+        assert!(!args.steal_acc);
+        // The PV switches are untouched: the steal clock is still read.
+        assert_eq!(
+            args.pv,
+            PvSwitches {
+                ipi: false,
+                ..PvSwitches::default()
+            }
+        );
+        assert_eq!(args.app_args.as_slice(), ["no-steal-acc"]);
+        // After `--` it is the app's.
+        assert!(parse("-- no-steal-acc").unwrap().steal_acc);
+        assert_eq!(
+            parse("no-steal-acc no-steal-acc"),
+            Err(BootArgError::Repeated("no-steal-acc"))
+        );
+        assert_eq!(
+            parse("no-steal-acc=1"),
+            Err(BootArgError::UnknownKey("no-steal-acc=1"))
+        );
+        assert_eq!(
+            parse("no-steal"),
+            Err(BootArgError::NotKeyValue("no-steal"))
+        );
+        let msg = parse("bogus=1").unwrap_err().to_string();
+        assert!(msg.contains(" no-steal-acc, then"), "{msg}");
     }
 
     #[test]

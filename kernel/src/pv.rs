@@ -4,6 +4,7 @@
 //! | query | with PV | native fallback |
 //! |---|---|---|
 //! | [`steal_ns`] | the host's steal clock | 0 |
+//! | [`sched_steal_ns`] | the steal the scheduler takes out of run time: the steal clock, or 0 with `no-steal-acc` | 0 |
 //! | [`vcpu_is_preempted`] | the host's preempted flag | false |
 //! | [`send_ipi_mask`] | one multicast hypercall (LoongArch PV IPI) | one IPI per CPU |
 //! | [`wait`] / [`kick`] | halt, woken by the host's kick (PV sched) | WFI / `idle`, woken by an IPI |
@@ -13,6 +14,8 @@
 //! its one-line report says what was found, what is used and why not the
 //! rest. Nothing here is consulted on a fast path when PV is off: each query
 //! is one arch call that finds no record and returns the native answer.
+
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use arch::pv::{CpuMask, Hypervisor, LockChoice, PvReport, PvSwitches};
 use arch::Arch;
@@ -27,6 +30,10 @@ static REPORT: spin::Once<PvReport> = spin::Once::new();
 /// runs ([`init`]); never changed after (a native pending waiter and a
 /// halting head on one lock would both own it).
 static LOCK_SLOW_PATH: spin::Once<SlowPath> = spin::Once::new();
+/// Whether the scheduler takes steal out of run time (Linux's
+/// `paravirt_steal_rq_enabled`): set at boot before any CPU accounts
+/// ([`set_steal_accounting`]); `no-steal-acc` clears it.
+static STEAL_ACC: AtomicBool = AtomicBool::new(true);
 
 /// Probes the host (boot CPU, before the secondaries, interrupts masked),
 /// and chooses the qspinlock slow path.
@@ -105,6 +112,47 @@ pub fn steal_ns(cpu: usize) -> u64 {
     A::pv_steal_ns(cpu).unwrap_or(0)
 }
 
+/// Sets whether the scheduler takes steal out of run time (boot CPU,
+/// before its scheduler starts; `no-steal-acc` turns it off). The steal
+/// clock is read either way ([`steal_ns`]): only the accounting changes.
+pub(crate) fn set_steal_accounting(on: bool) {
+    STEAL_ACC.store(on, Ordering::Relaxed);
+}
+
+/// Whether the scheduler takes steal out of run time: a steal clock in
+/// use and no `no-steal-acc`.
+pub fn steal_accounted() -> bool {
+    has_steal_clock() && STEAL_ACC.load(Ordering::Relaxed)
+}
+
+/// The steal clock as the scheduler's accounting sees it: [`steal_ns`],
+/// or 0 with `no-steal-acc` (all time then counts as the running
+/// thread's, as without a steal clock).
+pub fn sched_steal_ns(cpu: usize) -> u64 {
+    if STEAL_ACC.load(Ordering::Relaxed) {
+        steal_ns(cpu)
+    } else {
+        0
+    }
+}
+
+/// The boot report's line on `no-steal-acc`, when it was given (without
+/// it steal is taken out of run time wherever the steal clock is used:
+/// the `pv:` line's `time: used`).
+pub fn steal_accounting_note() -> Option<&'static str> {
+    steal_accounting_text(has_steal_clock(), STEAL_ACC.load(Ordering::Relaxed))
+}
+
+fn steal_accounting_text(clock: bool, acc: bool) -> Option<&'static str> {
+    match (clock, acc) {
+        (_, true) => None,
+        (true, false) => {
+            Some("off (no-steal-acc: the steal clock is read, but steal stays in run time)")
+        }
+        (false, false) => Some("off (no-steal-acc; no steal clock either)"),
+    }
+}
+
 /// Whether the host says `cpu`'s vCPU is preempted right now: a hint only.
 /// True means it was taken off its CPU; false means "not known to be
 /// preempted" (the host does not say, sets its flag only on involuntary
@@ -171,4 +219,21 @@ pub fn raw_hvcl(regs: [u64; 6]) -> Result<[u64; 6], RawCallError> {
 /// physical address | VALID), if it registered one.
 pub fn raw_hvcl_registration() -> Option<u64> {
     A::pv_hvcl_registration()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::steal_accounting_text;
+
+    #[test]
+    fn the_report_says_when_steal_is_not_accounted() {
+        assert_eq!(steal_accounting_text(true, true), None);
+        assert_eq!(steal_accounting_text(false, true), None);
+        assert!(steal_accounting_text(true, false)
+            .unwrap()
+            .starts_with("off (no-steal-acc: the steal clock is read"));
+        assert!(steal_accounting_text(false, false)
+            .unwrap()
+            .starts_with("off (no-steal-acc; no steal clock"));
+    }
 }

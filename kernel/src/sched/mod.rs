@@ -5,7 +5,8 @@
 //! (one slice per tick), sleep / wake / yield / join, and an idle thread per
 //! CPU that runs [`smp`] jobs and waits in WFI / `idle`. Time is accounted
 //! per CPU and per thread with the PV steal clock ([`account`]): a thread's
-//! run time excludes what the host stole.
+//! run time excludes what the host stole (unless `no-steal-acc`:
+//! [`crate::pv::sched_steal_ns`]).
 //!
 //! The pieces: [`thread`] (threads, spawning, joining), [`switch`] (the
 //! switch and the interrupt hooks), [`idle`] (the idle thread and smp
@@ -236,7 +237,9 @@ pub(crate) fn init_cpu(cpu: usize) {
     s.current_id.store(this.id, Ordering::Release);
     s.current
         .store(Arc::into_raw(this) as *mut _, Ordering::Release);
-    s.clock.lock().start(time::now_ns(), pv::steal_ns(cpu));
+    s.clock
+        .lock()
+        .start(time::now_ns(), pv::sched_steal_ns(cpu));
     s.running.store(true, Ordering::Release);
 }
 

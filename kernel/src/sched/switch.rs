@@ -42,7 +42,7 @@ pub(super) fn account_until(cpu: usize, s: &CpuSched, t: &Thread, now_ns: u64) {
     } else {
         Ran::Thread
     };
-    let charge = s.clock.lock().advance(now_ns, pv::steal_ns(cpu), ran);
+    let charge = s.clock.lock().advance(now_ns, pv::sched_steal_ns(cpu), ran);
     if ran != Ran::Irq {
         t.charge(charge);
     }

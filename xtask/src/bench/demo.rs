@@ -138,6 +138,7 @@ fn plan(args: &Args) -> Result<(Vec<Cell>, Options)> {
         quick: args.quick || reps == 1,
         hosts: vec![args.host],
         workloads: WORKLOADS.to_vec(),
+        arches: vec![args.arch],
         l1_load: args.l1_load.unwrap_or(0),
         timeout: args.boot.timeout.map(Duration::from_secs),
         image: args.boot.image.clone(),

@@ -18,7 +18,7 @@
 
 use super::ci::Verdict;
 use super::locks::{
-    qspinlock, Cell, Ratio, RunRecord, Workload, OVERHEAD_GOAL, SMP, SMP_NO_OVERCOMMIT,
+    qspinlock, Cell, Ratio, RunRecord, Workload, ARCH, OVERHEAD_GOAL, SMP, SMP_NO_OVERCOMMIT,
     SMP_OVERCOMMIT, SMP_SCALE,
 };
 use super::stats::{Metric, Series};
@@ -69,14 +69,15 @@ impl Goal {
     }
 }
 
-/// The lock Linux takes in a guest on `arch`, as (kind, PV setting of the
-/// boot to take it from): on arm64 the native qspinlock (arm64 has no PV
-/// spinlock: the `pv=off` boot's), on LoongArch under a hypervisor
-/// test-and-set (`virt_spin_lock`, with the PV the host offers).
-pub fn linux_choice(arch: Arch) -> (&'static str, Pv) {
-    match arch {
-        Arch::Aarch64 => ("qspinlock", Pv::Off),
-        Arch::Loongarch64 => ("tas", Pv::On),
+/// The lock Linux takes in a guest on `arch` under `host`, as (kind, PV
+/// setting of the boot to take it from): on arm64 the native qspinlock
+/// (arm64 has no PV spinlock: the `pv=off` boot's), on LoongArch under a
+/// hypervisor test-and-set (`virt_spin_lock`, with the PV the host
+/// offers), and without one (TCG: no hypervisor bit) the native qspinlock.
+pub fn linux_choice(arch: Arch, host: HostKind) -> (&'static str, Pv) {
+    match (arch, host) {
+        (Arch::Aarch64, _) | (Arch::Loongarch64, HostKind::Tcg) => ("qspinlock", Pv::Off),
+        (Arch::Loongarch64, _) => ("tas", Pv::On),
     }
 }
 
@@ -84,13 +85,24 @@ pub fn linux_choice(arch: Arch) -> (&'static str, Pv) {
 pub fn linux_choice_text(arch: Arch) -> &'static str {
     match arch {
         Arch::Aarch64 => "the native qspinlock (`kind=qspinlock` in the `pv=off` boot)",
-        Arch::Loongarch64 => "test-and-set (`kind=tas`) under a hypervisor",
+        Arch::Loongarch64 => {
+            "test-and-set (`kind=tas`) under a hypervisor, the native qspinlock (`pv=off`) without one (TCG)"
+        }
     }
 }
 
 /// The cell `cell` is at among `cells`.
-fn find(cells: &[Cell], host: HostKind, smp: u16, pv: Pv, workload: Workload) -> Option<usize> {
-    cells.iter().position(|c| c.is(host, smp, pv, workload))
+fn find(
+    cells: &[Cell],
+    arch: Arch,
+    host: HostKind,
+    smp: u16,
+    pv: Pv,
+    workload: Workload,
+) -> Option<usize> {
+    cells
+        .iter()
+        .position(|c| c.is(arch, host, smp, pv, workload))
 }
 
 /// `kind`'s lines in cell `cell`.
@@ -110,8 +122,8 @@ pub fn versus_linux(cells: &[Cell], runs: &[RunRecord], l1_load: u8) -> Vec<Rati
         .enumerate()
         .filter(|(_, c)| c.workload.contended() && c.pv == Pv::On)
         .filter_map(|(on, c)| {
-            let (linux_kind, linux_pv) = linux_choice(c.arch);
-            let linux = find(cells, c.host, c.smp, linux_pv, c.workload)?;
+            let (linux_kind, linux_pv) = linux_choice(c.arch, c.host);
+            let linux = find(cells, c.arch, c.host, c.smp, linux_pv, c.workload)?;
             Some(Ratio::new(
                 format!(
                     "{}: lodger default (qspinlock, PV on) / Linux's choice ({linux_kind}, pv {}), throughput",
@@ -136,10 +148,10 @@ pub fn goals(cells: &[Cell], runs: &[RunRecord], l1_load: u8) -> Vec<Goal> {
         aim,
         overhead: false,
     };
-    // PV on over PV off, the qspinlock, on a host and CPU count.
-    let pv_ratio = |host, smp, what: &str, bar, aim| {
-        let on = find(cells, host, smp, Pv::On, Workload::Contended)?;
-        let off = find(cells, host, smp, Pv::Off, Workload::Contended)?;
+    // PV on over PV off, the qspinlock, on an arch, host and CPU count.
+    let pv_ratio_of = |arch, host, smp, what: &str, bar, aim| {
+        let on = find(cells, arch, host, smp, Pv::On, Workload::Contended)?;
+        let off = find(cells, arch, host, smp, Pv::Off, Workload::Contended)?;
         Some(part(
             format!("{}: {what}", label(on)),
             qspinlock(on),
@@ -149,6 +161,7 @@ pub fn goals(cells: &[Cell], runs: &[RunRecord], l1_load: u8) -> Vec<Goal> {
             aim,
         ))
     };
+    let pv_ratio = |host, smp, what: &str, bar, aim| pv_ratio_of(ARCH, host, smp, what, bar, aim);
     // The overcommitted cells booted PV on (lodger's default).
     let overcommitted: Vec<usize> = (0..cells.len())
         .filter(|&i| cells[i].workload.contended() && cells[i].pv == Pv::On)
@@ -171,6 +184,7 @@ pub fn goals(cells: &[Cell], runs: &[RunRecord], l1_load: u8) -> Vec<Goal> {
     };
     let tcg16 = find(
         cells,
+        ARCH,
         HostKind::Tcg,
         SMP_OVERCOMMIT,
         Pv::On,
@@ -287,6 +301,35 @@ pub fn goals(cells: &[Cell], runs: &[RunRecord], l1_load: u8) -> Vec<Goal> {
                 })
                 .collect(),
         },
+        Goal {
+            what: format!(
+                "pvhost loongarch64 smp {SMP} (issue 12): lodger's default ahead of its native qspinlock (pv=off) and of Linux's choice there, test-and-set (>= 1x each)"
+            ),
+            parts: pv_ratio_of(
+                Arch::Loongarch64,
+                HostKind::Pvhost,
+                SMP,
+                "PV qspinlock / native qspinlock (pv=off), throughput",
+                1.0,
+                None,
+            )
+            .into_iter()
+            .chain(
+                find(cells, Arch::Loongarch64, HostKind::Pvhost, SMP, Pv::On, Workload::Contended)
+                    .map(|i| {
+                        let (linux_kind, _) = linux_choice(Arch::Loongarch64, HostKind::Pvhost);
+                        part(
+                            format!("{}: qspinlock / Linux's choice ({linux_kind}, PV on), throughput", label(i)),
+                            qspinlock(i),
+                            Some(kind(i, linux_kind)),
+                            Metric::PerSec,
+                            1.0,
+                            None,
+                        )
+                    }),
+            )
+            .collect(),
+        },
     ]
 }
 
@@ -305,7 +348,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::bench::locks::{matrix, KINDS};
+    use crate::bench::locks::{matrix, ARCHES, KINDS};
     use crate::bench::stats::Sample;
 
     /// One round of `cells`: every spinlock at `per_sec(cell, kind)`.
@@ -340,6 +383,7 @@ mod tests {
         let cells = matrix(
             &[HostKind::Tcg, HostKind::NestedKvm, HostKind::Pvhost],
             &[Workload::Contended, Workload::Overcommit],
+            &[ARCH],
         );
         // PV on 2x PV off everywhere; the qspinlock 1.5x every other kind.
         let runs: Vec<RunRecord> = (0..5)
@@ -366,10 +410,12 @@ mod tests {
                 Some(Met),
                 None,
                 Some(Met),
-                Some(Met)
+                Some(Met),
+                None
             ]
         );
         assert!(goals[4].parts.is_empty(), "no scale cell here");
+        assert!(goals[7].parts.is_empty(), "no LoongArch pvhost cell here");
         assert_eq!(
             goals[5].parts.len(),
             6,
@@ -387,7 +433,7 @@ mod tests {
         assert_eq!(goals[0].parts[0].aim, Some(1.5));
 
         // Without nested-kvm and pvhost those goals are not measured.
-        let tcg = matrix(&[HostKind::Tcg], &[Workload::Contended]);
+        let tcg = matrix(&[HostKind::Tcg], &[Workload::Contended], &[ARCH]);
         let runs = round(&tcg, 0, |_, _| 1.0);
         let goals = super::goals(&tcg, &runs, 0);
         assert_eq!(goals[0].verdict(), None);
@@ -400,7 +446,7 @@ mod tests {
 
     #[test]
     fn ratios_straddling_their_bar_are_unsettled() {
-        let cells = matrix(&[HostKind::NestedKvm], &[Workload::Contended]);
+        let cells = matrix(&[HostKind::NestedKvm], &[Workload::Contended], &ARCHES);
         let runs: Vec<RunRecord> = (0..5)
             .flat_map(|rep| {
                 round(&cells, rep, |c, _| {
@@ -432,11 +478,27 @@ mod tests {
 
     #[test]
     fn linux_takes_the_native_qspinlock_on_arm64_and_tas_on_loongarch() {
-        assert_eq!(linux_choice(Arch::Aarch64), ("qspinlock", Pv::Off));
-        assert_eq!(linux_choice(Arch::Loongarch64), ("tas", Pv::On));
+        assert_eq!(
+            linux_choice(Arch::Aarch64, HostKind::Pvhost),
+            ("qspinlock", Pv::Off)
+        );
+        assert_eq!(
+            linux_choice(Arch::Loongarch64, HostKind::Pvhost),
+            ("tas", Pv::On)
+        );
+        assert_eq!(
+            linux_choice(Arch::Loongarch64, HostKind::Kvm),
+            ("tas", Pv::On)
+        );
+        // No hypervisor bit under TCG: Linux keeps its qspinlock.
+        assert_eq!(
+            linux_choice(Arch::Loongarch64, HostKind::Tcg),
+            ("qspinlock", Pv::Off)
+        );
         let cells = matrix(
             &[HostKind::Tcg],
             &[Workload::Contended, Workload::Overcommit],
+            &ARCHES,
         );
         let runs = round(&cells, 0, |c, _| if c.pv == Pv::On { 3.0 } else { 2.0 });
         let ratios = versus_linux(&cells, &runs, 0);
@@ -450,5 +512,68 @@ mod tests {
             ]
         );
         assert_eq!(ratios[2].paired, [1.5]);
+    }
+
+    #[test]
+    fn loongarch_pvhost_is_held_to_its_native_mode_and_to_tas() {
+        let cells = matrix(&[HostKind::Pvhost], &[Workload::Contended], &ARCHES);
+        // aarch64's pair, then LoongArch's.
+        assert_eq!(cells.len(), 4);
+        assert_eq!(cells[2].arch, Arch::Loongarch64);
+        // aarch64: PV 4x native; LoongArch: PV 2x native, and its
+        // qspinlock (PV on) 1.2x tas (PV on).
+        let runs: Vec<RunRecord> = (0..5)
+            .flat_map(|rep| {
+                round(&cells, rep, |c, k| {
+                    let jitter = 1.0 + rep as f64 * 0.01;
+                    jitter
+                        * match (c.arch, c.pv, k) {
+                            (Arch::Aarch64, Pv::On, _) => 4.0,
+                            (Arch::Aarch64, Pv::Off, _) => 1.0,
+                            (Arch::Loongarch64, Pv::On, "qspinlock") => 2.4,
+                            (Arch::Loongarch64, Pv::On, _) => 2.0,
+                            (Arch::Loongarch64, Pv::Off, _) => 1.2,
+                        }
+                })
+            })
+            .collect();
+        let goals = goals(&cells, &runs, 0);
+        // The aarch64 pvhost goal is aarch64's alone: 4x, met.
+        assert_eq!(goals[2].verdict(), Some(Verdict::Met));
+        assert!(goals[2].parts.iter().all(|p| p.ratio.numerator.cell == 0));
+        let la = &goals[7];
+        assert_eq!(la.parts.len(), 2);
+        assert_eq!(la.verdict(), Some(Verdict::Met));
+        let medians: Vec<f64> = la
+            .parts
+            .iter()
+            .map(|p| p.ratio.ci.unwrap().median)
+            .collect();
+        assert!((medians[0] - 2.0).abs() < 1e-9, "{medians:?}");
+        assert!((medians[1] - 1.2).abs() < 1e-9, "{medians:?}");
+        assert_eq!(
+            la.parts[1].ratio.what,
+            "pvhost loongarch64 smp 4 (half of each vCPU's time stolen, staggered: periodic:10000,50,2500): qspinlock / Linux's choice (tas, PV on), throughput"
+        );
+        // Linux's choice: on aarch64 the native qspinlock of aarch64's
+        // pv=off boot, on LoongArch tas of LoongArch's own PV-on boot.
+        let versus = versus_linux(&cells, &runs, 0);
+        assert_eq!(versus.len(), 2);
+        assert_eq!(
+            (
+                versus[0].numerator.cell,
+                versus[0].denominator.unwrap().cell
+            ),
+            (0, 1)
+        );
+        assert_eq!(
+            (
+                versus[1].numerator.cell,
+                versus[1].denominator.unwrap().cell
+            ),
+            (2, 2)
+        );
+        assert_eq!(versus[1].denominator.unwrap().kind, "tas");
+        assert!((versus[1].ci.unwrap().median - 1.2).abs() < 1e-9);
     }
 }

@@ -11,9 +11,14 @@
 //! | tcg | 2 | on, off | `ms=300 slowpath=boot` | PV-on overhead without overcommit |
 //! | tcg | 16 | on, off | `ms=300 slowpath=boot` (workload `overcommit`) | 8 vCPU threads per core of this 2-core machine, preempted by its scheduler |
 //! | tcg, nested-kvm, pvhost | 4 | on, off | `kinds=mutex ms=300` | the sleeping mutex under each spin policy ([`MUTEX_POLICIES`]), one pinned thread per CPU |
+//! | pvhost (loongarch64) | 4 | on, off | `ms=300 slowpath=boot` | the LoongArch PV QEMU under the same steal: PV against native, and against Linux's choice there, test-and-set |
+//! | tcg (aarch64, loongarch64) | 64 | on | `ms=300 slowpath=boot` (workload `scale`) | 32 vCPU threads per core |
 //!
-//! `--workloads` keeps some rows only (`mutex`: the last; `overcommit`:
-//! tcg smp 16). The mutex cells
+//! Every row but the last two is aarch64's. `--workloads` keeps some rows
+//! only (`mutex`: the mutex row; `overcommit`: tcg smp 16; `scale`: tcg
+//! smp 64), `--arches` the cells of some guest architectures
+//! (`--hosts pvhost --arches loongarch64`: the LoongArch pvhost pair
+//! only). The mutex cells
 //! compare the policies within each boot: the preempted check
 //! (`spin-owner-pv`) against spinning on a running owner regardless
 //! (`spin-owner`) and against never spinning (`sleep`). The check sees a
@@ -47,6 +52,10 @@
 //! A benchmark, not a test: the figures never fail it. A run fails when
 //! the guest does not exit 0, loses an update, or leaves out a result line;
 //! the suite then still reports what it measured, and exits 1.
+//!
+//! Past 600 lines: over 400 of them are the unit tests at the end, which
+//! pin the matrix, the commands and the ratios' names; the rest is the
+//! matrix, the runner and the judging of a run, which share [`Cell`].
 
 use std::fmt::Write as _;
 use std::fs;
@@ -89,9 +98,11 @@ pub const SMP_NO_OVERCOMMIT: u16 = 2;
 pub const SMP_OVERCOMMIT: u16 = 16;
 /// CPUs of the scale cells (TCG, each arch): 32 vCPU threads per core.
 pub const SMP_SCALE: u16 = 64;
-/// The guest's architecture: every host here runs aarch64 (the scale cells
-/// run both).
+/// The guest's architecture of most cells: every host here runs aarch64
+/// (the scale cells and pvhost run loongarch64 too).
 pub const ARCH: Arch = Arch::Aarch64;
+/// Every guest architecture, the default of `--arches`.
+pub const ARCHES: [Arch; 2] = [Arch::Aarch64, Arch::Loongarch64];
 /// pvhost's schedule: half of every 10 ms stolen from each vCPU, CPU `c`'s
 /// windows 2.5 ms after CPU `c-1`'s, so two of the four vCPUs are preempted
 /// at any time and a lock holder or the next waiter often is: the
@@ -205,10 +216,10 @@ impl Cell {
         host_name(self.host)
     }
 
-    /// Whether this is the boot of `host`, `smp`, `pv`, `workload`
-    /// (whichever arch and steal: a run has one of each).
-    pub fn is(self, host: HostKind, smp: u16, pv: Pv, workload: Workload) -> bool {
-        (self.host, self.smp, self.pv, self.workload) == (host, smp, pv, workload)
+    /// Whether this is the boot of `arch`, `host`, `smp`, `pv`, `workload`
+    /// (whichever steal: a run has one schedule).
+    pub fn is(self, arch: Arch, host: HostKind, smp: u16, pv: Pv, workload: Workload) -> bool {
+        (self.arch, self.host, self.smp, self.pv, self.workload) == (arch, host, smp, pv, workload)
     }
 
     /// Kernel arguments before the app's: `pv=off` for PV off.
@@ -365,13 +376,13 @@ impl Cell {
     }
 }
 
-/// The cells for `hosts` and `workloads`, in the order each round boots
-/// them.
-pub fn matrix(hosts: &[HostKind], workloads: &[Workload]) -> Vec<Cell> {
+/// The cells for `hosts`, `workloads` and guest architectures `arches`,
+/// in the order each round boots them.
+pub fn matrix(hosts: &[HostKind], workloads: &[Workload], arches: &[Arch]) -> Vec<Cell> {
     let mut cells = Vec::new();
     for &host in hosts {
-        let mut add = |smp, workload| {
-            if !workloads.contains(&workload) {
+        let mut add = |arch, smp, workload| {
+            if !workloads.contains(&workload) || !arches.contains(&arch) {
                 return;
             }
             for pv in [Pv::On, Pv::Off] {
@@ -380,24 +391,27 @@ pub fn matrix(hosts: &[HostKind], workloads: &[Workload]) -> Vec<Cell> {
                     smp,
                     pv,
                     workload,
-                    arch: ARCH,
+                    arch,
                     steal: PVHOST_STEAL,
                 });
             }
         };
-        add(SMP, Workload::Contended);
-        if host != HostKind::Pvhost {
-            add(SMP, Workload::Uncontended);
+        add(ARCH, SMP, Workload::Contended);
+        if host == HostKind::Pvhost {
+            // The LoongArch PV QEMU, under the same schedule.
+            add(Arch::Loongarch64, SMP, Workload::Contended);
+        } else {
+            add(ARCH, SMP, Workload::Uncontended);
         }
         if host == HostKind::Tcg {
-            add(SMP_NO_OVERCOMMIT, Workload::Contended);
-            add(SMP_OVERCOMMIT, Workload::Overcommit);
+            add(ARCH, SMP_NO_OVERCOMMIT, Workload::Contended);
+            add(ARCH, SMP_OVERCOMMIT, Workload::Overcommit);
         }
-        add(SMP, Workload::Mutex);
+        add(ARCH, SMP, Workload::Mutex);
         if host == HostKind::Tcg && workloads.contains(&Workload::Scale) {
             // TCG has no hypervisor to ask: PV on only (pv=off is the same
             // boot).
-            for arch in [Arch::Aarch64, Arch::Loongarch64] {
+            for arch in ARCHES.into_iter().filter(|a| arches.contains(a)) {
                 cells.push(Cell {
                     host,
                     smp: SMP_SCALE,
@@ -422,6 +436,8 @@ pub struct Options {
     pub quick: bool,
     pub hosts: Vec<HostKind>,
     pub workloads: Vec<Workload>,
+    /// The guest architectures whose cells run (`--arches`).
+    pub arches: Vec<Arch>,
     pub l1_load: u8,
     pub timeout: Option<Duration>,
     pub image: Option<PathBuf>,
@@ -558,7 +574,7 @@ pub struct Report {
 }
 
 pub fn main(options: Options) -> Result<ExitCode> {
-    let cells = matrix(&options.hosts, &options.workloads);
+    let cells = matrix(&options.hosts, &options.workloads, &options.arches);
     let done = Done::write(execute(cells, &options)?, &options)?;
     println!("{}", done.files.markdown_text);
     Ok(done.finish(&options))
@@ -615,7 +631,8 @@ impl Done {
     }
 }
 
-/// Boots `cells` (all of one guest architecture) in rounds as `options`
+/// Boots `cells` (the first cell's guest architecture is the main one,
+/// `--image`'s; the others are built) in rounds as `options`
 /// say (from a copy of the guest in `target/TAG/`, [`Output`]) and
 /// reports on the runs.
 pub fn execute(cells: Vec<Cell>, options: &Options) -> Result<Report> {
@@ -1139,7 +1156,7 @@ mod tests {
 
     #[test]
     fn the_matrix() {
-        let labels: Vec<String> = matrix(&[HostKind::Tcg, HostKind::NestedKvm], all())
+        let labels: Vec<String> = matrix(&[HostKind::Tcg, HostKind::NestedKvm], all(), &ARCHES)
             .iter()
             .map(|c| c.label())
             .collect();
@@ -1166,8 +1183,8 @@ mod tests {
                 "nested-kvm smp 4 pv off mutex",
             ]
         );
-        assert_eq!(matrix(&[HostKind::NestedKvm], all()).len(), 6);
-        let pvhost: Vec<String> = matrix(&[HostKind::Pvhost], all())
+        assert_eq!(matrix(&[HostKind::NestedKvm], all(), &ARCHES).len(), 6);
+        let pvhost: Vec<String> = matrix(&[HostKind::Pvhost], all(), &ARCHES)
             .iter()
             .map(|c| c.label())
             .collect();
@@ -1176,15 +1193,26 @@ mod tests {
             [
                 "pvhost smp 4 pv on contended",
                 "pvhost smp 4 pv off contended",
+                "pvhost loongarch64 smp 4 pv on contended",
+                "pvhost loongarch64 smp 4 pv off contended",
                 "pvhost smp 4 pv on mutex",
                 "pvhost smp 4 pv off mutex"
             ]
         );
-        let mutex: Vec<String> =
-            matrix(&[HostKind::NestedKvm, HostKind::Pvhost], &[Workload::Mutex])
-                .iter()
-                .map(|c| c.label())
-                .collect();
+        // aarch64 alone: the matrix as before LoongArch had a pvhost.
+        assert_eq!(matrix(&[HostKind::Pvhost], all(), &[ARCH]).len(), 4);
+        assert_eq!(
+            matrix(&[HostKind::Tcg], &[Workload::Scale], &[Arch::Loongarch64])[0].label(),
+            "tcg loongarch64 smp 64 pv on scale"
+        );
+        let mutex: Vec<String> = matrix(
+            &[HostKind::NestedKvm, HostKind::Pvhost],
+            &[Workload::Mutex],
+            &ARCHES,
+        )
+        .iter()
+        .map(|c| c.label())
+        .collect();
         assert_eq!(
             mutex,
             [
@@ -1194,8 +1222,18 @@ mod tests {
                 "pvhost smp 4 pv off mutex"
             ]
         );
-        assert_eq!(matrix(&[HostKind::Pvhost], &[Workload::Uncontended]), []);
-        assert_eq!(matrix(&[HostKind::NestedKvm], &[Workload::Overcommit]), []);
+        assert_eq!(
+            matrix(&[HostKind::Pvhost], &[Workload::Uncontended], &ARCHES),
+            []
+        );
+        assert_eq!(
+            matrix(&[HostKind::NestedKvm], &[Workload::Overcommit], &ARCHES),
+            []
+        );
+        assert_eq!(
+            matrix(&[HostKind::NestedKvm], all(), &[Arch::Loongarch64]),
+            []
+        );
         let tcg16 = cell(HostKind::Tcg, 16, Pv::Off, Workload::Overcommit);
         assert_eq!(
             tcg16.command(0),
@@ -1270,15 +1308,30 @@ mod tests {
             crate::pvhost::normalize_steal(PVHOST_STEAL).unwrap(),
             PVHOST_STEAL
         );
-        let whats: Vec<String> =
-            ratios(&matrix(&[HostKind::Pvhost], &[Workload::Contended]), &[], 0)
-                .into_iter()
-                .map(|r| r.what)
-                .collect();
+        let whats: Vec<String> = ratios(
+            &matrix(&[HostKind::Pvhost], &[Workload::Contended], &ARCHES),
+            &[],
+            0,
+        )
+        .into_iter()
+        .map(|r| r.what)
+        .collect();
         assert_eq!(
             whats,
-            ["pvhost smp 4 (half of each vCPU's time stolen, staggered: periodic:10000,50,2500): PV qspinlock / native qspinlock (pv=off), throughput"]
+            [
+                "pvhost smp 4 (half of each vCPU's time stolen, staggered: periodic:10000,50,2500): PV qspinlock / native qspinlock (pv=off), throughput",
+                "pvhost loongarch64 smp 4 (half of each vCPU's time stolen, staggered: periodic:10000,50,2500): PV qspinlock / native qspinlock (pv=off), throughput"
+            ]
         );
+        let la = Cell {
+            arch: Arch::Loongarch64,
+            ..off
+        };
+        assert_eq!(
+            la.command(0),
+            "cargo xtask run --arch loongarch64 --host pvhost --pv off --steal periodic:10000,50,2500 --smp 4 --app lockstorm --bootargs pv=off -- ms=300 slowpath=boot"
+        );
+        assert!(la.overcommitted());
     }
 
     #[test]
@@ -1355,6 +1408,7 @@ mod tests {
         let cells = matrix(
             &[HostKind::Tcg, HostKind::NestedKvm],
             &[Workload::Contended, Workload::Uncontended],
+            &ARCHES,
         );
         let whats: Vec<(String, Option<f64>)> = ratios(&cells, &[], 0)
             .into_iter()
@@ -1374,7 +1428,11 @@ mod tests {
 
     #[test]
     fn mutex_ratios_compare_policies_within_each_cell() {
-        let cells = matrix(&[HostKind::NestedKvm, HostKind::Pvhost], &[Workload::Mutex]);
+        let cells = matrix(
+            &[HostKind::NestedKvm, HostKind::Pvhost],
+            &[Workload::Mutex],
+            &ARCHES,
+        );
         let ratios = ratios(&cells, &[], 0);
         let whats: Vec<&str> = ratios.iter().map(|r| r.what.as_str()).collect();
         assert_eq!(
@@ -1471,13 +1529,14 @@ mod tests {
 
     #[test]
     fn progress_lines_estimate_what_is_left_from_the_boots_so_far() {
-        let cells = matrix(&[HostKind::Tcg], &[Workload::Contended]);
+        let cells = matrix(&[HostKind::Tcg], &[Workload::Contended], &ARCHES);
         let options = Options {
             reps: 5,
             max_reps: 15,
             quick: false,
             hosts: vec![HostKind::Tcg],
             workloads: vec![Workload::Contended],
+            arches: vec![ARCH],
             l1_load: 0,
             timeout: None,
             image: None,

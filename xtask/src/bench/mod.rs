@@ -104,7 +104,9 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', value_name = "N,N,...",
           value_parser = clap::value_parser!(u16).range(1..=1024))]
     cpus: Vec<u16>,
-    /// boot: the architectures, comma-separated.
+    /// The guest architectures, comma-separated: boot's; locks': the
+    /// cells of these (loongarch64 has pvhost's pair and the scale cell,
+    /// the other cells are aarch64's).
     #[arg(
         long,
         value_enum,
@@ -252,8 +254,9 @@ fn options(args: &Args) -> Result<locks::Options> {
     if workloads.is_empty() {
         bail!("--workloads names no workload");
     }
-    if locks::matrix(&hosts, &workloads).is_empty() {
-        bail!("no cell: pvhost has no uncontended one, and only tcg an overcommit one");
+    let arches = unique(&args.arches);
+    if locks::matrix(&hosts, &workloads, &arches).is_empty() {
+        bail!("no cell: pvhost has no uncontended one, only tcg an overcommit one, and loongarch64 only pvhost's contended and the scale cells");
     }
     Ok(locks::Options {
         reps: reps as usize,
@@ -261,6 +264,7 @@ fn options(args: &Args) -> Result<locks::Options> {
         quick: args.quick,
         hosts,
         workloads,
+        arches,
         l1_load: args.l1_load,
         timeout: args.boot.timeout.map(Duration::from_secs),
         image: args.boot.image.clone(),
@@ -352,6 +356,26 @@ mod tests {
         );
         assert!(parse("--suite locks --workloads futex").is_err());
         assert!(parse("--suite locks --hosts pvhost --workloads uncontended").is_err());
+    }
+
+    #[test]
+    fn arches_pick_the_cells_of_each_guest() {
+        use crate::arch::Arch;
+        let o = parse("--suite locks").unwrap();
+        assert_eq!(o.arches, locks::ARCHES);
+        let o = parse("--suite locks --hosts pvhost --arches loongarch64").unwrap();
+        assert_eq!(o.arches, [Arch::Loongarch64]);
+        let cells = locks::matrix(&o.hosts, &o.workloads, &o.arches);
+        let labels: Vec<String> = cells.iter().map(|c| c.label()).collect();
+        assert_eq!(
+            labels,
+            [
+                "pvhost loongarch64 smp 4 pv on contended",
+                "pvhost loongarch64 smp 4 pv off contended"
+            ]
+        );
+        // No LoongArch cell on nested KVM.
+        assert!(parse("--suite locks --hosts nested-kvm --arches loongarch64").is_err());
     }
 
     #[test]

@@ -71,19 +71,37 @@ pub(super) fn versus_linux_section(out: &mut String, report: &Report) {
     if report.versus_linux.is_empty() {
         return;
     }
+    let _ = writeln!(
+        out,
+        "\n## Lodger's default against Linux's choice\n\n{} Lodger's default: the qspinlock, PV on.\n",
+        choice_sentence(report)
+    );
+    ratio_list(out, report, &report.versus_linux);
+}
+
+/// Linux's choice on the arch of the run's cells; with cells of both
+/// arches, each cell is held to its own arch's.
+fn choice_sentence(report: &Report) -> String {
+    let has = |arch: Arch| report.cells.iter().any(|c| c.arch == arch);
     let arch = report.cells.first().map_or(ARCH, |c| c.arch);
     let other = match arch {
         Arch::Aarch64 => Arch::Loongarch64,
         Arch::Loongarch64 => Arch::Aarch64,
     };
-    let _ = writeln!(
-        out,
-        "\n## Lodger's default against Linux's choice\n\n\
-         Linux's choice here ({}): {}. (On {} it is {}.) Lodger's default: the qspinlock, PV on.\n",
+    if has(other) {
+        return format!(
+            "Linux's choice, each cell against its own architecture's: on {} {}; on {} {}.",
+            arch.name(),
+            linux_choice_text(arch),
+            other.name(),
+            linux_choice_text(other)
+        );
+    }
+    format!(
+        "Linux's choice here ({}): {}. (On {} it is {}.)",
         arch.name(),
         linux_choice_text(arch),
         other.name(),
         linux_choice_text(other)
-    );
-    ratio_list(out, report, &report.versus_linux);
+    )
 }

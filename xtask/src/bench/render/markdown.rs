@@ -10,16 +10,29 @@ use super::super::locks::{
 };
 use super::super::stats::{Group, MutexSpreads, Series, Spread, QSPINLOCK_KEYS};
 use super::{goals, percent, plural, range, rate, signed_percent, time};
+use crate::arch::Arch;
 use crate::host::{HostKind, Pv};
 
-fn host_title(host: HostKind, l1_load: u8) -> String {
+/// The section title of `host`, whose cells boot the guest architectures
+/// `arches`.
+fn host_title(host: HostKind, l1_load: u8, arches: &[Arch]) -> String {
+    let only = |arch| arches == [arch];
     let title = match host {
-        HostKind::Tcg => "tcg: QEMU TCG (aarch64), vCPUs as threads on this machine's 2 cores",
+        HostKind::Tcg if only(Arch::Aarch64) => {
+            "tcg: QEMU TCG (aarch64), vCPUs as threads on this machine's 2 cores"
+        }
+        HostKind::Tcg => "tcg: QEMU TCG, vCPUs as threads on this machine's 2 cores",
         HostKind::NestedKvm => {
             "nested-kvm: QEMU+KVM in an L1 Linux under TCG (aarch64), L1 has 2 CPUs"
         }
-        HostKind::Pvhost => {
+        HostKind::Pvhost if only(Arch::Aarch64) => {
             "pvhost: lodger's EL2 host under TCG (aarch64), half of each vCPU's time stolen in windows staggered across CPUs"
+        }
+        HostKind::Pvhost if only(Arch::Loongarch64) => {
+            "pvhost: the LoongArch PV QEMU (loongarch64, docs/hosts/loongarch-pvhost.md), half of each vCPU's time held off in windows staggered across CPUs"
+        }
+        HostKind::Pvhost => {
+            "pvhost: lodger's EL2 host under TCG (aarch64) and the LoongArch PV QEMU (loongarch64), half of each vCPU's time stolen in windows staggered across CPUs"
         }
         HostKind::Kvm => "kvm: QEMU+KVM on this machine",
     };
@@ -449,7 +462,13 @@ pub(super) fn markdown(report: &Report) -> String {
         }
     }
     for host in hosts {
-        let _ = writeln!(out, "\n## {}", host_title(host, meta.l1_load));
+        let mut arches: Vec<Arch> = Vec::new();
+        for c in report.cells.iter().filter(|c| c.host == host) {
+            if !arches.contains(&c.arch) {
+                arches.push(c.arch);
+            }
+        }
+        let _ = writeln!(out, "\n## {}", host_title(host, meta.l1_load, &arches));
         type Table = fn(&mut String, &Report, HostKind);
         // The overcommit workload's cell goes in the contended table.
         let sections: [(Workload, &str, &str, Table); 3] = [
@@ -491,6 +510,15 @@ pub(super) fn markdown(report: &Report) -> String {
             String::new()
         }
     );
+    if report
+        .cells
+        .iter()
+        .any(|c| c.host == HostKind::Pvhost && c.arch == Arch::Loongarch64)
+    {
+        out.push_str(
+            "- LoongArch pvhost: that QEMU's source patched with `host/qemu-loongarch-kvm-pv.patch` (`target/qemu-pv/`)\n",
+        );
+    }
     let _ = writeln!(
         out,
         "- every round boots each cell once, in this order (one boot alone: the command shown):\n"

@@ -250,6 +250,33 @@ pub(super) mod tests {
         }
     }
 
+    #[test]
+    fn loongarch_pvhost_cells_read_as_such() {
+        let cells = locks::matrix(&[HostKind::Pvhost], &[Workload::Contended], &locks::ARCHES);
+        let runs: Vec<RunRecord> = (0..cells.len())
+            .map(|i| run_record(i, 0, i, spinlock_samples(cells[i].pv, 4, 1000.0)))
+            .collect();
+        let mut report = report();
+        report = Report::new(
+            Meta {
+                command: "cargo xtask bench --suite locks --hosts pvhost".into(),
+                ..report.meta
+            },
+            cells,
+            runs,
+        );
+        let md = markdown::markdown(&report);
+        for needed in [
+            "## pvhost: lodger's EL2 host under TCG (aarch64) and the LoongArch PV QEMU (loongarch64)",
+            "Linux's choice, each cell against its own architecture's: on aarch64 the native qspinlock",
+            "- pvhost loongarch64 smp 4 (half of each vCPU's time stolen, staggered: periodic:10000,50,2500): lodger default (qspinlock, PV on) / Linux's choice (tas, pv on), throughput: **1.00x**",
+            "| 4 (loongarch64) | qspinlock | on | halt |",
+            "- LoongArch pvhost: that QEMU's source patched with `host/qemu-loongarch-kvm-pv.patch`",
+        ] {
+            assert!(md.contains(needed), "locks.md lacks {needed:?}:\n{md}");
+        }
+    }
+
     /// A small report: tcg only, two rounds, one run failed; the mutex's
     /// policies at 1k, 2k and 3k acquisitions/s times the round, PV on and
     /// off alike.
@@ -260,7 +287,7 @@ pub(super) mod tests {
             .copied()
             .filter(|&w| w != Workload::Scale)
             .collect();
-        let cells = locks::matrix(&[HostKind::Tcg], &workloads);
+        let cells = locks::matrix(&[HostKind::Tcg], &workloads, &locks::ARCHES);
         let mut runs = Vec::new();
         for rep in 0..2 {
             for (index, cell) in cells.iter().enumerate() {

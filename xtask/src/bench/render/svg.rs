@@ -45,7 +45,13 @@ fn host_caption(cell: &Cell) -> String {
                 cell.arch.name()
             )
         }
-        (HostKind::Pvhost, smp) => format!("pvhost, smp {smp} (steal {})", cell.steal),
+        (HostKind::Pvhost, smp) => {
+            format!(
+                "{}, smp {smp} (steal {})",
+                cell.host_arch_name(),
+                cell.steal
+            )
+        }
         (host, smp) => format!("{}, smp {smp}", locks::host_name(host)),
     }
 }
@@ -58,7 +64,7 @@ fn panels(report: &Report) -> Vec<Panel> {
         report
             .cells
             .iter()
-            .position(|c| c.arch == arch && c.is(host, smp, pv, workload))
+            .position(|c| c.is(arch, host, smp, pv, workload))
     };
     let mut seen: Vec<(Arch, HostKind, u16, Workload)> = Vec::new();
     for cell in &report.cells {
