@@ -1423,12 +1423,7 @@ pub const TESTS: &[BootTest] = &[
         // time within 5% of progress with PV on (about 1%), skewed with it
         // off (about 2x).
         name: "pvhost-fairshare-accurate",
-        host: Host::Pvhost(pvhost::Settings {
-            pv: Pv::On,
-            offer: pvhost::Offer::ALL,
-            steal: STAGGERED_HALF_STEAL,
-            fault: "none",
-        }),
+        host: pvhost_with(STAGGERED_HALF_STEAL, "none"),
         smp: 2,
         app: "fairshare",
         app_args: &["ms=1000", "expect=accurate"],
@@ -1455,11 +1450,7 @@ pub const TESTS: &[BootTest] = &[
         // fairshare's PV clock advances) but the scheduler leaves steal in
         // run time, so the ratios skew as with PV time off.
         name: "pvhost-fairshare-no-steal-acc-skew",
-        host: Host::Pvhost(pvhost::Settings {
-            pv: Pv::On,
-            steal: STAGGERED_HALF_STEAL,
-            ..pvhost::Settings::DEFAULT
-        }),
+        host: pvhost_with(STAGGERED_HALF_STEAL, "none"),
         smp: 2,
         bootargs: "no-steal-acc",
         app: "fairshare",
@@ -1799,11 +1790,7 @@ pub const TESTS: &[BootTest] = &[
         // (staggered), reported by the steal-time record; accounted run
         // time within 5% of progress.
         name: "la-pvhost-fairshare-accurate",
-        host: Host::Pvhost(pvhost::Settings {
-            pv: Pv::On,
-            steal: STAGGERED_HALF_STEAL,
-            ..pvhost::Settings::DEFAULT
-        }),
+        host: pvhost_with(STAGGERED_HALF_STEAL, "none"),
         smp: 2,
         app: "fairshare",
         app_args: &["ms=1000", "expect=accurate"],
@@ -1819,11 +1806,7 @@ pub const TESTS: &[BootTest] = &[
         // The same host with the guest's pv.time=off: no steal clock, the
         // held-off time counts as run time, the ratios skew (about 2x).
         name: "la-pvhost-fairshare-time-off-skew",
-        host: Host::Pvhost(pvhost::Settings {
-            pv: Pv::On,
-            steal: STAGGERED_HALF_STEAL,
-            ..pvhost::Settings::DEFAULT
-        }),
+        host: pvhost_with(STAGGERED_HALF_STEAL, "none"),
         smp: 2,
         bootargs: "pv.time=off",
         app: "fairshare",
@@ -1838,11 +1821,7 @@ pub const TESTS: &[BootTest] = &[
     BootTest {
         // As pvhost-fairshare-no-steal-acc-skew, on LoongArch.
         name: "la-pvhost-fairshare-no-steal-acc-skew",
-        host: Host::Pvhost(pvhost::Settings {
-            pv: Pv::On,
-            steal: STAGGERED_HALF_STEAL,
-            ..pvhost::Settings::DEFAULT
-        }),
+        host: pvhost_with(STAGGERED_HALF_STEAL, "none"),
         smp: 2,
         bootargs: "no-steal-acc",
         app: "fairshare",
