@@ -162,6 +162,13 @@ pub fn vcpu_is_preempted(cpu: usize) -> bool {
     A::pv_vcpu_preempted(cpu).unwrap_or(false)
 }
 
+/// At each tick of the calling CPU (interrupts masked): its own preempted
+/// flag must read clear, else it is a host fault, said once and that
+/// CPU's flag ignored from then on ([`arch::pv::PreemptedGuard`]).
+pub(crate) fn check_own_preempted() {
+    A::pv_check_own_preempted(A::cpu_id());
+}
+
 /// Sends the IPI to every CPU in `mask`.
 pub fn send_ipi_mask(mask: CpuMask) {
     if !A::pv_send_ipi_mask(mask) {

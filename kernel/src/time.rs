@@ -143,7 +143,7 @@ pub(crate) fn on_timer() {
     if now >= due {
         next.store(tick_after(due, now, tick_period()), Ordering::Relaxed);
         TICKS.current().fetch_add(1, Ordering::Relaxed);
-        A::pv_check_own_preempted(A::cpu_id());
+        crate::pv::check_own_preempted();
         crate::sched::on_tick();
     }
     program_timer(crate::sched::expire_sleepers(now));

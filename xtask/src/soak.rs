@@ -151,6 +151,17 @@ enum App {
     Fairshare,
 }
 
+impl App {
+    /// The app's name (`app=NAME`).
+    fn name(self) -> &'static str {
+        match self {
+            App::Lockstorm => "lockstorm",
+            App::Selftest => "selftest",
+            App::Fairshare => "fairshare",
+        }
+    }
+}
+
 /// One drawn boot.
 #[derive(Clone, Debug, PartialEq)]
 struct Case {
@@ -286,11 +297,7 @@ impl Case {
             arch: self.arch,
             host: self.host,
             smp: self.smp,
-            app: match self.app {
-                App::Lockstorm => "lockstorm",
-                App::Selftest => "selftest",
-                App::Fairshare => "fairshare",
-            },
+            app: self.app.name(),
             app_args: Box::leak(app_args.into_boxed_slice()),
             bootargs: leak(self.bootargs.clone()),
             checks,
@@ -323,14 +330,7 @@ impl Case {
             words.push(format!("--bootargs '{}'", self.bootargs));
         }
         words.push(format!("--timeout {CASE_TIMEOUT_S}"));
-        words.push(format!(
-            "--app {}",
-            match self.app {
-                App::Lockstorm => "lockstorm",
-                App::Selftest => "selftest",
-                App::Fairshare => "fairshare",
-            }
-        ));
+        words.push(format!("--app {}", self.app.name()));
         if !self.app_args.is_empty() {
             words.push(format!("-- {}", self.app_args.join(" ")));
         }

@@ -27,10 +27,9 @@ use alloc::vec::Vec;
 use arch::abi::loongarch::*;
 use arch::pv::loongarch::raw::refusal;
 use arch::pv::State;
-use kernel::exit::status;
 use kernel::{pv, smp};
 
-use super::{Config, Kind, OfferArg, Rng, Tally};
+use super::{Config, Kind, Rng, Tally};
 
 const FUNCTIONS: [u64; 2] = [FUNC_IPI as u64, FUNC_NOTIFY as u64];
 
@@ -196,17 +195,9 @@ fn probed_offer() -> Result<Offer, String> {
 
 /// Runs the fuzz as `config` says; the app's exit status.
 pub fn run(config: &Config) -> u8 {
-    let offer = match &config.offer {
-        OfferArg::Probe => probed_offer(),
-        OfferArg::All => Ok(Offer::ALL),
-        OfferArg::List(names) => named_offer(names),
-    };
-    let offer = match offer {
+    let offer = match config.offer.resolve(Offer::ALL, probed_offer, named_offer) {
         Ok(offer) => offer,
-        Err(why) => {
-            log::error!("{why}");
-            return status::USAGE;
-        }
+        Err(status) => return status,
     };
     let info = kernel::bootinfo::boot_info();
     let machine = Machine {

@@ -106,6 +106,29 @@ pub enum OfferArg<'a> {
     List(Vec<&'a str>),
 }
 
+impl OfferArg<'_> {
+    /// The offer this argument names, for an ABI whose offer with every
+    /// feature is `all`, as the boot probe saw it (`probed`) or from a list
+    /// of feature names (`named`); a bad one is logged and is the app's
+    /// usage status.
+    pub fn resolve<O>(
+        &self,
+        all: O,
+        probed: impl FnOnce() -> Result<O, String>,
+        named: impl FnOnce(&[&str]) -> Result<O, String>,
+    ) -> Result<O, u8> {
+        let offer = match self {
+            OfferArg::Probe => probed(),
+            OfferArg::All => Ok(all),
+            OfferArg::List(names) => named(names),
+        };
+        offer.map_err(|why| {
+            log::error!("{why}");
+            status::USAGE
+        })
+    }
+}
+
 pub struct Config<'a> {
     pub calls: u64,
     pub seed: u64,

@@ -54,12 +54,11 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use arch::abi::arm64::*;
 use arch::pv::arm64::raw_call_refusal;
 use arch::pv::State;
-use kernel::exit::status;
 use kernel::percpu::PerCpu;
 use kernel::pv;
 use kernel::{per_cpu, smp};
 
-use super::{Config, Kind, OfferArg, Rng, Tally};
+use super::{Config, Kind, Rng, Tally};
 
 /// The IDs the fuzz knows, the bases of the `near` and `known` kinds (the
 /// refused ones are among them: their neighbours are worth a call): the
@@ -419,17 +418,9 @@ fn named_offer(names: &[&str]) -> Result<Offer, String> {
 
 /// Runs the fuzz as `config` says; the app's exit status.
 pub fn run(config: &Config) -> u8 {
-    let offer = match &config.offer {
-        OfferArg::Probe => probed_offer(),
-        OfferArg::All => Ok(Offer::ALL),
-        OfferArg::List(names) => named_offer(names),
-    };
-    let offer = match offer {
+    let offer = match config.offer.resolve(Offer::ALL, probed_offer, named_offer) {
         Ok(offer) => offer,
-        Err(why) => {
-            log::error!("{why}");
-            return status::USAGE;
-        }
+        Err(status) => return status,
     };
     let info = kernel::bootinfo::boot_info();
     let machine = Machine {
