@@ -124,7 +124,8 @@ pub fn primary(handoff: &BootHandoff, heap: &'static Heap, apps: &'static [App])
         );
     }
     let spin = sync::set_spin_limit(args.as_ref().ok().and_then(|a| a.spin_limit));
-    banner(info, heap, spin);
+    let unqueued = sync::set_unqueued_spins(args.as_ref().ok().and_then(|a| a.unqueued_spins));
+    banner(info, heap, spin, unqueued);
     phases.end("banner");
 
     let args = match args {
@@ -194,7 +195,7 @@ pub fn secondary(cpu: usize) -> ! {
     smp::secondary_main(cpu)
 }
 
-fn banner(info: &BootInfo, heap: &Heap, spin: sync::SpinLimit) {
+fn banner(info: &BootInfo, heap: &Heap, spin: sync::SpinLimit, unqueued: sync::Unqueued) {
     log::info!(
         "lodger {VERSION} ({}), entered at {}",
         A::NAME,
@@ -235,5 +236,8 @@ fn banner(info: &BootInfo, heap: &Heap, spin: sync::SpinLimit) {
     if let Some(note) = pv::steal_accounting_note() {
         log::info!("pv: steal accounting {note}");
     }
-    log::info!("locks: {}; {spin}", pv::lock_slow_path_summary());
+    log::info!(
+        "locks: {}; {spin}; {unqueued}",
+        pv::lock_slow_path_summary()
+    );
 }

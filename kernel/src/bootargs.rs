@@ -3,7 +3,7 @@
 //! ```text
 //! app=NAME [log=LEVEL] [pv=on|off] [pv.time=on|off] [pv.lock=off|v2|v3]
 //!          [pv.sched=on|off] [pv.ipi=on|off] [lock.spin=auto|N]
-//!          [no-steal-acc] [-- APP-ARGUMENT ...]
+//!          [lock.unqueued=auto|N] [no-steal-acc] [-- APP-ARGUMENT ...]
 //! ```
 //!
 //! Kernel arguments are `key=value` pairs from [`KEYS`] and the bare flags
@@ -35,6 +35,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "lock.spin",
         "auto|N spins before a qspinlock waiter halts, 1..=1048576",
     ),
+    (
+        "lock.unqueued",
+        "auto|N spins for a held qspinlock before queueing, 0..=1048576",
+    ),
 ];
 
 /// Every bare flag: name and what it does.
@@ -63,6 +67,8 @@ pub struct BootArgs<'a> {
     pub pv: PvSwitches,
     /// `lock.spin=N`; `None` (`auto`, the default): measured at boot.
     pub spin_limit: Option<u32>,
+    /// `lock.unqueued=N`; `None` (`auto`): chosen at boot.
+    pub unqueued_spins: Option<u32>,
     /// Whether the scheduler takes steal out of run time (Linux's steal
     /// accounting); `no-steal-acc` clears it.
     pub steal_acc: bool,
@@ -116,6 +122,7 @@ pub fn parse(line: &str) -> Result<BootArgs<'_>, BootArgError<'_>> {
         log_level: log::LevelFilter::Info,
         pv: PvSwitches::default(),
         spin_limit: None,
+        unqueued_spins: None,
         steal_acc: true,
     };
     let mut seen: Vec<&str, { KEYS.len() + FLAGS.len() }> = Vec::new();
@@ -179,6 +186,17 @@ pub fn parse(line: &str) -> Result<BootArgs<'_>, BootArgError<'_>> {
                         n.parse()
                             .ok()
                             .filter(|n| (1..=MAX_LOCK_SPIN).contains(n))
+                            .ok_or_else(bad)?,
+                    ),
+                }
+            }
+            "lock.unqueued" => {
+                args.unqueued_spins = match value {
+                    "auto" => None,
+                    n => Some(
+                        n.parse()
+                            .ok()
+                            .filter(|n| *n <= MAX_LOCK_SPIN)
                             .ok_or_else(bad)?,
                     ),
                 }
@@ -282,6 +300,27 @@ mod tests {
             msg.contains("pv.time=<on|off>") && msg.contains("pv.lock=<off|v2|v3>"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn unqueued_spins() {
+        assert_eq!(parse("").unwrap().unqueued_spins, None);
+        assert_eq!(parse("lock.unqueued=auto").unwrap().unqueued_spins, None);
+        assert_eq!(parse("lock.unqueued=0").unwrap().unqueued_spins, Some(0));
+        assert_eq!(
+            parse("lock.unqueued=1048576").unwrap().unqueued_spins,
+            Some(1 << 20)
+        );
+        for bad in ["1048577", "-1", "lots", ""] {
+            assert_eq!(
+                parse(&std::format!("lock.unqueued={bad}")),
+                Err(BootArgError::BadValue {
+                    key: "lock.unqueued",
+                    value: bad
+                }),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -102,6 +102,13 @@ pub fn no_hypervisor() -> bool {
     report().hypervisor == Hypervisor::None
 }
 
+/// Whether the host says when it preempts a vCPU (the preempted flags:
+/// LoongArch's `preempt`, arm64 PV sched): a host that preempts vCPUs.
+pub fn reports_preemption() -> bool {
+    let report = report();
+    report.uses("preempt") || report.uses("sched")
+}
+
 /// Whether a steal clock is in use.
 pub fn has_steal_clock() -> bool {
     report().uses("time")

@@ -467,6 +467,7 @@ pub const TESTS: &[BootTest] = &[
             Contains("pv: hypervisor none (SMCCC 1.0: PSCI_FEATURES(SMCCC_VERSION) = -1)"),
             Contains("pv: probe calls: 0x8400000a(0x80000000)\n"),
             Contains("locks: qspinlock halt-and-kick with lock stealing (the default: measured best on every host, docs/bench.md); kicked by IPI"),
+            Contains("; unqueued spins 0 (no preempted vCPUs reported)\n"),
             Contains("stealwatch: steal clock absent"),
         ],
         ..BASE
@@ -522,9 +523,9 @@ pub const TESTS: &[BootTest] = &[
         name: "lock-spin-fixed",
         smp: 2,
         app_args: &["lock-counter"],
-        bootargs: "lock.spin=32768",
+        bootargs: "lock.spin=32768 lock.unqueued=7",
         checks: &[
-            Contains("spin limit 32768 (lock.spin=32768)"),
+            Contains("spin limit 32768 (lock.spin=32768); unqueued spins 7 (lock.unqueued=7)"),
             Contains("1 passed, 0 failed"),
         ],
         ..BASE
@@ -1270,6 +1271,8 @@ pub const TESTS: &[BootTest] = &[
             Contains("sched: unusable (ARCH_FEATURES(0xc5000090) answered nonsense 0x"),
             Lacks("falls back"),
             Contains("kicked by IPI"),
+            // No preempted flags: contenders queue at once.
+            Contains("; unqueued spins 0 (no preempted vCPUs reported)\n"),
             Contains("passed, 0 failed"),
         ],
         ..BASE
@@ -1494,6 +1497,7 @@ pub const TESTS: &[BootTest] = &[
             Contains("time: used (record at PA"),
             Contains("ipi: used (FUNC_IPI multicast"),
             Contains("preempt: used"),
+            Contains("; unqueued spins 1048576 (the host preempts vCPUs: "),
             Contains(" 0 failed"),
             Truth { key: "hvcl_unadvertised", cpu: None, min: 0, max: 0 },
             Truth { key: "hvcl_notify", cpu: None, min: 4, max: 8 },
@@ -1518,6 +1522,7 @@ pub const TESTS: &[BootTest] = &[
             Contains("time: not offered"),
             Contains("ipi: not offered"),
             Contains("preempt: not offered"),
+            Contains("; unqueued spins 0 (no preempted vCPUs reported)\n"),
             Contains(" 0 failed"),
             Truth { key: "pv_calls", cpu: None, min: 0, max: 0 },
         ],
@@ -2159,6 +2164,7 @@ const PVHOST_SELFTEST_CHECKS: &[Check] = &[
     Contains("lock: used (v2)"),
     Contains("sched: used (with KICK_CPU)"),
     Contains("locks: qspinlock halt-and-kick with lock stealing (the default: measured best on every host, docs/bench.md); kicked by PV sched KICK_CPU"),
+    Contains("; unqueued spins 1048576 (the host preempts vCPUs: "),
     Contains("passed, 0 failed"),
     Contains("pvhost: cpu=0 preemptions="),
     Lacks("pvhost: cpu=0 preemptions=0 "),

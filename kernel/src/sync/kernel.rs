@@ -22,6 +22,8 @@ static PV_HASH: PvHash<PV_HASH_SLOTS> = PvHash::new();
 pub(super) static MCS_NODES_PER_CPU: PerCpu<McsCpuNodes> = per_cpu!(McsCpuNodes::new());
 /// PV: spins before a queued qspinlock waiter halts.
 static SPIN_LIMIT: AtomicU32 = AtomicU32::new(DEFAULT_SPIN_LIMIT);
+/// Halting: spins for a held qspinlock, with no queue, before queueing.
+static UNQUEUED_SPINS: AtomicU32 = AtomicU32::new(0);
 
 /// Whether each CPU is halted in [`Platform::wait`] (for `kicks_unhalted`).
 static HALTED: PerCpu<AtomicBool> = per_cpu!(AtomicBool::new(false));
@@ -70,6 +72,10 @@ impl Platform for KernelCpu {
     #[inline(always)] // Read once per wait.
     fn spin_limit(&self) -> u32 {
         SPIN_LIMIT.load(Ordering::Relaxed)
+    }
+    #[inline(always)]
+    fn unqueued_spins(&self) -> u32 {
+        UNQUEUED_SPINS.load(Ordering::Relaxed)
     }
     fn event(&self, event: Event) {
         let c = EVENTS.current();
@@ -282,6 +288,56 @@ pub fn set_spin_limit(fixed: Option<u32>) -> SpinLimit {
     let limit = spins.clamp(MIN_SPIN_LIMIT as u64, MAX_SPIN_LIMIT as u64) as u32;
     SPIN_LIMIT.store(limit, Ordering::Relaxed);
     SpinLimit::Measured(limit, SpinCalibration { halt_kick, spin_ps })
+}
+
+/// Unqueued spins where the host preempts vCPUs: longer than a host's
+/// preemption window at the spin costs measured (18-26 ns a spin: 19-27 ms),
+/// so a lock whose holder runs is taken by a running CPU, as test-and-set
+/// does; the queue (and its halts) only behind a holder held off for longer.
+pub const PREEMPTED_HOST_UNQUEUED_SPINS: u32 = 1 << 20;
+
+/// How [`set_unqueued_spins`] chose, for the boot report.
+#[derive(Clone, Copy, Debug)]
+pub enum Unqueued {
+    /// The host reports preempted vCPUs: [`PREEMPTED_HOST_UNQUEUED_SPINS`].
+    PreemptingHost,
+    /// No host report of preemption: queue at once (Linux's pvqspinlock).
+    QueueAtOnce,
+    /// Set by `lock.unqueued=N`.
+    Fixed(u32),
+}
+
+impl fmt::Display for Unqueued {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unqueued::PreemptingHost => write!(
+                f,
+                "unqueued spins {PREEMPTED_HOST_UNQUEUED_SPINS} (the host preempts vCPUs: a FIFO \
+                 hand-over could go to a preempted one; test-and-set style first)"
+            ),
+            Unqueued::QueueAtOnce => write!(f, "unqueued spins 0 (no preempted vCPUs reported)"),
+            Unqueued::Fixed(n) => write!(f, "unqueued spins {n} (lock.unqueued={n})"),
+        }
+    }
+}
+
+/// Sets how long a halting qspinlock contender spins for a held lock
+/// before it queues, when no queue exists yet: `fixed` (`lock.unqueued=N`)
+/// or, where the host reports preempted vCPUs, long (test-and-set's unfair
+/// but preemption-proof hand-over: a released lock goes to whichever CPU
+/// runs, never to a queued waiter the host has descheduled — LoongArch
+/// Linux uses test-and-set under any hypervisor for this); elsewhere none.
+/// Once a queue exists, its spinning head keeps its turn (fairness).
+pub fn set_unqueued_spins(fixed: Option<u32>) -> Unqueued {
+    let (spins, why) = match fixed {
+        Some(n) => (n, Unqueued::Fixed(n)),
+        None if pv::reports_preemption() => {
+            (PREEMPTED_HOST_UNQUEUED_SPINS, Unqueued::PreemptingHost)
+        }
+        None => (0, Unqueued::QueueAtOnce),
+    };
+    UNQUEUED_SPINS.store(spins, Ordering::Relaxed);
+    why
 }
 
 /// Picoseconds per iteration of a loop like a queued waiter's: the best of

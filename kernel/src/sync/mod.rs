@@ -36,7 +36,10 @@ pub use lock::{
 #[cfg(not(loom))]
 pub use condvar::Condvar;
 #[cfg(not(loom))]
-pub use kernel::{qspin_stats, set_spin_limit, QSpinStats, SpinCalibration, SpinLimit};
+pub use kernel::{
+    qspin_stats, set_spin_limit, set_unqueued_spins, QSpinStats, SpinCalibration, SpinLimit,
+    Unqueued,
+};
 #[cfg(not(loom))]
 pub use mutex::{Mutex, MutexGuard, MutexSpin, MutexStats};
 pub use qspinlock::SlowPath;

@@ -12,7 +12,7 @@ use loom::thread;
 
 use super::mcs::{McsCpuNodes, McsLock};
 use super::qspinlock::{QSpinLock, SlowPath};
-use super::test_platform::{shared, Cpu};
+use super::test_platform::{shared_unqueued, Cpu};
 use super::ticket::TicketLock;
 
 fn model(preemption_bound: usize, f: impl Fn() + Sync + Send + 'static) {
@@ -26,8 +26,13 @@ fn model(preemption_bound: usize, f: impl Fn() + Sync + Send + 'static) {
 
 /// `cpus` CPUs each take the qspinlock `rounds` times.
 fn qspinlock(cpus: usize, rounds: u32, slow_path: SlowPath, bound: usize) {
+    qspinlock_unqueued(cpus, rounds, slow_path, bound, 0);
+}
+
+/// [`qspinlock`], contenders spinning `unqueued` times before they queue.
+fn qspinlock_unqueued(cpus: usize, rounds: u32, slow_path: SlowPath, bound: usize, unqueued: u32) {
     model(bound, move || {
-        let shared = shared(cpus, slow_path);
+        let shared = shared_unqueued(cpus, slow_path, unqueued);
         let lock = Arc::new(QSpinLock::new());
         let counter = Arc::new(UnsafeCell::new(0u32));
         let threads: Vec<_> = (1..cpus)
@@ -86,6 +91,19 @@ fn qspinlock_pv_two_cpus() {
 fn qspinlock_pv_three_cpus() {
     // Halting, hashing, SLOW_VAL unlocks and kick_node.
     qspinlock(3, 1, SlowPath::Halt, 3);
+}
+
+#[test]
+fn qspinlock_pv_unqueued_two_cpus() {
+    // Unqueued spinning for a held lock, the budget running out, then the
+    // queue: two spins, so both the steal and the queue after it are seen.
+    qspinlock_unqueued(2, 2, SlowPath::Halt, 3, 2);
+}
+
+#[test]
+fn qspinlock_pv_unqueued_three_cpus() {
+    // Unqueued spinners beside a spinning or halted queue head.
+    qspinlock_unqueued(3, 1, SlowPath::Halt, 2, 2);
 }
 
 #[test]

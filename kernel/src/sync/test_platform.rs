@@ -23,6 +23,8 @@ pub struct Shared {
     pub hash: PvHash<PV_HASH_SLOTS>,
     pub slow_path: SlowPath,
     pub preempted: Vec<AtomicBool>,
+    /// [`Platform::unqueued_spins`] (0: queue at once).
+    pub unqueued_spins: u32,
     /// Per CPU: a kick sent and not yet taken by a `wait`, and the halt.
     kicks: Vec<(Mutex<bool>, Condvar)>,
 }
@@ -30,6 +32,12 @@ pub struct Shared {
 /// Shared state for `cpus` CPUs; odd CPUs read as preempted (exercises the
 /// early-halt path of queued waiters).
 pub fn shared(cpus: usize, slow_path: SlowPath) -> Arc<Shared> {
+    shared_unqueued(cpus, slow_path, 0)
+}
+
+/// [`shared`], with contenders spinning `unqueued_spins` times for a held
+/// lock before they queue.
+pub fn shared_unqueued(cpus: usize, slow_path: SlowPath, unqueued_spins: u32) -> Arc<Shared> {
     Arc::new(Shared {
         nodes: (0..cpus)
             .map(|_| core::array::from_fn(|_| McsNode::new()))
@@ -37,6 +45,7 @@ pub fn shared(cpus: usize, slow_path: SlowPath) -> Arc<Shared> {
         hash: PvHash::new(),
         slow_path,
         preempted: (0..cpus).map(|c| AtomicBool::new(c % 2 == 1)).collect(),
+        unqueued_spins,
         kicks: (0..cpus)
             .map(|_| (Mutex::new(false), Condvar::new()))
             .collect(),
@@ -99,6 +108,9 @@ impl Platform for Cpu {
     /// halting paths are what the models are for.
     fn spin_limit(&self) -> u32 {
         SPIN_LIMIT
+    }
+    fn unqueued_spins(&self) -> u32 {
+        self.shared.unqueued_spins
     }
 }
 

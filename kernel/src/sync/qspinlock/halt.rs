@@ -14,6 +14,11 @@ use super::*;
 ///   the head is spinning but leaves the lock free for a while
 ///   ([`STALE_HEAD_SHIFT`]): it is not running, a preempted vCPU that
 ///   nobody reports.
+/// - Where the platform says so ([`Platform::unqueued_spins`]: hosts that
+///   preempt vCPUs), a CPU that finds the lock held spins for it that many
+///   times before it queues, queue or no queue, taking it when free unless
+///   a spinning head is about to (test-and-set style: a released lock goes
+///   to a running CPU, never by FIFO order to a preempted one).
 /// - Queued waiters spin [`Platform::spin_limit`] times, or less behind a
 ///   halted or preempted predecessor, then halt; the predecessor that makes
 ///   a halted waiter the head hashes it, and the unlock kicks it.
@@ -31,9 +36,11 @@ pub(super) enum Steal {
     /// Take the lock (it is free, and no running head is about to).
     Take,
     /// Queue: there is no queue (we will be its spinning head), or its
-    /// head is spinning for a held lock (fairness: wait our turn).
+    /// head is spinning for a held lock (fairness: wait our turn); no
+    /// unqueued spins left.
     Queue,
-    /// Spin: the lock is held and the head is not spinning for it.
+    /// Spin: the lock is held, and the head is not spinning for it or we
+    /// have unqueued spins left.
     Wait,
     /// Spin: the lock is free but the head, spinning, has not taken it yet.
     WaitForHead,
@@ -41,18 +48,18 @@ pub(super) enum Steal {
 
 /// The stealing rules: `free_under_head` is how many times this CPU has
 /// seen the lock free under a spinning head, `stale` how many make the head
-/// count as not running.
-pub(super) fn steal(val: u32, free_under_head: u32, stale: u32) -> Steal {
+/// count as not running; `unqueued`: unqueued spins are left.
+pub(super) fn steal(val: u32, free_under_head: u32, stale: u32, unqueued: bool) -> Steal {
     let free = val & LOCKED_MASK == 0;
     let head_spinning = val & PENDING_MASK != 0;
     if free && (!head_spinning || free_under_head >= stale) {
         Steal::Take
-    } else if val & TAIL_MASK == 0 || (head_spinning && !free) {
-        Steal::Queue
-    } else if head_spinning {
+    } else if free {
         Steal::WaitForHead
-    } else {
+    } else if unqueued || (val & TAIL_MASK != 0 && !head_spinning) {
         Steal::Wait
+    } else {
+        Steal::Queue
     }
 }
 
@@ -71,15 +78,17 @@ impl Halt {
 impl Mode for Halt {
     const HALTS: bool = true;
 
-    /// Lock stealing. Without a queue we queue (and become the head, which
+    /// Lock stealing. While unqueued spins are left we spin for a held
+    /// lock; then, without a queue we queue (and become the head, which
     /// spins); with one, we spin for the lock as long as its head is not
     /// spinning for it, or leaves it free too long.
     fn trylock_before_queueing<P: Platform>(p: &P, lock: &QSpinLock) -> bool {
         let stale = (p.spin_limit() >> STALE_HEAD_SHIFT).max(1);
         let mut free_under_head = 0;
+        let mut unqueued = p.unqueued_spins();
         loop {
             let val = lock.val.load(Ordering::Relaxed);
-            match steal(val, free_under_head, stale) {
+            match steal(val, free_under_head, stale, unqueued > 0) {
                 Steal::Take => {
                     if let Ok(old) = lock.take_if_free(val) {
                         if old & TAIL_MASK != 0 {
@@ -92,7 +101,7 @@ impl Mode for Halt {
                     continue;
                 }
                 Steal::Queue => return false,
-                Steal::Wait => {}
+                Steal::Wait => unqueued = unqueued.saturating_sub(1),
                 Steal::WaitForHead => free_under_head += 1,
             }
             spin_hint();

@@ -165,6 +165,11 @@ pub trait Platform {
     fn spin_limit(&self) -> u32 {
         DEFAULT_SPIN_LIMIT
     }
+    /// Halting: how many times a CPU that finds the lock held and no queue
+    /// spins for it before it queues (0: queue at once, as Linux does).
+    fn unqueued_spins(&self) -> u32 {
+        0
+    }
     /// Counts a slow-path event (statistics; the default counts nothing).
     #[inline(always)]
     fn event(&self, _event: Event) {}
@@ -323,6 +328,12 @@ impl QSpinLock {
 
     /// The MCS queue.
     fn queue<M: Mode, P: Platform>(&self, p: &P) {
+        // The lock may have come free (halting: or be free to take past a
+        // queue whose head is not spinning for it). Tried before claiming a
+        // node: a steal then costs no node bookkeeping.
+        if M::trylock_before_queueing(p, self) {
+            return;
+        }
         let cpu = p.cpu();
         let first = p.node(cpu, 0);
         let idx = first.count.fetch_add(1, Ordering::Relaxed) as usize;
@@ -340,13 +351,6 @@ impl QSpinLock {
         node.next.store(ptr::null_mut(), Ordering::Relaxed);
         node.cpu.store(cpu as u32, Ordering::Relaxed);
         node.state.store(VCPU_RUNNING, Ordering::Relaxed);
-
-        // The lock may have come free while we set up (halting: or be free
-        // to take past a queue whose head is not spinning for it).
-        if M::trylock_before_queueing(p, self) {
-            first.count.fetch_sub(1, Ordering::Relaxed);
-            return;
-        }
 
         // Publish our node as the tail: `p,*,* -> n,*,*`. Release: the
         // node's initialisation before a successor can see it.
@@ -487,7 +491,7 @@ impl QSpinLock {
 /// The slow-path variant (STYLE: PV layered over native, never mixed in).
 trait Mode {
     const HALTS: bool;
-    /// With our node set up, before publishing it: true if we took the lock.
+    /// Before claiming a node: true if we took the lock.
     fn trylock_before_queueing<P: Platform>(p: &P, lock: &QSpinLock) -> bool;
     /// Before waiting for our MCS `locked` flag.
     fn wait_node<P: Platform>(p: &P, node: &McsNode, prev: &McsNode);

@@ -1,6 +1,6 @@
 //! Host stress tests and rule tests of the qspinlock (std threads as CPUs).
 
-use super::super::test_platform::{shared, Cpu};
+use super::super::test_platform::{shared, shared_unqueued, Cpu, Shared};
 use super::halt::{steal, Steal};
 use super::hash::PvHash;
 use super::*;
@@ -57,10 +57,22 @@ fn stress(slow_path: SlowPath, cpus: usize, per_cpu: u64) {
     stress_on(slow_path, &(0..cpus).collect::<Vec<_>>(), per_cpu);
 }
 
+fn stress_unqueued(slow_path: SlowPath, cpus: usize, per_cpu: u64, unqueued: u32) {
+    let ids: Vec<_> = (0..cpus).collect();
+    stress_with(shared_unqueued(cpus, slow_path, unqueued), &ids, per_cpu);
+}
+
 /// `per_cpu` lock/unlock rounds on each of the CPUs `ids` at once.
 fn stress_on(slow_path: SlowPath, ids: &[usize], per_cpu: u64) {
+    stress_with(
+        shared(ids.iter().max().map_or(0, |&m| m + 1), slow_path),
+        ids,
+        per_cpu,
+    );
+}
+
+fn stress_with(shared: Arc<Shared>, ids: &[usize], per_cpu: u64) {
     let cpus = ids.len();
-    let shared = shared(ids.iter().max().map_or(0, |&m| m + 1), slow_path);
     let lock = Arc::new(QSpinLock::new());
     let counter = Arc::new(AtomicU32::new(0));
     let inside = Arc::new(AtomicBool::new(false));
@@ -106,19 +118,46 @@ fn stealing_rules() {
     let tail = encode_tail(1, 0);
     // No queue: free, take it (the fast path's case); held, queue and
     // become the head.
-    assert_eq!(steal(0, 0, 4), Steal::Take);
-    assert_eq!(steal(LOCKED_VAL, 0, 4), Steal::Queue);
+    assert_eq!(steal(0, 0, 4, false), Steal::Take);
+    assert_eq!(steal(LOCKED_VAL, 0, 4, false), Steal::Queue);
     // A queue whose head is not spinning (halted, preempted, between
     // heads): take a free lock, spin for a held one.
-    assert_eq!(steal(tail, 0, 4), Steal::Take);
-    assert_eq!(steal(tail | LOCKED_VAL, 0, 4), Steal::Wait);
-    assert_eq!(steal(tail | SLOW_VAL, 0, 4), Steal::Wait);
+    assert_eq!(steal(tail, 0, 4, false), Steal::Take);
+    assert_eq!(steal(tail | LOCKED_VAL, 0, 4, false), Steal::Wait);
+    assert_eq!(steal(tail | SLOW_VAL, 0, 4, false), Steal::Wait);
     // A spinning head waiting for a holder: queue behind it.
-    assert_eq!(steal(tail | PENDING_VAL | LOCKED_VAL, 0, 4), Steal::Queue);
+    assert_eq!(
+        steal(tail | PENDING_VAL | LOCKED_VAL, 0, 4, false),
+        Steal::Queue
+    );
     // A spinning head that leaves the lock free: give it `stale` looks.
-    assert_eq!(steal(tail | PENDING_VAL, 0, 4), Steal::WaitForHead);
-    assert_eq!(steal(tail | PENDING_VAL, 3, 4), Steal::WaitForHead);
-    assert_eq!(steal(tail | PENDING_VAL, 4, 4), Steal::Take);
+    assert_eq!(steal(tail | PENDING_VAL, 0, 4, false), Steal::WaitForHead);
+    assert_eq!(steal(tail | PENDING_VAL, 3, 4, false), Steal::WaitForHead);
+    assert_eq!(steal(tail | PENDING_VAL, 4, 4, false), Steal::Take);
+}
+
+#[test]
+fn unqueued_spinning_rules() {
+    let tail = encode_tail(1, 0);
+    // With unqueued spins left, a held lock is spun for, queue or not
+    // (without them: queued for, above).
+    assert_eq!(steal(LOCKED_VAL, 0, 4, true), Steal::Wait);
+    assert_eq!(
+        steal(tail | PENDING_VAL | LOCKED_VAL, 0, 4, true),
+        Steal::Wait
+    );
+    assert_eq!(steal(tail | LOCKED_VAL, 0, 4, true), Steal::Wait);
+    // A free lock: taken as without them; a spinning head still gets its
+    // `stale` looks first (it keeps its turn).
+    assert_eq!(steal(0, 0, 4, true), Steal::Take);
+    assert_eq!(steal(tail, 0, 4, true), Steal::Take);
+    assert_eq!(steal(tail | PENDING_VAL, 0, 4, true), Steal::WaitForHead);
+    assert_eq!(steal(tail | PENDING_VAL, 4, 4, true), Steal::Take);
+}
+
+#[test]
+fn unqueued_spinners_lose_no_update() {
+    stress_unqueued(SlowPath::Halt, 4, 20_000, 64);
 }
 
 #[test]
