@@ -90,10 +90,10 @@ impl Mode for Halt {
             let val = lock.val.load(Ordering::Relaxed);
             match steal(val, free_under_head, stale, unqueued > 0) {
                 Steal::Take => {
-                    if let Ok(old) = lock.take_if_free(val) {
-                        if old & TAIL_MASK != 0 {
+                    if lock.steal_word(val) {
+                        if val & TAIL_MASK != 0 {
                             p.event(Event::Steal {
-                                head_spinning: old & PENDING_MASK != 0,
+                                head_spinning: val & PENDING_MASK != 0,
                             });
                         }
                         return true;

@@ -432,21 +432,20 @@ impl QSpinLock {
         }
     }
 
-    /// Halting: `*,*,0 -> *,*,1` if the locked byte is clear (whatever the
-    /// tail and pending bit say); returns the old word on success.
-    fn take_if_free(&self, mut val: u32) -> Result<u32, u32> {
-        while val & LOCKED_MASK == 0 {
-            match self.val.compare_exchange_weak(
+    /// Halting stealer: `t,p,0 -> t,0,1` from exactly `val`. A pending bit
+    /// there is a stale head's (one that left the lock free too long): it
+    /// goes with the steal, so the CPUs after us do not wait for that head
+    /// again; if it runs after all, it takes the lock as a stealer would.
+    fn steal_word(&self, val: u32) -> bool {
+        debug_assert_eq!(val & LOCKED_MASK, 0);
+        self.val
+            .compare_exchange(
                 val,
-                val | LOCKED_VAL,
+                (val & !PENDING_VAL) | LOCKED_VAL,
                 Ordering::Acquire,
                 Ordering::Relaxed,
-            ) {
-                Ok(_) => return Ok(val),
-                Err(now) => val = now,
-            }
-        }
-        Err(val)
+            )
+            .is_ok()
     }
 
     /// Halting head: `*,1,0 -> *,0,1` (the lock taken, our pending bit

@@ -1,7 +1,7 @@
 //! Host stress tests and rule tests of the qspinlock (std threads as CPUs).
 
 use super::super::test_platform::{shared, shared_unqueued, Cpu, Shared};
-use super::halt::{steal, Steal};
+use super::halt::{steal, Halt, Steal};
 use super::hash::PvHash;
 use super::*;
 use std::sync::atomic::AtomicBool;
@@ -153,6 +153,24 @@ fn unqueued_spinning_rules() {
     assert_eq!(steal(tail, 0, 4, true), Steal::Take);
     assert_eq!(steal(tail | PENDING_VAL, 0, 4, true), Steal::WaitForHead);
     assert_eq!(steal(tail | PENDING_VAL, 4, 4, true), Steal::Take);
+}
+
+#[test]
+fn a_steal_past_a_stale_head_clears_its_pending_bit() {
+    // CPU 1 is the queue head, its pending bit set, the lock free: CPU 0
+    // looks `stale` times (the test platform: 1), then takes the lock, and
+    // the pending bit goes with it (the next stealer does not wait again).
+    let shared = shared(2, SlowPath::Halt);
+    let cpu = Cpu::new(0, &shared);
+    let lock = QSpinLock::new();
+    let tail = encode_tail(1, 0);
+    lock.val.store(tail | PENDING_VAL, Ordering::Relaxed);
+    assert!(Halt::trylock_before_queueing(&cpu, &lock));
+    assert_eq!(lock.val.load(Ordering::Relaxed), tail | LOCKED_VAL);
+    // Not past a head that is spinning for a held lock: queue.
+    lock.val
+        .store(tail | PENDING_VAL | LOCKED_VAL, Ordering::Relaxed);
+    assert!(!Halt::trylock_before_queueing(&cpu, &lock));
 }
 
 #[test]
