@@ -64,28 +64,11 @@ pub(super) fn steal(val: u32, free_under_head: u32, stale: u32, unqueued: bool) 
 }
 
 impl Halt {
-    /// Whether a queued waiter should stop spinning early: its predecessor
-    /// is halted (Linux) or its vCPU is preempted (checked rarely).
-    fn wait_early<P: Platform>(p: &P, prev: &McsNode, loop_count: u32) -> bool {
-        if loop_count & PREV_CHECK_MASK != 0 {
-            return false;
-        }
-        prev.state.load(Ordering::Relaxed) != VCPU_RUNNING
-            || p.vcpu_is_preempted(prev.cpu.load(Ordering::Relaxed) as usize)
-    }
-}
-
-impl Mode for Halt {
-    const HALTS: bool = true;
-
-    /// Lock stealing. While unqueued spins are left we spin for a held
-    /// lock; then, without a queue we queue (and become the head, which
-    /// spins); with one, we spin for the lock as long as its head is not
-    /// spinning for it, or leaves it free too long.
-    fn trylock_before_queueing<P: Platform>(p: &P, lock: &QSpinLock) -> bool {
+    /// The stealing loop ([`steal`]), spinning for a held lock up to
+    /// `unqueued` times: true if we took the lock, false to queue.
+    fn steal_or_queue<P: Platform>(p: &P, lock: &QSpinLock, mut unqueued: u32) -> bool {
         let stale = (p.spin_limit() >> STALE_HEAD_SHIFT).max(1);
         let mut free_under_head = 0;
-        let mut unqueued = p.unqueued_spins();
         loop {
             let val = lock.val.load(Ordering::Relaxed);
             match steal(val, free_under_head, stale, unqueued > 0) {
@@ -106,6 +89,37 @@ impl Mode for Halt {
             }
             spin_hint();
         }
+    }
+
+    /// Whether a queued waiter should stop spinning early: its predecessor
+    /// is halted (Linux) or its vCPU is preempted (checked rarely).
+    fn wait_early<P: Platform>(p: &P, prev: &McsNode, loop_count: u32) -> bool {
+        if loop_count & PREV_CHECK_MASK != 0 {
+            return false;
+        }
+        prev.state.load(Ordering::Relaxed) != VCPU_RUNNING
+            || p.vcpu_is_preempted(prev.cpu.load(Ordering::Relaxed) as usize)
+    }
+}
+
+impl Mode for Halt {
+    const HALTS: bool = true;
+
+    /// Where the platform asks for it, spin for a held lock before
+    /// queueing (and steal as below); false once the spins are used up.
+    fn spin_unqueued<P: Platform>(p: &P, lock: &QSpinLock) -> bool {
+        match p.unqueued_spins() {
+            0 => false,
+            spins => Self::steal_or_queue(p, lock, spins),
+        }
+    }
+
+    /// Lock stealing (Linux's hybrid unfair trylock). Without a queue we
+    /// queue (and become the head, which spins); with one, we spin for the
+    /// lock as long as its head is not spinning for it, or leaves it free
+    /// too long.
+    fn trylock_before_queueing<P: Platform>(p: &P, lock: &QSpinLock) -> bool {
+        Self::steal_or_queue(p, lock, 0)
     }
 
     /// Spin a while on `node.locked`, then halt until the predecessor kicks.

@@ -328,10 +328,9 @@ impl QSpinLock {
 
     /// The MCS queue.
     fn queue<M: Mode, P: Platform>(&self, p: &P) {
-        // The lock may have come free (halting: or be free to take past a
-        // queue whose head is not spinning for it). Tried before claiming a
-        // node: a steal then costs no node bookkeeping.
-        if M::trylock_before_queueing(p, self) {
+        // Halting, where the host preempts vCPUs: spin for the lock before
+        // claiming a node (a steal then costs no node bookkeeping).
+        if M::spin_unqueued(p, self) {
             return;
         }
         let cpu = p.cpu();
@@ -351,6 +350,13 @@ impl QSpinLock {
         node.next.store(ptr::null_mut(), Ordering::Relaxed);
         node.cpu.store(cpu as u32, Ordering::Relaxed);
         node.state.store(VCPU_RUNNING, Ordering::Relaxed);
+
+        // The lock may have come free while we set up (halting: or be free
+        // to take past a queue whose head is not spinning for it).
+        if M::trylock_before_queueing(p, self) {
+            first.count.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
 
         // Publish our node as the tail: `p,*,* -> n,*,*`. Release: the
         // node's initialisation before a successor can see it.
@@ -491,6 +497,8 @@ impl QSpinLock {
 trait Mode {
     const HALTS: bool;
     /// Before claiming a node: true if we took the lock.
+    fn spin_unqueued<P: Platform>(p: &P, lock: &QSpinLock) -> bool;
+    /// With our node set up, before publishing it: true if we took the lock.
     fn trylock_before_queueing<P: Platform>(p: &P, lock: &QSpinLock) -> bool;
     /// Before waiting for our MCS `locked` flag.
     fn wait_node<P: Platform>(p: &P, node: &McsNode, prev: &McsNode);
@@ -506,6 +514,11 @@ struct Native;
 
 impl Mode for Native {
     const HALTS: bool = false;
+
+    #[inline(always)] // No-op.
+    fn spin_unqueued<P: Platform>(_: &P, _: &QSpinLock) -> bool {
+        false
+    }
 
     #[inline(always)]
     fn trylock_before_queueing<P: Platform>(_: &P, lock: &QSpinLock) -> bool {

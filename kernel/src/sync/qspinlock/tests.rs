@@ -171,6 +171,13 @@ fn a_steal_past_a_stale_head_clears_its_pending_bit() {
     lock.val
         .store(tail | PENDING_VAL | LOCKED_VAL, Ordering::Relaxed);
     assert!(!Halt::trylock_before_queueing(&cpu, &lock));
+    // Unqueued spins for a held lock end, and the CPU queues.
+    let shared = shared_unqueued(2, SlowPath::Halt, 3);
+    let cpu = Cpu::new(0, &shared);
+    lock.val.store(LOCKED_VAL, Ordering::Relaxed);
+    assert!(!Halt::spin_unqueued(&cpu, &lock));
+    lock.val.store(0, Ordering::Relaxed);
+    assert!(Halt::spin_unqueued(&cpu, &lock));
 }
 
 #[test]
