@@ -17,6 +17,8 @@
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
+pub mod kicks;
+
 use arch::pv::{CpuMask, Hypervisor, LockChoice, PvReport, PvSwitches};
 use arch::Arch;
 
@@ -188,6 +190,8 @@ pub fn send_ipi_mask(mask: CpuMask) {
 /// CPU's tick ends every halt, armed for the purpose if the halt is inside
 /// the timer interrupt ([`crate::time::bound_halt`]).
 pub fn wait(still: &dyn Fn() -> bool) {
+    let me = A::cpu_id();
+    let start = kicks::before_halt(me);
     let irq = A::irq_save();
     // Checked with interrupts masked: a kick (IPI) arriving after the check
     // stays pending and ends the halt at once.
@@ -196,13 +200,20 @@ pub fn wait(still: &dyn Fn() -> bool) {
         A::wait_for_interrupt();
     }
     A::irq_restore(irq);
+    kicks::after_halt(me, start);
 }
 
-/// Wakes `cpu` from [`wait`].
+/// Wakes `cpu` from [`wait`]: the host's PV kick where offered, unless its
+/// kicks to `cpu` proved late or lost ([`kicks`]); an IPI otherwise.
 pub fn kick(cpu: usize) {
-    if !A::pv_kick(cpu) {
-        A::send_ipi(cpu);
+    if !kicks::by_ipi(cpu) {
+        let stamp = kicks::sent(cpu);
+        if A::pv_kick(cpu) {
+            return;
+        }
+        kicks::not_sent(cpu, stamp); // Only PV kicks are judged.
     }
+    A::send_ipi(cpu);
 }
 
 /// The calling CPU stops for good: release its PV registrations.
