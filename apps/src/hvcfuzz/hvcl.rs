@@ -26,7 +26,7 @@ use alloc::vec::Vec;
 
 use arch::abi::loongarch::*;
 use arch::pv::loongarch::raw::refusal;
-use arch::pv::State;
+use arch::pv::{PvFeature, State};
 use kernel::{pv, smp};
 
 use super::{Config, Kind, Rng, Tally};
@@ -178,7 +178,7 @@ fn named_offer(names: &[&str]) -> Result<Offer, String> {
 
 /// What the boot probe found the host to offer.
 fn probed_offer() -> Result<Offer, String> {
-    let offered = |name: &str| match pv::report().state(name) {
+    let offered = |name: PvFeature| match pv::report().state(name) {
         Some(State::Used) => Ok(true),
         Some(State::NotOffered) => Ok(false),
         other => Err(format!(
@@ -187,9 +187,9 @@ fn probed_offer() -> Result<Offer, String> {
         )),
     };
     Ok(Offer {
-        time: offered("time")?,
-        ipi: offered("ipi")?,
-        preempt: pv::report().state("preempt") != Some(State::NotOffered),
+        time: offered(PvFeature::Time)?,
+        ipi: offered(PvFeature::Ipi)?,
+        preempt: pv::report().state(PvFeature::Preempt) != Some(State::NotOffered),
     })
 }
 

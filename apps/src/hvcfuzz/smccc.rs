@@ -53,7 +53,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use arch::abi::arm64::*;
 use arch::pv::arm64::raw_call_refusal;
-use arch::pv::State;
+use arch::pv::{PvFeature, State};
 use kernel::percpu::PerCpu;
 use kernel::pv;
 use kernel::{per_cpu, smp};
@@ -378,7 +378,7 @@ fn check_records_distinct() -> Vec<String> {
 
 /// What the boot probe found the host to offer.
 fn probed_offer() -> Result<Offer, String> {
-    let offered = |name: &str| match pv::report().state(name) {
+    let offered = |name: PvFeature| match pv::report().state(name) {
         Some(State::Used) => Ok(true),
         Some(State::NotOffered) => Ok(false),
         other => Err(format!(
@@ -387,9 +387,9 @@ fn probed_offer() -> Result<Offer, String> {
         )),
     };
     Ok(Offer {
-        time: offered("time")?,
-        lock: offered("lock")?,
-        sched: offered("sched")?,
+        time: offered(PvFeature::Time)?,
+        lock: offered(PvFeature::Lock)?,
+        sched: offered(PvFeature::Sched)?,
     })
 }
 

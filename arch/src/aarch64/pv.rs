@@ -3,6 +3,7 @@
 //! decisions are made by [`crate::pv::arm64`]; this module only carries them
 //! out and reads the records.
 
+use crate::pv::PvFeature;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use crate::abi::arm64::{
@@ -90,8 +91,8 @@ fn register(cpu: usize, report: &mut PvReport) -> Option<FallbackLine> {
     let mut conduit = platform().conduit;
     let sched_ipa = &SCHED_RECORD[cpu] as *const PvSchedRecord as u64;
     let records = probe::register_cpu(&mut conduit, plan, sched_ipa, report, REACH, kernel_memory);
-    let mut failed: heapless::Vec<(&str, Note), 3> = heapless::Vec::new();
-    let mut kept: heapless::Vec<&str, 3> = heapless::Vec::new();
+    let mut failed: heapless::Vec<(PvFeature, Note), 3> = heapless::Vec::new();
+    let mut kept: heapless::Vec<PvFeature, 3> = heapless::Vec::new();
 
     if let Some(result) = records.time {
         let checked = result.and_then(map_record).and_then(|va| {
@@ -109,12 +110,16 @@ fn register(cpu: usize, report: &mut PvReport) -> Option<FallbackLine> {
                 // Release: the origin is seen by whoever sees the record.
                 TIME_RECORD[cpu].store(va, Ordering::Release);
                 if cpu == 0 {
-                    report.set("time", State::Used, note(format_args!("record at {va:#x}")));
+                    report.set(
+                        PvFeature::Time,
+                        State::Used,
+                        note(format_args!("record at {va:#x}")),
+                    );
                 }
-                let _ = kept.push("time");
+                let _ = kept.push(PvFeature::Time);
             }
             Err(why) => {
-                let _ = failed.push(("time", why));
+                let _ = failed.push((PvFeature::Time, why));
             }
         }
     }
@@ -122,10 +127,10 @@ fn register(cpu: usize, report: &mut PvReport) -> Option<FallbackLine> {
         match result.and_then(map_record) {
             Ok(va) => {
                 LOCK_RECORD[cpu].store(va, Ordering::Release);
-                let _ = kept.push("lock");
+                let _ = kept.push(PvFeature::Lock);
             }
             Err(why) => {
-                let _ = failed.push(("lock", why));
+                let _ = failed.push((PvFeature::Lock, why));
             }
         }
     }
@@ -133,17 +138,17 @@ fn register(cpu: usize, report: &mut PvReport) -> Option<FallbackLine> {
         match result {
             Ok(()) => {
                 SCHED_REGISTERED[cpu].store(true, Ordering::Release);
-                let _ = kept.push("sched");
+                let _ = kept.push(PvFeature::Sched);
             }
             Err(why) => {
-                let _ = failed.push(("sched", why));
+                let _ = failed.push((PvFeature::Sched, why));
             }
         }
     }
     if failed.is_empty() {
         return None;
     }
-    let reasons: heapless::Vec<(&str, &str), 3> = failed
+    let reasons: heapless::Vec<(PvFeature, &str), 3> = failed
         .iter()
         .map(|(name, why)| (*name, why.as_str()))
         .collect();

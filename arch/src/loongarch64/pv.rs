@@ -13,6 +13,7 @@
 //! The records are guest memory (this image's `.bss`, reached through DMW1,
 //! coherent cached); the host is given their physical address.
 
+use crate::pv::PvFeature;
 use core::arch::asm;
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
@@ -150,11 +151,11 @@ pub(super) fn probe(switches: &PvSwitches) -> PvReport {
         Some(Ok(pa)) => {
             if plan.steal_clock {
                 let why = note(format_args!("record at PA {pa:#x}"));
-                report.set("time", State::Used, why);
+                report.set(PvFeature::Time, State::Used, why);
             }
         }
         Some(Err(why)) => {
-            for name in ["time", "preempt"] {
+            for name in [PvFeature::Time, PvFeature::Preempt] {
                 if report.uses(name) {
                     report.set(name, State::Unusable, why.clone());
                 }
@@ -175,14 +176,14 @@ pub(super) fn init_cpu(cpu: usize) -> Option<FallbackLine> {
     let mut scratch = PvReport::new(Hypervisor::NotProbed, Note::new());
     let why = register(plan, cpu, &mut scratch)?.err()?;
     // The record holds both the steal clock and the preempted flag.
-    let mut failed: heapless::Vec<(&str, &str), 2> = heapless::Vec::new();
+    let mut failed: heapless::Vec<(PvFeature, &str), 2> = heapless::Vec::new();
     if plan.steal_clock {
-        let _ = failed.push(("time", why.as_str()));
+        let _ = failed.push((PvFeature::Time, why.as_str()));
     }
     if plan.preempt {
-        let _ = failed.push(("preempt", why.as_str()));
+        let _ = failed.push((PvFeature::Preempt, why.as_str()));
     }
-    let kept: &[&str] = if plan.ipi { &["ipi"] } else { &[] };
+    let kept: &[PvFeature] = if plan.ipi { &[PvFeature::Ipi] } else { &[] };
     Some(fallback_note(&failed, kept))
 }
 

@@ -13,6 +13,7 @@
 //! unless `pv.lock=v3` asks for it.
 
 use crate::abi::arm64::*;
+use crate::pv::PvFeature;
 
 use super::Hypervisor;
 use super::{note, LockChoice, Note, PvReport, PvSwitches, State};
@@ -68,7 +69,7 @@ fn call(hv: &mut impl Smccc, report: &mut PvReport, function: u32, arg: u64) -> 
 }
 
 fn not_probed(report: &mut PvReport, why: &str) {
-    for name in ["time", "lock", "sched"] {
+    for name in [PvFeature::Time, PvFeature::Lock, PvFeature::Sched] {
         report.set(name, State::NotProbed, note(format_args!("{why}")));
     }
 }
@@ -77,7 +78,7 @@ fn not_probed(report: &mut PvReport, why: &str) {
 pub fn probe(hv: &mut impl Smccc, psci: (u16, u16), switches: &PvSwitches) -> (PvReport, Plan) {
     let (mut report, plan) = probe_host(hv, psci, switches);
     report.set(
-        "ipi",
+        PvFeature::Ipi,
         State::NotApplicable,
         note(format_args!("no PV IPI on arm64")),
     );
@@ -91,7 +92,7 @@ fn probe_host(hv: &mut impl Smccc, psci: (u16, u16), switches: &PvSwitches) -> (
             Hypervisor::NotProbed,
             note(format_args!("pv=off: no hypercall issued")),
         );
-        for name in ["time", "lock", "sched"] {
+        for name in [PvFeature::Time, PvFeature::Lock, PvFeature::Sched] {
             report.set(name, State::SwitchedOff, note(format_args!("pv=off")));
         }
         return (report, plan);
@@ -184,22 +185,22 @@ fn arch_features(
 
 fn probe_time(hv: &mut impl Smccc, report: &mut PvReport, plan: &mut Plan, switches: &PvSwitches) {
     if let Err((state, why)) = arch_features(hv, report, PV_TIME_FEATURES) {
-        return report.set("time", state, why);
+        return report.set(PvFeature::Time, state, why);
     }
     // ARCH_FEATURES says yes even when steal time is off: only this tells.
     let r = call(hv, report, PV_TIME_FEATURES, PV_TIME_ST.into());
     if let Err((state, why)) = feature_answer(format_args!("PV_TIME_FEATURES(PV_TIME_ST)"), r) {
-        return report.set("time", state, why);
+        return report.set(PvFeature::Time, state, why);
     }
     if !switches.time {
         return report.set(
-            "time",
+            PvFeature::Time,
             State::SwitchedOff,
             note(format_args!("pv.time=off")),
         );
     }
     plan.time = true;
-    report.set("time", State::Used, Note::new());
+    report.set(PvFeature::Time, State::Used, Note::new());
 }
 
 fn probe_lock(
@@ -212,14 +213,14 @@ fn probe_lock(
 ) {
     if switches.lock == LockChoice::Off {
         return report.set(
-            "lock",
+            PvFeature::Lock,
             State::SwitchedOff,
             note(format_args!("pv.lock=off")),
         );
     }
     if !kvm {
         return report.set(
-            "lock",
+            PvFeature::Lock,
             State::NotProbed,
             note(format_args!("vendor calls need the KVM UID")),
         );
@@ -227,14 +228,18 @@ fn probe_lock(
     let ptp_hint = kvm_features & 1 << KVM_FEATURE_PTP != 0;
     if switches.lock == LockChoice::V3 {
         if let Err((state, why)) = arch_features(hv, report, PV_LOCK_V3) {
-            return report.set("lock", state, why);
+            return report.set(PvFeature::Lock, state, why);
         }
         let r = call(hv, report, PV_LOCK_V3, PV_LOCK_V3_FEATURES);
         if let Err((state, why)) = feature_answer(format_args!("v3 FEATURES"), r) {
-            return report.set("lock", state, why);
+            return report.set(PvFeature::Lock, state, why);
         }
         plan.lock = Some(LockAbi::V3);
-        return report.set("lock", State::Used, note(format_args!("v3, pv.lock=v3")));
+        return report.set(
+            PvFeature::Lock,
+            State::Used,
+            note(format_args!("v3, pv.lock=v3")),
+        );
     }
     let v2 = arch_features(hv, report, PV_LOCK_FEATURES).and_then(|()| {
         let r = call(hv, report, PV_LOCK_FEATURES, PV_LOCK_PREEMPTED.into());
@@ -243,20 +248,20 @@ fn probe_lock(
     match v2 {
         Ok(()) => {
             plan.lock = Some(LockAbi::V2);
-            report.set("lock", State::Used, note(format_args!("v2")));
+            report.set(PvFeature::Lock, State::Used, note(format_args!("v2")));
         }
         Err((State::NotOffered, mut why)) if ptp_hint => {
             use core::fmt::Write as _;
             let _ = write!(why, "; 0x86000001 is PTP here, v3 only with pv.lock=v3");
-            report.set("lock", State::NotOffered, why);
+            report.set(PvFeature::Lock, State::NotOffered, why);
         }
-        Err((state, why)) => report.set("lock", state, why),
+        Err((state, why)) => report.set(PvFeature::Lock, state, why),
     }
 }
 
 fn probe_sched(hv: &mut impl Smccc, report: &mut PvReport, plan: &mut Plan, switches: &PvSwitches) {
     if let Err((state, why)) = arch_features(hv, report, PV_SCHED_FEATURES) {
-        return report.set("sched", state, why);
+        return report.set(PvFeature::Sched, state, why);
     }
     // Each of the three asked; a nonsense answer to any of them makes the
     // whole ABI unusable (the first one is reported).
@@ -276,18 +281,18 @@ fn probe_sched(hv: &mut impl Smccc, report: &mut PvReport, plan: &mut Plan, swit
     let release = offered(PV_SCHED_IPA_RELEASE);
     let kick = offered(PV_SCHED_KICK_CPU);
     if let Some(why) = nonsense {
-        return report.set("sched", State::Unusable, why);
+        return report.set(PvFeature::Sched, State::Unusable, why);
     }
     if !init {
         return report.set(
-            "sched",
+            PvFeature::Sched,
             State::NotOffered,
             note(format_args!("PV_SCHED_FEATURES(IPA_INIT) != 0")),
         );
     }
     if !switches.sched {
         return report.set(
-            "sched",
+            PvFeature::Sched,
             State::SwitchedOff,
             note(format_args!("pv.sched=off")),
         );
@@ -296,7 +301,11 @@ fn probe_sched(hv: &mut impl Smccc, report: &mut PvReport, plan: &mut Plan, swit
     plan.sched_release = release;
     plan.sched_kick = kick;
     let kick_note = if kick { "with KICK_CPU" } else { "no KICK_CPU" };
-    report.set("sched", State::Used, note(format_args!("{kick_note}")));
+    report.set(
+        PvFeature::Sched,
+        State::Used,
+        note(format_args!("{kick_note}")),
+    );
 }
 
 /// What one CPU's registration returned.

@@ -23,6 +23,7 @@
 //! user turning "PV help for locks" off means. `pv.lock=v2` / `v3` name arm64
 //! ABIs and mean just "on" here. `pv.sched` has nothing to govern.
 
+use crate::pv::PvFeature;
 use core::fmt;
 use core::sync::atomic::{fence, Ordering};
 
@@ -76,19 +77,19 @@ fn cpucfg(host: &mut impl LoongArchHost, report: &mut PvReport, index: u32) -> u
 /// order (time, lock, sched, ipi), then `preempt`, so both read alike.
 pub fn probe(host: &mut impl LoongArchHost, switches: &PvSwitches) -> (PvReport, Plan) {
     let (mut report, plan, [time, ipi, preempt]) = probe_host(host, switches);
-    report.set("time", time.0, time.1);
+    report.set(PvFeature::Time, time.0, time.1);
     report.set(
-        "lock",
+        PvFeature::Lock,
         State::NotApplicable,
         note(format_args!("no PV lock ABI on LoongArch; see preempt")),
     );
     report.set(
-        "sched",
+        PvFeature::Sched,
         State::NotApplicable,
         note(format_args!("no PV sched ABI on LoongArch")),
     );
-    report.set("ipi", ipi.0, ipi.1);
-    report.set("preempt", preempt.0, preempt.1);
+    report.set(PvFeature::Ipi, ipi.0, ipi.1);
+    report.set(PvFeature::Preempt, preempt.0, preempt.1);
     (report, plan)
 }
 
@@ -585,7 +586,7 @@ mod tests {
         assert_eq!(b.report.hypervisor, Hypervisor::None);
         assert_eq!(b.plan, Plan::default());
         assert!(b.registered.is_none() && b.unregistered.is_none() && !b.pv_ipi);
-        for f in ["time", "preempt", "ipi"] {
+        for f in [PvFeature::Time, PvFeature::Preempt, PvFeature::Ipi] {
             assert_eq!(b.report.state(f), Some(State::NotProbed), "{f}");
         }
         assert_eq!(
@@ -626,7 +627,7 @@ mod tests {
             &[1],
         );
         assert!(b.host.hvcls().is_empty());
-        assert_eq!(b.report.state("ipi"), Some(State::NotProbed));
+        assert_eq!(b.report.state(PvFeature::Ipi), Some(State::NotProbed));
     }
 
     #[test]
@@ -645,9 +646,9 @@ mod tests {
                 ipi: false
             }
         );
-        assert!(b.report.uses("time"));
-        assert_eq!(b.report.state("preempt"), Some(State::NotOffered));
-        assert_eq!(b.report.state("ipi"), Some(State::NotOffered));
+        assert!(b.report.uses(PvFeature::Time));
+        assert_eq!(b.report.state(PvFeature::Preempt), Some(State::NotOffered));
+        assert_eq!(b.report.state(PvFeature::Ipi), Some(State::NotOffered));
         assert_eq!(b.registered, Some(Ok(())));
         assert_eq!(b.unregistered, Some(Ok(())));
         assert!(!b.pv_ipi && !b.host.called(FUNC_IPI));
@@ -679,10 +680,10 @@ mod tests {
                 ipi: true
             }
         );
-        for f in ["time", "preempt", "ipi"] {
+        for f in [PvFeature::Time, PvFeature::Preempt, PvFeature::Ipi] {
             assert!(b.report.uses(f), "{f}: {}", b.report);
         }
-        for f in ["lock", "sched"] {
+        for f in [PvFeature::Lock, PvFeature::Sched] {
             assert_eq!(b.report.state(f), Some(State::NotApplicable), "{f}");
         }
         assert!(b.pv_ipi && b.refused.is_empty());
@@ -704,7 +705,7 @@ mod tests {
     fn qemu_10_never_gets_preempt() {
         let b = boot(FakeHost::kvm(QEMU_KVM_FEATURES), PvSwitches::default(), &[]);
         assert!(b.plan.steal_clock && b.plan.ipi && !b.plan.preempt);
-        assert_eq!(b.report.state("preempt"), Some(State::NotOffered));
+        assert_eq!(b.report.state(PvFeature::Preempt), Some(State::NotOffered));
         assert!(b
             .report
             .to_string()
@@ -720,7 +721,7 @@ mod tests {
         let b = boot(FakeHost::kvm(features), PvSwitches::default(), &ids);
         assert!(!b.plan.ipi && !b.pv_ipi);
         assert!(!b.host.called(FUNC_IPI));
-        assert_eq!(b.report.state("ipi"), Some(State::NotOffered));
+        assert_eq!(b.report.state(PvFeature::Ipi), Some(State::NotOffered));
     }
 
     #[test]
@@ -734,9 +735,9 @@ mod tests {
         let b = boot(FakeHost::kvm(ALL_FEATURES), switches, &[1, 2]);
         assert_eq!(b.plan, Plan::default());
         for (f, why) in [
-            ("time", "pv.time=off"),
-            ("preempt", "pv.lock=off"),
-            ("ipi", "pv.ipi=off"),
+            (PvFeature::Time, "pv.time=off"),
+            (PvFeature::Preempt, "pv.lock=off"),
+            (PvFeature::Ipi, "pv.ipi=off"),
         ] {
             assert_eq!(b.report.state(f), Some(State::SwitchedOff), "{f}");
             assert!(b.report.to_string().contains(why), "{}", b.report);
@@ -754,8 +755,8 @@ mod tests {
         };
         let b = boot(FakeHost::kvm(ALL_FEATURES), switches, &[]);
         assert!(!b.plan.steal_clock && b.plan.preempt && b.plan.needs_record());
-        assert_eq!(b.report.state("time"), Some(State::SwitchedOff));
-        assert!(b.report.uses("preempt"));
+        assert_eq!(b.report.state(PvFeature::Time), Some(State::SwitchedOff));
+        assert!(b.report.uses(PvFeature::Preempt));
         assert_eq!(b.registered, Some(Ok(())));
     }
 
@@ -764,7 +765,7 @@ mod tests {
         let features = 1 << KVM_FEATURE_PREEMPT | 1 << KVM_FEATURE_IPI;
         let b = boot(FakeHost::kvm(features), PvSwitches::default(), &[]);
         assert!(!b.plan.needs_record());
-        assert_eq!(b.report.state("preempt"), Some(State::Unusable));
+        assert_eq!(b.report.state(PvFeature::Preempt), Some(State::Unusable));
         assert!(b.registered.is_none() && !b.host.called(FUNC_NOTIFY));
     }
 
@@ -784,7 +785,7 @@ mod tests {
         assert!(report.calls.calls.is_empty());
         assert_eq!(plan, Plan::default());
         assert_eq!(report.hypervisor, Hypervisor::NotProbed);
-        for f in ["time", "preempt", "ipi"] {
+        for f in [PvFeature::Time, PvFeature::Preempt, PvFeature::Ipi] {
             assert_eq!(report.state(f), Some(State::SwitchedOff), "{f}");
         }
         let b = boot(host, switches, &[1]);

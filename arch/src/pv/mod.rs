@@ -104,11 +104,44 @@ pub fn note(args: fmt::Arguments<'_>) -> Note {
     n
 }
 
+/// A PV feature the report speaks of (its name in the `pv:` line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PvFeature {
+    /// A steal clock (arm64 PV time, LoongArch STEAL_TIME).
+    Time,
+    /// arm64 PV lock (v2 or v3 preempted flags).
+    Lock,
+    /// arm64 PV sched (preempted flags, KICK_CPU).
+    Sched,
+    /// LoongArch's multicast PV IPI.
+    Ipi,
+    /// LoongArch's preempted flag in the steal-time record.
+    Preempt,
+}
+
+impl PvFeature {
+    /// The name in the `pv:` line.
+    pub const fn name(self) -> &'static str {
+        match self {
+            PvFeature::Time => "time",
+            PvFeature::Lock => "lock",
+            PvFeature::Sched => "sched",
+            PvFeature::Ipi => "ipi",
+            PvFeature::Preempt => "preempt",
+        }
+    }
+}
+
+impl fmt::Display for PvFeature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// One feature's line in the report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Feature {
-    /// "time", "lock", "sched", "ipi", "preempt".
-    pub name: &'static str,
+    pub name: PvFeature,
     pub state: State,
     /// Why (for anything but `Used`) or what (for `Used`).
     pub why: Note,
@@ -154,7 +187,7 @@ impl PvReport {
     }
 
     /// Sets (or adds) feature `name`.
-    pub fn set(&mut self, name: &'static str, state: State, why: Note) {
+    pub fn set(&mut self, name: PvFeature, state: State, why: Note) {
         if let Some(f) = self.features.iter_mut().find(|f| f.name == name) {
             f.state = state;
             f.why = why;
@@ -164,14 +197,15 @@ impl PvReport {
     }
 
     /// The state of feature `name`.
-    pub fn state(&self, name: &str) -> Option<State> {
+    pub fn state(&self, name: PvFeature) -> Option<State> {
         self.features
             .iter()
             .find(|f| f.name == name)
             .map(|f| f.state)
     }
 
-    pub fn uses(&self, name: &str) -> bool {
+    /// Whether feature `name` is in use.
+    pub fn uses(&self, name: PvFeature) -> bool {
         self.state(name) == Some(State::Used)
     }
 }
@@ -199,7 +233,7 @@ impl fmt::Display for PvReport {
 /// Why a CPU runs some PV features native: each failed feature with its
 /// reason, then what the CPU keeps, as in `time native (PV_TIME_ST = -1);
 /// keeps lock, sched`. Empty when nothing failed.
-pub fn fallback_note(failed: &[(&str, &str)], kept: &[&str]) -> FallbackLine {
+pub fn fallback_note(failed: &[(PvFeature, &str)], kept: &[PvFeature]) -> FallbackLine {
     let mut n = FallbackLine::new();
     for (i, (name, why)) in failed.iter().enumerate() {
         let sep = if i == 0 { "" } else { "; " };
@@ -219,17 +253,21 @@ pub fn fallback_note(failed: &[(&str, &str)], kept: &[&str]) -> FallbackLine {
 
 #[cfg(test)]
 mod fallback_tests {
-    use super::fallback_note;
+    use super::{fallback_note, PvFeature};
 
     #[test]
     fn one_line_names_each_fallback_and_what_is_kept() {
-        assert_eq!(fallback_note(&[], &["time"]).as_str(), "");
+        assert_eq!(fallback_note(&[], &[PvFeature::Time]).as_str(), "");
         assert_eq!(
-            fallback_note(&[("time", "PV_TIME_ST = -1")], &["lock", "sched"]).as_str(),
+            fallback_note(
+                &[(PvFeature::Time, "PV_TIME_ST = -1")],
+                &[PvFeature::Lock, PvFeature::Sched]
+            )
+            .as_str(),
             "time native (PV_TIME_ST = -1); keeps lock, sched"
         );
         assert_eq!(
-            fallback_note(&[("time", "a"), ("sched", "b")], &[]).as_str(),
+            fallback_note(&[(PvFeature::Time, "a"), (PvFeature::Sched, "b")], &[]).as_str(),
             "time native (a); sched native (b); keeps no PV"
         );
     }

@@ -19,7 +19,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 pub mod kicks;
 
-use arch::pv::{CpuMask, Hypervisor, LockChoice, PvReport, PvSwitches};
+use arch::pv::{CpuMask, Hypervisor, LockChoice, PvFeature, PvReport, PvSwitches};
 use arch::Arch;
 
 pub use arch::pv::RawCallError;
@@ -71,7 +71,7 @@ pub fn lock_slow_path_summary() -> &'static str {
             )
         };
     }
-    match (lock_slow_path(), report().uses("sched")) {
+    match (lock_slow_path(), report().uses(PvFeature::Sched)) {
         (SlowPath::Halt, true) => halting!("PV sched KICK_CPU"),
         (SlowPath::Halt, false) => halting!("IPI"),
         (SlowPath::Spin, _) => "qspinlock native spinning (pv.lock=off or pv=off)",
@@ -108,12 +108,12 @@ pub fn no_hypervisor() -> bool {
 /// LoongArch's `preempt`, arm64 PV sched): a host that preempts vCPUs.
 pub fn reports_preemption() -> bool {
     let report = report();
-    report.uses("preempt") || report.uses("sched")
+    report.uses(PvFeature::Preempt) || report.uses(PvFeature::Sched)
 }
 
 /// Whether a steal clock is in use.
 pub fn has_steal_clock() -> bool {
-    report().uses("time")
+    report().uses(PvFeature::Time)
 }
 
 /// Nanoseconds of `cpu`'s time the host has stolen (0 without a steal clock).

@@ -114,7 +114,7 @@ fn tcg_without_el2_stops_after_psci_features() {
     assert_eq!(report.hypervisor, Hypervisor::None);
     assert_eq!(host.log, [(PSCI_FEATURES, SMCCC_VERSION.into())]);
     assert_eq!(plan, Plan::default());
-    assert_eq!(report.state("time"), Some(State::NotProbed));
+    assert_eq!(report.state(PvFeature::Time), Some(State::NotProbed));
     assert!(report.to_string().contains("SMCCC 1.0"), "{report}");
 }
 
@@ -142,9 +142,9 @@ fn upstream_kvm_uses_pv_time_only() {
     let (report, plan, host) = run(kvm_upstream(), PvSwitches::default());
     assert_eq!(report.hypervisor, Hypervisor::Kvm);
     assert!(plan.time && plan.lock.is_none() && !plan.sched);
-    assert!(report.uses("time"));
-    assert_eq!(report.state("lock"), Some(State::NotOffered));
-    assert_eq!(report.state("sched"), Some(State::NotOffered));
+    assert!(report.uses(PvFeature::Time));
+    assert_eq!(report.state(PvFeature::Lock), Some(State::NotOffered));
+    assert_eq!(report.state(PvFeature::Sched), Some(State::NotOffered));
     // The PTP bit is set, yet 0x86000001 was never called.
     assert!(!host.called(PV_LOCK_V3));
     assert!(report.to_string().contains("PTP"), "{report}");
@@ -185,7 +185,7 @@ fn v3_only_on_request() {
         },
     );
     assert_eq!(plan.lock, Some(LockAbi::V3));
-    assert!(report.uses("lock"));
+    assert!(report.uses(PvFeature::Lock));
     // On upstream KVM (PTP answers ARCH_FEATURES NOT_SUPPORTED) v3 is refused.
     let (report, plan, _) = run(
         kvm_upstream(),
@@ -195,7 +195,7 @@ fn v3_only_on_request() {
         },
     );
     assert_eq!(plan.lock, None);
-    assert_eq!(report.state("lock"), Some(State::NotOffered));
+    assert_eq!(report.state(PvFeature::Lock), Some(State::NotOffered));
 }
 
 #[test]
@@ -209,7 +209,7 @@ fn unknown_vendor_uid_gets_no_vendor_call() {
         .iter()
         .any(|&(f, _)| is_vendor_hyp_call(f) && f != VENDOR_HYP_CALL_UID));
     assert_eq!(plan.lock, None);
-    assert_eq!(report.state("lock"), Some(State::NotProbed));
+    assert_eq!(report.state(PvFeature::Lock), Some(State::NotProbed));
     // Standard-service PV time is still probed (ARCH_FEATURES decides).
     assert!(plan.time);
 }
@@ -219,7 +219,7 @@ fn patched_host_offers_everything() {
     let (report, plan, _) = run(kvm_patched(), PvSwitches::default());
     assert!(plan.time && plan.sched && plan.sched_kick && plan.sched_release);
     assert_eq!(plan.lock, Some(LockAbi::V2));
-    for f in ["time", "lock", "sched"] {
+    for f in [PvFeature::Time, PvFeature::Lock, PvFeature::Sched] {
         assert!(report.uses(f), "{f}: {report}");
     }
 }
@@ -240,7 +240,7 @@ fn switches_turn_features_off() {
             ..Plan::default()
         }
     );
-    for f in ["time", "lock", "sched"] {
+    for f in [PvFeature::Time, PvFeature::Lock, PvFeature::Sched] {
         assert_eq!(report.state(f), Some(State::SwitchedOff), "{f}");
     }
     assert!(!host.called(PV_LOCK_FEATURES));
@@ -268,7 +268,7 @@ fn steal_time_off_in_the_host() {
     let host = kvm_upstream().answer(PV_TIME_FEATURES, PV_TIME_ST.into(), NS);
     let (report, plan, _) = run(host, PvSwitches::default());
     assert!(!plan.time);
-    assert_eq!(report.state("time"), Some(State::NotOffered));
+    assert_eq!(report.state(PvFeature::Time), Some(State::NotOffered));
     assert!(
         report
             .to_string()
@@ -340,7 +340,7 @@ fn nonsense_feature_answers_make_the_abi_unusable() {
         .answer(PV_SCHED_FEATURES, PV_SCHED_KICK_CPU.into(), 1);
     let (report, plan, host) = run(host, PvSwitches::default());
     assert!(!plan.time && plan.lock.is_none() && !plan.sched, "{plan:?}");
-    for f in ["time", "lock", "sched"] {
+    for f in [PvFeature::Time, PvFeature::Lock, PvFeature::Sched] {
         assert_eq!(report.state(f), Some(State::Unusable), "{f}: {report}");
     }
     let line = report.to_string();
@@ -356,7 +356,7 @@ fn nonsense_feature_answers_make_the_abi_unusable() {
     // Error codes are still "not offered", with the code.
     let host = kvm_patched().answer(PV_LOCK_FEATURES, PV_LOCK_PREEMPTED.into(), NS);
     let (report, _, _) = run(host, PvSwitches::default());
-    assert_eq!(report.state("lock"), Some(State::NotOffered));
+    assert_eq!(report.state(PvFeature::Lock), Some(State::NotOffered));
     assert!(report
         .to_string()
         .contains("PV_LOCK_FEATURES(PREEMPTED) = -1"));
