@@ -13,12 +13,14 @@ use super::*;
 ///   CPU instead of waiting for the head's wake-up. It also steals when
 ///   the head is spinning but leaves the lock free for a while
 ///   ([`STALE_HEAD_SHIFT`]): it is not running, a preempted vCPU that
-///   nobody reports.
-/// - Where the platform says so ([`Platform::unqueued_spins`]: hosts that
-///   preempt vCPUs), a CPU that finds the lock held spins for it that many
-///   times before it queues, queue or no queue, taking it when free unless
-///   a spinning head is about to (test-and-set style: a released lock goes
-///   to a running CPU, never by FIFO order to a preempted one).
+///   nobody reports; that steal clears the head's pending bit, so the CPUs
+///   after it do not each wait for the stale head again.
+/// - A CPU that finds the lock held spins for it [`Platform::unqueued_spins`]
+///   times before it claims a node and queues, queue or no queue, taking it
+///   when free unless a spinning head is about to: in the kernel long where
+///   the host reports preempted vCPUs (test-and-set style: a released lock
+///   goes to a running CPU, never by FIFO order to a preempted one), briefly
+///   elsewhere (the spin native's pending waiter gets).
 /// - Queued waiters spin [`Platform::spin_limit`] times, or less behind a
 ///   halted or preempted predecessor, then halt; the predecessor that makes
 ///   a halted waiter the head hashes it, and the unlock kicks it.

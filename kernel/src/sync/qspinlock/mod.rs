@@ -165,8 +165,8 @@ pub trait Platform {
     fn spin_limit(&self) -> u32 {
         DEFAULT_SPIN_LIMIT
     }
-    /// Halting: how many times a CPU that finds the lock held and no queue
-    /// spins for it before it queues (0: queue at once, as Linux does).
+    /// Halting: how many times a CPU that finds the lock held spins for it
+    /// before it claims a node and queues (0: queue at once, as Linux does).
     fn unqueued_spins(&self) -> u32 {
         0
     }
