@@ -2016,6 +2016,48 @@ pub const TESTS: &[BootTest] = &[
         ..LA
     },
     BootTest {
+        // vCPU 1's FUNC_NOTIFY registers the record and answers nonsense:
+        // it runs as unregistered (no steal clock, no preempted flag, PV
+        // IPI kept), the others keep everything.
+        name: "la-pvhost-fault-garbage-notify",
+        host: la_pvhost_with("garbage-notify:1"),
+        app: "stealwatch",
+        app_args: &["ms=500"],
+        checks: &[
+            Contains(" falls back: time native (FUNC_NOTIFY(STEAL_TIME) answered nonsense 0x5a5a5a5a5a5a5a5a); preempt native (FUNC_NOTIFY(STEAL_TIME) answered nonsense 0x5a5a5a5a5a5a5a5a); keeps ipi; other CPUs keep PV"),
+            Lacks("pv: CPU 0 falls back"),
+            Contains(" hw_id=1 stolen_ns=0 at_ns="),
+            Lacks(" hw_id=0 stolen_ns=0 "),
+            Lacks(" hw_id=2 stolen_ns=0 "),
+            Lacks(" hw_id=3 stolen_ns=0 "),
+            Lacks("monotonic=no"),
+        ],
+        ..LA
+    },
+    BootTest {
+        // Every vCPU's preempted flag reads 1, running or not: each CPU
+        // sees its own set while it runs, says so once and ignores it;
+        // the selftest passes.
+        name: "la-pvhost-fault-stuck-preempted",
+        host: la_pvhost_with("stuck-preempted"),
+        checks: &[
+            Contains("pv: CPU 0's preempted flag reads 1 while CPU 0 runs (2 ticks in a row): the host's flag for CPU 0 is ignored from now on"),
+            Contains("pv: CPU 3's preempted flag reads 1 while CPU 3 runs"),
+            Contains(" 0 failed"),
+        ],
+        ..LA
+    },
+    BootTest {
+        // The same under the lock storm: waiters behind "preempted" CPUs
+        // halt early and mutex waiters sleep; nothing is lost.
+        name: "la-pvhost-fault-stuck-preempted-locks",
+        host: la_pvhost_with("stuck-preempted"),
+        app: "lockstorm",
+        app_args: FAULT_STORM,
+        checks: FAULT_STORM_CHECKS,
+        ..LA
+    },
+    BootTest {
         name: "la-pvhost-fault-steal-backwards",
         host: la_pvhost_with("steal-backwards:0"),
         app: "stealwatch",

@@ -286,14 +286,20 @@ pub fn command(boot: &Boot, settings: Settings, qemu: &Path) -> Result<Command> 
 
 /// The host faults the model injects (`pvhost-fault=`), as aarch64
 /// pvhost's of the same names.
-const LOONGARCH_FAULTS: &str = "none, refuse-register:V, steal-backwards:V and steal-jump:V";
+const LOONGARCH_FAULTS: &str = "none, stuck-preempted, refuse-register:V, garbage-notify:V, \
+                                steal-backwards:V and steal-jump:V";
 
 fn fault_modelled(fault: &str) -> bool {
     let vcpu = |v: &str| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit());
-    fault == "none"
-        || ["refuse-register:", "steal-backwards:", "steal-jump:"]
-            .iter()
-            .any(|p| fault.strip_prefix(p).is_some_and(vcpu))
+    ["none", "stuck-preempted"].contains(&fault)
+        || [
+            "refuse-register:",
+            "garbage-notify:",
+            "steal-backwards:",
+            "steal-jump:",
+        ]
+        .iter()
+        .any(|p| fault.strip_prefix(p).is_some_and(vcpu))
 }
 
 /// The model's CPU properties for `settings`: each feature `settings`
@@ -394,7 +400,9 @@ mod tests {
     fn faults_the_model_injects() {
         for ok in [
             "none",
+            "stuck-preempted",
             "refuse-register:1",
+            "garbage-notify:2",
             "steal-backwards:0",
             "steal-jump:3",
         ] {
@@ -402,6 +410,8 @@ mod tests {
         }
         for bad in [
             "drop-kicks",
+            "stuck-preempted:1",
+            "garbage-notify:",
             "steal-jump:",
             "steal-jump:x",
             "ipa-misaligned:1",

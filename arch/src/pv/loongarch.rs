@@ -223,7 +223,15 @@ pub fn register_cpu(
     let r = host.hvcl(FUNC_NOTIFY, NOTIFY_STEAL_TIME, pa | STEAL_PHYS_VALID, 0);
     Some(match r {
         SUCCESS => Ok(()),
-        r => Err(note(format_args!("FUNC_NOTIFY(STEAL_TIME) = {r}"))),
+        NOT_IMPLEMENTED | INVALID_PARAMETER => {
+            Err(note(format_args!("FUNC_NOTIFY(STEAL_TIME) = {r}")))
+        }
+        // Neither success nor an error KVM returns: whether the host took
+        // the record is unknown; the CPU runs as if it had not.
+        r => Err(note(format_args!(
+            "FUNC_NOTIFY(STEAL_TIME) answered nonsense {:#x}",
+            r as u64
+        ))),
     })
 }
 
@@ -799,6 +807,16 @@ mod tests {
         let b = boot(host, PvSwitches::default(), &[]);
         let why = b.registered.unwrap().unwrap_err();
         assert!(why.contains("FUNC_NOTIFY(STEAL_TIME) = -2"), "{why}");
+
+        // Neither success nor an error: named as nonsense, and refused.
+        let mut host = FakeHost::kvm(ALL_FEATURES);
+        host.hvcl.insert(FUNC_NOTIFY, 0x5a5a_5a5a_5a5a_5a5a);
+        let b = boot(host, PvSwitches::default(), &[]);
+        let why = b.registered.unwrap().unwrap_err();
+        assert!(
+            why.contains("FUNC_NOTIFY(STEAL_TIME) answered nonsense 0x5a5a5a5a5a5a5a5a"),
+            "{why}"
+        );
 
         // A misaligned record is refused before any call.
         let mut host = FakeHost::kvm(ALL_FEATURES);
