@@ -3,7 +3,6 @@
 //! decisions are made by [`crate::pv::arm64`]; this module only carries them
 //! out and reads the records.
 
-use crate::pv::PvFeature;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use crate::abi::arm64::{
@@ -11,8 +10,8 @@ use crate::abi::arm64::{
 };
 use crate::pv::arm64::{self as probe, Plan, Smccc};
 use crate::pv::{
-    fallback_note, note, FallbackLine, Note, PreemptedGuard, PvReport, PvSwitches, RawCallError,
-    State, StealGuard,
+    fallback_note, note, FallbackLine, Note, PreemptedGuard, PvFeature, PvReport, PvSwitches,
+    RawCallError, State, StealGuard,
 };
 use crate::{MemAttr, MAX_CPUS};
 

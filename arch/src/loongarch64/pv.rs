@@ -13,7 +13,6 @@
 //! The records are guest memory (this image's `.bss`, reached through DMW1,
 //! coherent cached); the host is given their physical address.
 
-use crate::pv::PvFeature;
 use core::arch::asm;
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
@@ -25,8 +24,8 @@ use crate::abi::loongarch::{
 };
 use crate::pv::loongarch::{self as logic, LoongArchHost, Plan};
 use crate::pv::{
-    fallback_note, note, CpuMask, FallbackLine, Hypervisor, Note, PreemptedGuard, PvReport,
-    PvSwitches, RawCallError, State, StealGuard,
+    fallback_note, note, CpuMask, FallbackLine, Hypervisor, Note, PreemptedGuard, PvFeature,
+    PvReport, PvSwitches, RawCallError, State, StealGuard,
 };
 use crate::tlb::Sent;
 use crate::MAX_CPUS;

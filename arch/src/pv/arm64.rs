@@ -13,10 +13,9 @@
 //! unless `pv.lock=v3` asks for it.
 
 use crate::abi::arm64::*;
-use crate::pv::PvFeature;
 
 use super::Hypervisor;
-use super::{note, LockChoice, Note, PvReport, PvSwitches, State};
+use super::{note, LockChoice, Note, PvFeature, PvReport, PvSwitches, State};
 
 /// One SMCCC call on the platform's conduit: x0 = function, x1 = argument;
 /// returns x0..x3.

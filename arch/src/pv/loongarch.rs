@@ -23,7 +23,6 @@
 //! user turning "PV help for locks" off means. `pv.lock=v2` / `v3` name arm64
 //! ABIs and mean just "on" here. `pv.sched` has nothing to govern.
 
-use crate::pv::PvFeature;
 use core::fmt;
 use core::sync::atomic::{fence, Ordering};
 
@@ -31,7 +30,7 @@ pub mod raw;
 
 use crate::abi::loongarch::*;
 
-use super::{note, CallLog, Hypervisor, LockChoice, Note, PvReport, PvSwitches, State};
+use super::{note, CallLog, Hypervisor, LockChoice, Note, PvFeature, PvReport, PvSwitches, State};
 
 /// The guest's view of the host: the three things the probe and the calls
 /// touch.

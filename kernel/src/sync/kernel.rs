@@ -22,7 +22,7 @@ static PV_HASH: PvHash<PV_HASH_SLOTS> = PvHash::new();
 pub(super) static MCS_NODES_PER_CPU: PerCpu<McsCpuNodes> = per_cpu!(McsCpuNodes::new());
 /// PV: spins before a queued qspinlock waiter halts.
 static SPIN_LIMIT: AtomicU32 = AtomicU32::new(DEFAULT_SPIN_LIMIT);
-/// Halting: spins for a held qspinlock, with no queue, before queueing.
+/// Halting: spins for a held qspinlock before claiming a node and queueing.
 static UNQUEUED_SPINS: AtomicU32 = AtomicU32::new(0);
 
 /// Whether each CPU is halted in [`Platform::wait`] (for `kicks_unhalted`).
@@ -333,13 +333,13 @@ impl fmt::Display for Unqueued {
 }
 
 /// Sets how long a halting qspinlock contender spins for a held lock
-/// before it queues, when no queue exists yet: `fixed` (`lock.unqueued=N`)
+/// before it queues, queue or no queue: `fixed` (`lock.unqueued=N`)
 /// or, where the host reports preempted vCPUs, long (test-and-set's unfair
 /// but preemption-proof hand-over: a released lock goes to whichever CPU
 /// runs, never to a queued waiter the host has descheduled — LoongArch
 /// Linux uses test-and-set under any hypervisor for this); elsewhere
 /// briefly ([`SHORT_UNQUEUED_SPINS`]).
-/// Once a queue exists, its spinning head keeps its turn (fairness).
+/// A spinning queue head still gets the first look at a free lock.
 pub fn set_unqueued_spins(fixed: Option<u32>) -> Unqueued {
     let (spins, why) = match fixed {
         Some(n) => (n, Unqueued::Fixed(n)),

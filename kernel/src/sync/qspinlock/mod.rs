@@ -328,8 +328,8 @@ impl QSpinLock {
 
     /// The MCS queue.
     fn queue<M: Mode, P: Platform>(&self, p: &P) {
-        // Halting, where the host preempts vCPUs: spin for the lock before
-        // claiming a node (a steal then costs no node bookkeeping).
+        // Halting: spin for a held lock before claiming a node
+        // (`Platform::unqueued_spins`; a steal then costs no node bookkeeping).
         if M::spin_unqueued(p, self) {
             return;
         }
