@@ -28,7 +28,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("log", "error|warn|info|debug|trace"),
     ("pv", "on|off"),
     ("pv.time", "on|off"),
-    ("pv.lock", "off|v2|v3"),
+    ("pv.lock", LockChoice::VALUES),
     ("pv.sched", "on|off"),
     ("pv.ipi", "on|off"),
     (
@@ -171,14 +171,7 @@ pub fn parse(line: &str) -> Result<BootArgs<'_>, BootArgError<'_>> {
             "pv.time" => args.pv.time = on_off()?,
             "pv.sched" => args.pv.sched = on_off()?,
             "pv.ipi" => args.pv.ipi = on_off()?,
-            "pv.lock" => {
-                args.pv.lock = match value {
-                    "off" => LockChoice::Off,
-                    "v2" => LockChoice::V2,
-                    "v3" => LockChoice::V3,
-                    _ => return Err(bad()),
-                }
-            }
+            "pv.lock" => args.pv.lock = LockChoice::from_arg(value).ok_or_else(bad)?,
             "lock.spin" => {
                 args.spin_limit = match value {
                     "auto" => None,
@@ -215,6 +208,7 @@ pub fn parse(line: &str) -> Result<BootArgs<'_>, BootArgError<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arch::pv::arm64::LockAbi;
 
     #[test]
     fn empty_line_selects_defaults() {
@@ -272,7 +266,7 @@ mod tests {
         let expected = PvSwitches {
             enabled: true,
             time: false,
-            lock: LockChoice::V3,
+            lock: LockChoice::Named(LockAbi::V3),
             sched: false,
             ipi: false,
         };
@@ -280,7 +274,10 @@ mod tests {
         assert_eq!(parse("").unwrap().pv, PvSwitches::default());
         assert!(!parse("pv=off").unwrap().pv.enabled);
         assert_eq!(parse("pv.lock=off").unwrap().pv.lock, LockChoice::Off);
-        assert_eq!(parse("pv.lock=v2").unwrap().pv.lock, LockChoice::V2);
+        assert_eq!(
+            parse("pv.lock=v2").unwrap().pv.lock,
+            LockChoice::Named(LockAbi::V2)
+        );
         assert_eq!(
             parse("pv.lock=on"),
             Err(BootArgError::BadValue {

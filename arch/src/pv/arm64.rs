@@ -36,11 +36,41 @@ pub fn takes_argument(function: u32) -> bool {
     )
 }
 
-/// The PV lock ABI in use.
+/// An arm64 PV lock ABI generation: the one in use, or the one a user
+/// names (`pv.lock=v2|v3`, [`LockChoice::Named`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LockAbi {
+    /// 0xC600_0020 (PV_LOCK_FEATURES) and 0xC600_0021 (PV_LOCK_PREEMPTED).
     V2,
+    /// 0x8600_0001 only: PTP on upstream KVM, so used only when named.
     V3,
+}
+
+impl LockAbi {
+    /// Its name in `pv.lock=`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            LockAbi::V2 => "v2",
+            LockAbi::V3 => "v3",
+        }
+    }
+
+    /// The generation `name` names.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [LockAbi::V2, LockAbi::V3]
+            .into_iter()
+            .find(|abi| abi.name() == name)
+    }
+}
+
+/// The PV lock ABI [`probe`] asks for under `choice`: none when off; v3
+/// only when named (its ID is PTP upstream, so never probed), else v2.
+pub fn lock_abi(choice: LockChoice) -> Option<LockAbi> {
+    match choice {
+        LockChoice::Off => None,
+        LockChoice::Auto | LockChoice::Named(LockAbi::V2) => Some(LockAbi::V2),
+        LockChoice::Named(LockAbi::V3) => Some(LockAbi::V3),
+    }
 }
 
 /// What each CPU must register, decided by [`probe`].
@@ -210,13 +240,13 @@ fn probe_lock(
     kvm: bool,
     kvm_features: u64,
 ) {
-    if switches.lock == LockChoice::Off {
+    let Some(abi) = lock_abi(switches.lock) else {
         return report.set(
             PvFeature::Lock,
             State::SwitchedOff,
             note(format_args!("pv.lock=off")),
         );
-    }
+    };
     if !kvm {
         return report.set(
             PvFeature::Lock,
@@ -225,7 +255,7 @@ fn probe_lock(
         );
     }
     let ptp_hint = kvm_features & 1 << KVM_FEATURE_PTP != 0;
-    if switches.lock == LockChoice::V3 {
+    if abi == LockAbi::V3 {
         if let Err((state, why)) = arch_features(hv, report, PV_LOCK_V3) {
             return report.set(PvFeature::Lock, state, why);
         }

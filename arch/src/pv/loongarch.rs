@@ -20,8 +20,10 @@
 //! The preempted flag is governed by `pv.lock`: LoongArch has no PV lock
 //! ABI, and that flag is exactly what a lock's waiters consult (the arm64
 //! PV lock ABI is nothing but a preempted flag), so `pv.lock=off` is what a
-//! user turning "PV help for locks" off means. `pv.lock=v2` / `v3` name arm64
-//! ABIs and mean just "on" here. `pv.sched` has nothing to govern.
+//! user turning "PV help for locks" off means: the flag is used when
+//! [`super::LockChoice::wanted`]. LoongArch has no ABI generations, so one named
+//! (`pv.lock=v2` / `v3`, arm64's) is "on" like the default. `pv.sched` has
+//! nothing to govern.
 
 use core::fmt;
 use core::sync::atomic::{fence, Ordering};
@@ -30,7 +32,7 @@ pub mod raw;
 
 use crate::abi::loongarch::*;
 
-use super::{note, CallLog, Hypervisor, LockChoice, Note, PvFeature, PvReport, PvSwitches, State};
+use super::{note, CallLog, Hypervisor, Note, PvFeature, PvReport, PvSwitches, State};
 
 /// The guest's view of the host: the three things the probe and the calls
 /// touch.
@@ -160,7 +162,7 @@ fn probe_host(
                 "PREEMPT without STEAL_TIME: no record holds the flag"
             )),
         )
-    } else if switches.lock == LockChoice::Off {
+    } else if !switches.lock.wanted() {
         (State::SwitchedOff, note(format_args!("pv.lock=off")))
     } else {
         plan.preempt = true;
@@ -391,7 +393,8 @@ pub(super) fn write_call(f: &mut fmt::Formatter<'_>, function: u32, arg: u64) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pv::CallList;
+    use crate::pv::arm64::LockAbi;
+    use crate::pv::{CallList, LockChoice};
     use std::cell::Cell;
     use std::collections::HashMap;
     use std::vec::Vec;
@@ -755,16 +758,23 @@ mod tests {
 
     #[test]
     fn preempt_alone_still_registers_the_record() {
-        let switches = PvSwitches {
-            time: false,
-            lock: LockChoice::V2, // an arm64 choice: just "on" here
-            ..PvSwitches::default()
-        };
-        let b = boot(FakeHost::kvm(ALL_FEATURES), switches, &[]);
-        assert!(!b.plan.steal_clock && b.plan.preempt && b.plan.needs_record());
-        assert_eq!(b.report.state(PvFeature::Time), Some(State::SwitchedOff));
-        assert!(b.report.uses(PvFeature::Preempt));
-        assert_eq!(b.registered, Some(Ok(())));
+        // An arm64 generation named is "on" here, as the default is.
+        for lock in [
+            LockChoice::Auto,
+            LockChoice::Named(LockAbi::V2),
+            LockChoice::Named(LockAbi::V3),
+        ] {
+            let switches = PvSwitches {
+                time: false,
+                lock,
+                ..PvSwitches::default()
+            };
+            let b = boot(FakeHost::kvm(ALL_FEATURES), switches, &[]);
+            assert!(!b.plan.steal_clock && b.plan.preempt && b.plan.needs_record());
+            assert_eq!(b.report.state(PvFeature::Time), Some(State::SwitchedOff));
+            assert!(b.report.uses(PvFeature::Preempt), "{lock:?}");
+            assert_eq!(b.registered, Some(Ok(())));
+        }
     }
 
     #[test]

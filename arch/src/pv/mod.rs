@@ -12,17 +12,70 @@ use heapless::{String, Vec};
 pub mod arm64;
 pub mod loongarch;
 
-/// Which PV lock ABI to use (`pv.lock=`).
+/// What the kernel wants of PV help for its locks (`pv.lock=`).
+///
+/// The kernel itself needs only on or off ([`LockChoice::wanted`]): the
+/// halt-and-kick slow path, or native spinning. The host's preempted hints
+/// follow it, and each architecture maps "on" to its own ABI: arm64 to PV
+/// lock v2, or the generation named ([`arm64::lock_abi`]); LoongArch to the
+/// PREEMPT flag in the steal-time record, whatever is named.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LockChoice {
-    /// Not at all.
+    /// Native spinning; no preempted hint is asked for (`pv.lock=off`).
     Off,
-    /// v2 when offered (never v3: its ID is PTP on upstream KVM).
-    Default,
-    /// v2 only.
-    V2,
-    /// v3 (0x8600_0001) only: the user asserts the host is a v3 host.
-    V3,
+    /// Halt-and-kick, with the hints each architecture probes for by
+    /// default (no `pv.lock=`).
+    Auto,
+    /// Halt-and-kick, with the hint ABI the user named (`pv.lock=v2|v3`).
+    /// The names are arm64's ABI generations; an architecture without
+    /// generations takes this as [`LockChoice::Auto`].
+    Named(arm64::LockAbi),
+}
+
+impl LockChoice {
+    /// The values `pv.lock=` takes.
+    pub const VALUES: &'static str = "off|v2|v3";
+
+    /// Parses a `pv.lock=` value.
+    pub fn from_arg(value: &str) -> Option<Self> {
+        match value {
+            "off" => Some(LockChoice::Off),
+            name => arm64::LockAbi::from_name(name).map(LockChoice::Named),
+        }
+    }
+
+    /// Whether the kernel wants PV help for its locks at all.
+    pub const fn wanted(self) -> bool {
+        !matches!(self, LockChoice::Off)
+    }
+}
+
+#[cfg(test)]
+mod lock_choice_tests {
+    use super::arm64::LockAbi;
+    use super::LockChoice;
+
+    #[test]
+    fn every_listed_value_parses_and_nothing_else() {
+        for value in LockChoice::VALUES.split('|') {
+            assert!(LockChoice::from_arg(value).is_some(), "{value}");
+        }
+        assert_eq!(LockChoice::from_arg("off"), Some(LockChoice::Off));
+        assert_eq!(
+            LockChoice::from_arg("v3"),
+            Some(LockChoice::Named(LockAbi::V3))
+        );
+        for value in ["on", "auto", "V2", "v4", ""] {
+            assert_eq!(LockChoice::from_arg(value), None, "{value}");
+        }
+    }
+
+    #[test]
+    fn only_off_is_unwanted() {
+        assert!(!LockChoice::Off.wanted());
+        assert!(LockChoice::Auto.wanted());
+        assert!(LockChoice::Named(LockAbi::V2).wanted());
+    }
 }
 
 /// The boot switches (`pv=`, `pv.time=`, `pv.lock=`, `pv.sched=`, `pv.ipi=`).
@@ -41,7 +94,7 @@ impl Default for PvSwitches {
         Self {
             enabled: true,
             time: true,
-            lock: LockChoice::Default,
+            lock: LockChoice::Auto,
             sched: true,
             ipi: true,
         }

@@ -19,7 +19,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 pub mod kicks;
 
-use arch::pv::{CpuMask, Hypervisor, LockChoice, PvFeature, PvReport, PvSwitches};
+use arch::pv::{CpuMask, Hypervisor, PvFeature, PvReport, PvSwitches};
 use arch::Arch;
 
 pub use arch::pv::RawCallError;
@@ -51,7 +51,7 @@ pub(crate) fn init(switches: &PvSwitches) {
     REPORT.call_once(|| A::pv_probe(switches));
     // The probe registered the boot CPU; this reports a fallback there.
     init_cpu(0);
-    let halting = switches.enabled && switches.lock != LockChoice::Off;
+    let halting = switches.enabled && switches.lock.wanted();
     LOCK_SLOW_PATH.call_once(|| {
         if halting {
             SlowPath::Halt

@@ -153,7 +153,11 @@ fn upstream_kvm_uses_pv_time_only() {
 #[test]
 fn ptp_bit_without_v3_switch_never_calls_0x86000001() {
     let host = kvm_patched().answer(SMCCC_ARCH_FEATURES, PV_LOCK_V3.into(), 0);
-    for lock in [LockChoice::Default, LockChoice::V2, LockChoice::Off] {
+    for lock in [
+        LockChoice::Auto,
+        LockChoice::Named(LockAbi::V2),
+        LockChoice::Off,
+    ] {
         let (_, _, host) = run(
             FakeHost {
                 answers: host.answers.clone(),
@@ -180,7 +184,7 @@ fn v3_only_on_request() {
     let (report, plan, _) = run(
         host,
         PvSwitches {
-            lock: LockChoice::V3,
+            lock: LockChoice::Named(LockAbi::V3),
             ..PvSwitches::default()
         },
     );
@@ -190,7 +194,7 @@ fn v3_only_on_request() {
     let (report, plan, _) = run(
         kvm_upstream(),
         PvSwitches {
-            lock: LockChoice::V3,
+            lock: LockChoice::Named(LockAbi::V3),
             ..PvSwitches::default()
         },
     );
