@@ -1,4 +1,4 @@
-//! pvhost: an aarch64 EL2 reference host for lodger (see `el2/mod.rs`).
+//! pvhost: an aarch64 EL2 reference host for lodger (see `el2/mod.rs` and its file table).
 //!
 //! It only runs at EL2 under `qemu-system-aarch64 -M virt,virtualization=on`
 //! (`cargo xtask run --host pvhost`); on the development machine this file

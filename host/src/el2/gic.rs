@@ -15,7 +15,7 @@
 //! registers, not the physical ones: the physical priority mask and EOI mode
 //! are pvhost's (0xff and "EOI also deactivates", which is what lodger
 //! expects). Its SGI generation (ICC_SGI1R_EL1) traps to EL2 and is
-//! forwarded (see `super::sysreg_trap`).
+//! forwarded (see `super::exit`).
 
 use core::sync::atomic::{AtomicU64, Ordering};
 

@@ -13,8 +13,8 @@
 //!    + 64 KiB)`, and its top [`super::trap::FRAME_SIZE`] bytes hold the
 //!    guest's registers while the guest runs (see `super::trap`).
 //! 4. The boot pCPU zeroes `.bss` (caches on: no stale line can shadow it)
-//!    and calls [`super::boot_main`]; a secondary calls
-//!    [`super::secondary_main`].
+//!    and calls [`super::boot::boot_main`]; a secondary calls
+//!    [`super::pcpu::secondary_main`].
 
 use core::sync::atomic::AtomicU64;
 
@@ -141,8 +141,8 @@ _secondary_start:
     l1 = sym EL2_L1,
     stack_size = const STACK_SIZE,
     frame = const FRAME_SIZE,
-    boot_main = sym super::boot_main,
-    secondary_main = sym super::secondary_main,
+    boot_main = sym super::boot::boot_main,
+    secondary_main = sym super::pcpu::secondary_main,
 );
 
 unsafe extern "C" {

@@ -58,8 +58,8 @@ pub fn enter_guest(cpu: usize, frame: Frame) -> ! {
 /// Where every exception lands, with the saved frame.
 extern "C" fn el2_trap(kind: u64, frame: &mut Frame) {
     match kind {
-        LOWER_SYNC => super::guest_sync(frame),
-        LOWER_FIQ => super::host_interrupts(frame),
+        LOWER_SYNC => super::exit::guest_sync(frame),
+        LOWER_FIQ => super::inject::host_interrupts(frame),
         // HCR_EL2.IMO = 0: physical IRQs go to the guest, never here.
         LOWER_IRQ => {}
         _ => fatal(kind, frame),
