@@ -429,15 +429,15 @@ mod tests {
             0x8600_0002,
             0xC500_0022,
             0x8500_0021, // PV_TIME_ST's SMC32 twin
-            0xC400_0001, // CPU_SUSPEND
-            0x8400_0012, // SYSTEM_RESET2
+            psci::PSCI_CPU_SUSPEND_64,
+            psci::PSCI_SYSTEM_RESET2_32,
             0,
             u32::MAX,
         ] {
             assert_eq!(x0(ALL, f, 0), NS, "{f:#x}");
         }
         assert_eq!(x0(ALL, SMCCC_ARCH_FEATURES, 0x8000_8000), NS);
-        assert_eq!(x0(ALL, PSCI_FEATURES, 0xC400_0001), NS);
+        assert_eq!(x0(ALL, PSCI_FEATURES, psci::PSCI_CPU_SUSPEND_64.into()), NS);
         let mut m = Fake::default();
         let out = dispatch(
             ALL,
@@ -543,14 +543,14 @@ mod tests {
         let mut rng = crate::policy::SplitMix64::new(1);
         let mut m = Fake::default();
         let families = [
-            0x8400_0000u32,
-            0xC400_0000,
-            0x8000_0000,
-            0x8600_0000,
-            0x8600_FF00,
-            0xC500_0000,
-            0xC500_0080,
-            0xC600_0000,
+            PSCI_VERSION,
+            psci::PSCI_CPU_SUSPEND_64 & !0xff,
+            SMCCC_VERSION,
+            VENDOR_HYP_KVM_FEATURES,
+            VENDOR_HYP_CALL_UID & !0xff,
+            PV_TIME_FEATURES & !0xff,
+            PV_SCHED_FEATURES & !0xff,
+            PV_LOCK_FEATURES & !0xff,
         ];
         for _ in 0..200_000 {
             let r = rng.next_u64();

@@ -26,7 +26,7 @@ const FRAME: usize = 0x1_0000;
 const GICR_TYPER: usize = 0x8;
 const TYPER_VLPIS: u64 = 1 << 1;
 const TYPER_LAST: u64 = 1 << 4;
-const AFFINITY_MASK: u64 = 0xff_00ff_ffff;
+use crate::abi::arm64::MPIDR_AFFINITY_MASK as AFFINITY_MASK;
 
 /// A redistributor region from the FDT: `(base, size)`.
 pub(super) type Region = (usize, usize);

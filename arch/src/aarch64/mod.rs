@@ -94,7 +94,7 @@ impl Arch for Aarch64 {
 
     fn hw_id() -> u64 {
         // Aff3 and Aff2..Aff0; the MT and U bits are not part of the id.
-        MPIDR_EL1.get() & 0xff_00ff_ffff
+        MPIDR_EL1.get() & crate::abi::arm64::MPIDR_AFFINITY_MASK
     }
 
     fn irq_save() -> IrqState {

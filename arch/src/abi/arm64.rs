@@ -32,6 +32,9 @@ pub const PSCI_IMPLEMENTED: [u32; 11] = [
     PSCI_FEATURES,
     SMCCC_VERSION,
 ];
+/// PSCI's `target_cpu` (CPU_ON, AFFINITY_INFO) and the GIC's routing: the
+/// affinity fields of MPIDR_EL1 (Aff3 in bits 39:32, Aff2..Aff0 in 23:0).
+pub const MPIDR_AFFINITY_MASK: u64 = 0xff_00ff_ffff;
 /// MIGRATE_INFO_TYPE's answer "no Trusted OS, or one that needs no
 /// migration".
 pub const PSCI_MIGRATE_INFO_TYPE_NONE: u64 = 2;
@@ -62,15 +65,25 @@ pub const KVM_FEATURE_FEATURES: u32 = 0;
 /// 0x8600_0001), the same ID as PV lock v3.
 pub const KVM_FEATURE_PTP: u32 = 1;
 
+/// The owner of a function ID: its bits 29:24 (SMCCC, "Function
+/// Identifier").
+pub const fn owner(function: u32) -> u32 {
+    (function >> 24) & 0x3f
+}
+/// Owner: standard secure services (PSCI, SDEI, FF-A, TRNG).
+pub const OWNER_STANDARD_SECURE: u32 = 4;
+/// Owner: vendor-specific hypervisor services (KVM's UID, features, PTP).
+pub const OWNER_VENDOR_HYP: u32 = 6;
+
 /// Whether a function ID is a vendor-hypervisor call (owner 6), which may
 /// only be issued once the vendor UID is known.
 pub const fn is_vendor_hyp_call(function: u32) -> bool {
-    (function >> 24) & 0x3f == 6
+    owner(function) == OWNER_VENDOR_HYP
 }
 
 /// Whether a function ID belongs to PSCI (owner 4, standard secure service).
 pub const fn is_psci_call(function: u32) -> bool {
-    (function >> 24) & 0x3f == 4 && function & 0xffff < 0x20
+    owner(function) == OWNER_STANDARD_SECURE && function & 0xffff < 0x20
 }
 
 // --- PV time (DEN0057A; upstream KVM since Linux 5.5) ------------------------

@@ -281,7 +281,10 @@ fn probe_lock(
         }
         Err((State::NotOffered, mut why)) if ptp_hint => {
             use core::fmt::Write as _;
-            let _ = write!(why, "; 0x86000001 is PTP here, v3 only with pv.lock=v3");
+            let _ = write!(
+                why,
+                "; {PV_LOCK_V3:#x} is PTP here, v3 only with pv.lock=v3"
+            );
             report.set(PvFeature::Lock, State::NotOffered, why);
         }
         Err((state, why)) => report.set(PvFeature::Lock, state, why),
@@ -477,8 +480,9 @@ pub fn raw_call_refusal(
     args: [u64; 3],
     kernel_memory: impl Fn(u64) -> bool,
 ) -> Option<&'static str> {
-    let owner = (function >> 24) & 0x3f;
-    if owner == 4 && !(is_psci_call(function) && PSCI_QUERIES.contains(&(function & 0xffff))) {
+    if owner(function) == OWNER_STANDARD_SECURE
+        && !(is_psci_call(function) && PSCI_QUERIES.contains(&(function & 0xffff)))
+    {
         return Some(
             "a standard secure service call (PSCI power, SDEI, FF-A) other than a PSCI query",
         );

@@ -8,6 +8,7 @@
 use core::ops::Range;
 use core::sync::atomic::Ordering;
 
+use arch::abi::arm64::MPIDR_AFFINITY_MASK;
 use host::args::{Args, Fault, USAGE};
 use host::elf;
 use host::fdt_patch::{self, Edits};
@@ -190,7 +191,7 @@ fn find_cpus(fdt: &fdt::Fdt<'static>) -> ([u64; MAX_PCPUS], usize) {
         mpidr[pcpus] = cpu.ids().first() as u64;
         pcpus += 1;
     }
-    let boot_mpidr = sysreg!("mpidr_el1") & 0xff_00ff_ffff;
+    let boot_mpidr = sysreg!("mpidr_el1") & MPIDR_AFFINITY_MASK;
     if pcpus == 0 || mpidr[0] != boot_mpidr {
         fail(format_args!(
             "the boot CPU {boot_mpidr:#x} is not the DTB's first CPU"

@@ -6,6 +6,7 @@
 use core::ops::Range;
 use core::sync::atomic::{AtomicU32, Ordering};
 
+use arch::abi::arm64::MPIDR_AFFINITY_MASK;
 use host::args::{Fault, KICK_DELAY_NS};
 use host::hvc::{self, Call, Family, Machine, Outcome};
 use smccc::psci;
@@ -88,7 +89,7 @@ impl Machine for Host {
 
     fn cpu_on(&mut self, target_mpidr: u64, entry: u64, context: u64) -> i64 {
         let f = facts();
-        let affinity = target_mpidr & 0xff_00ff_ffff;
+        let affinity = target_mpidr & MPIDR_AFFINITY_MASK;
         let Some(vcpu) = f.mpidr[..f.pcpus].iter().position(|&m| m == affinity) else {
             return psci::error::INVALID_PARAMETERS.into();
         };

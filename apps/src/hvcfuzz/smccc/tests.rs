@@ -100,8 +100,8 @@ fn dangerous_calls_are_never_planned() {
         psci::PSCI_CPU_ON_64,
         psci::PSCI_SYSTEM_OFF,
         psci::PSCI_SYSTEM_RESET,
-        0x8400_0001, // CPU_SUSPEND
-        0xC400_0012, // SYSTEM_RESET2
+        psci::PSCI_CPU_SUSPEND_32,
+        psci::PSCI_SYSTEM_RESET2_64,
         PV_SCHED_IPA_RELEASE,
     ] {
         assert_eq!(ask(all, f, 0), None, "{f:#x}");

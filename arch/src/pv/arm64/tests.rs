@@ -145,7 +145,7 @@ fn upstream_kvm_uses_pv_time_only() {
     assert!(report.uses(PvFeature::Time));
     assert_eq!(report.state(PvFeature::Lock), Some(State::NotOffered));
     assert_eq!(report.state(PvFeature::Sched), Some(State::NotOffered));
-    // The PTP bit is set, yet 0x86000001 was never called.
+    // The PTP bit is set, yet PV_LOCK_V3 (0x8600_0001) was never called.
     assert!(!host.called(PV_LOCK_V3));
     assert!(report.to_string().contains("PTP"), "{report}");
 }
@@ -398,28 +398,28 @@ fn raw_calls_that_would_pull_the_rug_are_refused() {
     let refused = |f: u32, x1: u64| raw_call_refusal(f, [x1, 0, 0], ram).is_some();
     // PSCI: queries pass, power calls (both conventions) do not.
     for query in [
-        0x8400_0000,
+        PSCI_VERSION,
         PSCI_FEATURES,
-        0xC400_0004,
-        0x8400_0006,
-        0x8400_0014,
+        psci::PSCI_AFFINITY_INFO_64,
+        psci::PSCI_MIGRATE_INFO_TYPE,
+        psci::PSCI_MEM_PROTECT_CHECK_RANGE_32,
     ] {
         assert!(!refused(query, 0), "{query:#x}");
     }
     for power in [
-        0x8400_0001u32, // CPU_SUSPEND
-        0xC400_0001,
-        0x8400_0002, // CPU_OFF
-        0x8400_0003, // CPU_ON
-        0xC400_0003,
-        0x8400_0005, // MIGRATE
-        0x8400_0008, // SYSTEM_OFF
-        0x8400_0009, // SYSTEM_RESET
-        0x8400_000B, // CPU_FREEZE
-        0xC400_000E, // SYSTEM_SUSPEND
-        0x8400_0012, // SYSTEM_RESET2
-        0x8400_0013, // MEM_PROTECT
-        0xC400_0015, // SYSTEM_OFF2
+        psci::PSCI_CPU_SUSPEND_32,
+        psci::PSCI_CPU_SUSPEND_64,
+        psci::PSCI_CPU_OFF,
+        psci::PSCI_CPU_ON_32,
+        psci::PSCI_CPU_ON_64,
+        psci::PSCI_MIGRATE_32,
+        psci::PSCI_SYSTEM_OFF,
+        psci::PSCI_SYSTEM_RESET,
+        psci::PSCI_CPU_FREEZE,
+        psci::PSCI_SYSTEM_SUSPEND_64,
+        psci::PSCI_SYSTEM_RESET2_32,
+        psci::PSCI_MEM_PROTECT,
+        0xC400_0015, // SYSTEM_OFF2 (PSCI 1.3; not in the smccc crate)
         0x0400_0008, // yielding form
         0xC400_0021, // SDEI_EVENT_REGISTER
         0x8400_0063, // FF-A
@@ -453,7 +453,7 @@ fn raw_calls_that_would_pull_the_rug_are_refused() {
         u32::MAX,
         0xC400_0050, // TRNG
     ] {
-        let expect_refused = (f >> 24) & 0x3f == 4;
+        let expect_refused = owner(f) == OWNER_STANDARD_SECURE;
         assert_eq!(refused(f, 0x4000_0000), expect_refused, "{f:#x}");
     }
 }
