@@ -256,7 +256,7 @@ fn host_steps() -> Vec<(String, Command)> {
     // The lock algorithms against loom's atomics, in a target directory of
     // their own (a different cfg would otherwise rebuild everything twice).
     let mut loom = cmd::cargo();
-    loom.args(["test", "-p", "kernel", "--release"])
+    loom.args(["test", "-p", "locks", "--release"])
         .env("RUSTFLAGS", "--cfg loom")
         .env("CARGO_TARGET_DIR", cmd::target_dir().join("loom"));
     steps.push(("loom".into(), loom));

@@ -8,45 +8,30 @@
 //! - [`Mutex`], [`Condvar`], [`Semaphore`]: sleeping locks for threads
 //!   ([`crate::sched`]), built on the spinlocks and wait queues.
 //!
-//! The algorithms are written against [`atomic`], which is loom's under
-//! `--cfg loom` so they can be model-checked on the host; the kernel-facing
-//! parts (statics, per-CPU nodes, guards) are left out of such builds.
+//! The algorithms live in the [`locks`] crate (re-exported here), written
+//! against its `atomic` module, which is loom's under `--cfg loom` so they
+//! can be model-checked on the host; this module holds the kernel-facing
+//! parts: statics, per-CPU nodes, the PV primitives, guards, and the
+//! sleeping locks over the scheduler.
 
-pub mod atomic;
-pub mod mcs;
-pub mod mutex;
-pub mod qspinlock;
-pub mod ticket;
+pub use locks::{mcs, qspinlock, ticket};
 
-#[cfg(not(loom))]
 mod condvar;
-#[cfg(not(loom))]
 mod kernel;
-#[cfg(not(loom))]
 mod lock;
-#[cfg(not(loom))]
+pub mod mutex;
 mod semaphore;
 
-#[cfg(not(loom))]
 pub use lock::{
     Guard, IrqMasked, IrqPolicy, Lock, LockKind, Mcs, PreemptOff, QSpin, QSpinWith, RawLock,
     SpinLock, SpinNoIrq, Tas, Ticket,
 };
 
-#[cfg(not(loom))]
 pub use condvar::Condvar;
-#[cfg(not(loom))]
 pub use kernel::{
     qspin_stats, set_spin_limit, set_unqueued_spins, QSpinStats, SpinCalibration, SpinLimit,
     Unqueued,
 };
-#[cfg(not(loom))]
 pub use mutex::{Mutex, MutexGuard, MutexSpin, MutexStats};
 pub use qspinlock::SlowPath;
-#[cfg(not(loom))]
 pub use semaphore::Semaphore;
-
-#[cfg(all(test, loom))]
-mod model;
-#[cfg(test)]
-mod test_platform;

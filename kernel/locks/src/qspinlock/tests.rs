@@ -1,9 +1,9 @@
 //! Host stress tests and rule tests of the qspinlock (std threads as CPUs).
 
-use super::super::test_platform::{shared, shared_unqueued, Cpu, Shared};
 use super::halt::{steal, Halt, Steal};
 use super::hash::PvHash;
 use super::*;
+use crate::test_platform::{shared, shared_unqueued, Cpu, Shared};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::thread;
@@ -24,9 +24,9 @@ const EDGE_CPUS: [usize; 4] = [0, 127, 128, 255];
 
 #[test]
 fn tails_round_trip_for_every_cpu_and_level() {
-    assert_eq!(crate::MAX_CPUS, 256);
+    assert_eq!(arch::MAX_CPUS, 256);
     let mut seen = std::collections::HashSet::new();
-    for cpu in 0..crate::MAX_CPUS {
+    for cpu in 0..arch::MAX_CPUS {
         for idx in 0..MAX_NODES {
             let tail = encode_tail(cpu, idx);
             assert_eq!(
@@ -190,7 +190,7 @@ fn the_hash_holds_a_halted_head_per_queue_node() {
     // Every CPU halted as the head of one lock per nesting level (a
     // halted head can take an interrupt whose handler halts again).
     let hash = PvHash::<PV_HASH_SLOTS>::new();
-    let locks: Vec<QSpinLock> = (0..MAX_NODES * crate::MAX_CPUS)
+    let locks: Vec<QSpinLock> = (0..MAX_NODES * arch::MAX_CPUS)
         .map(|_| QSpinLock::new())
         .collect();
     let node = McsNode::new();

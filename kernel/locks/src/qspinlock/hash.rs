@@ -2,8 +2,8 @@
 
 use core::ptr;
 
-use super::super::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use super::{McsNode, QSpinLock, MAX_NODES};
+use crate::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
 /// Hash table from a lock to the node of its halted queue head, so unlock
 /// kicks exactly that CPU. At most one entry per lock, and one per queue
@@ -99,4 +99,4 @@ pub const PV_HASH_SLOTS: usize = 2 * MAX_NODES * HASH_CPUS;
 /// The CPUs the table is sized for: all the kernel supports, or, in the
 /// loom models (at most 4 CPUs), 4: a table for 256 CPUs of loom's atomics
 /// overflows the stack of the model's thread.
-const HASH_CPUS: usize = if cfg!(loom) { 4 } else { crate::MAX_CPUS };
+const HASH_CPUS: usize = if cfg!(loom) { 4 } else { arch::MAX_CPUS };

@@ -61,7 +61,7 @@ mod hash;
 use halt::Halt;
 pub use hash::{PvHash, PV_HASH_SLOTS};
 
-use super::atomic::{fence, lock_new, spin_hint, AtomicPtr, AtomicU32, AtomicU8, Ordering};
+use crate::atomic::{fence, lock_new, spin_hint, AtomicPtr, AtomicU32, AtomicU8, Ordering};
 
 // --- The word ------------------------------------------------------------
 
@@ -96,7 +96,7 @@ pub const DEFAULT_SPIN_LIMIT: u32 = 1 << 12;
 /// Halting: a queued waiter looks at its predecessor every this+1 spins.
 pub const PREV_CHECK_MASK: u32 = 0xff;
 
-const _: () = assert!(TAIL_CPU_BITS >= 14 && crate::MAX_CPUS < 1 << TAIL_CPU_BITS);
+const _: () = assert!(TAIL_CPU_BITS >= 14 && arch::MAX_CPUS < 1 << TAIL_CPU_BITS);
 
 fn encode_tail(cpu: usize, idx: usize) -> u32 {
     debug_assert!(idx < MAX_NODES);

@@ -1,7 +1,7 @@
 //! The halting slow path (halt-and-kick, with lock stealing).
 
-use super::super::atomic::{fence, spin_hint, Ordering};
 use super::*;
+use crate::atomic::{fence, spin_hint, Ordering};
 
 /// Halt-and-kick, after Linux's `qspinlock_paravirt.h`.
 ///
@@ -245,7 +245,7 @@ mod handshake {
     use loom::thread;
 
     use super::*;
-    use crate::sync::test_platform::{shared, Cpu};
+    use crate::test_platform::{shared, Cpu};
 
     #[test]
     fn hand_over_to_a_halting_waiter() {

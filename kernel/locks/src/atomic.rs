@@ -1,5 +1,5 @@
 //! The atomics the lock algorithms use: `core`'s in the kernel, loom's when
-//! model-checking (`RUSTFLAGS="--cfg loom" cargo test -p kernel --release loom`).
+//! model-checking (`RUSTFLAGS="--cfg loom" cargo test -p locks --release`).
 
 #[cfg(loom)]
 pub use loom::sync::atomic::{
@@ -12,16 +12,17 @@ pub use core::sync::atomic::{
 };
 
 /// One iteration of a spin-wait: a CPU hint in the kernel; a yield in host
-/// tests (loom must see every spin as a chance to run another thread, and
-/// test threads outnumber the host's cores: a spinning queue waiter would
-/// otherwise burn the time slice its predecessor needs).
+/// tests, this crate's and (`feature = "std"`) the kernel's (loom must see
+/// every spin as a chance to run another thread, and test threads outnumber
+/// the host's cores: a spinning queue waiter would otherwise burn the time
+/// slice its predecessor needs).
 #[inline(always)] // Sits in every spin loop.
 pub fn spin_hint() {
     #[cfg(loom)]
     loom::thread::yield_now();
-    #[cfg(all(test, not(loom)))]
+    #[cfg(all(any(test, feature = "std"), not(loom)))]
     std::thread::yield_now();
-    #[cfg(not(test))]
+    #[cfg(not(any(test, feature = "std")))]
     core::hint::spin_loop();
 }
 

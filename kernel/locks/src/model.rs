@@ -3,7 +3,7 @@
 //! through a loom `UnsafeCell`, which reports any access not ordered by the
 //! lock as a data race.
 //!
-//! Run: `RUSTFLAGS="--cfg loom" cargo test -p kernel --release`
+//! Run: `RUSTFLAGS="--cfg loom" cargo test -p locks --release`
 //! (`cargo xtask test` does, in its own target directory).
 
 use loom::cell::UnsafeCell;
@@ -172,7 +172,7 @@ mod sleeping_mutex {
     use loom::thread;
 
     use super::model;
-    use crate::sync::mutex::{MutexSpin, RawMutex, Threads, WaitList};
+    use crate::mutex::{MutexSpin, RawMutex, Threads, WaitList};
 
     loom::thread_local! {
         /// The model thread's id (the kernel's queue asks the scheduler).
