@@ -285,7 +285,7 @@ mod handshake {
             lock.val
                 .store(LOCKED_VAL | encode_tail(0, 0), Ordering::Relaxed);
             let waiter = {
-                let shared = Arc::clone(&shared);
+                let (shared, lock) = (Arc::clone(&shared), Arc::clone(&lock));
                 thread::spawn(move || {
                     let cpu = Cpu::new(0, &shared);
                     let (node, prev) = (cpu.node(0, 0), cpu.node(1, 0));
