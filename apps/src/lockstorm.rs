@@ -18,7 +18,9 @@
 //!   gap_p50_ns=D gap_p99_ns=E halts=H kicks=K kicks_unhalted=U
 //!   handover_halted=V handover_preempted=W steals=S steals_head_halted=X
 //! ```
-//! (on one line). `fair_min`/`fair_max` are the smallest and largest per-CPU
+//! (on one line). Timed storms start together (the CPUs meet first) and
+//! stop at one deadline, `elapsed_ns` counted from that start.
+//! `fair_min`/`fair_max` are the smallest and largest per-CPU
 //! share of acquisitions divided by the fair share (1.0 = perfectly fair);
 //! latencies are from the lock call to holding the lock, in guest time,
 //! from a log-linear histogram (within 12.5%). `gap_*` is the time from an
@@ -134,11 +136,11 @@ impl Amount {
         }
     }
 
-    /// When a participant starting now stops (the first acquisition at or
-    /// past it is its last).
-    fn deadline(self) -> Option<u64> {
+    /// When participants that start at `start_ns` stop (the first
+    /// acquisition at or past it is each one's last).
+    fn deadline(self, start_ns: u64) -> Option<u64> {
         match self {
-            Amount::For(d) => Some(time::now_ns() + d.as_nanos() as u64),
+            Amount::For(d) => Some(start_ns + d.as_nanos() as u64),
             Amount::Total(_) => None,
         }
     }
@@ -259,12 +261,12 @@ impl Latencies {
 /// One participant's loop: `lock()` takes the lock and returns the guard
 /// of the counter. Returns the acquisitions taken.
 fn participate<G: DerefMut<Target = Protected>>(
-    config: &Config,
     quota: u64,
+    deadline: Option<u64>,
+    config: &Config,
     latency: &Latencies,
     lock: impl Fn() -> G,
 ) -> u64 {
-    let deadline = config.amount.deadline();
     let mut mine = 0u64;
     while mine < quota {
         let before = time::now_ns();
@@ -285,6 +287,35 @@ fn participate<G: DerefMut<Target = Protected>>(
         }
     }
     mine
+}
+
+/// Where a spinlock storm's participants meet before they start, so a CPU
+/// whose job the host ran late does not run on alone after the others'
+/// deadline (its extra acquisitions, uncontended, read as unfairness).
+#[derive(Default)]
+struct StartLine {
+    arrived: AtomicUsize,
+    /// When the last participant arrived (0: not yet).
+    at_ns: AtomicU64,
+}
+
+impl StartLine {
+    /// Waits for all `n` participants; returns the common start time.
+    fn wait(&self, n: usize) -> u64 {
+        if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == n {
+            self.at_ns.store(time::now_ns().max(1), Ordering::Release);
+        }
+        loop {
+            match self.at_ns.load(Ordering::Acquire) {
+                0 => core::hint::spin_loop(),
+                at => return at,
+            }
+        }
+    }
+
+    fn ns(&self) -> Option<u64> {
+        Some(self.at_ns.load(Ordering::Acquire)).filter(|&at| at != 0)
+    }
 }
 
 struct Outcome {
@@ -312,14 +343,18 @@ fn storm<R: RawLock + Send + Sync>(config: &Config) -> Outcome {
     let stats_before = qspin_stats();
     let counts: Vec<AtomicU64> = (0..kernel::MAX_CPUS).map(|_| AtomicU64::new(0)).collect();
     let participants = || smp::online_cpus().take(config.cpus);
-    let start = time::now_ns();
+    let start = StartLine::default();
+    let n = participants().count();
+    let started = time::now_ns();
     smp::run_on_cpus(participants(), &|cpu| {
         let rank = participants().position(|c| c == cpu).unwrap_or(0);
         let quota = config.amount.quota(rank, config.cpus);
-        let mine = participate(config, quota, &latency, || lock.lock());
+        let deadline = config.amount.deadline(start.wait(n));
+        let mine = participate(quota, deadline, config, &latency, || lock.lock());
         counts[cpu].store(mine, Ordering::Relaxed);
     });
-    let elapsed = Duration::from_nanos(time::now_ns() - start);
+    // From the common start: the time all contended, and the stragglers.
+    let elapsed = Duration::from_nanos(time::now_ns() - start.ns().unwrap_or(started));
     let shares: Vec<u64> = participants()
         .map(|c| counts[c].load(Ordering::Relaxed))
         .collect();
@@ -374,7 +409,10 @@ fn mutex_storm(config: &Arc<Config>, spin: MutexSpin) -> Result<Outcome, SpawnEr
                     sched::yield_now();
                 }
                 let quota = config.amount.quota(rank, n);
-                let mine = participate(&config, quota, &shared.latency, || shared.mutex.lock());
+                let deadline = config.amount.deadline(time::now_ns());
+                let mine = participate(quota, deadline, &config, &shared.latency, || {
+                    shared.mutex.lock()
+                });
                 shared.counts[rank].store(mine, Ordering::Relaxed);
             });
         match spawned {

@@ -125,7 +125,8 @@ pub fn primary(handoff: &BootHandoff, heap: &'static Heap, apps: &'static [App])
     }
     let spin = sync::set_spin_limit(args.as_ref().ok().and_then(|a| a.spin_limit));
     let unqueued = sync::set_unqueued_spins(args.as_ref().ok().and_then(|a| a.unqueued_spins));
-    banner(info, heap, spin, unqueued);
+    let steals = sync::set_steal_budget(args.as_ref().ok().and_then(|a| a.steal_budget));
+    banner(info, heap, spin, unqueued, steals);
     phases.end("banner");
 
     let args = match args {
@@ -195,7 +196,13 @@ pub fn secondary(cpu: usize) -> ! {
     smp::secondary_main(cpu)
 }
 
-fn banner(info: &BootInfo, heap: &Heap, spin: sync::SpinLimit, unqueued: sync::Unqueued) {
+fn banner(
+    info: &BootInfo,
+    heap: &Heap,
+    spin: sync::SpinLimit,
+    unqueued: sync::Unqueued,
+    steals: sync::StealBudget,
+) {
     log::info!(
         "lodger {VERSION} ({}), entered at {}",
         A::NAME,
@@ -237,7 +244,7 @@ fn banner(info: &BootInfo, heap: &Heap, spin: sync::SpinLimit, unqueued: sync::U
         log::info!("pv: steal accounting {note}");
     }
     log::info!(
-        "locks: {}; {spin}; {unqueued}",
+        "locks: {}; {spin}; {unqueued}; {steals}",
         pv::lock_slow_path_summary()
     );
 }

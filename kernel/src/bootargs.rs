@@ -3,7 +3,7 @@
 //! ```text
 //! app=NAME [log=LEVEL] [pv=on|off] [pv.time=on|off] [pv.lock=off|v2|v3]
 //!          [pv.sched=on|off] [pv.ipi=on|off] [lock.spin=auto|N]
-//!          [lock.unqueued=auto|N] [no-steal-acc] [-- APP-ARGUMENT ...]
+//!          [lock.unqueued=auto|N] [lock.steals=auto|unbounded|N] [no-steal-acc] [-- APP-ARGUMENT ...]
 //! ```
 //!
 //! Kernel arguments are `key=value` pairs from [`KEYS`] and the bare flags
@@ -39,6 +39,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "lock.unqueued",
         "auto|N spins for a held qspinlock before queueing, 0..=1048576",
     ),
+    (
+        "lock.steals",
+        "auto|unbounded|N qspinlock steals past a queue head before its turn, 0..=63",
+    ),
 ];
 
 /// Every bare flag: name and what it does.
@@ -49,6 +53,8 @@ pub const FLAGS: &[(&str, &str)] = &[(
 
 /// The largest `lock.spin=N`: a halt is bounded by the tick anyway.
 pub const MAX_LOCK_SPIN: u32 = 1 << 20;
+/// The largest `lock.steals=N`: what the lock word counts.
+pub const MAX_STEAL_BUDGET: u32 = crate::sync::qspinlock::STEALS_MAX;
 
 const LOG_LEVELS: &[(&str, log::LevelFilter)] = &[
     ("error", log::LevelFilter::Error),
@@ -69,6 +75,9 @@ pub struct BootArgs<'a> {
     pub spin_limit: Option<u32>,
     /// `lock.unqueued=N`; `None` (`auto`): chosen at boot.
     pub unqueued_spins: Option<u32>,
+    /// `lock.steals=N` (`Some(Some(N))`) or `unbounded` (`Some(None)`);
+    /// `None` (`auto`): chosen at boot.
+    pub steal_budget: Option<Option<u32>>,
     /// Whether the scheduler takes steal out of run time (Linux's steal
     /// accounting); `no-steal-acc` clears it.
     pub steal_acc: bool,
@@ -123,6 +132,7 @@ pub fn parse(line: &str) -> Result<BootArgs<'_>, BootArgError<'_>> {
         pv: PvSwitches::default(),
         spin_limit: None,
         unqueued_spins: None,
+        steal_budget: None,
         steal_acc: true,
     };
     let mut seen: Vec<&str, { KEYS.len() + FLAGS.len() }> = Vec::new();
@@ -192,6 +202,18 @@ pub fn parse(line: &str) -> Result<BootArgs<'_>, BootArgError<'_>> {
                             .filter(|n| *n <= MAX_LOCK_SPIN)
                             .ok_or_else(bad)?,
                     ),
+                }
+            }
+            "lock.steals" => {
+                args.steal_budget = match value {
+                    "auto" => None,
+                    "unbounded" => Some(None),
+                    n => Some(Some(
+                        n.parse()
+                            .ok()
+                            .filter(|n| *n <= MAX_STEAL_BUDGET)
+                            .ok_or_else(bad)?,
+                    )),
                 }
             }
             _ => return Err(bad()),
@@ -297,6 +319,27 @@ mod tests {
             msg.contains("pv.time=<on|off>") && msg.contains("pv.lock=<off|v2|v3>"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn steal_budget() {
+        assert_eq!(parse("").unwrap().steal_budget, None);
+        assert_eq!(parse("lock.steals=auto").unwrap().steal_budget, None);
+        assert_eq!(
+            parse("lock.steals=unbounded").unwrap().steal_budget,
+            Some(None)
+        );
+        assert_eq!(parse("lock.steals=0").unwrap().steal_budget, Some(Some(0)));
+        assert_eq!(
+            parse("lock.steals=63").unwrap().steal_budget,
+            Some(Some(63))
+        );
+        for bad in ["64", "-1", "x", ""] {
+            assert!(
+                parse(&std::format!("lock.steals={bad}")).is_err(),
+                "lock.steals={bad}"
+            );
+        }
     }
 
     #[test]

@@ -468,6 +468,7 @@ pub const TESTS: &[BootTest] = &[
             Contains("pv: probe calls: 0x8400000a(0x80000000)\n"),
             Contains("locks: qspinlock halt-and-kick with lock stealing (the default: measured best on every host, docs/bench.md); kicked by IPI"),
             Contains("; unqueued spins 256 (no preempted vCPUs reported: "),
+            Contains("; steals past a queue head 8 (then the head's turn: "),
             Contains("stealwatch: steal clock absent"),
         ],
         ..BASE
@@ -519,13 +520,15 @@ pub const TESTS: &[BootTest] = &[
         ..BASE
     },
     BootTest {
-        // `lock.spin=N` fixes the qspinlock's spin limit (no calibration).
+        // `lock.spin=N` fixes the qspinlock's spin limit (no calibration),
+        // `lock.unqueued=N` its unqueued spins, `lock.steals=N` its steal
+        // budget (0: a strict queue; the counter test still passes).
         name: "lock-spin-fixed",
         smp: 2,
         app_args: &["lock-counter"],
-        bootargs: "lock.spin=32768 lock.unqueued=7",
+        bootargs: "lock.spin=32768 lock.unqueued=7 lock.steals=0",
         checks: &[
-            Contains("spin limit 32768 (lock.spin=32768); unqueued spins 7 (lock.unqueued=7)"),
+            Contains("spin limit 32768 (lock.spin=32768); unqueued spins 7 (lock.unqueued=7); steals past a queue head 0 (lock.steals=0)"),
             Contains("1 passed, 0 failed"),
         ],
         ..BASE
@@ -1280,6 +1283,7 @@ pub const TESTS: &[BootTest] = &[
             Contains("kicked by IPI"),
             // No preempted flags: a short unqueued spin only.
             Contains("; unqueued spins 256 (no preempted vCPUs reported: "),
+            Contains("; steals past a queue head 8 (then the head's turn: "),
             Contains("passed, 0 failed"),
         ],
         ..BASE
@@ -1505,6 +1509,8 @@ pub const TESTS: &[BootTest] = &[
             Contains("ipi: used (FUNC_IPI multicast"),
             Contains("preempt: used"),
             Contains("; unqueued spins 1048576 (the host preempts vCPUs: "),
+    Contains("; steals past a queue head unbounded (the host preempts vCPUs: "),
+            Contains("; steals past a queue head unbounded (the host preempts vCPUs: "),
             Contains(" 0 failed"),
             Truth { key: "hvcl_unadvertised", cpu: None, min: 0, max: 0 },
             Truth { key: "hvcl_notify", cpu: None, min: 4, max: 8 },
@@ -1530,6 +1536,7 @@ pub const TESTS: &[BootTest] = &[
             Contains("ipi: not offered"),
             Contains("preempt: not offered"),
             Contains("; unqueued spins 256 (no preempted vCPUs reported: "),
+            Contains("; steals past a queue head 8 (then the head's turn: "),
             Contains(" 0 failed"),
             Truth { key: "pv_calls", cpu: None, min: 0, max: 0 },
         ],
@@ -2217,6 +2224,7 @@ const PVHOST_SELFTEST_CHECKS: &[Check] = &[
     Contains("sched: used (with KICK_CPU)"),
     Contains("locks: qspinlock halt-and-kick with lock stealing (the default: measured best on every host, docs/bench.md); kicked by PV sched KICK_CPU"),
     Contains("; unqueued spins 1048576 (the host preempts vCPUs: "),
+    Contains("; steals past a queue head unbounded (the host preempts vCPUs: "),
     Contains("passed, 0 failed"),
     Contains("pvhost: cpu=0 preemptions="),
     Lacks("pvhost: cpu=0 preemptions=0 "),

@@ -11,8 +11,8 @@ use loom::sync::Arc;
 use loom::thread;
 
 use super::mcs::{McsCpuNodes, McsLock};
-use super::qspinlock::{QSpinLock, SlowPath};
-use super::test_platform::{shared_unqueued, Cpu};
+use super::qspinlock::{QSpinLock, SlowPath, UNBOUNDED_STEALS};
+use super::test_platform::{shared_with, Cpu};
 use super::ticket::TicketLock;
 
 fn model(preemption_bound: usize, f: impl Fn() + Sync + Send + 'static) {
@@ -31,8 +31,20 @@ fn qspinlock(cpus: usize, rounds: u32, slow_path: SlowPath, bound: usize) {
 
 /// [`qspinlock`], contenders spinning `unqueued` times before they queue.
 fn qspinlock_unqueued(cpus: usize, rounds: u32, slow_path: SlowPath, bound: usize, unqueued: u32) {
+    qspinlock_with(cpus, rounds, slow_path, bound, unqueued, UNBOUNDED_STEALS);
+}
+
+/// [`qspinlock_unqueued`], at most `budget` steals past a queue head.
+fn qspinlock_with(
+    cpus: usize,
+    rounds: u32,
+    slow_path: SlowPath,
+    bound: usize,
+    unqueued: u32,
+    budget: u32,
+) {
     model(bound, move || {
-        let shared = shared_unqueued(cpus, slow_path, unqueued);
+        let shared = shared_with(cpus, slow_path, unqueued, budget);
         let lock = Arc::new(QSpinLock::new());
         let counter = Arc::new(UnsafeCell::new(0u32));
         let threads: Vec<_> = (1..cpus)
@@ -104,6 +116,18 @@ fn qspinlock_pv_unqueued_two_cpus() {
 fn qspinlock_pv_unqueued_three_cpus() {
     // Unqueued spinners beside a spinning or halted queue head.
     qspinlock_unqueued(3, 1, SlowPath::Halt, 2, 2);
+}
+
+#[test]
+fn qspinlock_pv_steal_budget_two_cpus() {
+    // One steal past a head, then the hand-over to it.
+    qspinlock_with(2, 2, SlowPath::Halt, 3, 2, 1);
+}
+
+#[test]
+fn qspinlock_pv_steal_budget_three_cpus() {
+    // No steal past a head at all: a stealer queues behind a halted head.
+    qspinlock_with(3, 1, SlowPath::Halt, 2, 2, 0);
 }
 
 #[test]

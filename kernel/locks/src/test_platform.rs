@@ -16,7 +16,9 @@ use loom::sync::{Arc, Condvar, Mutex};
 use std::sync::{Arc, Condvar, Mutex};
 
 use super::atomic::{AtomicBool, Ordering};
-use super::qspinlock::{McsNode, Platform, PvHash, SlowPath, MAX_NODES, PV_HASH_SLOTS};
+use super::qspinlock::{
+    McsNode, Platform, PvHash, SlowPath, MAX_NODES, PV_HASH_SLOTS, UNBOUNDED_STEALS,
+};
 
 pub struct Shared {
     pub nodes: Vec<[McsNode; MAX_NODES]>,
@@ -25,6 +27,8 @@ pub struct Shared {
     pub preempted: Vec<AtomicBool>,
     /// [`Platform::unqueued_spins`] (0: queue at once).
     pub unqueued_spins: u32,
+    /// [`Platform::steal_budget`].
+    pub steal_budget: u32,
     /// Per CPU: a kick sent and not yet taken by a `wait`, and the halt.
     kicks: Vec<(Mutex<bool>, Condvar)>,
 }
@@ -38,6 +42,16 @@ pub fn shared(cpus: usize, slow_path: SlowPath) -> Arc<Shared> {
 /// [`shared`], with contenders spinning `unqueued_spins` times for a held
 /// lock before they queue.
 pub fn shared_unqueued(cpus: usize, slow_path: SlowPath, unqueued_spins: u32) -> Arc<Shared> {
+    shared_with(cpus, slow_path, unqueued_spins, UNBOUNDED_STEALS)
+}
+
+/// [`shared_unqueued`], with at most `steal_budget` steals past a queue head.
+pub fn shared_with(
+    cpus: usize,
+    slow_path: SlowPath,
+    unqueued_spins: u32,
+    steal_budget: u32,
+) -> Arc<Shared> {
     Arc::new(Shared {
         nodes: (0..cpus)
             .map(|_| core::array::from_fn(|_| McsNode::new()))
@@ -46,6 +60,7 @@ pub fn shared_unqueued(cpus: usize, slow_path: SlowPath, unqueued_spins: u32) ->
         slow_path,
         preempted: (0..cpus).map(|c| AtomicBool::new(c % 2 == 1)).collect(),
         unqueued_spins,
+        steal_budget,
         kicks: (0..cpus)
             .map(|_| (Mutex::new(false), Condvar::new()))
             .collect(),
@@ -111,6 +126,9 @@ impl Platform for Cpu {
     }
     fn unqueued_spins(&self) -> u32 {
         self.shared.unqueued_spins
+    }
+    fn steal_budget(&self) -> u32 {
+        self.shared.steal_budget
     }
 }
 

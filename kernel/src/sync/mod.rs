@@ -29,8 +29,8 @@ pub use lock::{
 
 pub use condvar::Condvar;
 pub use kernel::{
-    qspin_stats, set_spin_limit, set_unqueued_spins, QSpinStats, SpinCalibration, SpinLimit,
-    Unqueued,
+    qspin_stats, set_spin_limit, set_steal_budget, set_unqueued_spins, QSpinStats, SpinCalibration,
+    SpinLimit, StealBudget, Unqueued,
 };
 pub use mutex::{Mutex, MutexGuard, MutexSpin, MutexStats};
 pub use qspinlock::SlowPath;

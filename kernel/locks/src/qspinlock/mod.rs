@@ -13,7 +13,8 @@
 //! |-------|---------|---------|
 //! | 0-7   | locked  | 0 free; 1 held; 3 held, a halted waiter is hashed ([`SLOW_VAL`]); 2 held, the unlocker is waking it |
 //! | 8     | pending | native: one waiter spins on the word itself; halting: the queue head is spinning for the lock (no stealing) |
-//! | 9-15  | -       | unused |
+//! | 9     | -       | unused |
+//! | 10-15 | steals  | halting: steals past the current queue head, up to [`Platform::steal_budget`] |
 //! | 16-17 | tail index | nesting level of the tail's MCS node |
 //! | 18-31 | tail cpu   | tail CPU + 1 (0: no queue) |
 //!
@@ -77,6 +78,18 @@ pub const PENDING_BITS: u32 = 1;
 pub const PENDING_MASK: u32 = ((1 << PENDING_BITS) - 1) << PENDING_OFFSET;
 pub const PENDING_VAL: u32 = 1 << PENDING_OFFSET;
 
+/// Halting: how many CPUs took the lock past the current queue head; at
+/// [`Platform::steal_budget`] the lock goes to the head next (bounded
+/// unfairness). Cleared when a head takes the lock; saturates.
+pub const STEALS_OFFSET: u32 = 10;
+pub const STEALS_BITS: u32 = 6;
+pub const STEALS_MASK: u32 = ((1 << STEALS_BITS) - 1) << STEALS_OFFSET;
+pub const STEAL_ONE: u32 = 1 << STEALS_OFFSET;
+/// The largest count the field holds: a budget above it never runs out.
+pub const STEALS_MAX: u32 = (1 << STEALS_BITS) - 1;
+/// A [`Platform::steal_budget`] that never runs out (Linux's behaviour).
+pub const UNBOUNDED_STEALS: u32 = u32::MAX;
+
 pub const TAIL_IDX_OFFSET: u32 = 16;
 pub const TAIL_IDX_BITS: u32 = 2;
 pub const TAIL_IDX_MASK: u32 = ((1 << TAIL_IDX_BITS) - 1) << TAIL_IDX_OFFSET;
@@ -101,6 +114,11 @@ const _: () = assert!(TAIL_CPU_BITS >= 14 && arch::MAX_CPUS < 1 << TAIL_CPU_BITS
 fn encode_tail(cpu: usize, idx: usize) -> u32 {
     debug_assert!(idx < MAX_NODES);
     ((cpu as u32 + 1) << TAIL_CPU_OFFSET) | ((idx as u32) << TAIL_IDX_OFFSET)
+}
+
+/// The steals counted past the current queue head.
+fn steals(val: u32) -> u32 {
+    (val & STEALS_MASK) >> STEALS_OFFSET
 }
 
 fn decode_tail(tail: u32) -> (usize, usize) {
@@ -169,6 +187,11 @@ pub trait Platform {
     /// before it claims a node and queues (0: queue at once, as Linux does).
     fn unqueued_spins(&self) -> u32 {
         0
+    }
+    /// Halting: how many CPUs may take the lock past one queue head before
+    /// it goes to the head ([`UNBOUNDED_STEALS`]: no limit, as Linux).
+    fn steal_budget(&self) -> u32 {
+        UNBOUNDED_STEALS
     }
     /// Counts a slow-path event (statistics; the default counts nothing).
     #[inline(always)]
@@ -373,7 +396,7 @@ impl QSpinLock {
             //    load of `next` in the hand-over)     node.locked = 1 (Release)
             prev.next
                 .store(node as *const McsNode as *mut McsNode, Ordering::Release);
-            M::wait_node(p, node, prev);
+            M::wait_node(p, self, node, prev);
             // Acquire: pairs with the predecessor's Release of `locked`.
             while node.locked.load(Ordering::Acquire) == 0 {
                 spin_hint();
@@ -438,16 +461,18 @@ impl QSpinLock {
         }
     }
 
-    /// Halting stealer: `t,p,0 -> t,0,1` from exactly `val`. A pending bit
-    /// there is a stale head's (one that left the lock free too long): it
-    /// goes with the steal, so the CPUs after us do not wait for that head
-    /// again; if it runs after all, it takes the lock as a stealer would.
+    /// Halting stealer: `t,p,0 -> t,0,1` from exactly `val`, one more
+    /// steal counted past a queue's head. A pending bit there is a stale
+    /// head's (one that left the lock free too long): it goes with the
+    /// steal, so the CPUs after us do not wait for that head again; if it
+    /// runs after all, it takes the lock as a stealer would.
     fn steal_word(&self, val: u32) -> bool {
         debug_assert_eq!(val & LOCKED_MASK, 0);
+        let counted = val & TAIL_MASK != 0 && steals(val) < STEALS_MAX;
         self.val
             .compare_exchange(
                 val,
-                (val & !PENDING_VAL) | LOCKED_VAL,
+                (val & !PENDING_VAL) + LOCKED_VAL + if counted { STEAL_ONE } else { 0 },
                 Ordering::Acquire,
                 Ordering::Relaxed,
             )
@@ -455,10 +480,10 @@ impl QSpinLock {
     }
 
     /// Halting head: `*,1,0 -> *,0,1` (the lock taken, our pending bit
-    /// cleared with it); the new word on success.
+    /// and the steals past us cleared with it); the new word on success.
     fn take_clearing_pending(&self, mut val: u32) -> Result<u32, u32> {
         while val & LOCKED_MASK == 0 {
-            let new = (val & !PENDING_VAL) | LOCKED_VAL;
+            let new = (val & !(PENDING_VAL | STEALS_MASK)) | LOCKED_VAL;
             match self
                 .val
                 .compare_exchange_weak(val, new, Ordering::Acquire, Ordering::Relaxed)
@@ -501,7 +526,7 @@ trait Mode {
     /// With our node set up, before publishing it: true if we took the lock.
     fn trylock_before_queueing<P: Platform>(p: &P, lock: &QSpinLock) -> bool;
     /// Before waiting for our MCS `locked` flag.
-    fn wait_node<P: Platform>(p: &P, node: &McsNode, prev: &McsNode);
+    fn wait_node<P: Platform>(p: &P, lock: &QSpinLock, node: &McsNode, prev: &McsNode);
     /// As queue head: wait until we may take the lock; returns the word.
     /// Native: returns once `*,0,0` (lock not yet taken). Halting: returns
     /// with the lock taken.
@@ -526,7 +551,7 @@ impl Mode for Native {
     }
 
     #[inline(always)] // No-op.
-    fn wait_node<P: Platform>(_: &P, _: &McsNode, _: &McsNode) {}
+    fn wait_node<P: Platform>(_: &P, _: &QSpinLock, _: &McsNode, _: &McsNode) {}
 
     #[inline(always)]
     fn wait_head_or_lock<P: Platform>(_: &P, lock: &QSpinLock, _: &McsNode) -> u32 {

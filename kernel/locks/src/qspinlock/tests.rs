@@ -3,7 +3,7 @@
 use super::halt::{steal, Halt, Steal};
 use super::hash::PvHash;
 use super::*;
-use crate::test_platform::{shared, shared_unqueued, Cpu, Shared};
+use crate::test_platform::{shared, shared_unqueued, shared_with, Cpu, Shared};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::thread;
@@ -113,27 +113,36 @@ fn stress_with(shared: Arc<Shared>, ids: &[usize], per_cpu: u64) {
     }
 }
 
+/// No steal budget (Linux's rules).
+const U: u32 = UNBOUNDED_STEALS;
+
 #[test]
 fn stealing_rules() {
     let tail = encode_tail(1, 0);
     // No queue: free, take it (the fast path's case); held, queue and
     // become the head.
-    assert_eq!(steal(0, 0, 4, false), Steal::Take);
-    assert_eq!(steal(LOCKED_VAL, 0, 4, false), Steal::Queue);
+    assert_eq!(steal(0, 0, 4, false, U), Steal::Take);
+    assert_eq!(steal(LOCKED_VAL, 0, 4, false, U), Steal::Queue);
     // A queue whose head is not spinning (halted, preempted, between
     // heads): take a free lock, spin for a held one.
-    assert_eq!(steal(tail, 0, 4, false), Steal::Take);
-    assert_eq!(steal(tail | LOCKED_VAL, 0, 4, false), Steal::Wait);
-    assert_eq!(steal(tail | SLOW_VAL, 0, 4, false), Steal::Wait);
+    assert_eq!(steal(tail, 0, 4, false, U), Steal::Take);
+    assert_eq!(steal(tail | LOCKED_VAL, 0, 4, false, U), Steal::Wait);
+    assert_eq!(steal(tail | SLOW_VAL, 0, 4, false, U), Steal::Wait);
     // A spinning head waiting for a holder: queue behind it.
     assert_eq!(
-        steal(tail | PENDING_VAL | LOCKED_VAL, 0, 4, false),
+        steal(tail | PENDING_VAL | LOCKED_VAL, 0, 4, false, U),
         Steal::Queue
     );
     // A spinning head that leaves the lock free: give it `stale` looks.
-    assert_eq!(steal(tail | PENDING_VAL, 0, 4, false), Steal::WaitForHead);
-    assert_eq!(steal(tail | PENDING_VAL, 3, 4, false), Steal::WaitForHead);
-    assert_eq!(steal(tail | PENDING_VAL, 4, 4, false), Steal::Take);
+    assert_eq!(
+        steal(tail | PENDING_VAL, 0, 4, false, U),
+        Steal::WaitForHead
+    );
+    assert_eq!(
+        steal(tail | PENDING_VAL, 3, 4, false, U),
+        Steal::WaitForHead
+    );
+    assert_eq!(steal(tail | PENDING_VAL, 4, 4, false, U), Steal::Take);
 }
 
 #[test]
@@ -141,18 +150,18 @@ fn unqueued_spinning_rules() {
     let tail = encode_tail(1, 0);
     // With unqueued spins left, a held lock is spun for, queue or not
     // (without them: queued for, above).
-    assert_eq!(steal(LOCKED_VAL, 0, 4, true), Steal::Wait);
+    assert_eq!(steal(LOCKED_VAL, 0, 4, true, U), Steal::Wait);
     assert_eq!(
-        steal(tail | PENDING_VAL | LOCKED_VAL, 0, 4, true),
+        steal(tail | PENDING_VAL | LOCKED_VAL, 0, 4, true, U),
         Steal::Wait
     );
-    assert_eq!(steal(tail | LOCKED_VAL, 0, 4, true), Steal::Wait);
+    assert_eq!(steal(tail | LOCKED_VAL, 0, 4, true, U), Steal::Wait);
     // A free lock: taken as without them; a spinning head still gets its
     // `stale` looks first (it keeps its turn).
-    assert_eq!(steal(0, 0, 4, true), Steal::Take);
-    assert_eq!(steal(tail, 0, 4, true), Steal::Take);
-    assert_eq!(steal(tail | PENDING_VAL, 0, 4, true), Steal::WaitForHead);
-    assert_eq!(steal(tail | PENDING_VAL, 4, 4, true), Steal::Take);
+    assert_eq!(steal(0, 0, 4, true, U), Steal::Take);
+    assert_eq!(steal(tail, 0, 4, true, U), Steal::Take);
+    assert_eq!(steal(tail | PENDING_VAL, 0, 4, true, U), Steal::WaitForHead);
+    assert_eq!(steal(tail | PENDING_VAL, 4, 4, true, U), Steal::Take);
 }
 
 #[test]
@@ -166,7 +175,10 @@ fn a_steal_past_a_stale_head_clears_its_pending_bit() {
     let tail = encode_tail(1, 0);
     lock.val.store(tail | PENDING_VAL, Ordering::Relaxed);
     assert!(Halt::trylock_before_queueing(&cpu, &lock));
-    assert_eq!(lock.val.load(Ordering::Relaxed), tail | LOCKED_VAL);
+    assert_eq!(
+        lock.val.load(Ordering::Relaxed),
+        tail | STEAL_ONE | LOCKED_VAL
+    );
     // Not past a head that is spinning for a held lock: queue.
     lock.val
         .store(tail | PENDING_VAL | LOCKED_VAL, Ordering::Relaxed);
@@ -178,6 +190,60 @@ fn a_steal_past_a_stale_head_clears_its_pending_bit() {
     assert!(!Halt::spin_unqueued(&cpu, &lock));
     lock.val.store(0, Ordering::Relaxed);
     assert!(Halt::spin_unqueued(&cpu, &lock));
+}
+
+#[test]
+fn the_steal_budget_hands_the_lock_to_the_head() {
+    let tail = encode_tail(1, 0);
+    let spent = |n: u32| tail | (n << STEALS_OFFSET);
+    // Under the budget the rules are as without one; at it, every
+    // contender queues, spins left or not, the lock free or not.
+    assert_eq!(steal(spent(1), 0, 4, false, 2), Steal::Take);
+    for (val, unqueued) in [
+        (spent(2), false),
+        (spent(2), true),
+        (spent(2) | LOCKED_VAL, true),
+    ] {
+        assert_eq!(steal(val, 0, 4, unqueued, 2), Steal::Queue, "{val:#x}");
+    }
+    // No queue, no count: the budget is per queue head.
+    assert_eq!(steal(2 << STEALS_OFFSET, 0, 4, false, 2), Steal::Take);
+    assert_eq!(steal(spent(0), 0, 4, false, 0), Steal::Queue);
+
+    // A steal past a head counts; one with no queue does not; the count
+    // saturates; the head's take clears it.
+    let shared = shared_with(2, SlowPath::Halt, 0, 2);
+    let cpu = Cpu::new(0, &shared);
+    let lock = QSpinLock::new();
+    lock.val.store(tail, Ordering::Relaxed);
+    assert!(Halt::trylock_before_queueing(&cpu, &lock));
+    assert_eq!(lock.val.load(Ordering::Relaxed), spent(1) | LOCKED_VAL);
+    lock.val.store(spent(1), Ordering::Relaxed);
+    assert!(Halt::trylock_before_queueing(&cpu, &lock));
+    assert_eq!(lock.val.load(Ordering::Relaxed), spent(2) | LOCKED_VAL);
+    lock.val.store(spent(2), Ordering::Relaxed);
+    assert!(!Halt::trylock_before_queueing(&cpu, &lock), "budget spent");
+    lock.val.store(spent(STEALS_MAX), Ordering::Relaxed);
+    assert!(lock.steal_word(spent(STEALS_MAX)));
+    assert_eq!(
+        lock.val.load(Ordering::Relaxed),
+        spent(STEALS_MAX) | LOCKED_VAL
+    );
+    lock.val.store(0, Ordering::Relaxed);
+    assert!(lock.steal_word(0));
+    assert_eq!(lock.val.load(Ordering::Relaxed), LOCKED_VAL);
+    let head = spent(2) | PENDING_VAL;
+    assert_eq!(lock.take_clearing_pending(head), Err(LOCKED_VAL));
+    lock.val.store(head, Ordering::Relaxed);
+    assert_eq!(lock.take_clearing_pending(head), Ok(tail | LOCKED_VAL));
+}
+
+#[test]
+fn a_bounded_steal_budget_loses_no_update() {
+    for budget in [0, 1, 4] {
+        let ids: Vec<usize> = (0..4).collect();
+        stress_with(shared_with(4, SlowPath::Halt, 64, budget), &ids, 20_000);
+    }
 }
 
 #[test]
