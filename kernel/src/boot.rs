@@ -9,7 +9,7 @@
 
 use core::fmt::Write as _;
 
-use arch::{Arch, BootHandoff, Irq, TrapHooks};
+use arch::{BootHandoff, Cpu, Devices, Interrupts, Irq, Power, Timer, TrapHooks};
 
 use crate::app::{self, App};
 use crate::bootargs;

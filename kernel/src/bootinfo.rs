@@ -1,6 +1,6 @@
 //! Boot facts, read once from the FDT and kept for everyone else
 //! ([`boot_info`]). The platform devices the arch layer needs are read by
-//! [`arch::Arch::init_platform`] from the same FDT.
+//! [`arch::Devices::init_platform`] from the same FDT.
 
 use fdt::Fdt;
 use heapless::Vec;

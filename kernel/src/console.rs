@@ -8,7 +8,7 @@
 
 use core::fmt::{self, Write};
 
-use arch::Arch;
+use arch::{Console, Cpu};
 
 use crate::sync::SpinNoIrq;
 use crate::{time, A};

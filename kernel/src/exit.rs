@@ -9,7 +9,7 @@ use core::fmt;
 use core::panic::PanicInfo;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use arch::Arch;
+use arch::{Cpu, Interrupts, Power};
 
 use crate::{console, smp, A};
 

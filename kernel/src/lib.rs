@@ -30,12 +30,12 @@ pub use arch::MAX_CPUS;
 
 /// The architecture's name, as the banner prints it.
 pub fn arch_name() -> &'static str {
-    use arch::Arch;
+    use arch::Cpu;
     A::NAME
 }
 
 /// Logical index of the calling CPU (0 = boot CPU).
 pub fn cpu_id() -> usize {
-    use arch::Arch;
+    use arch::Cpu;
     A::cpu_id()
 }

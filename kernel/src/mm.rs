@@ -4,7 +4,7 @@
 //! the old translation any more (the TLB shootdown, docs/shootdown.md).
 
 pub use arch::{Access, ShootdownStats};
-use arch::{Arch, MapError, MemAttr};
+use arch::{MapError, MemAttr, Mmu};
 use heapless::Vec;
 
 use crate::bootinfo::{BootInfo, MemRegion, MAX_MEMORY_REGIONS};

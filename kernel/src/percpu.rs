@@ -1,5 +1,5 @@
 //! Per-CPU data: one cache-line-aligned slot per logical CPU, indexed by
-//! [`arch::Arch::cpu_id`], so CPUs updating their own slot never share a line.
+//! [`arch::Cpu::cpu_id`], so CPUs updating their own slot never share a line.
 //!
 //! Memory grows with the CPUs present, not with [`MAX_CPUS`]: the boot CPU's
 //! slot is in the static itself (usable from the first instruction, before
@@ -12,7 +12,7 @@
 use core::alloc::Layout;
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
-use arch::Arch;
+use arch::{Cpu, Interrupts};
 
 use crate::{A, MAX_CPUS};
 

@@ -44,7 +44,7 @@ use alloc::boxed::Box;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use core::time::Duration;
 
-use arch::Arch;
+use arch::{Cpu, Devices, Interrupts, Smp, Timer};
 
 use crate::percpu::{self, PerCpu};
 use crate::{per_cpu, sched, time, A, MAX_CPUS};
@@ -113,7 +113,7 @@ pub(crate) fn mark_online(cpu: usize) {
 /// Set while the boot CPU halts in [`wait_for_starts`].
 static BOOT_CPU_WAITING: AtomicBool = AtomicBool::new(false);
 
-/// How long the boot CPU halts at most between [`Arch::poll_starts`] calls.
+/// How long the boot CPU halts at most between [`Smp::poll_starts`] calls.
 const START_POLL: Duration = Duration::from_millis(1);
 
 /// Waits until `expected` CPUs are online or `deadline` passes. Halts rather

@@ -1,6 +1,6 @@
 //! Guest time and the per-CPU tick.
 //!
-//! Time is the architecture's free-running counter ([`Arch::ticks`]), shared by
+//! Time is the architecture's free-running counter ([`Timer::ticks`]), shared by
 //! all CPUs and, under KVM, guest time: it keeps running while a vCPU is
 //! preempted. Each CPU's timer interrupts it [`TICK_HZ`] times a second,
 //! and also at the deadline of its earliest sleeping thread, so a sleep
@@ -9,7 +9,7 @@
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::time::Duration;
 
-use arch::Arch;
+use arch::{Cpu, Timer};
 
 use crate::percpu::PerCpu;
 use crate::{per_cpu, A};

@@ -156,7 +156,7 @@ fn hex(regs: &Regs) -> String {
 /// Whether the hvcl fuzz can run here: the probe found KVM's signature.
 pub fn available() -> bool {
     // a0 = 0 is no function: answered -1, changes nothing.
-    pv::raw_hvcl([0; 6]).is_ok()
+    pv::raw_call([0; 6]).is_ok()
 }
 
 fn named_offer(names: &[&str]) -> Result<Offer, String> {
@@ -218,7 +218,7 @@ pub fn run(config: &Config) -> u8 {
         // This CPU's, read on it (the job runs on the CPU it is for).
         let registered = pv::raw_hvcl_registration();
         let (kind, regs, answer) = generate(rng, &machine, registered);
-        let why = match pv::raw_hvcl(regs) {
+        let why = match pv::raw_call(regs) {
             Ok(after) => judge(&regs, &after, answer).map(|why| (hex(&after), why)),
             Err(e) => Some(("nothing".into(), format!("not issued: {e:?}"))),
         };

@@ -12,7 +12,7 @@
 //! | arch | calls | the ABI it checks | module |
 //! |---|---|---|---|
 //! | arm64 | SMCCC on the FDT's conduit ([`kernel::pv::raw_call`]) | PSCI, SMCCC, KVM's vendor calls, PV time, PV lock v2, PV sched | [`smccc`] |
-//! | LoongArch | `hvcl 0x100` ([`kernel::pv::raw_hvcl`]) | FUNC_IPI, FUNC_NOTIFY, -1 for the rest; a1..a5 kept | [`hvcl`] |
+//! | LoongArch | `hvcl 0x100` ([`kernel::pv::raw_call`]) | FUNC_IPI, FUNC_NOTIFY, -1 for the rest; a1..a5 kept | [`hvcl`] |
 //!
 //! Each call is random, near a known one, or a known one with arguments
 //! at its edges ([`Kind`]), a third of the time each; calls that could take

@@ -395,7 +395,7 @@ fn probed_offer() -> Result<Offer, String> {
 
 /// Whether the SMCCC fuzz can run here: a raw call is answered.
 pub fn available() -> bool {
-    pv::raw_call(SMCCC_VERSION, [0; 3]).is_ok()
+    pv::raw_call([SMCCC_VERSION.into(), 0, 0, 0, 0, 0]).is_ok()
 }
 
 /// The offer `offer=` names, by the `pv:` line's names (time, lock, sched).
@@ -446,7 +446,8 @@ pub fn run(config: &Config) -> u8 {
     let tally = Tally::new();
     tally.run_on_every_cpu(config, |cpu, rng| {
         let (kind, call, expect) = generate(rng, &machine);
-        let why = match pv::raw_call(call.function, call.args) {
+        let [a1, a2, a3] = call.args;
+        let why = match pv::raw_call([call.function.into(), a1, a2, a3, 0, 0]).map(|r| [r[0], r[1], r[2], r[3]]) {
             Ok(answer) => judge(answer, expect, cpu).map(|why| {
                 let [x0, x1, x2, x3] = answer;
                 (format!("[{x0:#x}, {x1:#x}, {x2:#x}, {x3:#x}]"), why)

@@ -15,13 +15,13 @@ use core::fmt;
 
 use aarch64_cpu::registers::{Readable, Writeable, DAIF, MPIDR_EL1, TPIDR_EL1};
 
-use crate::{Access, Arch, IrqState, MapError, MemAttr, ShootdownStats, TrapHooks, MAX_CPUS};
+use crate::{Access, Console, Context, Cpu, Devices, Interrupts, IrqState, MapError, MemAttr, ShootdownStats, Mmu, Power, Pv, Smp, Timer, TrapHooks, MAX_CPUS};
 
 /// The aarch64 implementation of [`Arch`].
 #[derive(Debug)]
 pub struct Aarch64;
 
-/// Facts read from the FDT by [`Arch::init_platform`].
+/// Facts read from the FDT by [`Devices::init_platform`].
 struct Platform {
     conduit: psci::Conduit,
     psci_version: (u16, u16),
@@ -82,10 +82,8 @@ fn virtual_timer_ppi(fdt: &fdt::Fdt) -> Result<u32, &'static str> {
     word(2 * 3 + 1).ok_or(MISSING)
 }
 
-impl Arch for Aarch64 {
+impl Cpu for Aarch64 {
     const NAME: &'static str = "aarch64";
-    const PAGE_SIZE: usize = mmu::PAGE_SIZE;
-    const BOOT_RAM_WINDOW: (usize, usize) = mmu::BOOT_RAM_WINDOW;
 
     #[inline(always)] // One register read on every per-CPU access.
     fn cpu_id() -> usize {
@@ -97,6 +95,16 @@ impl Arch for Aarch64 {
         MPIDR_EL1.get() & crate::abi::arm64::MPIDR_AFFINITY_MASK
     }
 
+    fn wait_for_interrupt() {
+        aarch64_cpu::asm::wfi();
+    }
+
+    fn spin_hint() {
+        core::hint::spin_loop();
+    }
+}
+
+impl Interrupts for Aarch64 {
     fn irq_save() -> IrqState {
         let daif = DAIF.get();
         DAIF.write(DAIF::I::Masked);
@@ -110,15 +118,9 @@ impl Arch for Aarch64 {
     fn irq_enable() {
         DAIF.write(DAIF::I::Unmasked);
     }
+}
 
-    fn wait_for_interrupt() {
-        aarch64_cpu::asm::wfi();
-    }
-
-    fn spin_hint() {
-        core::hint::spin_loop();
-    }
-
+impl Timer for Aarch64 {
     fn ticks() -> u64 {
         timer::ticks()
     }
@@ -130,11 +132,15 @@ impl Arch for Aarch64 {
     fn timer_arm(ticks: u64) {
         timer::arm(ticks);
     }
+}
 
+impl Console for Aarch64 {
     fn console_write(bytes: &[u8]) {
         console::write(bytes);
     }
+}
 
+impl Devices for Aarch64 {
     fn init_platform(
         fdt: &fdt::Fdt,
         cpu_hw_ids: &[u64],
@@ -221,6 +227,23 @@ impl Arch for Aarch64 {
         irq::init_cpu(cpu);
     }
 
+    fn platform_summary(out: &mut dyn fmt::Write) -> fmt::Result {
+        let p = platform();
+        write!(
+            out,
+            "GICv3 (GICD {:#x}, GICR {:#x}), virtual timer PPI {}, PSCI {}.{} via {}, PL011 at {:#x}",
+            p.gicd,
+            p.gicr,
+            p.timer_ppi,
+            p.psci_version.0,
+            p.psci_version.1,
+            p.conduit.name(),
+            p.uart
+        )
+    }
+}
+
+impl Smp for Aarch64 {
     fn start_cpu(cpu: usize, stack_top: usize) -> Result<(), &'static str> {
         let p = platform();
         start::set_stack_top(cpu, stack_top);
@@ -232,7 +255,9 @@ impl Arch for Aarch64 {
     fn send_ipi(cpu: usize) {
         irq::send_ipi(platform().mpidr[cpu]);
     }
+}
 
+impl Context for Aarch64 {
     fn init_context(stack_top: usize, entry: extern "C" fn(usize) -> !, arg: usize) -> usize {
         context::init_context(stack_top, entry, arg)
     }
@@ -241,6 +266,12 @@ impl Arch for Aarch64 {
         // SAFETY: forwarded to the caller.
         unsafe { context::switch_context(save_sp, load_sp) }
     }
+}
+
+impl Mmu for Aarch64 {
+    const PAGE_SIZE: usize = mmu::PAGE_SIZE;
+
+    const BOOT_RAM_WINDOW: (usize, usize) = mmu::BOOT_RAM_WINDOW;
 
     fn phys_to_virt(pa: usize) -> usize {
         pa
@@ -269,7 +300,20 @@ impl Arch for Aarch64 {
     fn shootdown_stats() -> ShootdownStats {
         mmu::stats()
     }
+}
 
+impl Power for Aarch64 {
+    fn power_off() -> ! {
+        if let Some(p) = PLATFORM.get() {
+            let _ = p.conduit.system_off();
+        }
+        loop {
+            aarch64_cpu::asm::wfi();
+        }
+    }
+}
+
+impl Pv for Aarch64 {
     fn pv_probe(switches: &crate::pv::PvSwitches) -> crate::pv::PvReport {
         pv::probe(switches)
     }
@@ -302,31 +346,9 @@ impl Arch for Aarch64 {
         pv::cpu_off(cpu_id());
     }
 
-    fn pv_raw_call(function_id: u32, args: [u64; 3]) -> Result<[u64; 4], crate::pv::RawCallError> {
-        pv::raw_call(function_id, args)
-    }
-
-    fn power_off() -> ! {
-        if let Some(p) = PLATFORM.get() {
-            let _ = p.conduit.system_off();
-        }
-        loop {
-            aarch64_cpu::asm::wfi();
-        }
-    }
-
-    fn platform_summary(out: &mut dyn fmt::Write) -> fmt::Result {
-        let p = platform();
-        write!(
-            out,
-            "GICv3 (GICD {:#x}, GICR {:#x}), virtual timer PPI {}, PSCI {}.{} via {}, PL011 at {:#x}",
-            p.gicd,
-            p.gicr,
-            p.timer_ppi,
-            p.psci_version.0,
-            p.psci_version.1,
-            p.conduit.name(),
-            p.uart
-        )
+    fn pv_raw_call(regs: crate::pv::RawRegs) -> Result<crate::pv::RawRegs, crate::pv::RawCallError> {
+        // SMCCC: the function ID is w0.
+        let [x0, x1, x2, x3] = pv::raw_call(regs[0] as u32, [regs[1], regs[2], regs[3]])?;
+        Ok([x0, x1, x2, x3, 0, 0])
     }
 }

@@ -242,7 +242,7 @@ pub(super) fn cpu_off(cpu: usize) {
     }
 }
 
-/// One raw SMCCC call, for `Arch::pv_raw_call`: only after the probe saw
+/// One raw SMCCC call, for `Pv::pv_raw_call`: only after the probe saw
 /// SMCCC >= 1.1 on the conduit, and never one `raw_call_refusal` refuses.
 pub(super) fn raw_call(function: u32, args: [u64; 3]) -> Result<[u64; 4], RawCallError> {
     if !PLAN.get().is_some_and(|plan| plan.smccc_1_1) {

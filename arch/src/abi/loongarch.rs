@@ -24,7 +24,7 @@ pub const CPUCFG_KVM_SIGNATURE: u32 = CPUCFG_KVM_BASE;
 pub const KVM_SIGNATURE: u32 = 0x004D_564B;
 const _: () = assert!(KVM_SIGNATURE == u32::from_le_bytes(*b"KVM\0"));
 /// `cpucfg` index of the KVM feature word.
-pub const CPUCFG_KVM_FEATURES: u32 = 0x4000_0004;
+pub const CPUCFG_KVM_FEATURES: u32 = CPUCFG_KVM_BASE + 4;
 
 // Bits of the feature word ([`CPUCFG_KVM_FEATURES`]).
 

@@ -264,10 +264,10 @@ impl TlbCpu for Cpu {
         super::cpu_id()
     }
     fn irq_save(&self) -> IrqState {
-        <super::Loongarch64 as crate::Arch>::irq_save()
+        <super::Loongarch64 as crate::Interrupts>::irq_save()
     }
     fn irq_restore(&self, state: IrqState) {
-        <super::Loongarch64 as crate::Arch>::irq_restore(state);
+        <super::Loongarch64 as crate::Interrupts>::irq_restore(state);
     }
     fn invalidate_all(&self) {
         invalidate_local();

@@ -10,7 +10,7 @@
 //! |---|---|
 //! | `0x9000_xxxx_xxxx_xxxx` | DMW1: all physical memory, coherent cached (image, heap, FDT) |
 //! | `0x8000_xxxx_xxxx_xxxx` | DMW0: all physical memory, strongly-ordered uncached (devices) |
-//! | `[0, 2^47)` | page table ([`Arch::map`]); nothing mapped at boot |
+//! | `[0, 2^47)` | page table ([`Mmu::map`]); nothing mapped at boot |
 
 mod console;
 mod context;
@@ -29,13 +29,13 @@ use core::fmt;
 
 use loongArch64::register::cpuid;
 
-use crate::{Access, Arch, IrqState, MapError, MemAttr, ShootdownStats, TrapHooks, MAX_CPUS};
+use crate::{Access, Console, Context, Cpu, Devices, Interrupts, IrqState, MapError, MemAttr, ShootdownStats, Mmu, Power, Pv, Smp, Timer, TrapHooks, MAX_CPUS};
 
 /// The loongarch64 implementation of [`Arch`].
 #[derive(Debug)]
 pub struct Loongarch64;
 
-/// Facts read from the FDT by [`Arch::init_platform`].
+/// Facts read from the FDT by [`Devices::init_platform`].
 struct Platform {
     /// Physical CPU id (CSR.CPUID, FDT `/cpus/cpu@N/reg`) of each logical CPU.
     hw_id: [u64; MAX_CPUS],
@@ -89,12 +89,8 @@ fn reg_base(
 /// field of IPI_SEND / MAIL_SEND is 10 bits wide).
 const MAX_HW_CPU_ID: u64 = 0x3ff;
 
-impl Arch for Loongarch64 {
+impl Cpu for Loongarch64 {
     const NAME: &'static str = "loongarch64";
-    const PAGE_SIZE: usize = mmu::PAGE_SIZE;
-    // RAM is reached through DMW1, which covers every physical address: there
-    // is no boot map to trim.
-    const BOOT_RAM_WINDOW: (usize, usize) = (0, 0);
 
     #[inline(always)] // One CSR read on every per-CPU access.
     fn cpu_id() -> usize {
@@ -106,6 +102,21 @@ impl Arch for Loongarch64 {
         cpuid::read().core_id() as u64 & 0x1ff
     }
 
+    fn wait_for_interrupt() {
+        // `idle` returns once an interrupt enabled in ECFG.LIE is pending,
+        // whether or not CRMD.IE masks it (the kernel waits with it masked).
+        // As a halt: shootdowns skip this CPU meanwhile, and it flushes its
+        // TLB on waking if one asked it to.
+        // SAFETY: `idle` has no effect beyond waiting.
+        mmu::halt(|| unsafe { loongArch64::asm::idle() });
+    }
+
+    fn spin_hint() {
+        core::hint::spin_loop();
+    }
+}
+
+impl Interrupts for Loongarch64 {
     fn irq_save() -> IrqState {
         // SAFETY: clears CRMD.IE only; masking interrupts is always allowed.
         let old = unsafe { csr::exchange::<{ csr::CRMD }>(0, csr::CRMD_IE) };
@@ -121,20 +132,9 @@ impl Arch for Loongarch64 {
         // SAFETY: sets CRMD.IE only; the trap vector is installed at entry.
         unsafe { csr::exchange::<{ csr::CRMD }>(csr::CRMD_IE, csr::CRMD_IE) };
     }
+}
 
-    fn wait_for_interrupt() {
-        // `idle` returns once an interrupt enabled in ECFG.LIE is pending,
-        // whether or not CRMD.IE masks it (the kernel waits with it masked).
-        // As a halt: shootdowns skip this CPU meanwhile, and it flushes its
-        // TLB on waking if one asked it to.
-        // SAFETY: `idle` has no effect beyond waiting.
-        mmu::halt(|| unsafe { loongArch64::asm::idle() });
-    }
-
-    fn spin_hint() {
-        core::hint::spin_loop();
-    }
-
+impl Timer for Loongarch64 {
     fn ticks() -> u64 {
         timer::ticks()
     }
@@ -146,11 +146,15 @@ impl Arch for Loongarch64 {
     fn timer_arm(ticks: u64) {
         timer::arm(ticks);
     }
+}
 
+impl Console for Loongarch64 {
     fn console_write(bytes: &[u8]) {
         console::write(bytes);
     }
+}
 
+impl Devices for Loongarch64 {
     fn init_platform(
         fdt: &fdt::Fdt,
         cpu_hw_ids: &[u64],
@@ -190,6 +194,20 @@ impl Arch for Loongarch64 {
         mmu::join_shootdowns(cpu);
     }
 
+    fn platform_summary(out: &mut dyn fmt::Write) -> fmt::Result {
+        let p = platform();
+        write!(
+            out,
+            "IOCSR IPI + mailbox boot, constant timer {} MHz, ns16550 at {:#x}, {}, \
+             4-level page table + DMW",
+            timer::ticks_per_sec() / 1_000_000,
+            p.uart,
+            p.power
+        )
+    }
+}
+
+impl Smp for Loongarch64 {
     fn start_cpu(cpu: usize, stack_top: usize) -> Result<(), &'static str> {
         let p = platform();
         if cpu == 0 || cpu >= p.cpus {
@@ -206,7 +224,9 @@ impl Arch for Loongarch64 {
         // With the PV IPI in use this is a one-target FUNC_IPI.
         irq::raise(crate::pv::CpuMask::default().with(cpu), irq::ACTION_KERNEL);
     }
+}
 
+impl Context for Loongarch64 {
     fn init_context(stack_top: usize, entry: extern "C" fn(usize) -> !, arg: usize) -> usize {
         context::init_context(stack_top, entry, arg)
     }
@@ -215,6 +235,12 @@ impl Arch for Loongarch64 {
         // SAFETY: forwarded to the caller.
         unsafe { context::switch_context(save_sp, load_sp) }
     }
+}
+
+impl Mmu for Loongarch64 {
+    const PAGE_SIZE: usize = mmu::PAGE_SIZE;
+
+    const BOOT_RAM_WINDOW: (usize, usize) = (0, 0);
 
     fn phys_to_virt(pa: usize) -> usize {
         mmu::cached(pa)
@@ -247,7 +273,15 @@ impl Arch for Loongarch64 {
     fn shootdown_stats() -> ShootdownStats {
         mmu::stats()
     }
+}
 
+impl Power for Loongarch64 {
+    fn power_off() -> ! {
+        power::off(PLATFORM.get().map(|p| &p.power))
+    }
+}
+
+impl Pv for Loongarch64 {
     fn pv_probe(switches: &crate::pv::PvSwitches) -> crate::pv::PvReport {
         pv::probe(switches)
     }
@@ -284,32 +318,11 @@ impl Arch for Loongarch64 {
         pv::cpu_off();
     }
 
-    fn pv_raw_call(_: u32, _: [u64; 3]) -> Result<[u64; 4], crate::pv::RawCallError> {
-        // SMCCC is arm64's; LoongArch's `hvcl` convention is `pv_raw_hvcl`.
-        Err(crate::pv::RawCallError::Unavailable)
-    }
-
-    fn pv_raw_hvcl(regs: [u64; 6]) -> Result<[u64; 6], crate::pv::RawCallError> {
+    fn pv_raw_call(regs: crate::pv::RawRegs) -> Result<crate::pv::RawRegs, crate::pv::RawCallError> {
         pv::raw_hvcl(regs)
     }
 
     fn pv_hvcl_registration() -> Option<u64> {
         pv::registration(cpu_id())
-    }
-
-    fn power_off() -> ! {
-        power::off(PLATFORM.get().map(|p| &p.power))
-    }
-
-    fn platform_summary(out: &mut dyn fmt::Write) -> fmt::Result {
-        let p = platform();
-        write!(
-            out,
-            "IOCSR IPI + mailbox boot, constant timer {} MHz, ns16550 at {:#x}, {}, \
-             4-level page table + DMW",
-            timer::ticks_per_sec() / 1_000_000,
-            p.uart,
-            p.power
-        )
     }
 }

@@ -295,14 +295,14 @@ pub(super) fn registration(cpu: usize) -> Option<u64> {
         .then(|| record_pa(cpu) | STEAL_PHYS_VALID)
 }
 
-/// One raw `hvcl 0x100` with a0..a5 = `regs`, for `Arch::pv_raw_hvcl`: only
+/// One raw `hvcl 0x100` with a0..a5 = `regs`, for `Pv::pv_raw_call`: only
 /// once the probe found KVM, and never one `raw::refusal` refuses.
 pub(super) fn raw_hvcl(regs: [u64; 6]) -> Result<[u64; 6], RawCallError> {
     if !KVM_FOUND.load(Ordering::Acquire) {
         return Err(RawCallError::Unavailable);
     }
     // Interrupts masked: the CPU cannot change between the check and the call.
-    let irq = <super::Loongarch64 as crate::Arch>::irq_save();
+    let irq = <super::Loongarch64 as crate::Interrupts>::irq_save();
     let registered = registration(super::cpu_id());
     let result = match logic::raw::refusal(&regs, registered) {
         Some(why) => Err(RawCallError::Refused(why)),
@@ -329,6 +329,6 @@ pub(super) fn raw_hvcl(regs: [u64; 6]) -> Result<[u64; 6], RawCallError> {
             Ok(r)
         }
     };
-    <super::Loongarch64 as crate::Arch>::irq_restore(irq);
+    <super::Loongarch64 as crate::Interrupts>::irq_restore(irq);
     result
 }

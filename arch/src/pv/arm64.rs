@@ -457,7 +457,7 @@ const PSCI_QUERIES: [u32; 9] = [
     psci::PSCI_MEM_PROTECT_CHECK_RANGE_32 & 0xffff,
 ];
 
-/// Why a raw call (`Arch::pv_raw_call`, for the hypercall fuzz app) must not
+/// Why a raw call (`Pv::pv_raw_call`, for the hypercall fuzz app) must not
 /// be issued, or `None` if it may. `kernel_memory(addr)`: whether `addr` is
 /// memory the kernel uses. Refused, because a host that implements them
 /// would act on them behind the kernel's back:

@@ -652,7 +652,14 @@ impl fmt::Display for CallList<'_> {
     }
 }
 
-/// Why [`crate::Arch::pv_raw_call`] issued no call.
+/// The registers of one raw hypercall ([`crate::Pv::pv_raw_call`]), in the
+/// host's convention: arm64 SMCCC x0..x5 (x0 the function ID, in w0; x1..x3
+/// its arguments, x4 and x5 not passed; x0..x3 back, the rest 0),
+/// LoongArch `hvcl 0x100` a0..a5 (a0 the function; a0..a5 back, the ABI
+/// clobbers only a0).
+pub type RawRegs = [u64; 6];
+
+/// Why [`crate::Pv::pv_raw_call`] issued no call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RawCallError {
     /// No conduit here is known to answer any function ID: the probe found

@@ -20,9 +20,9 @@ use core::sync::atomic::{AtomicBool, Ordering};
 pub mod kicks;
 
 use arch::pv::{CpuMask, Hypervisor, PvFeature, PvReport, PvSwitches};
-use arch::Arch;
+use arch::{Cpu, Interrupts, Pv, Smp};
 
-pub use arch::pv::RawCallError;
+pub use arch::pv::{RawCallError, RawRegs};
 
 use crate::sync::SlowPath;
 use crate::A;
@@ -221,23 +221,14 @@ pub(crate) fn cpu_off() {
     A::pv_cpu_off();
 }
 
-/// One raw hypercall, for the hypercall fuzz app (`apps/src/hvcfuzz.rs`)
-/// only: `function_id` with `args` as its first three arguments, the host's
-/// first four result registers back. Nothing else in the kernel uses it;
-/// everything PV goes through the queries above. The architecture issues it
-/// only where the probe found a convention that answers any function ID,
-/// and refuses the calls that could take a CPU, the machine or the
-/// kernel's memory away from it ([`arch::Arch::pv_raw_call`]).
-pub fn raw_call(function_id: u32, args: [u64; 3]) -> Result<[u64; 4], RawCallError> {
-    A::pv_raw_call(function_id, args)
-}
-
-/// One raw `hvcl 0x100` (LoongArch), for the hypercall fuzz app only: a0..a5
-/// in, a0..a5 back. Only where the probe found KVM's signature; a
-/// FUNC_NOTIFY that would move or drop the calling CPU's steal-time record
-/// is refused ([`arch::Arch::pv_raw_hvcl`]).
-pub fn raw_hvcl(regs: [u64; 6]) -> Result<[u64; 6], RawCallError> {
-    A::pv_raw_hvcl(regs)
+/// One raw hypercall in the host's convention ([`RawRegs`]), for the
+/// hypercall fuzz app (`apps/src/hvcfuzz/`) only. Nothing else in the
+/// kernel uses it; everything PV goes through the queries above. The
+/// architecture issues it only where the probe found a convention that
+/// answers any call, and refuses the calls that could take a CPU, the
+/// machine or the kernel's memory away from it ([`arch::Pv::pv_raw_call`]).
+pub fn raw_call(regs: RawRegs) -> Result<RawRegs, RawCallError> {
+    A::pv_raw_call(regs)
 }
 
 /// The calling CPU's live FUNC_NOTIFY a2 (LoongArch: its steal-time record's

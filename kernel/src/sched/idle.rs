@@ -3,7 +3,7 @@
 
 use core::sync::atomic::Ordering;
 
-use arch::Arch;
+use arch::{Cpu, Interrupts};
 
 use super::{account_now, cpu_sched, finish_switch, schedule, CpuSched, Reason};
 use crate::{smp, A};

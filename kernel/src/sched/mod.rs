@@ -22,7 +22,7 @@
 //! # Switching
 //!
 //! [`schedule`] runs with interrupts masked: it charges the outgoing thread,
-//! picks the next, and calls [`Arch::switch_context`]. The incoming thread
+//! picks the next, and calls [`Context::switch_context`]. The incoming thread
 //! finishes the switch ([`finish_switch`]): only then is the outgoing one
 //! off the CPU (`on_cpu` false), so only then may it be queued again or run
 //! elsewhere. A waker that finds a thread blocked waits for `on_cpu` to
@@ -70,7 +70,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use core::time::Duration;
 
-use arch::Arch;
+use arch::{Cpu, Interrupts, Smp, Timer};
 
 pub use account::{Charge, CpuClock, CpuTimes, Ran};
 use placement::CpuView;

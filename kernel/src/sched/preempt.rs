@@ -5,7 +5,7 @@
 
 use core::sync::atomic::Ordering;
 
-use arch::Arch;
+use arch::{Cpu, Interrupts};
 
 use super::cpu_sched;
 use crate::A;

@@ -7,7 +7,7 @@
 use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
 
-use arch::Arch;
+use arch::{Context, Cpu};
 
 use super::{
     arc_from_slot, cpu_sched, cpu_views, current_ref, enqueue, load, placement, steal_from,

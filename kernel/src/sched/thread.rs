@@ -12,7 +12,7 @@ use core::cell::UnsafeCell;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
-use arch::Arch;
+use arch::{Context, Cpu, Interrupts};
 
 use super::{
     cpu_sched, current, current_ref, enqueue, finish_switch, schedule, select_cpu, Charge, Reason,
@@ -40,7 +40,7 @@ pub struct Thread {
     /// The only CPU it may run on, if pinned.
     pub(super) pinned: Option<usize>,
     pub(super) is_idle: bool,
-    /// Saved stack pointer while switched out (see [`Arch::switch_context`]).
+    /// Saved stack pointer while switched out (see [`Context::switch_context`]).
     pub(super) sp: UnsafeCell<usize>,
     /// `None` for a CPU's boot context adopted as a thread.
     pub(super) stack: Option<Box<[u64]>>,

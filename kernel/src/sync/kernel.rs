@@ -7,7 +7,7 @@ use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use core::time::Duration;
 
-use arch::Arch;
+use arch::Cpu;
 
 use super::mcs::McsCpuNodes;
 use super::qspinlock::{

@@ -20,7 +20,7 @@ use core::cell::UnsafeCell;
 use core::marker::PhantomData;
 use core::ops::{Deref, DerefMut};
 
-use arch::{Arch, IrqState};
+use arch::{Cpu, Interrupts, IrqState};
 
 use super::kernel::{KernelCpu, MCS_NODES_PER_CPU};
 use super::mcs::McsLock;

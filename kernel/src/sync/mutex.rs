@@ -8,7 +8,7 @@
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
 
-use arch::Arch;
+use arch::Cpu;
 pub use locks::mutex::{MutexSpin, MutexStats, RawMutex, Threads, WaitList};
 
 use crate::sched::{self, WaitQueue};

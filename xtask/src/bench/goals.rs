@@ -303,7 +303,7 @@ pub fn goals(cells: &[Cell], runs: &[RunRecord], l1_load: u8) -> Vec<Goal> {
         },
         Goal {
             what: format!(
-                "pvhost loongarch64 smp {SMP} (issue 12): lodger's default ahead of its native qspinlock (pv=off) and of Linux's choice there, test-and-set (>= 1x each)"
+                "pvhost loongarch64 smp {SMP}: lodger's default ahead of its native qspinlock (pv=off) and of Linux's choice there, test-and-set (>= 1x each)"
             ),
             parts: pv_ratio_of(
                 Arch::Loongarch64,

@@ -1,5 +1,5 @@
 //! Raw `hvcl 0x100` calls, for the hypercall fuzz app only
-//! (`kernel::pv::raw_hvcl`): which are never issued, and why.
+//! (`kernel::pv::raw_call`): which are never issued, and why.
 //!
 //! Only FUNC_NOTIFY can take something from the kernel: a call KVM accepts
 //! (a1 = [`NOTIFY_STEAL_TIME`], a2 without bits 5:1) makes a2 this vCPU's
