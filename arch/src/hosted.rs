@@ -10,7 +10,10 @@ use std::io::Write as _;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use crate::{Access, Console, Context, Cpu, Devices, Interrupts, IrqState, MapError, MemAttr, ShootdownStats, Mmu, Power, Pv, Smp, Timer, TrapHooks};
+use crate::{
+    Access, Console, Context, Cpu, Devices, Interrupts, IrqState, MapError, MemAttr, Mmu, Power,
+    Pv, ShootdownStats, Smp, Timer, TrapHooks,
+};
 
 /// The hosted implementation of [`Arch`].
 #[derive(Debug)]
@@ -190,6 +193,9 @@ impl Pv for Hosted {
     }
 
     fn pv_cpu_off() {}
+
+    // No hypervisor to call: every raw call is unavailable.
+    const RAW_CONVENTION: crate::pv::RawConvention = crate::pv::RawConvention::Smccc;
 
     fn pv_raw_call(_: crate::pv::RawRegs) -> Result<crate::pv::RawRegs, crate::pv::RawCallError> {
         Err(crate::pv::RawCallError::Unavailable)

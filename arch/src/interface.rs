@@ -195,6 +195,9 @@ pub trait Pv {
     /// ([`pv::arm64::raw_call_refusal`], [`pv::loongarch::raw::refusal`]).
     fn pv_raw_call(regs: pv::RawRegs) -> Result<pv::RawRegs, pv::RawCallError>;
 
+    /// The convention of [`Pv::pv_raw_call`]'s registers here.
+    const RAW_CONVENTION: pv::RawConvention;
+
     /// The calling CPU's live FUNC_NOTIFY a2 (its steal-time record's
     /// physical address | VALID), if it registered one (LoongArch): the one
     /// accepted FUNC_NOTIFY the fuzz may issue.
@@ -205,6 +208,12 @@ pub trait Pv {
 
 /// Everything the kernel needs from a CPU architecture and its platform:
 /// implemented by implementing each concern's trait.
-pub trait Arch: Cpu + Interrupts + Timer + Console + Devices + Smp + Context + Mmu + Power + Pv {}
+pub trait Arch:
+    Cpu + Interrupts + Timer + Console + Devices + Smp + Context + Mmu + Power + Pv
+{
+}
 
-impl<T: Cpu + Interrupts + Timer + Console + Devices + Smp + Context + Mmu + Power + Pv> Arch for T {}
+impl<T: Cpu + Interrupts + Timer + Console + Devices + Smp + Context + Mmu + Power + Pv> Arch
+    for T
+{
+}

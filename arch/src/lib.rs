@@ -46,9 +46,7 @@ pub mod hosted;
 #[cfg(all(feature = "platform", not(target_os = "none")))]
 pub use hosted::Hosted as Current;
 
-pub use interface::{
-    Arch, Console, Context, Cpu, Devices, Interrupts, Mmu, Power, Pv, Smp, Timer,
-};
+pub use interface::{Arch, Console, Context, Cpu, Devices, Interrupts, Mmu, Power, Pv, Smp, Timer};
 
 /// The most CPUs lodger brings up; the FDT may list more, the rest stay off.
 pub const MAX_CPUS: usize = 256;
@@ -147,4 +145,3 @@ pub struct ShootdownStats {
 /// Saved interrupt-enable state, returned by [`Interrupts::irq_save`].
 #[derive(Debug, Clone, Copy)]
 pub struct IrqState(pub usize);
-

@@ -36,6 +36,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use kernel::exit::status;
+use kernel::pv::{self, RawConvention};
 use kernel::smp;
 
 pub mod hvcl;
@@ -261,16 +262,16 @@ pub fn main(args: &[&str]) -> u8 {
             return status::USAGE;
         }
     };
-    if smccc::available() {
-        smccc::run(&config)
-    } else if hvcl::available() {
-        hvcl::run(&config)
-    } else {
-        log::error!(
-            "hvcfuzz: no raw hypercalls here (arm64: no SMCCC >= 1.1 found; LoongArch: \
-             no KVM signature; or pv=off)"
-        );
-        status::FAILURE
+    match pv::raw_convention() {
+        RawConvention::Smccc if smccc::available() => smccc::run(&config),
+        RawConvention::Hvcl if hvcl::available() => hvcl::run(&config),
+        _ => {
+            log::error!(
+                "hvcfuzz: no raw hypercalls here (arm64: no SMCCC >= 1.1 found; LoongArch: \
+                 no KVM signature; or pv=off)"
+            );
+            status::FAILURE
+        }
     }
 }
 

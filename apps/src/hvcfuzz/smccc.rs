@@ -447,7 +447,9 @@ pub fn run(config: &Config) -> u8 {
     tally.run_on_every_cpu(config, |cpu, rng| {
         let (kind, call, expect) = generate(rng, &machine);
         let [a1, a2, a3] = call.args;
-        let why = match pv::raw_call([call.function.into(), a1, a2, a3, 0, 0]).map(|r| [r[0], r[1], r[2], r[3]]) {
+        let why = match pv::raw_call([call.function.into(), a1, a2, a3, 0, 0])
+            .map(|r| [r[0], r[1], r[2], r[3]])
+        {
             Ok(answer) => judge(answer, expect, cpu).map(|why| {
                 let [x0, x1, x2, x3] = answer;
                 (format!("[{x0:#x}, {x1:#x}, {x2:#x}, {x3:#x}]"), why)

@@ -15,7 +15,10 @@ use core::fmt;
 
 use aarch64_cpu::registers::{Readable, Writeable, DAIF, MPIDR_EL1, TPIDR_EL1};
 
-use crate::{Access, Console, Context, Cpu, Devices, Interrupts, IrqState, MapError, MemAttr, ShootdownStats, Mmu, Power, Pv, Smp, Timer, TrapHooks, MAX_CPUS};
+use crate::{
+    Access, Console, Context, Cpu, Devices, Interrupts, IrqState, MapError, MemAttr, Mmu, Power,
+    Pv, ShootdownStats, Smp, Timer, TrapHooks, MAX_CPUS,
+};
 
 /// The aarch64 implementation of [`Arch`].
 #[derive(Debug)]
@@ -346,7 +349,11 @@ impl Pv for Aarch64 {
         pv::cpu_off(cpu_id());
     }
 
-    fn pv_raw_call(regs: crate::pv::RawRegs) -> Result<crate::pv::RawRegs, crate::pv::RawCallError> {
+    const RAW_CONVENTION: crate::pv::RawConvention = crate::pv::RawConvention::Smccc;
+
+    fn pv_raw_call(
+        regs: crate::pv::RawRegs,
+    ) -> Result<crate::pv::RawRegs, crate::pv::RawCallError> {
         // SMCCC: the function ID is w0.
         let [x0, x1, x2, x3] = pv::raw_call(regs[0] as u32, [regs[1], regs[2], regs[3]])?;
         Ok([x0, x1, x2, x3, 0, 0])

@@ -29,7 +29,10 @@ use core::fmt;
 
 use loongArch64::register::cpuid;
 
-use crate::{Access, Console, Context, Cpu, Devices, Interrupts, IrqState, MapError, MemAttr, ShootdownStats, Mmu, Power, Pv, Smp, Timer, TrapHooks, MAX_CPUS};
+use crate::{
+    Access, Console, Context, Cpu, Devices, Interrupts, IrqState, MapError, MemAttr, Mmu, Power,
+    Pv, ShootdownStats, Smp, Timer, TrapHooks, MAX_CPUS,
+};
 
 /// The loongarch64 implementation of [`Arch`].
 #[derive(Debug)]
@@ -318,7 +321,11 @@ impl Pv for Loongarch64 {
         pv::cpu_off();
     }
 
-    fn pv_raw_call(regs: crate::pv::RawRegs) -> Result<crate::pv::RawRegs, crate::pv::RawCallError> {
+    const RAW_CONVENTION: crate::pv::RawConvention = crate::pv::RawConvention::Hvcl;
+
+    fn pv_raw_call(
+        regs: crate::pv::RawRegs,
+    ) -> Result<crate::pv::RawRegs, crate::pv::RawCallError> {
         pv::raw_hvcl(regs)
     }
 

@@ -659,6 +659,15 @@ impl fmt::Display for CallList<'_> {
 /// clobbers only a0).
 pub type RawRegs = [u64; 6];
 
+/// Which convention [`RawRegs`] follow here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawConvention {
+    /// Arm's SMC Calling Convention, on the conduit the FDT names.
+    Smccc,
+    /// LoongArch KVM's `hvcl 0x100`.
+    Hvcl,
+}
+
 /// Why [`crate::Pv::pv_raw_call`] issued no call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RawCallError {

@@ -22,7 +22,7 @@ pub mod kicks;
 use arch::pv::{CpuMask, Hypervisor, PvFeature, PvReport, PvSwitches};
 use arch::{Cpu, Interrupts, Pv, Smp};
 
-pub use arch::pv::{RawCallError, RawRegs};
+pub use arch::pv::{RawCallError, RawConvention, RawRegs};
 
 use crate::sync::SlowPath;
 use crate::A;
@@ -229,6 +229,11 @@ pub(crate) fn cpu_off() {
 /// machine or the kernel's memory away from it ([`arch::Pv::pv_raw_call`]).
 pub fn raw_call(regs: RawRegs) -> Result<RawRegs, RawCallError> {
     A::pv_raw_call(regs)
+}
+
+/// The convention [`raw_call`]'s registers follow on this architecture.
+pub fn raw_convention() -> RawConvention {
+    A::RAW_CONVENTION
 }
 
 /// The calling CPU's live FUNC_NOTIFY a2 (LoongArch: its steal-time record's
