@@ -21,6 +21,7 @@
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64_pte;
 pub mod abi;
+pub mod gicv3;
 pub mod interface;
 pub mod pv;
 pub mod tlb;

@@ -8,6 +8,36 @@
 //! vector's slot (0-15 in table order), restores the frame, changed or not,
 //! and `eret`s. See [`trap_vectors!`].
 
+/// The exception classes (ESR_ELx.EC, Arm ARM D24.2.42) that the kernel's
+/// fault report and pvhost's trap handler name, for both.
+pub mod ec {
+    /// ESR_ELx.EC: bits 26..31.
+    pub const SHIFT: u32 = 26;
+    pub const MASK: u64 = 0x3f;
+    pub const UNKNOWN: u64 = 0x00;
+    pub const WFX: u64 = 0x01;
+    pub const FP_SIMD: u64 = 0x07;
+    pub const ILLEGAL_STATE: u64 = 0x0e;
+    pub const SVC64: u64 = 0x15;
+    pub const HVC64: u64 = 0x16;
+    pub const SMC64: u64 = 0x17;
+    pub const SYSREG: u64 = 0x18;
+    pub const INSTRUCTION_ABORT_LOWER: u64 = 0x20;
+    pub const INSTRUCTION_ABORT: u64 = 0x21;
+    pub const PC_ALIGNMENT: u64 = 0x22;
+    pub const DATA_ABORT_LOWER: u64 = 0x24;
+    pub const DATA_ABORT: u64 = 0x25;
+    pub const SP_ALIGNMENT: u64 = 0x26;
+    pub const FP_EXCEPTION: u64 = 0x2c;
+    pub const SERROR: u64 = 0x2f;
+    pub const BRK64: u64 = 0x3c;
+
+    /// The class of syndrome `esr`.
+    pub const fn of(esr: u64) -> u64 {
+        (esr >> SHIFT) & MASK
+    }
+}
+
 /// Register state saved on exception entry (layout shared with the assembly).
 #[repr(C)]
 pub struct TrapFrame {

@@ -19,14 +19,9 @@ const IPI_SGI: u32 = 0;
 const PRIORITY: u8 = 0x80;
 const PRIORITY_MASK_ALL: u8 = 0xff;
 
-/// A GICv3 redistributor is two 64 KiB frames (RD_base, SGI_base); with
-/// virtual LPIs (GICv4) two more follow.
-const FRAME: usize = 0x1_0000;
-/// GICR_TYPER: offset in RD_base, and its bits.
-const GICR_TYPER: usize = 0x8;
-const TYPER_VLPIS: u64 = 1 << 1;
-const TYPER_LAST: u64 = 1 << 4;
-use crate::abi::arm64::MPIDR_AFFINITY_MASK as AFFINITY_MASK;
+use crate::gicv3::{self, GICR_TYPER, TYPER_LAST};
+/// One redistributor frame, in the kernel's address type.
+const FRAME: usize = gicv3::FRAME_SIZE as usize;
 
 /// A redistributor region from the FDT: `(base, size)`.
 pub(super) type Region = (usize, usize);
@@ -61,18 +56,16 @@ unsafe fn find_redistributors(
             // SAFETY: `frame` is a redistributor's RD_base inside the region
             // (the caller's promise, and the bound above); GICR_TYPER is a
             // read-only 64-bit register.
-            let typer = unsafe { core::ptr::read_volatile((frame + GICR_TYPER) as *const u64) };
-            let affinity = typer >> 32;
-            let cpu = mpidrs.iter().position(|&m| {
-                (m & AFFINITY_MASK) == ((affinity & 0xff00_0000) << 8 | affinity & 0xff_ffff)
-            });
+            let typer =
+                unsafe { core::ptr::read_volatile((frame + GICR_TYPER as usize) as *const u64) };
+            let cpu = mpidrs.iter().position(|&m| gicv3::serves(typer, m));
             if let Some(cpu) = cpu {
                 redist[cpu] = frame;
             }
             if typer & TYPER_LAST != 0 {
                 break;
             }
-            frame += if typer & TYPER_VLPIS != 0 { 4 } else { 2 } * FRAME;
+            frame += gicv3::stride(typer) as usize;
         }
     }
     if redist[..mpidrs.len()].contains(&0) {

@@ -9,7 +9,7 @@ use core::fmt;
 
 use aarch64_cpu::registers::{Readable, Writeable, ESR_EL1, FAR_EL1, VBAR_EL1};
 
-use crate::trap_frame::TrapFrame;
+use crate::trap_frame::{ec, TrapFrame};
 
 /// Vector-table slot of an IRQ taken at EL1 on SP_EL1 (the only IRQ vector
 /// lodger expects; slots are numbered 0-15 in table order).
@@ -62,28 +62,28 @@ struct FaultReport<'a> {
 }
 
 /// Name of an ESR_ELx exception class (Arm ARM D24.2.42).
-fn exception_class_name(ec: u64) -> &'static str {
-    match ec {
-        0x00 => "Unknown reason",
-        0x01 => "Trapped WFI/WFE",
-        0x07 => "Trapped FP/SIMD access",
-        0x0e => "Illegal Execution state",
-        0x15 => "SVC",
-        0x16 => "HVC",
-        0x17 => "SMC",
-        0x18 => "Trapped MSR/MRS/system instruction",
-        0x20 => "Instruction Abort (lower EL)",
-        0x21 => "Instruction Abort",
-        0x22 => "PC alignment fault",
-        0x24 => "Data Abort (lower EL)",
-        0x25 => "Data Abort",
-        0x26 => "SP alignment fault",
-        0x2c => "Trapped floating-point exception",
-        0x2f => "SError",
+fn exception_class_name(class: u64) -> &'static str {
+    match class {
+        ec::UNKNOWN => "Unknown reason",
+        ec::WFX => "Trapped WFI/WFE",
+        ec::FP_SIMD => "Trapped FP/SIMD access",
+        ec::ILLEGAL_STATE => "Illegal Execution state",
+        ec::SVC64 => "SVC",
+        ec::HVC64 => "HVC",
+        ec::SMC64 => "SMC",
+        ec::SYSREG => "Trapped MSR/MRS/system instruction",
+        ec::INSTRUCTION_ABORT_LOWER => "Instruction Abort (lower EL)",
+        ec::INSTRUCTION_ABORT => "Instruction Abort",
+        ec::PC_ALIGNMENT => "PC alignment fault",
+        ec::DATA_ABORT_LOWER => "Data Abort (lower EL)",
+        ec::DATA_ABORT => "Data Abort",
+        ec::SP_ALIGNMENT => "SP alignment fault",
+        ec::FP_EXCEPTION => "Trapped floating-point exception",
+        ec::SERROR => "SError",
         0x30 | 0x31 => "Breakpoint",
         0x32 | 0x33 => "Software step",
         0x34 | 0x35 => "Watchpoint",
-        0x3c => "BRK instruction",
+        ec::BRK64 => "BRK instruction",
         _ => "Reserved/unhandled exception class",
     }
 }
@@ -104,7 +104,7 @@ fn fault_status_name(fsc: u64) -> &'static str {
 
 impl fmt::Display for FaultReport<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ec = self.esr >> 26 & 0x3f;
+        let code = ec::of(self.esr);
         let iss = self.esr & 0x01ff_ffff;
         let vector = match self.kind {
             0..=3 => "current EL with SP_EL0",
@@ -125,14 +125,20 @@ impl fmt::Display for FaultReport<'_> {
         )?;
         writeln!(
             f,
-            "  ESR_EL1 {:#010x}: EC {ec:#04x} {}, ISS {iss:#x}",
+            "  ESR_EL1 {:#010x}: EC {code:#04x} {}, ISS {iss:#x}",
             self.esr,
-            exception_class_name(ec)
+            exception_class_name(code)
         )?;
-        if matches!(ec, 0x20 | 0x21 | 0x24 | 0x25) {
+        if matches!(
+            code,
+            ec::INSTRUCTION_ABORT_LOWER
+                | ec::INSTRUCTION_ABORT
+                | ec::DATA_ABORT_LOWER
+                | ec::DATA_ABORT
+        ) {
             let fsc = iss & 0x3f;
             let level = fsc & 0x3;
-            let access = if ec >= 0x24 {
+            let access = if code >= ec::DATA_ABORT_LOWER {
                 if iss & (1 << 6) != 0 {
                     ", on a write"
                 } else {

@@ -16,11 +16,10 @@ use super::{gic, set_sysreg, sysreg};
 /// ISR_EL1.I: a physical IRQ (the guest's) is pending.
 const ISR_I: u64 = 1 << 7;
 
-/// Exception classes (ESR_EL2.EC) of the guest's traps.
-const EC_WFX: u64 = 0x01;
-const EC_HVC64: u64 = 0x16;
-const EC_SMC64: u64 = 0x17;
-const EC_SYSREG: u64 = 0x18;
+// Exception classes (ESR_EL2.EC) of the guest's traps.
+use arch::trap_frame::ec::{
+    HVC64 as EC_HVC64, SMC64 as EC_SMC64, SYSREG as EC_SYSREG, WFX as EC_WFX,
+};
 
 /// A synchronous exception from the guest.
 pub fn guest_sync(frame: &mut Frame) {
@@ -28,7 +27,7 @@ pub fn guest_sync(frame: &mut Frame) {
     let esr = sysreg!("esr_el2");
     let iss = esr & 0x1ff_ffff;
     gic::ensure_host_interrupts(VCPUS[cpu].rd.load(Ordering::Relaxed));
-    match esr >> 26 {
+    match arch::trap_frame::ec::of(esr) {
         // ELR_EL2 is already past the HVC.
         EC_HVC64 => hypercall(cpu, frame, iss as u16),
         EC_SMC64 => {

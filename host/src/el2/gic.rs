@@ -36,14 +36,12 @@ const GICD_CTLR: u64 = 0x0;
 const GICD_CTLR_GRP0_GRP1_ARE: u32 = (1 << 0) | (1 << 1) | (1 << 4);
 const GICD_CTLR_RWP: u32 = 1 << 31;
 
-const GICR_TYPER: u64 = 0x8;
-const GICR_TYPER_VLPIS: u64 = 1 << 1;
-const GICR_TYPER_LAST: u64 = 1 << 4;
+use arch::gicv3::{self, GICR_TYPER, TYPER_LAST as GICR_TYPER_LAST};
 const GICR_WAKER: u64 = 0x14;
 const WAKER_PROCESSOR_SLEEP: u32 = 1 << 1;
 const WAKER_CHILDREN_ASLEEP: u32 = 1 << 2;
 /// The SGI/PPI frame follows the RD frame.
-const SGI_FRAME: u64 = 0x1_0000;
+const SGI_FRAME: u64 = gicv3::FRAME_SIZE;
 const GICR_IGROUPR0: u64 = SGI_FRAME + 0x80;
 const GICR_ISENABLER0: u64 = SGI_FRAME + 0x100;
 const GICR_IPRIORITYR: u64 = SGI_FRAME + 0x400;
@@ -84,23 +82,17 @@ pub fn init_distributor(gicd: u64, hyp_timer_intid: u32) {
 
 /// The RD frame of the redistributor whose affinity is `mpidr`'s.
 pub fn find_redistributor(gicr: u64, mpidr: u64) -> Option<u64> {
-    let affinity = (mpidr & 0xff_ffff) | ((mpidr >> 32) & 0xff) << 24;
     let mut frame = gicr;
     // At most 64 frames: QEMU `virt` has one per CPU.
     for _ in 0..64 {
         let typer = read64(frame + GICR_TYPER);
-        if typer >> 32 == affinity {
+        if gicv3::serves(typer, mpidr) {
             return Some(frame);
         }
         if typer & GICR_TYPER_LAST != 0 {
             return None;
         }
-        // GICv4 redistributors (VLPIS) have two more 64 KiB frames.
-        frame += if typer & GICR_TYPER_VLPIS != 0 {
-            0x4_0000
-        } else {
-            0x2_0000
-        };
+        frame += gicv3::stride(typer);
     }
     None
 }
