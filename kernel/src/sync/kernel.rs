@@ -358,21 +358,11 @@ pub fn set_unqueued_spins(fixed: Option<u32>) -> Unqueued {
     why
 }
 
-/// Steals past one queue head without a hypervisor (TCG, bare metal):
-/// then the head goes next. Under TCG's overcommit (16 vCPUs on 2 cores)
-/// without a bound the queue barely moved (100 hand-overs to 100k steals in
-/// 300 ms; fairness 0.00-0.2); budgets of 1-8 measured fairness 0.4-0.9 at
-/// 0.5-1x test-and-set's throughput, the larger budgets faster; the full
-/// bench: fairness 0.08 -> 0.74 at 1.03x test-and-set (docs/bench.md).
-pub const DEFAULT_STEAL_BUDGET: u32 = 8;
-
 /// How [`set_steal_budget`] chose, for the boot report.
 #[derive(Clone, Copy, Debug)]
 pub enum StealBudget {
-    /// A hypervisor: no bound (the head may be a vCPU it holds off).
-    Hypervisor,
-    /// No hypervisor: [`DEFAULT_STEAL_BUDGET`].
-    Bounded,
+    /// No bound, as Linux: the default on every host.
+    Default,
     /// Set by `lock.steals=N|unbounded` (`None`: unbounded).
     Fixed(Option<u32>),
 }
@@ -380,14 +370,9 @@ pub enum StealBudget {
 impl fmt::Display for StealBudget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StealBudget::Hypervisor => f.write_str(
-                "steals past a queue head unbounded (a hypervisor: the head may be a vCPU it \
-                 holds off)",
-            ),
-            StealBudget::Bounded => write!(
-                f,
-                "steals past a queue head {DEFAULT_STEAL_BUDGET} (no hypervisor: then the \
-                 head's turn, for fairness among host threads)"
+            StealBudget::Default => f.write_str(
+                "steals past a queue head unbounded (the default: a bound made IRQs-off locks \
+                 crawl under TCG overcommit; lock.steals=N sets one)",
             ),
             StealBudget::Fixed(Some(n)) => {
                 write!(f, "steals past a queue head {n} (lock.steals={n})")
@@ -400,15 +385,16 @@ impl fmt::Display for StealBudget {
 }
 
 /// Sets how many CPUs may take a halting qspinlock past one queue head
-/// before the head gets it: `fixed` (`lock.steals=`), or unbounded under a
-/// hypervisor (a hand-over can wait for a head the host holds off: with a
-/// budget, arm64 pvhost fell to 0.21x test-and-set and nested KVM's PV-on
-/// / native from 3.80x to 0.44x), else [`DEFAULT_STEAL_BUDGET`].
+/// before the head gets it: `fixed` (`lock.steals=`), else no bound.
+/// A bound of 8 took TCG smp 16's lockstorm fairness from 0.08 to 0.6-0.7
+/// (docs/bench.md) but made the heap's IRQs-off lock crawl there (the
+/// selftest's heap-smp: 12 s at a bound of 63, no end in 60 s at 8,
+/// under 1 s unbounded), and under a hypervisor it cost throughput (nested
+/// KVM's PV-on / native 3.80x -> 0.44x): so it is opt-in.
 pub fn set_steal_budget(fixed: Option<Option<u32>>) -> StealBudget {
     let (budget, why) = match fixed {
         Some(n) => (n.unwrap_or(UNBOUNDED_STEALS), StealBudget::Fixed(n)),
-        None if pv::no_hypervisor() => (DEFAULT_STEAL_BUDGET, StealBudget::Bounded),
-        None => (UNBOUNDED_STEALS, StealBudget::Hypervisor),
+        None => (UNBOUNDED_STEALS, StealBudget::Default),
     };
     STEAL_BUDGET.store(budget, Ordering::Relaxed);
     why
