@@ -13,7 +13,6 @@ use host::args::{Args, Fault, USAGE};
 use host::elf;
 use host::fdt_patch::{self, Edits};
 use host::hvc::Offer;
-use host::policy::Steal;
 
 use super::pcpu::init_pcpu;
 use super::records::set_preempted;
@@ -46,16 +45,11 @@ pub extern "C" fn boot_main() -> ! {
 /// What the boot pCPU learned before it overwrites QEMU's DTB: nothing in
 /// it points into that DTB.
 struct BootPlan {
-    offer: Offer,
-    steal: Steal,
-    fault: Fault,
-    /// From the start of RAM (the guest's FDT there) up to pvhost.
-    guest_ram: Range<u64>,
-    /// pCPU (= vCPU) `i`'s MPIDR affinity, in the DTB's `/cpus` order.
-    mpidr: [u64; MAX_PCPUS],
-    pcpus: usize,
+    /// What every pCPU reads once the guest runs ([`publish_facts`]);
+    /// `guest_ram` runs from the start of RAM (the guest's FDT there) up to
+    /// pvhost.
+    facts: Facts,
     gicd: u64,
-    gicr: u64,
     /// The hypervisor physical timer's PPI (CNTHP; INTID 16 + this).
     hyp_ppi: u32,
     /// The guest's ELF file, staged by QEMU's loader above pvhost.
@@ -69,7 +63,7 @@ struct BootPlan {
 impl BootPlan {
     /// Where the guest's FDT goes: the start of guest RAM.
     fn fdt_range(&self) -> Range<u64> {
-        self.guest_ram.start..self.guest_ram.start + self.fdt_len as u64
+        self.facts.guest_ram.start..self.facts.guest_ram.start + self.fdt_len as u64
     }
 }
 
@@ -91,18 +85,21 @@ fn plan_boot() -> BootPlan {
     let fdt_len = build_guest_fdt(&fdt, guest_ram.clone(), args.guest);
     let (file, image) = check_guest_image(args.elf_pa, free_ram, guest_ram.clone(), fdt_len);
     let plan = BootPlan {
-        offer: Offer {
-            time: args.time,
-            lock: args.lock,
-            sched: args.sched,
+        facts: Facts {
+            offer: Offer {
+                time: args.time,
+                lock: args.lock,
+                sched: args.sched,
+            },
+            steal: args.steal,
+            fault: args.fault,
+            guest_ram,
+            mpidr,
+            pcpus,
+            gicr,
+            counter_hz: sysreg!("cntfrq_el0"),
         },
-        steal: args.steal,
-        fault: args.fault,
-        guest_ram,
-        mpidr,
-        pcpus,
         gicd,
-        gicr,
         hyp_ppi,
         file,
         image,
@@ -309,9 +306,9 @@ fn announce(plan: &BootPlan, args: &Args<'_>) {
     let on_off = |b: bool| if b { "on" } else { "off" };
     console::line(format_args!(
         "pvhost: EL2 host, {} pCPUs, guest RAM [{:#x}, {:#x}), guest entry {:#x}, FDT at {:#x} ({} bytes)",
-        plan.pcpus,
-        plan.guest_ram.start,
-        plan.guest_ram.end,
+        plan.facts.pcpus,
+        plan.facts.guest_ram.start,
+        plan.facts.guest_ram.end,
         plan.image.entry,
         plan.fdt_range().start,
         plan.fdt_len
@@ -354,7 +351,7 @@ fn load_guest(plan: &BootPlan) {
         core::ptr::copy_nonoverlapping(buf.as_ptr(), fdt_range.start as *mut u8, plan.fdt_len);
     }
     drop(buf);
-    clean_to_poc(plan.guest_ram.start..plan.image.extent().end.max(fdt_range.end));
+    clean_to_poc(plan.facts.guest_ram.start..plan.image.extent().end.max(fdt_range.end));
 }
 
 /// Writes back the data cache over `range` to the point of coherency and
@@ -377,19 +374,9 @@ fn clean_to_poc(range: Range<u64>) {
 /// `pvhost.fault=stuck-preempted` every vCPU's PV lock flag reads
 /// preempted from the start.
 fn publish_facts(plan: &BootPlan) {
-    let counter_hz = sysreg!("cntfrq_el0");
-    FACTS.call_once(|| Facts {
-        offer: plan.offer,
-        steal: plan.steal,
-        fault: plan.fault,
-        guest_ram: plan.guest_ram.clone(),
-        mpidr: plan.mpidr,
-        pcpus: plan.pcpus,
-        gicr: plan.gicr,
-        counter_hz,
-    });
-    if plan.fault == Fault::StuckPreempted {
-        for cpu in 0..plan.pcpus {
+    let facts = FACTS.call_once(|| plan.facts.clone());
+    if facts.fault == Fault::StuckPreempted {
+        for cpu in 0..facts.pcpus {
             set_preempted(cpu, true);
         }
     }
@@ -406,7 +393,7 @@ fn enter_boot_vcpu(plan: &BootPlan) -> ! {
         Frame::entry(
             plan.image.entry,
             trap::SPSR_EL1H_MASKED,
-            plan.guest_ram.start,
+            plan.facts.guest_ram.start,
         ),
     )
 }

@@ -84,6 +84,7 @@ pub(crate) use set_sysreg;
 pub const MAX_PCPUS: usize = MAX_VCPUS;
 
 /// Facts fixed at boot, read by every pCPU.
+#[derive(Clone)]
 struct Facts {
     offer: Offer,
     steal: Steal,
