@@ -297,16 +297,17 @@ pub fn set_spin_limit(fixed: Option<u32>) -> SpinLimit {
 }
 
 /// Unqueued spins where the host preempts vCPUs: longer than a host's
-/// preemption window at the spin costs measured (18-26 ns a spin: 19-27 ms),
-/// so a lock whose holder runs is taken by a running CPU, as test-and-set
-/// does; the queue (and its halts) only behind a holder held off for longer.
+/// scheduling slice at tens of nanoseconds a spin, so a lock whose holder
+/// runs is taken by a running CPU, as test-and-set does; the queue (and its
+/// halts) only behind a holder held off for longer (docs/ARCHITECTURE.md,
+/// "Locks", has the spin costs this was sized by).
 pub const PREEMPTED_HOST_UNQUEUED_SPINS: u32 = 1 << 20;
 
 /// Unqueued spins elsewhere: about the stale-head wait at the spin limit's
 /// floor (4,096 / 16), the first contender's spin on the word that native's
-/// pending bit gives and the halting queue otherwise lacks. TCG smp 2:
-/// 1.15M acq/s against 0.79-0.89M queueing at once (native 1.04M); smp 16:
-/// level or better, fairness 0.38 against 0.07-0.24 (2 boots each).
+/// pending bit gives and the halting queue otherwise lacks: without it a
+/// second CPU pays a queue node's set-up for every short critical section
+/// (docs/bench.md has the measurement).
 pub const SHORT_UNQUEUED_SPINS: u32 = 256;
 
 /// How [`set_unqueued_spins`] chose, for the boot report.
@@ -386,11 +387,11 @@ impl fmt::Display for StealBudget {
 
 /// Sets how many CPUs may take a halting qspinlock past one queue head
 /// before the head gets it: `fixed` (`lock.steals=`), else no bound.
-/// A bound of 8 took TCG smp 16's lockstorm fairness from 0.08 to 0.6-0.7
-/// (docs/bench.md) but made the heap's IRQs-off lock crawl there (the
-/// selftest's heap-smp: 12 s at a bound of 63, no end in 60 s at 8,
-/// under 1 s unbounded), and under a hypervisor it cost throughput (nested
-/// KVM's PV-on / native 3.80x -> 0.44x): so it is opt-in.
+/// A bound makes the lock fair where vCPUs outnumber cores, but each
+/// hand-over it forces waits until the host runs the head's vCPU; with
+/// interrupts off on every waiter that wait is paid by all of them, and
+/// under a hypervisor it costs throughput. So it is opt-in (docs/bench.md,
+/// "Figures", has the measurements).
 pub fn set_steal_budget(fixed: Option<Option<u32>>) -> StealBudget {
     let (budget, why) = match fixed {
         Some(n) => (n.unwrap_or(UNBOUNDED_STEALS), StealBudget::Fixed(n)),

@@ -25,9 +25,8 @@ use crate::atomic::{fence, spin_hint, Ordering};
 ///   queue head the lock goes to the head: contenders queue instead, and
 ///   queued ones halt without spinning out their limit, so a host with
 ///   fewer cores than vCPUs runs the head sooner. Without the bound, under
-///   overcommit the queue barely moves while running CPUs take turns (TCG,
-///   16 vCPUs on 2 cores: 100k steals to 100 hand-overs in 300 ms, some
-///   CPUs 1 acquisition).
+///   overcommit the queue barely moves while running CPUs take turns, and
+///   a CPU that queued early may wait out a whole run (docs/bench.md).
 /// - Queued waiters spin [`Platform::spin_limit`] times, or less behind a
 ///   halted or preempted predecessor, then halt; the predecessor that makes
 ///   a halted waiter the head hashes it, and the unlock kicks it.
