@@ -4,6 +4,7 @@
 //! app=lockstorm -- [kinds=tas,ticket,mcs,qspinlock] [ms=300 | acq=N]
 //!                  [cs=50] [out=100] [cpus=N] [slowpath=boot|halt|spin|both]
 //!                  [mutex=sleep|spin-owner|spin-owner-pv|all] [threads=1]
+//!                  [shares=off|on]
 //! ```
 //!
 //! The first `cpus` online CPUs (default: all; `cpus=1` measures the
@@ -28,6 +29,8 @@
 //! already waiting (the hand-over's cost). The qspinlock's lines add its
 //! slow-path counters over the storm ([`kernel::sync::QSpinStats`]; all
 //! qspinlocks of the kernel count, the storm's lock nearly all of it).
+//! `shares=on` ends each line with ` shares=A/B/...`, every participant's
+//! acquisitions in CPU (or thread) order, to see who starved.
 //! Any lost update fails the run.
 //!
 //! The spinlocks run as jobs of each CPU's idle thread ([`smp::run_on_cpus`]).
@@ -157,9 +160,11 @@ struct Config {
     mutex_spins: Vec<MutexSpin>,
     /// Mutex threads per CPU.
     threads: usize,
+    /// Print every participant's acquisitions (`shares=on`).
+    shares: bool,
 }
 
-const VALID: &str = "kinds=LIST, ms=N, acq=N, cs=N, out=N, cpus=N, slowpath=boot|halt|spin|both, mutex=sleep|spin-owner|spin-owner-pv|all, threads=N";
+const VALID: &str = "kinds=LIST, ms=N, acq=N, cs=N, out=N, cpus=N, slowpath=boot|halt|spin|both, mutex=sleep|spin-owner|spin-owner-pv|all, threads=N, shares=off|on";
 
 /// The arguments, with `online` CPUs online.
 fn parse(args: &[&str], online: usize) -> Result<Config, String> {
@@ -172,6 +177,7 @@ fn parse(args: &[&str], online: usize) -> Result<Config, String> {
         cpus: online,
         mutex_spins: MutexSpin::ALL.to_vec(),
         threads: 1,
+        shares: false,
     };
     let number = |arg: &str, v: &str, min: u64, max: u64| -> Result<u64, String> {
         v.parse::<u64>()
@@ -220,6 +226,13 @@ fn parse(args: &[&str], online: usize) -> Result<Config, String> {
                 }
             }
             "threads" => config.threads = number(arg, value, 1, 8)? as usize,
+            "shares" => {
+                config.shares = match value {
+                    "on" => true,
+                    "off" => false,
+                    _ => return Err(format!("bad `{arg}`: expected off|on")),
+                }
+            }
             _ => return Err(format!("unknown argument `{arg}`; valid: {VALID}")),
         }
     }
@@ -475,10 +488,14 @@ fn report(kind: Kind, slow_name: &str, config: &Config, outcome: &Outcome) -> bo
         ),
         None => String::new(),
     };
-    let qspin = match outcome.qspin {
+    let mut tail = match outcome.qspin {
         Some(stats) => format!(" {stats}"),
         None => String::new(),
     };
+    if config.shares {
+        let shares: Vec<String> = outcome.shares.iter().map(|n| format!("{n}")).collect();
+        tail += &format!(" shares={}", shares.join("/"));
+    }
     kernel::println!(
         "lockstorm: kind={} slowpath={} cpus={} cs={} out={} acquisitions={} elapsed_ns={} per_sec={:.0} fair_min={:.3} fair_max={:.3} p50_ns={} p99_ns={} max_ns={} lost={}{} gap_p50_ns={} gap_p99_ns={}{}",
         kind.name(),
@@ -498,7 +515,7 @@ fn report(kind: Kind, slow_name: &str, config: &Config, outcome: &Outcome) -> bo
         mutex,
         outcome.gap[0],
         outcome.gap[1],
-        qspin
+        tail
     );
     lost == 0
 }

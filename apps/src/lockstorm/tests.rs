@@ -36,6 +36,14 @@ fn bad_arguments_say_what_is_valid() {
     );
     assert_eq!(err(&["cpus=5"]), "bad `cpus=5`: expected a number in 1..=4");
     assert!(err(&["spin=all"]).contains("mutex=sleep|spin-owner|spin-owner-pv|all"));
+    assert_eq!(err(&["shares=1"]), "bad `shares=1`: expected off|on");
+}
+
+#[test]
+fn shares_are_printed_only_when_asked() {
+    assert!(!parse(&[], 4).unwrap().shares);
+    assert!(parse(&["shares=on"], 4).unwrap().shares);
+    assert!(!parse(&["shares=off"], 4).unwrap().shares);
 }
 
 #[test]
